@@ -1,0 +1,397 @@
+// The validator. Every schedule, built in or written by hand, must pass it:
+// structure and ranges, placement, routing, exact op multisets, dependency
+// order, FIFO channels, deadlock freedom, and for Chimera the unit-time and
+// memory invariants of chimera.md §11. Usable in constant expressions:
+//
+//   static_assert(chimera::check(chimera::make_fixed<cfg>()).ok());
+//
+// Rule ids: S0 (this library: sizes, ranges, op fields), S1-S5, D1-D4,
+// T1-T5, M1-M3 as in chimera.md §11.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "analysis.hpp"
+#include "config.hpp"
+#include "detail/text.hpp"
+#include "placement.hpp"
+#include "schedule.hpp"
+#include "schedules/chimera.hpp"
+
+namespace chimera {
+
+struct diagnostic {
+    std::string_view rule;  // "S5", "D4", ...
+    int worker = -1;        // -1: not about one worker
+    int index = -1;         // position in the worker's op list, -1: not about one op
+    std::string message;
+};
+
+struct check_report {
+    std::vector<diagnostic> diagnostics;
+    bool truncated = false;  // more problems than max_diagnostics
+
+    constexpr bool ok() const { return diagnostics.empty(); }
+    constexpr bool has(std::string_view rule) const {
+        return std::any_of(diagnostics.begin(), diagnostics.end(), [&](const diagnostic& d) { return d.rule == rule; });
+    }
+};
+
+struct check_options {
+    std::size_t max_diagnostics = 64;
+    bool chimera_invariants = true;  // T*, M* for schedules named "chimera" with full units
+};
+
+constexpr std::string describe(const op& o) {
+    using detail::cat;
+    if (o.kind == op_kind::REDUCE_GRAD) return cat("REDUCE_GRAD(stage ", o.stage, ", pipeline ", o.pipeline, ")");
+    std::string text = cat(to_string(o.kind), "(micro-batch ", o.micro_batch, ", stage ", o.stage, ", pipeline ",
+                           o.pipeline);
+    if (o.peer != no_peer) text += cat(", peer ", o.peer);
+    return text + ")";
+}
+
+namespace detail {
+
+struct checker_state {
+    check_report report;
+    check_options options;
+
+    constexpr bool full() const { return report.diagnostics.size() >= options.max_diagnostics; }
+    constexpr void add(std::string_view rule, int worker, int index, std::string&& message) {
+        if (full()) {
+            report.truncated = true;
+            return;
+        }
+        report.diagnostics.push_back({rule, worker, index, std::move(message)});
+    }
+};
+
+template <schedule_like S>
+constexpr void check_structure(const S& s, checker_state& st) {
+    if (s.stages() < 1 || s.micro_batches() < 1 || s.pipelines() < 1 || s.workers() < 1) {
+        st.add("S0", -1, -1,
+               cat("stages, micro_batches, pipelines and workers must all be >= 1 (got ", s.stages(), ", ",
+                   s.micro_batches(), ", ", s.pipelines(), ", ", s.workers(), ")"));
+        return;
+    }
+    for (int p = 0; p < s.pipelines(); ++p)
+        for (int stage = 0; stage < s.stages(); ++stage)
+            if (int w = s.placement(p, stage); w < 0 || w >= s.workers())
+                st.add("S0", -1, -1,
+                       cat("placement[", p, "][", stage, "] = ", w, " is not a worker in [0, ", s.workers(), ")"));
+    for (int m = 0; m < s.micro_batches(); ++m)
+        if (int p = s.pipeline_of(m); p < 0 || p >= s.pipelines())
+            st.add("S0", -1, -1,
+                   cat("micro_batch_pipeline[", m, "] = ", p, " is not a pipeline in [0, ", s.pipelines(), ")"));
+    for (int w = 0; w < s.workers(); ++w) {
+        const auto list = s.ops(w);
+        for (int i = 0; i < static_cast<int>(list.size()); ++i) {
+            const op& o = list[static_cast<std::size_t>(i)];
+            const auto where = [&] { return cat("worker ", w, " op ", i, " ", describe(o), ": "); };
+            if (static_cast<int>(o.kind) >= op_kind_count)
+                st.add("S0", w, i, cat("worker ", w, " op ", i, ": unknown op kind"));
+            else if (o.stage < 0 || o.stage >= s.stages())
+                st.add("S0", w, i, cat(where(), "stage must be in [0, ", s.stages(), ")"));
+            else if (o.pipeline < 0 || o.pipeline >= s.pipelines())
+                st.add("S0", w, i, cat(where(), "pipeline must be in [0, ", s.pipelines(), ")"));
+            else if (o.kind != op_kind::REDUCE_GRAD && (o.micro_batch < 0 || o.micro_batch >= s.micro_batches()))
+                st.add("S0", w, i, cat(where(), "micro-batch must be in [0, ", s.micro_batches(), ")"));
+            else if (is_p2p(o.kind) && (o.peer < 0 || o.peer >= s.workers() || o.peer == w))
+                st.add("S0", w, i, cat(where(), "peer must be another worker in [0, ", s.workers(), ")"));
+        }
+    }
+}
+
+// Chimera's own parameter and placement rules (S1-S4).
+template <schedule_like S>
+constexpr void check_chimera_shape(const S& s, checker_state& st) {
+    const config& c = s.params();
+    if (auto error = validate(c)) {
+        st.add("S1", -1, -1, std::string(error->message));
+        return;
+    }
+    const int k = pipeline_count(c);
+    const int expected_n = schedules::detail::chimera_micro_batches(c);
+    if (s.stages() != c.stages || s.pipelines() != k || s.workers() != c.stages || s.micro_batches() != expected_n) {
+        st.add("S1", -1, -1,
+               cat("chimera: shape (stages ", s.stages(), ", pipelines ", s.pipelines(), ", workers ", s.workers(),
+                   ", micro-batches ", s.micro_batches(), ") does not match its params (D=", c.stages, ", k=", k,
+                   ", N=", expected_n, ")"));
+        return;
+    }
+    for (int p = 0; p < k; ++p)
+        for (int stage = 0; stage < s.stages(); ++stage)
+            if (s.placement(p, stage) != chimera_worker(s.stages(), k, p, stage))
+                st.add("S2", -1, -1,
+                       cat("chimera: placement[", p, "][", stage, "] = ", s.placement(p, stage), ", expected ",
+                           chimera_worker(s.stages(), k, p, stage), " (chimera.md §2.2)"));
+    // S3: every stage has k replicas on k distinct workers.
+    for (int stage = 0; stage < s.stages(); ++stage) {
+        std::vector<int> holders;
+        for (int p = 0; p < k; ++p) holders.push_back(s.placement(p, stage));
+        std::sort(holders.begin(), holders.end());
+        if (std::unique(holders.begin(), holders.end()) != holders.end())
+            st.add("S3", -1, -1, cat("chimera: stage ", stage, " has fewer than ", k, " distinct replicas"));
+    }
+    // S4: pipelines carry equal shares (full units) or shares within one.
+    std::vector<int> share(static_cast<std::size_t>(k), 0);
+    for (int m = 0; m < s.micro_batches(); ++m) ++share[static_cast<std::size_t>(s.pipeline_of(m))];
+    const auto [lo, hi] = std::minmax_element(share.begin(), share.end());
+    if (*hi - *lo > 1)
+        st.add("S4", -1, -1,
+               cat("chimera: pipelines carry between ", *lo, " and ", *hi,
+                   " micro-batches; the shares must differ by at most one"));
+}
+
+template <schedule_like S>
+constexpr void check_ops(const S& s, checker_state& st, const compute_index& index, bool& order_ok) {
+    // S2 placement, S4 routing, and op counts per (micro-batch, stage) for S5.
+    const std::size_t cells = static_cast<std::size_t>(s.micro_batches()) * s.stages();
+    std::vector<std::uint8_t> count[4] = {std::vector<std::uint8_t>(cells, 0), std::vector<std::uint8_t>(cells, 0),
+                                          std::vector<std::uint8_t>(cells, 0), std::vector<std::uint8_t>(cells, 0)};
+    for (int w = 0; w < s.workers(); ++w) {
+        const auto list = s.ops(w);
+        for (int i = 0; i < static_cast<int>(list.size()); ++i) {
+            const op& o = list[static_cast<std::size_t>(i)];
+            const bool placed = is_compute(o.kind) || o.kind == op_kind::REDUCE_GRAD;
+            if (placed && s.placement(o.pipeline, o.stage) != w)
+                st.add("S2", w, i,
+                       cat("worker ", w, " op ", i, " ", describe(o), ": stage ", o.stage, " of pipeline ", o.pipeline,
+                           " is placed on worker ", s.placement(o.pipeline, o.stage)));
+            if (!is_compute(o.kind)) continue;
+            if (s.pipeline_of(o.micro_batch) != o.pipeline)
+                st.add("S4", w, i,
+                       cat("worker ", w, " op ", i, " ", describe(o), ": micro-batch ", o.micro_batch,
+                           " travels through pipeline ", s.pipeline_of(o.micro_batch)));
+            auto& c = count[static_cast<int>(o.kind)][index.key(o.micro_batch, o.stage)];
+            if (c < 255) ++c;
+            if (c == 2)
+                st.add("S5", w, i, cat("worker ", w, " op ", i, " ", describe(o), " is duplicated"));
+        }
+    }
+    // S5: exactly one F and one B, or one F, one I and one W.
+    for (int m = 0; m < s.micro_batches(); ++m)
+        for (int stage = 0; stage < s.stages(); ++stage) {
+            const std::size_t k = index.key(m, stage);
+            const int f = count[0][k], b = count[1][k], i = count[2][k], wg = count[3][k];
+            const int p = s.pipeline_of(m);
+            const auto what = [&] { return cat("micro-batch ", m, ", stage ", stage, ", pipeline ", p, ": "); };
+            if (f == 0) st.add("S5", -1, -1, cat(what(), "F is missing"));
+            if (b == 0 && i == 0 && wg == 0) st.add("S5", -1, -1, cat(what(), "backward (B, or I and W) is missing"));
+            else if (b > 0 && (i > 0 || wg > 0))
+                st.add("S5", -1, -1, cat(what(), "has both a full B and a split backward (I/W)"));
+            else if (b == 0 && (i == 0 || wg == 0))
+                st.add("S5", -1, -1, cat(what(), i == 0 ? "W without its I" : "I without its W"));
+        }
+    if (!st.report.ok()) return;  // order checks need exact multisets
+
+    // D1/D2: a dependency on the same worker must come earlier in its list.
+    for (int w = 0; w < s.workers(); ++w) {
+        const auto list = s.ops(w);
+        const std::int32_t first = static_cast<std::int32_t>(s.first_op_index(w));
+        for (int i = 0; i < static_cast<int>(list.size()); ++i) {
+            const op& o = list[static_cast<std::size_t>(i)];
+            std::int32_t deps[2];
+            const int n = index.dependencies(o, deps);
+            for (int d = 0; d < n; ++d) {
+                const std::int32_t dep = deps[d];
+                if (dep >= first + i && dep < first + static_cast<std::int32_t>(list.size())) {
+                    const op& producer = list[static_cast<std::size_t>(dep - first)];
+                    st.add(o.kind == op_kind::F ? "D1" : "D2", w, i,
+                           cat("worker ", w, " op ", i, " ", describe(o), " runs before ", describe(producer),
+                               " (op ", dep - first, ") that it depends on"));
+                    order_ok = false;
+                }
+            }
+        }
+    }
+}
+
+// D3: each channel (pipeline p, stage s -> s+1 forward, s+1 -> s backward)
+// carries micro-batches in the same order at both ends.
+template <schedule_like S>
+constexpr void check_fifo(const S& s, checker_state& st, bool chimera_rules) {
+    const std::size_t chains = static_cast<std::size_t>(s.pipelines()) * s.stages();
+    std::vector<std::vector<int>> fwd(chains), bwd(chains);
+    for (int w = 0; w < s.workers(); ++w)
+        for (const op& o : s.ops(w)) {
+            const std::size_t key = static_cast<std::size_t>(o.pipeline) * s.stages() + o.stage;
+            if (o.kind == op_kind::F) fwd[key].push_back(o.micro_batch);
+            if (is_input_backward(o.kind)) bwd[key].push_back(o.micro_batch);
+        }
+    for (int p = 0; p < s.pipelines(); ++p)
+        for (int stage = 1; stage < s.stages(); ++stage) {
+            if (s.placement(p, stage) == s.placement(p, stage - 1)) continue;  // local hand-off
+            const std::size_t hi = static_cast<std::size_t>(p) * s.stages() + stage, lo = hi - 1;
+            if (fwd[hi] != fwd[lo])
+                st.add("D3", s.placement(p, stage), -1,
+                       cat("pipeline ", p, ": stage ", stage, " runs its forwards in another micro-batch order than "
+                                                              "stage ", stage - 1, " sends them"));
+            if (bwd[hi] != bwd[lo])
+                st.add("D3", s.placement(p, stage - 1), -1,
+                       cat("pipeline ", p, ": stage ", stage - 1, " runs its backwards in another micro-batch order "
+                                                                  "than stage ", stage, " sends them"));
+        }
+    if (chimera_rules)
+        for (std::size_t key = 0; key < chains; ++key)
+            if (fwd[key] != bwd[key])
+                st.add("D3", -1, -1,
+                       cat("chimera: pipeline ", key / s.stages(), " stage ", key % s.stages(),
+                           " runs backwards in another order than forwards (FIFO per pipeline and stage)"));
+}
+
+template <schedule_like S>
+constexpr void check_deadlock(const S& s, checker_state& st, const compute_index& index, const timing& t) {
+    if (t.complete) return;
+    for (int w = 0; w < s.workers(); ++w) {
+        const std::int32_t at = t.stuck_at[static_cast<std::size_t>(w)];
+        if (at < 0) continue;
+        const op& o = s.ops(w)[static_cast<std::size_t>(at)];
+        std::int32_t deps[2];
+        const int n = index.dependencies(o, deps);
+        std::string waiting;
+        for (int d = 0; d < n; ++d)
+            if (deps[d] != no_op && t.finish[static_cast<std::size_t>(deps[d])] < 0) {
+                const op& producer = s.all_ops()[static_cast<std::size_t>(deps[d])];
+                waiting = cat(", which waits for ", describe(producer), " on worker ",
+                              s.placement(producer.pipeline, producer.stage));
+                break;
+            }
+        st.add("D4", w, at, cat("deadlock: worker ", w, " cannot run op ", at, " ", describe(o), waiting));
+    }
+}
+
+template <schedule_like S>
+constexpr void check_chimera_invariants(const S& s, checker_state& st, const compute_index& index) {
+    const config& c = s.params();
+    const int d = s.stages(), k = s.pipelines(), f = k / 2, n = s.micro_batches();
+    const bool direct = c.scaling_mode == scaling::direct;
+    const int granule = direct ? d : 2 * d;
+    if (n % granule != 0) return;  // closed forms cover full units only
+    if (direct) {
+        // T1: the list is the closed-form order (slots strictly increase).
+        for (int w = 0; w < d; ++w) {
+            int previous = -1;
+            const auto list = s.ops(w);
+            for (int i = 0; i < static_cast<int>(list.size()); ++i) {
+                const int slot = schedules::chimera_slot(s, list[static_cast<std::size_t>(i)]);
+                if (slot <= previous)
+                    st.add("T1", w, i,
+                           cat("worker ", w, " op ", i, " ", describe(list[static_cast<std::size_t>(i)]), " has slot ",
+                               slot, ", not after the previous op's slot ", previous));
+                previous = slot;
+            }
+        }
+        // T2: every data dependency is consumed in the very next slot: F(s-1)
+        // for F, B(s+1) (or F(D-1) on the last stage) for B. The stash F(s)
+        // of a B is older and not bound to the next slot.
+        const auto all = s.all_ops();
+        std::size_t position = 0;
+        for (int w = 0; w < d; ++w)
+            for (const op& o : s.ops(w)) {
+                std::int32_t deps[2];
+                const int count = index.dependencies(o, deps);
+                if (count > 0) {
+                    const op& producer = all[static_cast<std::size_t>(deps[count - 1])];
+                    if (schedules::chimera_slot(s, o) != schedules::chimera_slot(s, producer) + 1)
+                        st.add("T2", w, static_cast<int>(position - s.first_op_index(w)),
+                               cat(describe(o), " has slot ", schedules::chimera_slot(s, o), ", not right after ",
+                                   describe(producer), " (slot ", schedules::chimera_slot(s, producer), ")"));
+                }
+                ++position;
+            }
+        // T3: span 2N + D/f - 2 (closed form and ASAP), busy 2N per worker.
+        const int span = 2 * n + d / f - 2;
+        const timing t = asap(s, op_costs{}, &index);
+        if (t.makespan != span)
+            st.add("T3", -1, -1,
+                   cat("ASAP span is ", static_cast<long long>(t.makespan), ", expected 2N + D/f - 2 = ", span));
+        for (int w = 0; w < d; ++w) {
+            const auto list = s.ops(w);
+            if (static_cast<int>(list.size()) != 2 * n)
+                st.add("T3", w, -1, cat("worker ", w, " is busy ", list.size(), " slots, expected 2N = ", 2 * n));
+            else if (schedules::chimera_slot(s, list.back()) >= span)
+                st.add("T3", w, -1, cat("worker ", w, " runs until slot ", schedules::chimera_slot(s, list.back()),
+                                        ", past the span ", span));
+            // T4 (f = 1): m leading and m trailing idle slots, m = min(w, D-1-w).
+            const int m = std::min(w, d - 1 - w);
+            if (f == 1 && !list.empty() &&
+                (schedules::chimera_slot(s, list.front()) != m || schedules::chimera_slot(s, list.back()) != span - 1 - m))
+                st.add("T4", w, -1,
+                       cat("worker ", w, " idles ", schedules::chimera_slot(s, list.front()), " leading and ",
+                           span - 1 - schedules::chimera_slot(s, list.back()), " trailing slots, expected ", m, " and ", m));
+        }
+        // T5: all replicas of a stage run their last B in one slot, decreasing with the stage.
+        std::vector<int> last(static_cast<std::size_t>(k) * d, -1);
+        for (const op& o : all)
+            if (o.kind == op_kind::B) {
+                int& l = last[static_cast<std::size_t>(o.pipeline) * d + o.stage];
+                l = std::max(l, schedules::chimera_slot(s, o));
+            }
+        const int units = n / d;
+        for (int stage = 0; stage < d; ++stage) {
+            const int slot = last[static_cast<std::size_t>(stage)];
+            for (int p = 1; p < k; ++p)
+                if (last[static_cast<std::size_t>(p) * d + stage] != slot)
+                    st.add("T5", -1, -1,
+                           cat("stage ", stage, ": pipeline ", p, " runs its last B at slot ",
+                               last[static_cast<std::size_t>(p) * d + stage], ", pipeline 0 at slot ", slot));
+            if (stage > 0 && slot >= last[static_cast<std::size_t>(stage - 1)])
+                st.add("T5", -1, -1, cat("last B of stage ", stage, " (slot ", slot, ") is not before that of stage ",
+                                         stage - 1));
+            if (f == 1 && slot != 2 * d * (units - 1) + 3 * d - 3 - stage)
+                st.add("T5", -1, -1,
+                       cat("last B of stage ", stage, " at slot ", slot, ", expected 2D(U-1) + 3D - 3 - stage = ",
+                           2 * d * (units - 1) + 3 * d - 3 - stage));
+        }
+    }
+    // M1-M3: peak in-flight activations per worker.
+    const std::vector<int> peaks = peak_activations(s);
+    if (f == 1) {
+        const int extra = direct ? 0 : d;
+        for (int w = 0; w < d; ++w) {
+            const int expected = extra + d / 2 + 1 + std::min(w, d - 1 - w);
+            if (peaks[static_cast<std::size_t>(w)] != expected)
+                st.add(direct ? "M1" : "M2", w, -1,
+                       cat("worker ", w, " holds up to ", peaks[static_cast<std::size_t>(w)],
+                           " activations, expected ", expected));
+        }
+    } else {
+        const auto [lo, hi] = std::minmax_element(peaks.begin(), peaks.end());
+        if (*lo != d - d / (2 * f) + 1 || *hi != d)
+            st.add("M3", -1, -1,
+                   cat("peak activations range over [", *lo, ", ", *hi, "], expected [D - D/(2f) + 1, D] = [",
+                       d - d / (2 * f) + 1, ", ", d, "]"));
+    }
+}
+
+}  // namespace detail
+
+template <schedule_like S>
+constexpr check_report check(const S& s, const check_options& options = {}) {
+    detail::checker_state st;
+    st.options = options;
+    detail::check_structure(s, st);
+    if (!st.report.ok()) return std::move(st.report);
+    const bool is_chimera = s.name() == "chimera" && s.params().schedule == algorithm::chimera;
+    if (is_chimera) {
+        detail::check_chimera_shape(s, st);
+        if (!st.report.ok()) return std::move(st.report);
+    }
+    const compute_index index = make_compute_index(s);
+    bool order_ok = true;
+    detail::check_ops(s, st, index, order_ok);
+    if (!st.report.ok()) return std::move(st.report);
+    detail::check_fifo(s, st, is_chimera);
+    const timing t = asap(s, op_costs{}, &index);
+    detail::check_deadlock(s, st, index, t);
+    if (st.report.ok() && is_chimera && options.chimera_invariants) detail::check_chimera_invariants(s, st, index);
+    return std::move(st.report);
+}
+
+}  // namespace chimera

@@ -1,0 +1,12 @@
+// Umbrella header: the schedule IR, every generator and the passes.
+// Needs only the standard library. File formats live in chimera/io/.
+#pragma once
+
+#include "analysis.hpp"
+#include "check.hpp"
+#include "config.hpp"
+#include "error.hpp"
+#include "generate.hpp"
+#include "op.hpp"
+#include "placement.hpp"
+#include "schedule.hpp"

@@ -1,0 +1,262 @@
+// `chimera.schedule/1` JSON (formats.md §1): the native, lossless form.
+//
+// The writer needs only the standard library and prints one op per line
+// with a fixed key order, so the same schedule always gives the same bytes.
+// The reader is strict and uses nlohmann/json: the first problem is reported
+// with its JSON path (or line and column for syntax errors), the rule it
+// breaks and what was expected; nothing is half-loaded.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "../config.hpp"
+#include "../detail/text.hpp"
+#include "../op.hpp"
+#include "../schedule.hpp"
+
+namespace chimera::io {
+
+inline constexpr std::string_view schedule_format = "chimera.schedule/1";
+
+// A file that cannot be read as a schedule.
+class format_error : public std::runtime_error {
+public:
+    format_error(std::string where, const std::string& what)
+        : std::runtime_error(where.empty() ? what : where + ": " + what), where_(std::move(where)) {}
+    const std::string& where() const noexcept { return where_; }
+
+private:
+    std::string where_;
+};
+
+namespace detail {
+inline void write_json_string(std::string& out, std::string_view text) {
+    out += '"';
+    for (char ch : text) {
+        if (ch == '"' || ch == '\\') {
+            out += '\\';
+            out += ch;
+        } else if (static_cast<unsigned char>(ch) < 0x20) {
+            constexpr char hex[] = "0123456789abcdef";
+            out += "\\u00";
+            out += hex[(ch >> 4) & 0xf];
+            out += hex[ch & 0xf];
+        } else {
+            out += ch;
+        }
+    }
+    out += '"';
+}
+}  // namespace detail
+
+// Generator parameters echoed under "params" (chimera.md §5.1).
+inline std::string write_params(const config& c) {
+    using ::chimera::detail::cat;
+    if (c.schedule == algorithm::custom) return "{}";
+    std::string out = cat("{\"schedule\":\"", to_string(c.schedule), "\",\"stages\":", c.stages,
+                          ",\"micro_batches\":", c.micro_batches, ",\"pipelines\":", pipeline_count(c));
+    if (c.schedule == algorithm::chimera)
+        out += cat(",\"f\":", pipeline_count(c) / 2, ",\"scaling\":\"", to_string(c.scaling_mode), "\"");
+    out += cat(",\"data_parallel\":", c.data_parallel, "}");
+    return out;
+}
+
+inline void write_op(std::string& out, const op& o) {
+    using ::chimera::detail::cat;
+    out += cat("{\"kind\":\"", to_string(o.kind), "\",\"stage\":", o.stage);
+    if (o.kind != op_kind::REDUCE_GRAD) out += cat(",\"micro_batch\":", o.micro_batch);
+    out += cat(",\"pipeline\":", o.pipeline);
+    if (is_p2p(o.kind)) out += cat(",\"peer\":", o.peer);
+    out += "}";
+}
+
+template <schedule_like S>
+std::string write_json(const S& s) {
+    using ::chimera::detail::cat;
+    std::string out = cat("{\"format\":\"", schedule_format, "\",\"name\":");
+    detail::write_json_string(out, s.name());
+    out += cat(",\"params\":", write_params(s.params()), ",\n \"stages\":", s.stages(),
+               ",\"micro_batches\":", s.micro_batches(), ",\"pipelines\":", s.pipelines(),
+               ",\"workers\":", s.workers(), ",\n \"placement\":[");
+    for (int p = 0; p < s.pipelines(); ++p) {
+        out += p ? ",[" : "[";
+        for (int st = 0; st < s.stages(); ++st) out += cat(st ? "," : "", s.placement(p, st));
+        out += "]";
+    }
+    out += "],\n \"micro_batch_pipeline\":[";
+    for (int m = 0; m < s.micro_batches(); ++m) out += cat(m ? "," : "", s.pipeline_of(m));
+    out += "],\n \"ops\":[";
+    for (int w = 0; w < s.workers(); ++w) {
+        out += w ? ",\n  [" : "\n  [";
+        bool first = true;
+        for (const op& o : s.ops(w)) {
+            out += first ? "" : ",\n   ";
+            first = false;
+            write_op(out, o);
+        }
+        out += "]";
+    }
+    out += "]}\n";
+    return out;
+}
+
+namespace detail {
+
+using nlohmann::json;
+
+inline std::string line_column(std::string_view text, std::size_t byte) {
+    std::size_t line = 1, column = 1;
+    for (std::size_t i = 0; i < byte && i < text.size(); ++i) {
+        if (text[i] == '\n') ++line, column = 1;
+        else ++column;
+    }
+    return ::chimera::detail::cat("line ", line, ", column ", column);
+}
+
+inline const json& member(const json& object, const char* key, const std::string& path) {
+    auto it = object.find(key);
+    if (it == object.end()) throw format_error(path, ::chimera::detail::cat("missing required key \"", key, "\""));
+    return *it;
+}
+
+inline int integer(const json& value, const std::string& path, long long low = std::numeric_limits<int>::min(),
+                   long long high = std::numeric_limits<int>::max()) {
+    using ::chimera::detail::cat;
+    if (!value.is_number_integer())
+        throw format_error(path, cat("expected an integer, got ", value.type_name(), " ", value.dump()));
+    // Unsigned values above LLONG_MAX clamp to it: still out of any range we accept.
+    const long long number = value.is_number_unsigned()
+                                 ? static_cast<long long>(std::min<unsigned long long>(
+                                       value.get<unsigned long long>(), std::numeric_limits<long long>::max()))
+                                 : value.get<long long>();
+    if (number < low || number > high)
+        throw format_error(path, cat("expected an integer in [", low, ", ", high, "], got ", value.dump()));
+    return static_cast<int>(number);
+}
+
+inline const json& array(const json& value, const std::string& path, std::size_t expected_size, const char* what) {
+    using ::chimera::detail::cat;
+    if (!value.is_array()) throw format_error(path, cat("expected an array, got ", value.type_name()));
+    if (value.size() != expected_size)
+        throw format_error(path, cat("expected ", expected_size, " entries (", what, "), got ", value.size()));
+    return value;
+}
+
+inline config read_params(const json& root, std::string_view name) {
+    auto it = root.find("params");
+    const auto known = parse_algorithm(name);
+    if (it == root.end() || !it->is_object() || !known) return config{algorithm::custom};
+    const json& p = *it;
+    // Params are free form: use them only when they describe a config completely.
+    config c{*known};
+    auto get_int = [&](const char* key, int& into) {
+        auto f = p.find(key);
+        if (f == p.end() || !f->is_number_integer()) return false;
+        const long long v = f->get<long long>();
+        if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) return false;
+        into = static_cast<int>(v);
+        return true;
+    };
+    if (!get_int("stages", c.stages) || !get_int("micro_batches", c.micro_batches) ||
+        !get_int("pipelines", c.pipelines) || !get_int("data_parallel", c.data_parallel))
+        return config{algorithm::custom};
+    if (auto f = p.find("scaling"); f != p.end()) {
+        auto mode = f->is_string() ? parse_scaling(f->get<std::string>()) : std::nullopt;
+        if (!mode) return config{algorithm::custom};
+        c.scaling_mode = *mode;
+    }
+    return c;
+}
+
+}  // namespace detail
+
+// Reads a `chimera.schedule/1` document; throws format_error.
+inline schedule read_json(std::string_view text) {
+    using ::chimera::detail::cat;
+    using detail::json;
+    json root;
+    try {
+        root = json::parse(text.begin(), text.end());
+    } catch (const json::parse_error& e) {
+        std::string reason = e.what();
+        if (auto colon = reason.rfind(": "); colon != std::string::npos) reason = reason.substr(colon + 2);
+        throw format_error(detail::line_column(text, e.byte == 0 ? 0 : e.byte - 1), cat("invalid JSON: ", reason));
+    }
+    if (!root.is_object()) throw format_error("$", cat("expected a JSON object, got ", root.type_name()));
+    const json& format = detail::member(root, "format", "$");
+    if (!format.is_string() || format.get<std::string>() != schedule_format)
+        throw format_error("$.format", cat("expected \"", schedule_format, "\", got ", format.dump()));
+    const json& name_value = detail::member(root, "name", "$");
+    if (!name_value.is_string()) throw format_error("$.name", cat("expected a string, got ", name_value.type_name()));
+    const std::string name = name_value.get<std::string>();
+    if (name.empty() || name.size() > schedule_name::max_length)
+        throw format_error("$.name", cat("expected 1 to ", schedule_name::max_length, " characters, got ", name.size()));
+    const int limit = 1 << 24;
+    const int stages = detail::integer(detail::member(root, "stages", "$"), "$.stages", 1, limit);
+    const int micro_batches = detail::integer(detail::member(root, "micro_batches", "$"), "$.micro_batches", 1, limit);
+    const int pipelines = detail::integer(detail::member(root, "pipelines", "$"), "$.pipelines", 1, limit);
+    const int workers = detail::integer(detail::member(root, "workers", "$"), "$.workers", 1, limit);
+    if (static_cast<long long>(stages) * micro_batches > max_stage_micro_batch_product ||
+        static_cast<long long>(stages) * pipelines > max_stage_micro_batch_product)
+        throw format_error("$", cat("stages x micro_batches and stages x pipelines must be <= ",
+                                    max_stage_micro_batch_product));
+
+    schedule s;
+    s.set_shape(name, stages, micro_batches, pipelines, detail::read_params(root, name));
+    const json& placement = detail::array(detail::member(root, "placement", "$"), "$.placement",
+                                          static_cast<std::size_t>(pipelines), "one row per pipeline");
+    for (int p = 0; p < pipelines; ++p) {
+        const std::string row_path = cat("$.placement[", p, "]");
+        const json& row = detail::array(placement[static_cast<std::size_t>(p)], row_path,
+                                        static_cast<std::size_t>(stages), "one worker per stage");
+        for (int st = 0; st < stages; ++st)
+            s.set_placement(p, st, detail::integer(row[static_cast<std::size_t>(st)], cat(row_path, "[", st, "]"), 0,
+                                                   workers - 1));
+    }
+    const json& routing = detail::array(detail::member(root, "micro_batch_pipeline", "$"), "$.micro_batch_pipeline",
+                                        static_cast<std::size_t>(micro_batches), "one pipeline per micro-batch");
+    for (int m = 0; m < micro_batches; ++m)
+        s.set_pipeline_of(m, detail::integer(routing[static_cast<std::size_t>(m)],
+                                             cat("$.micro_batch_pipeline[", m, "]"), 0, pipelines - 1));
+    const json& ops = detail::array(detail::member(root, "ops", "$"), "$.ops", static_cast<std::size_t>(workers),
+                                    "one op list per worker");
+    for (int w = 0; w < workers; ++w) {
+        const std::string list_path = cat("$.ops[", w, "]");
+        const json& list = ops[static_cast<std::size_t>(w)];
+        if (!list.is_array()) throw format_error(list_path, cat("expected an array of ops, got ", list.type_name()));
+        s.add_worker();
+        for (std::size_t i = 0; i < list.size(); ++i) {
+            const std::string path = cat(list_path, "[", i, "]");
+            const json& item = list[i];
+            if (!item.is_object()) throw format_error(path, cat("expected an op object, got ", item.type_name()));
+            const json& kind_value = detail::member(item, "kind", path);
+            const auto kind = kind_value.is_string() ? parse_op_kind(kind_value.get<std::string>()) : std::nullopt;
+            if (!kind)
+                throw format_error(path + ".kind",
+                                   cat("unknown op kind ", kind_value.dump(),
+                                       " (expected F, B, I, W, SEND_F, RECV_F, SEND_B, RECV_B or REDUCE_GRAD)"));
+            op o;
+            o.kind = *kind;
+            o.stage = detail::integer(detail::member(item, "stage", path), path + ".stage", 0, stages - 1);
+            o.pipeline = detail::integer(detail::member(item, "pipeline", path), path + ".pipeline", 0, pipelines - 1);
+            if (o.kind != op_kind::REDUCE_GRAD)
+                o.micro_batch = detail::integer(detail::member(item, "micro_batch", path), path + ".micro_batch", 0,
+                                                micro_batches - 1);
+            if (is_p2p(o.kind))
+                o.peer = detail::integer(detail::member(item, "peer", path), path + ".peer", 0, workers - 1);
+            else if (item.contains("peer"))
+                throw format_error(path + ".peer", cat("only communication ops have a peer (this op is ",
+                                                       to_string(o.kind), ")"));
+            s.push_op(o);
+        }
+    }
+    return s;
+}
+
+}  // namespace chimera::io

@@ -1,0 +1,41 @@
+// The unit-time slot of every op (every op lasts one slot): Chimera's closed
+// form where it applies (chimera.md §5, the slots of the paper's figures),
+// else the start step of a unit-time ASAP run (schedules.md §1.3). The text
+// grid and the lowering pass place ops by these slots.
+#pragma once
+
+#include <vector>
+
+#include "analysis.hpp"
+#include "schedule.hpp"
+#include "schedules/chimera.hpp"
+
+namespace chimera {
+
+struct unit_slots {
+    bool complete = false;   // false: the schedule deadlocks, slots of stuck ops are -1
+    int span = 0;            // last slot + 1
+    std::vector<int> slot;   // per op, indexed like all_ops()
+};
+
+template <schedule_like S>
+constexpr unit_slots make_unit_slots(const S& s) {
+    unit_slots u;
+    u.slot.reserve(s.op_count());
+    if (schedules::has_closed_form(s)) {
+        u.complete = true;
+        for (const op& o : s.all_ops()) {
+            const int slot = is_compute(o.kind) ? schedules::chimera_slot(s, o) : -1;
+            u.slot.push_back(slot);
+            u.span = std::max(u.span, slot + 1);
+        }
+        return u;
+    }
+    const timing t = asap(s);
+    u.complete = t.complete;
+    u.span = static_cast<int>(t.makespan);
+    for (double start : t.start) u.slot.push_back(static_cast<int>(start));
+    return u;
+}
+
+}  // namespace chimera
