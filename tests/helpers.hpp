@@ -20,7 +20,10 @@ inline std::string label(const chimera::op& o, int pipelines) {
 template <class S>
 std::string worker_string(const S& s, int w) {
     std::string out;
-    for (const auto& o : s.ops(w)) out += (out.empty() ? "" : " ") + label(o, s.pipelines());
+    for (const auto& o : s.ops(w)) {
+        if (!out.empty()) out += ' ';
+        out += label(o, s.pipelines());
+    }
     return out;
 }
 

@@ -251,7 +251,10 @@ TEST_CASE("gpipe and 1f1b orders (schedules.md §2, §3; formats.md §1 example)
     for (int w = 0; w < 3; ++w) {
         std::string expect;
         for (const char* k : {"F", "B"})
-            for (int m = 0; m < 3; ++m) expect += (expect.empty() ? "" : " ") + std::string(k) + std::to_string(m) + "p0s" + std::to_string(w);
+            for (int m = 0; m < 3; ++m) {
+                if (!expect.empty()) expect += ' ';
+                expect += std::string(k) + std::to_string(m) + "p0s" + std::to_string(w);
+            }
         CHECK(test::worker_string(g, w) == expect);
     }
     const schedule o = generate({.schedule = algorithm::one_f_one_b, .stages = 2, .micro_batches = 2});
