@@ -213,7 +213,7 @@ TEST_CASE("unequal per-stage costs: the slowest stage paces GPipe") {
 
 TEST_CASE("all-reduce cost and eager overlap (chimera.md §8, §9.3)") {
     cost_model costs;
-    costs.uniform.parameter_bytes = 2;  // L
+    costs.uniform.gradient_bytes = 2;  // L
     costs.beta = 1;                     // p2p messages are empty: only all-reduces cost
     costs.data_parallel = 2;            // r = 2 replicas x 2 groups = 4: 2 (r-1) beta L / r = 3
     CHECK(costs.allreduce(0, 2) == 3);

@@ -157,7 +157,7 @@ command add_simulate(CLI::App& app) {
         int min_window = 0;
         std::string cost = "F=1,B=1,I=1,W=1";
         std::string p2p = "0,0";
-        double message_bytes = 0, parameter_bytes = 0;
+        double message_bytes = 0, gradient_bytes = 0;
         bool recompute = false;
         std::string format = "json";
     };
@@ -169,7 +169,7 @@ command add_simulate(CLI::App& app) {
     sub->add_option("--p2p", s->p2p, "Message cost ALPHA,BETA: alpha + bytes * beta")->capture_default_str();
     sub->add_option("--message-bytes", s->message_bytes, "Bytes of one activation/gradient message")
         ->check(CLI::NonNegativeNumber);
-    sub->add_option("--parameter-bytes", s->parameter_bytes, "Gradient bytes of one stage (all-reduce size)")
+    sub->add_option("--gradient-bytes", s->gradient_bytes, "Gradient bytes of one stage (all-reduce size L)")
         ->check(CLI::NonNegativeNumber);
     sub->add_flag("--recompute", s->recompute, "Backward re-runs the forward");
     sub->add_option("--format", s->format, "Output: json or text (table and timeline grid)")
@@ -184,7 +184,7 @@ command add_simulate(CLI::App& app) {
                 costs.uniform.input_backward = op.input_backward;
                 costs.uniform.weight_backward = op.weight_backward;
                 costs.uniform.message_bytes = s->message_bytes;
-                costs.uniform.parameter_bytes = s->parameter_bytes;
+                costs.uniform.gradient_bytes = s->gradient_bytes;
                 std::tie(costs.alpha, costs.beta) = parse_p2p(s->p2p);
                 costs.recompute = s->recompute;
                 costs.data_parallel = config.data_parallel;

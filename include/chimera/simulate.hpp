@@ -18,7 +18,7 @@
 //   all-reduce starts when every replica's group is ready and the worker's
 //   previous all-reduce has ended, and lasts 2 log2(r) alpha +
 //   2 (r-1) beta L / r over r = replicas x data_parallel members, L the
-//   stage's parameter bytes (so an eager all-reduce overlaps the compute
+//   stage's gradient bytes (so an eager all-reduce overlaps the compute
 //   and p2p traffic that follow it);
 // * recomputation re-runs the forward inside every backward (B and I).
 // With unit costs and no communication cost the makespan is the unit-time
@@ -41,7 +41,8 @@ namespace chimera {
 struct stage_profile {
     double forward = 1, backward = 1, input_backward = 1, weight_backward = 1;  // time
     double message_bytes = 0;     // activation sent to the next stage (the gradient coming back is as large)
-    double parameter_bytes = 0;   // weights (and their gradients) of one replica
+    double parameter_bytes = 0;   // weights (and their gradients) of one replica, as held in memory
+    double gradient_bytes = 0;    // what its all-reduce moves (L)
     double optimizer_bytes = 0;   // optimizer state of one replica
     double activation_bytes = 0;  // kept per micro-batch from F until B (or W when split)
     double recompute_bytes = 0;   // kept per micro-batch instead, with recomputation (the stage input)
@@ -75,7 +76,7 @@ struct cost_model {
     constexpr double allreduce(int s, int replicas) const {
         const double r = static_cast<double>(replicas) * data_parallel;
         if (r <= 1) return 0;
-        return 2 * std::log2(r) * alpha + 2 * (r - 1) * beta * stage(s).parameter_bytes / r;
+        return 2 * std::log2(r) * alpha + 2 * (r - 1) * beta * stage(s).gradient_bytes / r;
     }
 };
 
@@ -179,6 +180,26 @@ constexpr double peak_activation_bytes(const S& s, int worker, const cost_model&
         if (o.kind == op_kind::B || o.kind == op_kind::W) live -= kept;
     }
     return peak;
+}
+
+// Memory of a worker: weights and optimizer state of every replica it
+// holds (chimera.md Tables 2/3: 2f M_theta for Chimera) and peak activations.
+struct worker_memory {
+    double weight_bytes = 0, optimizer_bytes = 0, peak_activation_bytes = 0;
+    constexpr double total() const { return weight_bytes + optimizer_bytes + peak_activation_bytes; }
+};
+
+template <schedule_like S>
+constexpr worker_memory memory_of(const S& s, int worker, const cost_model& costs) {
+    worker_memory m;
+    m.peak_activation_bytes = peak_activation_bytes(s, worker, costs);
+    for (int p = 0; p < s.pipelines(); ++p)
+        for (int st = 0; st < s.stages(); ++st)
+            if (s.placement(p, st) == worker) {
+                m.weight_bytes += costs.stage(st).parameter_bytes;
+                m.optimizer_bytes += costs.stage(st).optimizer_bytes;
+            }
+    return m;
 }
 
 template <schedule_like S>
@@ -297,13 +318,10 @@ constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
         auto& wr = r.workers[static_cast<std::size_t>(w)];
         wr.idle = r.makespan - wr.busy;
         wr.peak_activations = peak_activations(s, w);
-        wr.peak_activation_bytes = peak_activation_bytes(s, w, costs);
-        for (int p = 0; p < s.pipelines(); ++p)
-            for (int st = 0; st < s.stages(); ++st)
-                if (s.placement(p, st) == w) {
-                    wr.weight_bytes += costs.stage(st).parameter_bytes;
-                    wr.optimizer_bytes += costs.stage(st).optimizer_bytes;
-                }
+        const worker_memory memory = memory_of(s, w, costs);
+        wr.weight_bytes = memory.weight_bytes;
+        wr.optimizer_bytes = memory.optimizer_bytes;
+        wr.peak_activation_bytes = memory.peak_activation_bytes;
     }
     return r;
 }
