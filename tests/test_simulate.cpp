@@ -279,3 +279,16 @@ TEST_CASE("unit costs, free communication: lowered, compute-only and analysis::a
                     CHECK(simulate(lower(s), unit_costs(1, 2)).makespan == asap(s, {1, 2, 1, 1}).makespan);
             }
 }
+
+TEST_CASE("bad input to the simulator is refused, not read out of bounds") {
+    const schedule s = generate({algorithm::gpipe, 3, 2});
+    cost_model two;
+    two.per_stage.resize(2);
+    CHECK_THROWS_WITH_AS(simulate(s, two), doctest::Contains("describes 2 stages, the schedule has 3"), schedule_error);
+    schedule bad;
+    bad.set_shape("custom", 2, 1, 1);
+    bad.set_placement(0, 1, 1);
+    bad.add_worker();
+    bad.push_op(forward(0, 0, 5));
+    CHECK_THROWS_WITH_AS(simulate(bad), doctest::Contains("out of range"), schedule_error);
+}

@@ -31,6 +31,8 @@
 #include <vector>
 
 #include "analysis.hpp"
+#include "detail/text.hpp"
+#include "error.hpp"
 #include "op.hpp"
 #include "rendezvous.hpp"
 #include "schedule.hpp"
@@ -111,59 +113,6 @@ struct simulation {
     }
 };
 
-namespace detail {
-
-// Longest-path evaluation over a DAG given as edges (u -> v: v starts no
-// earlier than u's finish + latency); Kahn's order, so a cycle (deadlock)
-// leaves nodes unvisited.
-struct timing_graph {
-    std::vector<double> duration, start;
-    std::vector<std::int32_t> edge_from, edge_to;
-    std::vector<double> edge_latency;
-
-    constexpr std::int32_t add_node(double d) {
-        duration.push_back(d);
-        return static_cast<std::int32_t>(duration.size() - 1);
-    }
-    constexpr void add_edge(std::int32_t u, std::int32_t v, double latency = 0) {
-        edge_from.push_back(u), edge_to.push_back(v), edge_latency.push_back(latency);
-    }
-    // Returns how many nodes got a time.
-    constexpr std::size_t run() {
-        const std::size_t n = duration.size(), m = edge_from.size();
-        std::vector<std::int32_t> offset(n + 1, 0), indegree(n, 0), target(m);
-        std::vector<double> latency(m);
-        for (std::size_t e = 0; e < m; ++e) ++offset[static_cast<std::size_t>(edge_from[e]) + 1], ++indegree[static_cast<std::size_t>(edge_to[e])];
-        for (std::size_t i = 0; i < n; ++i) offset[i + 1] += offset[i];
-        {
-            std::vector<std::int32_t> fill(offset.begin(), offset.end() - 1);
-            for (std::size_t e = 0; e < m; ++e) {
-                const auto at = static_cast<std::size_t>(fill[static_cast<std::size_t>(edge_from[e])]++);
-                target[at] = edge_to[e], latency[at] = edge_latency[e];
-            }
-        }
-        start.assign(n, 0);
-        std::vector<std::int32_t> queue;
-        queue.reserve(n);
-        for (std::size_t i = 0; i < n; ++i)
-            if (indegree[i] == 0) queue.push_back(static_cast<std::int32_t>(i));
-        for (std::size_t head = 0; head < queue.size(); ++head) {
-            const auto u = static_cast<std::size_t>(queue[head]);
-            const double finish = start[u] + duration[u];
-            for (auto e = static_cast<std::size_t>(offset[u]); e < static_cast<std::size_t>(offset[u + 1]); ++e) {
-                const auto v = static_cast<std::size_t>(target[e]);
-                start[v] = std::max(start[v], finish + latency[e]);
-                if (--indegree[v] == 0) queue.push_back(static_cast<std::int32_t>(v));
-            }
-        }
-        for (std::size_t i = 0; i < n; ++i)
-            if (indegree[i] != 0) start[i] = -1;
-        return queue.size();
-    }
-};
-
-}  // namespace detail
-
 // Peak bytes of kept activations on a worker: + at F, - at B (W when
 // split); with recomputation the stage input is kept and the full set
 // exists only while that micro-batch's backward runs.
@@ -181,6 +130,12 @@ constexpr double peak_activation_bytes(const S& s, int worker, const cost_model&
     }
     return peak;
 }
+
+namespace detail {
+constexpr std::string describe_kind_stage(const op& o) {
+    return cat(to_string(o.kind), "(micro-batch ", o.micro_batch, ", stage ", o.stage, ")");
+}
+}  // namespace detail
 
 // Memory of a worker: weights and optimizer state of every replica it
 // holds (chimera.md Tables 2/3: 2f M_theta for Chimera) and peak activations.
@@ -202,117 +157,170 @@ constexpr worker_memory memory_of(const S& s, int worker, const cost_model& cost
     return m;
 }
 
+// One pass over the lists, like analysis.hpp's asap: a worker advances
+// until it needs a time that is not known yet (a partner's group not yet
+// reached, or, for compute-only schedules, a producer on another worker)
+// and is woken when it is. Linear in ops and group members; no graph is
+// stored. A worker that never gets through its list means a deadlock.
 template <schedule_like S>
 constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
+    using ::chimera::detail::cat;
     const auto all = s.all_ops();
     const std::size_t total = all.size();
     const int workers = s.workers();
+    if (!costs.per_stage.empty() && costs.per_stage.size() != static_cast<std::size_t>(s.stages()))
+        throw schedule_error("S0", cat("simulate: the cost model describes ", costs.per_stage.size(),
+                                       " stages, the schedule has ", s.stages()));
+    for (const op& o : all)
+        if (o.stage < 0 || o.stage >= s.stages() || (o.kind != op_kind::REDUCE_GRAD && !in_range(s, o)))
+            throw schedule_error("S0", cat("simulate: ", detail::describe_kind_stage(o), " is out of range; run check first"));
     const compute_index index = make_compute_index(s);
     const comm_matching matching = make_comm_matching(s);
     const bool lowered = std::any_of(all.begin(), all.end(), [](const op& o) { return is_comm(o.kind); });
-
-    detail::timing_graph g;
-    g.duration.reserve(total * 5 / 4);
-    // Replicas per stage, for the all-reduce size.
     std::vector<int> replicas(static_cast<std::size_t>(s.stages()), 0);
     for (int p = 0; p < s.pipelines(); ++p)
         for (int st = 0; st < s.stages(); ++st) ++replicas[static_cast<std::size_t>(st)];
+    auto duration = [&](const op& o) {
+        if (is_p2p(o.kind)) return costs.p2p(o.kind == op_kind::RECV_F || o.kind == op_kind::SEND_B ? o.stage - 1 : o.stage);
+        if (o.kind == op_kind::REDUCE_GRAD) return costs.allreduce(o.stage, replicas[static_cast<std::size_t>(o.stage)]);
+        return costs.duration(o.kind, o.stage);
+    };
+
+    simulation r;
+    r.start.assign(total, -1);
+    r.finish.assign(total, -1);
+    r.workers.assign(static_cast<std::size_t>(workers), {});
+    std::vector<double> ready(total, -1);  // comm ops: when their group was ready (posted)
     std::vector<std::int32_t> owner(total);
-    for (int w = 0; w < workers; ++w)
-        for (std::size_t i = 0; i < s.ops(w).size(); ++i) owner[s.first_op_index(w) + i] = w;
-    for (std::size_t i = 0; i < total; ++i) {
-        const op& o = all[i];
-        double d = costs.duration(o.kind, o.stage);
-        if (is_p2p(o.kind)) d = costs.p2p(o.kind == op_kind::RECV_F || o.kind == op_kind::SEND_B ? o.stage - 1 : o.stage);
-        if (o.kind == op_kind::REDUCE_GRAD) d = costs.allreduce(o.stage, replicas[static_cast<std::size_t>(o.stage)]);
-        g.add_node(d);
-    }
-    // Group nodes: ready (one per group) and end, by the group's first op.
-    std::vector<std::int32_t> ready_node(total, no_op);
+    struct cursor {
+        std::int32_t position = 0, end = 0, member = -1;  // member: next group member to resolve
+        double compute_free = 0, group_end = 0, collective_end = 0, group_finish = 0;
+    };
+    std::vector<cursor> at(static_cast<std::size_t>(workers));
     for (int w = 0; w < workers; ++w) {
-        const auto first = static_cast<std::int32_t>(s.first_op_index(w));
-        const auto stop = first + static_cast<std::int32_t>(s.ops(w).size());
-        std::int32_t previous_compute = no_op, previous_group_end = no_op, previous_collective = no_op;
-        for (std::int32_t i = first; i < stop; ++i) {
-            const op& o = all[static_cast<std::size_t>(i)];
+        auto& c = at[static_cast<std::size_t>(w)];
+        c.position = static_cast<std::int32_t>(s.first_op_index(w));
+        c.end = c.position + static_cast<std::int32_t>(s.ops(w).size());
+        for (auto i = c.position; i < c.end; ++i) owner[static_cast<std::size_t>(i)] = w;
+    }
+    std::vector<std::int32_t> first_waiter(total, -1), next_waiter(static_cast<std::size_t>(workers), -1);
+    std::vector<std::int32_t> runnable;
+    for (int w = workers - 1; w >= 0; --w) runnable.push_back(w);
+    auto wait_on = [&](int w, std::int32_t q) {
+        next_waiter[static_cast<std::size_t>(w)] = first_waiter[static_cast<std::size_t>(q)];
+        first_waiter[static_cast<std::size_t>(q)] = w;
+    };
+    auto wake = [&](std::int32_t q) {
+        for (std::int32_t v = first_waiter[static_cast<std::size_t>(q)]; v != -1;) {
+            const std::int32_t after = next_waiter[static_cast<std::size_t>(v)];
+            runnable.push_back(v);
+            v = after;
+        }
+        first_waiter[static_cast<std::size_t>(q)] = -1;
+    };
+    while (!runnable.empty()) {
+        const int w = runnable.back();
+        runnable.pop_back();
+        cursor& c = at[static_cast<std::size_t>(w)];
+        while (c.position < c.end) {
+            const auto i = static_cast<std::size_t>(c.position);
+            const op& o = all[i];
             if (is_compute(o.kind)) {
-                if (previous_compute != no_op) g.add_edge(previous_compute, i);
+                double begin = c.compute_free;
+                bool blocked = false;
                 if (in_range(s, o)) {
                     std::int32_t deps[2];
                     const int count = index.dependencies(o, deps);
-                    for (int k = 0; k < count; ++k) {
+                    for (int k = 0; k < count && !blocked; ++k) {
                         const std::int32_t dep = deps[k];
-                        if (dep == no_op) continue;
-                        if (owner[static_cast<std::size_t>(dep)] == w) {
-                            g.add_edge(dep, i);
-                        } else if (!lowered) {
-                            g.add_edge(dep, i, costs.p2p(o.kind == op_kind::F ? o.stage - 1 : o.stage));
+                        if (dep == no_op) {
+                            blocked = true;  // never produced
+                        } else if (owner[static_cast<std::size_t>(dep)] == w) {
+                            begin = std::max(begin, r.finish[static_cast<std::size_t>(dep)]);
+                        } else if (lowered) {  // through the RECV earlier in this list
+                            const std::int32_t recv = matching.recv_at[matching.channel(
+                                s.stages(), o.kind != op_kind::F, o.micro_batch, o.stage)];
+                            if (recv == no_op || r.finish[static_cast<std::size_t>(recv)] < 0) blocked = true;
+                            else begin = std::max(begin, r.finish[static_cast<std::size_t>(recv)]);
+                        } else if (r.finish[static_cast<std::size_t>(dep)] < 0) {
+                            blocked = true;
+                            wait_on(w, dep);
                         } else {
-                            const std::size_t key = matching.channel(s.stages(), o.kind != op_kind::F, o.micro_batch, o.stage);
-                            if (const std::int32_t recv = matching.recv_at[key]; recv != no_op) g.add_edge(recv, i);
+                            begin = std::max(begin, r.finish[static_cast<std::size_t>(dep)] +
+                                                        costs.p2p(o.kind == op_kind::F ? o.stage - 1 : o.stage));
                         }
                     }
                 }
-                previous_compute = i;
+                if (blocked) break;
+                r.start[i] = begin;
+                r.finish[i] = c.compute_free = begin + duration(o);
+                ++c.position;
+                wake(static_cast<std::int32_t>(i));
                 continue;
             }
-            if (matching.group_begin[static_cast<std::size_t>(i)] != i) continue;
-            const std::int32_t ready = g.add_node(0), end = g.add_node(0);
-            if (previous_group_end != no_op) g.add_edge(previous_group_end, ready);
-            for (std::int32_t k = i; k < matching.group_end[static_cast<std::size_t>(i)]; ++k) {
-                const op& member = all[static_cast<std::size_t>(k)];
-                ready_node[static_cast<std::size_t>(k)] = ready;
-                if (member.kind == op_kind::REDUCE_GRAD) {
+            // A group: post it once (its ready time), then resolve its members.
+            const std::int32_t group_end = matching.group_end[i];
+            if (c.member < c.position) {
+                double posted = c.group_end;
+                for (std::int32_t k = c.position; k < group_end; ++k) {
+                    const op& m = all[static_cast<std::size_t>(k)];
+                    if (!is_send(m.kind) || !in_range(s, m)) continue;
+                    // Launched once the data it sends exists (earlier in this list).
+                    const auto& table = m.kind == op_kind::SEND_F ? index.forward : index.input_backward;
+                    if (const std::int32_t producer = table[index.key(m.micro_batch, m.stage)]; producer != no_op)
+                        posted = std::max(posted, r.finish[static_cast<std::size_t>(producer)]);
+                }
+                for (std::int32_t k = c.position; k < group_end; ++k) ready[static_cast<std::size_t>(k)] = posted;
+                c.member = c.position;
+                c.group_finish = posted;
+                for (std::int32_t k = c.position; k < group_end; ++k) wake(k);
+            }
+            bool blocked = false;
+            for (; c.member < group_end && !blocked; ++c.member) {
+                const auto k = static_cast<std::size_t>(c.member);
+                const op& m = all[k];
+                double begin = ready[k];
+                if (m.kind == op_kind::REDUCE_GRAD) {
                     // Own stream, one after another, once the gradients are complete.
-                    if (previous_collective != no_op) g.add_edge(previous_collective, k);
-                    if (previous_compute != no_op) g.add_edge(previous_compute, k);
-                    previous_collective = k;
+                    begin = std::max({begin, c.collective_end, c.compute_free});
+                    for (std::int32_t q : matching.collective[static_cast<std::size_t>(m.stage)]) {
+                        if (ready[static_cast<std::size_t>(q)] < 0) {
+                            blocked = true;
+                            wait_on(w, q);
+                            break;
+                        }
+                        begin = std::max(begin, ready[static_cast<std::size_t>(q)]);
+                    }
+                    if (blocked) break;
+                    r.start[k] = begin;
+                    r.finish[k] = c.collective_end = begin + duration(m);
                     continue;
                 }
-                g.add_edge(k, end);
-                if (is_send(member.kind) && member.micro_batch >= 0 && member.micro_batch < s.micro_batches() &&
-                    member.stage >= 0 && member.stage < s.stages()) {
-                    // The group is launched once the data it sends exists.
-                    const auto& table = member.kind == op_kind::SEND_F ? index.forward : index.input_backward;
-                    if (const std::int32_t producer = table[index.key(member.micro_batch, member.stage)]; producer != no_op)
-                        g.add_edge(producer, ready);
+                const std::int32_t q = matching.partner[k];
+                if (q == no_op || ready[static_cast<std::size_t>(q)] < 0) {
+                    blocked = true;
+                    if (q != no_op) wait_on(w, q);
+                    break;
                 }
+                r.start[k] = std::max(begin, ready[static_cast<std::size_t>(q)]);
+                r.finish[k] = r.start[k] + duration(m);
+                c.group_finish = std::max(c.group_finish, r.finish[k]);
             }
-            previous_group_end = end;
+            if (blocked) break;
+            c.group_end = c.group_finish;
+            c.position = group_end;
         }
     }
-    // Members start when every side's group is ready.
-    for (std::size_t i = 0; i < total; ++i) {
-        const op& o = all[i];
-        if (!is_comm(o.kind)) continue;
-        const auto self = static_cast<std::int32_t>(i);
-        g.add_edge(ready_node[i], self);
-        if (o.kind == op_kind::REDUCE_GRAD) {
-            for (std::int32_t q : matching.collective[static_cast<std::size_t>(o.stage)])
-                if (q != self) g.add_edge(ready_node[static_cast<std::size_t>(q)], self);
-        } else if (const std::int32_t q = matching.partner[i]; q != no_op) {
-            g.add_edge(ready_node[static_cast<std::size_t>(q)], self);
-        } else {
-            g.add_edge(self, self);  // never matched: never runs
-        }
-    }
-    g.run();
 
-    simulation r;
-    r.start.assign(g.start.begin(), g.start.begin() + static_cast<std::ptrdiff_t>(total));
-    r.finish.resize(total);
     r.complete = true;
-    r.workers.assign(static_cast<std::size_t>(workers), {});
     for (std::size_t i = 0; i < total; ++i) {
         if (r.start[i] < 0) {
             r.complete = false;
-            r.finish[i] = -1;
             continue;
         }
-        r.finish[i] = r.start[i] + g.duration[i];
         r.makespan = std::max(r.makespan, r.finish[i]);
         auto& wr = r.workers[static_cast<std::size_t>(owner[i])];
-        (is_compute(all[i].kind) ? wr.busy : wr.communication) += g.duration[i];
+        (is_compute(all[i].kind) ? wr.busy : wr.communication) += r.finish[i] - r.start[i];
     }
     for (int w = 0; w < workers; ++w) {
         auto& wr = r.workers[static_cast<std::size_t>(w)];
