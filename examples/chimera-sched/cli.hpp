@@ -29,6 +29,9 @@ struct schedule_options {
     int pipelines = 0;
     std::string scaling = "direct";
     int data_parallel = 1;
+    int chunks = 2;
+    int group_size = 0;
+    bool split_backward = false;
 };
 
 void add_schedule_options(CLI::App& command, schedule_options& options);
@@ -43,6 +46,7 @@ struct command {
 
 command add_generate(CLI::App& app);
 command add_check(CLI::App& app);
+command add_compare(CLI::App& app);
 
 bool stdout_is_terminal();
 
