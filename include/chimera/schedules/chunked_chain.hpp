@@ -15,7 +15,7 @@ namespace chimera::schedules::detail {
 constexpr schedule loop_chain_shape(std::string_view name, const config& c, int chunks) {
     schedule s;
     const int workers = c.stages;
-    s.set_shape(name, workers * chunks, c.micro_batches, 1, c);
+    s.set_shape(name, workers * chunks, c.micro_batches, 1, normalized(c));
     for (int st = 0; st < workers * chunks; ++st) s.set_placement(0, st, st % workers);
     return s;
 }
@@ -26,7 +26,7 @@ constexpr int v_stage(int workers, int worker, int chunk) { return chunk == 0 ? 
 constexpr schedule v_chain_shape(std::string_view name, const config& c) {
     schedule s;
     const int workers = c.stages;
-    s.set_shape(name, 2 * workers, c.micro_batches, 1, c);
+    s.set_shape(name, 2 * workers, c.micro_batches, 1, normalized(c));
     for (int r = 0; r < workers; ++r)
         for (int chunk = 0; chunk < 2; ++chunk) s.set_placement(0, v_stage(workers, r, chunk), r);
     return s;
@@ -36,7 +36,7 @@ constexpr schedule v_chain_shape(std::string_view name, const config& c) {
 // up: stage s on worker D-1-s). Routing is set by the caller.
 constexpr schedule mirror_shape(std::string_view name, const config& c) {
     schedule s;
-    s.set_shape(name, c.stages, c.micro_batches, 2, c);
+    s.set_shape(name, c.stages, c.micro_batches, 2, normalized(c));
     for (int p = 0; p < 2; ++p)
         for (int st = 0; st < c.stages; ++st) s.set_placement(p, st, chimera_worker(c.stages, 2, p, st));
     return s;

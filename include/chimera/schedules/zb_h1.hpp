@@ -8,6 +8,7 @@
 
 #include "../config.hpp"
 #include "../schedule.hpp"
+#include "chunked_chain.hpp"
 #include "single_chain.hpp"
 
 namespace chimera::schedules {

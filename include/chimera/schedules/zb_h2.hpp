@@ -12,6 +12,7 @@
 #include "../detail/text.hpp"
 #include "../error.hpp"
 #include "../schedule.hpp"
+#include "chunked_chain.hpp"
 #include "single_chain.hpp"
 
 namespace chimera::schedules {
