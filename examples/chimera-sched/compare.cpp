@@ -106,10 +106,13 @@ command add_compare(CLI::App& app) {
                 print(head);
                 if (md) std::cout << "|---|---:|---:|---:|---:|---|\n";
                 for (const auto& line : table) print(line.data());
-                std::string refused;
+                bool first = true;
                 for (const auto& r : rows)
-                    if (!r.accepted) refused += (refused.empty() ? "" : "; ") + r.label;
-                if (!refused.empty()) std::cout << (md ? "\n" : "") << "not applicable: " << refused << "\n";
+                    if (!r.accepted) {
+                        if (first) std::cout << (md ? "\nNot applicable:\n\n" : "not applicable:\n");
+                        first = false;
+                        std::cout << (md ? "- " : "  ") << r.label << ": " << r.refusal << "\n";
+                    }
                 return exit_ok;
             }};
 }
