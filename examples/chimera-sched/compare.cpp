@@ -111,7 +111,7 @@ command add_compare(CLI::App& app) {
                     if (!r.accepted) {
                         if (first) std::cout << (md ? "\nNot applicable:\n\n" : "not applicable:\n");
                         first = false;
-                        std::cout << (md ? "- " : "  ") << r.label << ": " << r.refusal << "\n";
+                        std::cout << (md ? "- " : "  ") << r.refusal << "\n";  // the message names the schedule
                     }
                 return exit_ok;
             }};
