@@ -175,6 +175,8 @@ TEST_CASE("DualPipe: N/2 forwards per direction, PP + 1 activations (schedules.m
                 CHECK(forwards[1] == n / 2);
             }
             CHECK(worst(peak_activations(s)) == p + 1);
+            // with F and B of a pair run one after the other: span 3N + P/2 - 1 at t_F = t_I = t_W = 1
+            CHECK(asap(s, {1, 2, 1, 1}).makespan == 3 * n + p / 2 - 1);
             for (int m = 0; m < n; ++m) CHECK(s.pipeline_of(m) == (m < n / 2 ? 0 : 1));
         }
 }
@@ -191,6 +193,7 @@ TEST_CASE("DualPipeV: N forwards per chunk, 2P + 1 chunk activations, PyTorch's 
                 CHECK(forwards[1] == n);
             }
             CHECK(worst(peak_activations(s)) == 2 * p + 1);
+            CHECK(asap(s, {1, 2, 1, 1}).makespan == 6 * n + p - 1);
         }
     // dualpipev_4rank_10mb.csv, rank 0 (stages 0 and 7): starts 0F0, holds (0F7;7B3) and (7F4;0B0), ends 0I9,0W9
     const schedule s = generate(make(algorithm::dualpipev, 4, 10));
