@@ -324,7 +324,12 @@ TEST_CASE("invalid parameters are refused with the rule and the values") {
 
 TEST_CASE("compile-time generation of the zoo") {
     constexpr auto zb = make_fixed<config{algorithm::zb_v, 4, 8}>();
+#if defined(__clang__)
+    // clang 14 rejects libstdc++'s constexpr std::vector<bool> (used by asap): check at run time there
+    CHECK(check(zb).ok());
+#else
     static_assert(check(zb).ok());
+#endif
     constexpr auto dp = make_fixed<config{algorithm::dualpipe, 4, 8}>();
     static_assert(dp.workers() == 4 && dp.pipelines() == 2);
     CHECK(to_dynamic(dp) == generate(config{algorithm::dualpipe, 4, 8}));

@@ -43,11 +43,12 @@ public:
             static_cast<long long>(shape.stages) * shape.pipelines > max_stage_micro_batch_product)
             throw schedule_error("S0", cat("schedule_builder: stages x micro_batches and stages x pipelines must be <= ",
                                            max_stage_micro_batch_product));
-        placement_.resize(static_cast<std::size_t>(shape.pipelines) * shape.stages);
-        for (std::size_t i = 0; i < placement_.size(); ++i)
-            placement_[i] = static_cast<int>(i % static_cast<std::size_t>(shape.stages)) % shape.workers;
-        routing_.assign(static_cast<std::size_t>(shape.micro_batches), 0);
-        ops_.resize(static_cast<std::size_t>(shape.workers));
+        // push_back rather than resize/assign: clang 14 rejects the latter on
+        // libstdc++'s vectors in constant expressions.
+        for (int p = 0; p < shape.pipelines; ++p)
+            for (int st = 0; st < shape.stages; ++st) placement_.push_back(st % shape.workers);
+        for (int m = 0; m < shape.micro_batches; ++m) routing_.push_back(0);
+        for (int w = 0; w < shape.workers; ++w) ops_.emplace_back();
     }
 
     constexpr schedule_builder& place(int pipeline, int stage, int worker) {
@@ -80,7 +81,7 @@ public:
 
     constexpr schedule build() const {
         schedule s;
-        s.set_shape(name_, shape_.stages, shape_.micro_batches, shape_.pipelines);
+        s.set_shape(name_.view(), shape_.stages, shape_.micro_batches, shape_.pipelines);
         for (int p = 0; p < shape_.pipelines; ++p)
             for (int st = 0; st < shape_.stages; ++st)
                 s.set_placement(p, st, placement_[static_cast<std::size_t>(p) * shape_.stages + st]);
@@ -98,7 +99,7 @@ private:
             throw schedule_error("S0", detail::cat("schedule_builder: ", what, " ", value, " is not in [0, ", bound, ")"));
     }
 
-    std::string name_;
+    schedule_name name_;  // inline storage: usable in constant expressions with clang too
     builder_shape shape_;
     std::vector<int> placement_, routing_;
     std::vector<std::vector<op>> ops_;
