@@ -30,6 +30,9 @@ struct schedule_options {
     int pipelines = 0;
     std::string scaling = "direct";
     int data_parallel = 1;
+    int chunks = 2;
+    int group_size = 0;
+    bool split_backward = false;
 };
 
 void add_schedule_options(CLI::App& command, schedule_options& options);
@@ -47,6 +50,7 @@ command add_check(CLI::App& app);
 command add_lower(CLI::App& app);
 command add_simulate(CLI::App& app);
 command add_tune(CLI::App& app);
+command add_compare(CLI::App& app);
 
 bool stdout_is_terminal();
 

@@ -8,8 +8,16 @@
 #include "config.hpp"
 #include "schedule.hpp"
 #include "schedules/chimera.hpp"
+#include "schedules/dualpipe.hpp"
+#include "schedules/dualpipev.hpp"
+#include "schedules/gems.hpp"
 #include "schedules/gpipe.hpp"
+#include "schedules/interleaved.hpp"
+#include "schedules/looped_bfs.hpp"
 #include "schedules/one_f_one_b.hpp"
+#include "schedules/zb_h1.hpp"
+#include "schedules/zb_h2.hpp"
+#include "schedules/zb_v.hpp"
 
 namespace chimera {
 
@@ -20,6 +28,14 @@ constexpr schedule generate(const config& c) {
         case algorithm::one_f_one_b: return schedules::one_f_one_b(c);
         case algorithm::chimera: return schedules::chimera(c);
         case algorithm::custom: break;
+        case algorithm::interleaved: return schedules::interleaved(c);
+        case algorithm::looped_bfs: return schedules::looped_bfs(c);
+        case algorithm::gems: return schedules::gems(c);
+        case algorithm::zb_h1: return schedules::zb_h1(c);
+        case algorithm::zb_h2: return schedules::zb_h2(c);
+        case algorithm::zb_v: return schedules::zb_v(c);
+        case algorithm::dualpipe: return schedules::dualpipe(c);
+        case algorithm::dualpipev: return schedules::dualpipev(c);
     }
     require_valid(c);  // reports the custom case
     return {};
@@ -56,6 +72,19 @@ consteval auto make_fixed() {
     static_assert(error != config_errc::scaling_needs_two_pipelines,
                   "chimera rule S1: doubling/halving are defined for k = 2 pipelines only");
     static_assert(error != config_errc::custom_not_generated, "chimera rule S1: custom schedules are not generated");
+    static_assert(error != config_errc::chunks_below_one, "chimera rule S1: chunks per worker v must be >= 1");
+    static_assert(error != config_errc::chunks_not_applicable,
+                  "chimera rule S1: chunks apply to interleaved and looped-bfs only (zb-v, dualpipev: exactly 2)");
+    static_assert(error != config_errc::group_size_not_interleaved, "chimera rule S1: a group size applies to interleaved only");
+    static_assert(error != config_errc::interleaved_group_rule,
+                  "chimera rule S1: interleaved needs P <= g <= N and (N mod g = 0 or N mod g >= P)");
+    static_assert(error != config_errc::interleaved_rounds_rule,
+                  "chimera rule S1: interleaved needs N mod max(1, N/P) = 0 when g is derived");
+    static_assert(error != config_errc::split_backward_not_chimera, "chimera rule S1: split backward is a chimera option");
+    static_assert(error != config_errc::two_pipeline_schedule, "chimera rule S1: gems and dualpipe have exactly 2 pipelines");
+    static_assert(error != config_errc::dualpipe_odd_workers, "chimera rule S1: dualpipe needs an even number of workers");
+    static_assert(error != config_errc::dualpipe_odd_micro_batches, "chimera rule S1: dualpipe needs an even N");
+    static_assert(error != config_errc::too_few_micro_batches, "chimera rule S1: dualpipe and dualpipev need N >= 2P");
     if constexpr (error == config_errc::ok) {
         constexpr detail::schedule_extent e = detail::extent_of<C>();
         return convert<fixed_storage<e.placement, e.micro_batches, e.workers, e.ops>>(generate(C));

@@ -62,5 +62,11 @@ constexpr op forward(std::int32_t pipeline, std::int32_t micro_batch, std::int32
 constexpr op backward(std::int32_t pipeline, std::int32_t micro_batch, std::int32_t stage) {
     return {op_kind::B, stage, micro_batch, pipeline, no_peer};
 }
+constexpr op input_gradient(std::int32_t pipeline, std::int32_t micro_batch, std::int32_t stage) {
+    return {op_kind::I, stage, micro_batch, pipeline, no_peer};
+}
+constexpr op weight_gradient(std::int32_t pipeline, std::int32_t micro_batch, std::int32_t stage) {
+    return {op_kind::W, stage, micro_batch, pipeline, no_peer};
+}
 
 }  // namespace chimera

@@ -63,6 +63,12 @@ inline std::string write_params(const config& c) {
                           ",\"micro_batches\":", c.micro_batches, ",\"pipelines\":", pipeline_count(c));
     if (c.schedule == algorithm::chimera)
         out += cat(",\"f\":", pipeline_count(c) / 2, ",\"scaling\":\"", to_string(c.scaling_mode), "\"");
+    if (c.split_backward) out += ",\"split_backward\":true";
+    if (c.schedule == algorithm::interleaved || c.schedule == algorithm::looped_bfs)
+        out += cat(",\"chunks\":", c.chunks);
+    // group_size 0 means derived; g is the group size in effect
+    if (c.schedule == algorithm::interleaved)
+        out += cat(",\"group_size\":", c.group_size, ",\"g\":", interleaved_group_size(c));
     out += cat(",\"data_parallel\":", c.data_parallel, "}");
     return out;
 }
@@ -171,6 +177,12 @@ inline config read_params(const json& root, std::string_view name) {
         if (!mode) return config{algorithm::custom};
         c.scaling_mode = *mode;
     }
+    if (auto f = p.find("split_backward"); f != p.end()) {
+        if (!f->is_boolean()) return config{algorithm::custom};
+        c.split_backward = f->get<bool>();
+    }
+    if (p.contains("chunks") && !get_int("chunks", c.chunks)) return config{algorithm::custom};
+    if (p.contains("group_size") && !get_int("group_size", c.group_size)) return config{algorithm::custom};
     return c;
 }
 

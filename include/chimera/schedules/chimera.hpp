@@ -4,6 +4,8 @@
 //           runs its ops sorted by slot); units concatenate with a 2D shift.
 // doubling: the phase form of §7.2 (two forwards of one pipeline per step).
 // halving:  the doubling order over 2N half-size micro-batches (§7.3).
+// split_backward: the same F/B order through the zero-bubble pass
+//           (split_backward.hpp), W passes in the bubbles.
 // Any N >= 1: build for the next multiple of the granule and drop the
 // missing micro-batches round-robin over the pipelines (§4).
 #pragma once
@@ -15,6 +17,7 @@
 #include "../error.hpp"
 #include "../placement.hpp"
 #include "../schedule.hpp"
+#include "split_backward.hpp"
 
 namespace chimera::schedules {
 
@@ -149,6 +152,9 @@ constexpr schedule chimera(const config& requested) {
         detail::chimera_direct_ops(s, l);
     else
         detail::chimera_doubling_ops(s, l);
+    // Zero-bubble Chimera: every worker may hold as many micro-batches as it
+    // does without the split, so the W passes cost no extra memory.
+    if (c.split_backward) return split_backward(s, peak_activations(s));
     return s;
 }
 
@@ -169,7 +175,7 @@ template <class S>
 constexpr bool has_closed_form(const S& s) {
     const config& c = s.params();
     return s.name() == "chimera" && c.schedule == algorithm::chimera && c.scaling_mode == scaling::direct &&
-           s.micro_batches() % s.stages() == 0;
+           !c.split_backward && s.micro_batches() % s.stages() == 0;
 }
 
 }  // namespace chimera::schedules
