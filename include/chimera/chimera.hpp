@@ -13,3 +13,4 @@
 #include "placement.hpp"
 #include "rendezvous.hpp"
 #include "schedule.hpp"
+#include "slots.hpp"

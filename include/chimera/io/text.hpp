@@ -42,8 +42,13 @@ std::string write_text(const S& s, const text_options& options = {}) {
                           " micro-batches, ", s.pipelines(), s.pipelines() == 1 ? " pipeline" : " pipelines",
                           ", span ", u.span, " unit-time slots", u.complete ? "" : " (DEADLOCK: stuck ops omitted)",
                           "\n");
-    out += worker_label_width + " ";
-    for (int slot = 0; slot < u.span; ++slot) out += " " + pad(cat(slot), width);
+    out += worker_label_width;
+    out += ' ';
+    for (int slot = 0; slot < u.span; ++slot) {
+        out += ' ';
+        out += pad(cat(slot), width);
+    }
+    while (out.back() == ' ') out.pop_back();
     out += "\n";
     constexpr const char* palette[] = {"\x1b[34m", "\x1b[31m", "\x1b[32m", "\x1b[35m", "\x1b[36m", "\x1b[33m"};
     for (int w = 0; w < s.workers(); ++w) {
@@ -57,6 +62,7 @@ std::string write_text(const S& s, const text_options& options = {}) {
             else
                 out += pad(cell, width);
         }
+        while (out.back() == ' ') out.pop_back();
         out += "\n";
     }
     out += "legend: Fm forward, Bm backward, Im input gradient, Wm weight gradient of micro-batch m; '.' idle\n";
