@@ -290,3 +290,7 @@ TEST_CASE("checker: broken comm ops name their rule") {
         CHECK(check(with_lists(chimera_lowered, lists)).has("G3"));
     }
 }
+
+// Lowering and the lowered-level checks (incl. the rendezvous replay) run at compile time too.
+static_assert(check(lower(generate({algorithm::chimera, 4, 4}), {.sync = sync_policy::eager})).ok());
+static_assert(check(lower(generate({algorithm::one_f_one_b, 3, 5}))).ok());

@@ -66,9 +66,16 @@ TEST_CASE("cost model: FLOPs to time, bytes per stage") {
 }
 
 TEST_CASE("tune equals a brute-force search on small grids") {
-    for (const auto& [model, devices, batch, memory] :
-         {std::tuple{"gpt2-124m", 8, 32, 2.0}, std::tuple{"gpt2-124m", 16, 64, 1.0}, std::tuple{"bert-48", 8, 16, 4.0},
-          std::tuple{"gpt2-1.3b", 16, 32, 16.0}}) {
+    struct grid {
+        const char* model;
+        int devices, batch;
+        double memory;
+    };
+    for (const grid& g : {grid{"gpt2-124m", 8, 32, 2.0}, grid{"gpt2-124m", 16, 64, 1.0}, grid{"bert-48", 8, 16, 4.0},
+                          grid{"gpt2-1.3b", 16, 32, 16.0}}) {
+        const char* model = g.model;
+        const int devices = g.devices, batch = g.batch;
+        const double memory = g.memory;
         INFO(model, " P=", devices, " G=", batch, " memory ", memory, " GiB");
         tune_request r{.model = *find_preset(model_presets, model),
                        .machine = machine("p100", "aries"),

@@ -76,6 +76,9 @@ command add_tune(CLI::App& app) {
         double memory_gib = 0;
         std::size_t top = 10;
         std::string sync = "eager";
+        std::vector<std::string> schedules;
+        int max_pipelines = 0;
+        std::vector<int> depths;
     };
     auto s = std::make_shared<state>();
     CLI::App* sub = app.add_subcommand("tune", "Rank configurations of a preset model by simulated throughput");
@@ -85,6 +88,14 @@ command add_tune(CLI::App& app) {
     sub->add_option("--memory", s->memory_gib, "Memory per device in GiB (default: the preset device's)");
     sub->add_option("--top", s->top, "Rows to print")->capture_default_str();
     sub->add_option("--max-micro-batch", s->max_micro_batch, "Largest micro-batch size B tried")->capture_default_str();
+    sub->add_option("--schedules", s->schedules, "Only these schedules (comma-separated: gpipe,1f1b,chimera)")
+        ->delimiter(',')
+        ->check(CLI::IsMember({"gpipe", "1f1b", "chimera"}));
+    sub->add_option("--depths", s->depths, "Only these pipeline depths D (comma-separated)")
+        ->delimiter(',')
+        ->check(CLI::PositiveNumber);
+    sub->add_option("--max-pipelines", s->max_pipelines, "Chimera: largest number of pipelines k tried (default: all)")
+        ->check(CLI::NonNegativeNumber);
     sub->add_option("--sync", s->sync, "Gradient sync: end, eager or eager-opt")
         ->check(CLI::IsMember({"end", "eager", "eager-opt"}))
         ->capture_default_str();
@@ -104,7 +115,13 @@ command add_tune(CLI::App& app) {
                     .global_batch = s->global_batch,
                     .memory_limit_bytes = s->memory_gib * double(1LL << 30),
                     .max_micro_batch_size = s->max_micro_batch,
+                    .max_pipelines = s->max_pipelines,
+                    .depths = s->depths,
                     .sync = *chimera::parse_sync_policy(s->sync)};
+                if (!s->schedules.empty()) {
+                    r.algorithms.clear();
+                    for (const auto& name : s->schedules) r.algorithms.push_back(*chimera::parse_algorithm(name));
+                }
                 chimera::tune_result result;
                 {
                     progress_bar bar;

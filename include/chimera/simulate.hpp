@@ -32,6 +32,7 @@
 
 #include "analysis.hpp"
 #include "detail/text.hpp"
+#include "detail/wait_lists.hpp"
 #include "error.hpp"
 #include "op.hpp"
 #include "rendezvous.hpp"
@@ -191,7 +192,7 @@ constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
     r.finish.assign(total, -1);
     r.workers.assign(static_cast<std::size_t>(workers), {});
     std::vector<double> ready(total, -1);  // comm ops: when their group was ready (posted)
-    std::vector<std::int32_t> owner(total);
+    const std::vector<std::int32_t>& owner = matching.owner;
     struct cursor {
         std::int32_t position = 0, end = 0, member = -1;  // member: next group member to resolve
         double compute_free = 0, group_end = 0, collective_end = 0, group_finish = 0;
@@ -201,26 +202,9 @@ constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
         auto& c = at[static_cast<std::size_t>(w)];
         c.position = static_cast<std::int32_t>(s.first_op_index(w));
         c.end = c.position + static_cast<std::int32_t>(s.ops(w).size());
-        for (auto i = c.position; i < c.end; ++i) owner[static_cast<std::size_t>(i)] = w;
     }
-    std::vector<std::int32_t> first_waiter(total, -1), next_waiter(static_cast<std::size_t>(workers), -1);
-    std::vector<std::int32_t> runnable;
-    for (int w = workers - 1; w >= 0; --w) runnable.push_back(w);
-    auto wait_on = [&](int w, std::int32_t q) {
-        next_waiter[static_cast<std::size_t>(w)] = first_waiter[static_cast<std::size_t>(q)];
-        first_waiter[static_cast<std::size_t>(q)] = w;
-    };
-    auto wake = [&](std::int32_t q) {
-        for (std::int32_t v = first_waiter[static_cast<std::size_t>(q)]; v != -1;) {
-            const std::int32_t after = next_waiter[static_cast<std::size_t>(v)];
-            runnable.push_back(v);
-            v = after;
-        }
-        first_waiter[static_cast<std::size_t>(q)] = -1;
-    };
-    while (!runnable.empty()) {
-        const int w = runnable.back();
-        runnable.pop_back();
+    detail::wait_lists waiting(total, workers);
+    for (int w = 0; waiting.pop(w);) {
         cursor& c = at[static_cast<std::size_t>(w)];
         while (c.position < c.end) {
             const auto i = static_cast<std::size_t>(c.position);
@@ -244,7 +228,7 @@ constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
                             else begin = std::max(begin, r.finish[static_cast<std::size_t>(recv)]);
                         } else if (r.finish[static_cast<std::size_t>(dep)] < 0) {
                             blocked = true;
-                            wait_on(w, dep);
+                            waiting.wait(w, dep);
                         } else {
                             begin = std::max(begin, r.finish[static_cast<std::size_t>(dep)] +
                                                         costs.p2p(o.kind == op_kind::F ? o.stage - 1 : o.stage));
@@ -255,7 +239,7 @@ constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
                 r.start[i] = begin;
                 r.finish[i] = c.compute_free = begin + duration(o);
                 ++c.position;
-                wake(static_cast<std::int32_t>(i));
+                waiting.wake(static_cast<std::int32_t>(i));
                 continue;
             }
             // A group: post it once (its ready time), then resolve its members.
@@ -273,7 +257,7 @@ constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
                 for (std::int32_t k = c.position; k < group_end; ++k) ready[static_cast<std::size_t>(k)] = posted;
                 c.member = c.position;
                 c.group_finish = posted;
-                for (std::int32_t k = c.position; k < group_end; ++k) wake(k);
+                for (std::int32_t k = c.position; k < group_end; ++k) waiting.wake(k);
             }
             bool blocked = false;
             for (; c.member < group_end && !blocked; ++c.member) {
@@ -286,7 +270,7 @@ constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
                     for (std::int32_t q : matching.collective[static_cast<std::size_t>(m.stage)]) {
                         if (ready[static_cast<std::size_t>(q)] < 0) {
                             blocked = true;
-                            wait_on(w, q);
+                            waiting.wait(w, q);
                             break;
                         }
                         begin = std::max(begin, ready[static_cast<std::size_t>(q)]);
@@ -299,7 +283,7 @@ constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
                 const std::int32_t q = matching.partner[k];
                 if (q == no_op || ready[static_cast<std::size_t>(q)] < 0) {
                     blocked = true;
-                    if (q != no_op) wait_on(w, q);
+                    if (q != no_op) waiting.wait(w, q);
                     break;
                 }
                 r.start[k] = std::max(begin, ready[static_cast<std::size_t>(q)]);

@@ -32,6 +32,8 @@ struct tune_request {
     int global_batch = 1;            // samples per iteration over all replicas
     double memory_limit_bytes = 0;   // 0: the device's memory
     int max_micro_batch_size = 64;   // B is tried in powers of two up to this
+    int max_pipelines = 0;           // Chimera's k is tried up to this (0: every k = 2f with f | D/2)
+    std::vector<int> depths{};       // only these D (empty: every divisor of P up to the layer count)
     std::vector<algorithm> algorithms{tune_algorithms.begin(), tune_algorithms.end()};
     sync_policy sync = sync_policy::eager;
 
@@ -67,6 +69,7 @@ inline std::vector<tune_point> tune_points(const tune_request& r) {
     std::vector<tune_point> points;
     for (int d = 1; d <= std::min(r.devices, r.model.layers); ++d) {
         if (r.devices % d != 0) continue;
+        if (!r.depths.empty() && std::find(r.depths.begin(), r.depths.end(), d) == r.depths.end()) continue;
         const int w = r.devices / d;
         for (int b = 1; b <= r.max_micro_batch_size; b *= 2) {
             if (r.global_batch % (static_cast<long long>(b) * w) != 0) continue;
@@ -77,7 +80,8 @@ inline std::vector<tune_point> tune_points(const tune_request& r) {
                         points.push_back({config{a, d, n, 0, scaling::direct, w}, b, recompute});
                         continue;
                     }
-                    for (int f = 1; f <= d / 2; ++f)
+                    const int k_limit = r.max_pipelines > 0 ? r.max_pipelines : d;
+                    for (int f = 1; f <= d / 2 && 2 * f <= k_limit; ++f)
                         for (scaling mode : {scaling::direct, scaling::doubling, scaling::halving}) {
                             const config c{a, d, n, 2 * f, mode, w};
                             if (validate(c) || (mode == scaling::halving && b % 2 != 0)) continue;
