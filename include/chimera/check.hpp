@@ -6,11 +6,15 @@
 //   static_assert(chimera::check(chimera::make_fixed<cfg>()).ok());
 //
 // Rule ids: S0 (this library: sizes, ranges, op fields), S1-S5, D1-D4,
-// T1-T5, M1-M3 as in chimera.md §11.
+// T1-T5, M1-M3 as in chimera.md §11. Lowered schedules (with comm ops) also
+// get C1 (each SEND has exactly one matching RECV with consistent peers),
+// C2 (every cross-worker dependency has its SEND/RECV pair, in order),
+// C3 (rendezvous deadlock replay, schedules.md §1.4), G1 and G3.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,6 +23,7 @@
 #include "config.hpp"
 #include "detail/text.hpp"
 #include "placement.hpp"
+#include "rendezvous.hpp"
 #include "schedule.hpp"
 #include "schedules/chimera.hpp"
 
@@ -56,6 +61,14 @@ constexpr std::string describe(const op& o) {
 }
 
 namespace detail {
+
+// The compute ops of a list, in order (lowered lists interleave comm ops).
+constexpr std::vector<op> compute_ops(std::span<const op> list) {
+    std::vector<op> out;
+    for (const op& o : list)
+        if (is_compute(o.kind)) out.push_back(o);
+    return out;
+}
 
 struct checker_state {
     check_report report;
@@ -279,6 +292,7 @@ constexpr void check_chimera_invariants(const S& s, checker_state& st, const com
             int previous = -1;
             const auto list = s.ops(w);
             for (int i = 0; i < static_cast<int>(list.size()); ++i) {
+                if (!is_compute(list[static_cast<std::size_t>(i)].kind)) continue;  // lowered comm ops have no slot
                 const int slot = schedules::chimera_slot(s, list[static_cast<std::size_t>(i)]);
                 if (slot <= previous)
                     st.add("T1", w, i,
@@ -312,7 +326,7 @@ constexpr void check_chimera_invariants(const S& s, checker_state& st, const com
             st.add("T3", -1, -1,
                    cat("ASAP span is ", static_cast<long long>(t.makespan), ", expected 2N + D/f - 2 = ", span));
         for (int w = 0; w < d; ++w) {
-            const auto list = s.ops(w);
+            const std::vector<op> list = compute_ops(s.ops(w));
             if (static_cast<int>(list.size()) != 2 * n)
                 st.add("T3", w, -1, cat("worker ", w, " is busy ", list.size(), " slots, expected 2N = ", 2 * n));
             else if (schedules::chimera_slot(s, list.back()) >= span)
@@ -370,6 +384,129 @@ constexpr void check_chimera_invariants(const S& s, checker_state& st, const com
     }
 }
 
+// C1, C2, G1, G3, then C3 (the rendezvous replay) on a lowered schedule.
+template <schedule_like S>
+constexpr void check_lowered(const S& s, checker_state& st, const compute_index& index) {
+    const auto all = s.all_ops();
+    const int stages = s.stages();
+    const comm_matching matching = make_comm_matching(s);
+    std::vector<std::int32_t> owner(all.size());
+    for (int w = 0; w < s.workers(); ++w)
+        for (std::size_t i = 0; i < s.ops(w).size(); ++i) owner[s.first_op_index(w) + i] = w;
+    const auto where = [&](std::size_t position) {
+        const int w = owner[position];
+        return cat("worker ", w, " op ", position - s.first_op_index(w), " ", describe(all[position]), ": ");
+    };
+    const auto add = [&](std::string_view rule, std::size_t position, std::string&& text) {
+        const int w = owner[position];
+        st.add(rule, w, static_cast<int>(position - s.first_op_index(w)), where(position) + text);
+    };
+    // C1: fields and partners of every p2p op.
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        const op& o = all[i];
+        if (!is_p2p(o.kind)) continue;
+        const int w = owner[i];
+        const int to = receiving_stage(o);
+        const int peer_stage = is_send(o.kind) ? to : (o.kind == op_kind::RECV_F ? o.stage - 1 : o.stage + 1);
+        if (peer_stage < 0 || peer_stage >= stages) {
+            add("C1", i, cat("stage ", peer_stage, " does not exist, nothing to exchange with"));
+            continue;
+        }
+        if (s.pipeline_of(o.micro_batch) != o.pipeline) {
+            add("C1", i, cat("micro-batch ", o.micro_batch, " travels through pipeline ", s.pipeline_of(o.micro_batch)));
+            continue;
+        }
+        if (s.placement(o.pipeline, o.stage) != w) {
+            add("C1", i, cat("stage ", o.stage, " of pipeline ", o.pipeline, " is placed on worker ",
+                             s.placement(o.pipeline, o.stage)));
+            continue;
+        }
+        if (const int expected = s.placement(o.pipeline, peer_stage); o.peer != expected) {
+            add("C1", i, cat("peer must be worker ", expected, " (holder of stage ", peer_stage, ")"));
+            continue;
+        }
+        const std::size_t key = matching.channel(stages, is_gradient_p2p(o.kind), o.micro_batch, to);
+        const int own = is_send(o.kind) ? matching.send_count[key] : matching.recv_count[key];
+        const int other = is_send(o.kind) ? matching.recv_count[key] : matching.send_count[key];
+        if (own > 1) add("C1", i, "is duplicated");
+        else if (other == 0) add("C1", i, cat("has no matching ", is_send(o.kind) ? "RECV" : "SEND", " on worker ", o.peer));
+    }
+    // C2: every cross-worker dependency travels through a SEND/RECV pair;
+    // the RECV precedes its consumer, the SEND follows its producer.
+    for (std::size_t i = 0; i < all.size() && st.report.ok(); ++i) {
+        const op& consumer = all[i];
+        if (!is_compute(consumer.kind)) continue;
+        std::int32_t deps[2];
+        const int count = index.dependencies(consumer, deps);
+        for (int d = 0; d < count; ++d) {
+            const auto producer = static_cast<std::size_t>(deps[d]);
+            if (owner[producer] == owner[i]) continue;
+            const std::size_t key =
+                matching.channel(stages, consumer.kind != op_kind::F, consumer.micro_batch, consumer.stage);
+            const std::int32_t recv = matching.recv_at[key], send = matching.send_at[key];
+            if (recv == no_op || send == no_op)
+                add("C2", i, cat("its input from ", describe(all[producer]), " on worker ", owner[producer],
+                                 " has no SEND/RECV pair"));
+            else if (owner[static_cast<std::size_t>(recv)] != owner[i] || static_cast<std::size_t>(recv) > i)
+                add("C2", i, "runs before the RECV of its input");
+            else if (owner[static_cast<std::size_t>(send)] != owner[producer] || static_cast<std::size_t>(send) < producer)
+                add("C2", static_cast<std::size_t>(send),
+                    cat("is sent before its producer ", describe(all[producer]), " has run"));
+        }
+    }
+    // G1: one REDUCE_GRAD per (pipeline, stage) replica, after its last
+    // backward; G3: decreasing stage on every worker.
+    const std::size_t replicas = static_cast<std::size_t>(s.pipelines()) * stages;
+    std::vector<std::int32_t> reduce_at(replicas, no_op), last_backward(replicas, no_op);
+    for (std::size_t i = 0; i < all.size(); ++i) {
+        const op& o = all[i];
+        const std::size_t r = static_cast<std::size_t>(o.pipeline) * stages + o.stage;
+        if (is_compute(o.kind) && o.kind != op_kind::F) last_backward[r] = static_cast<std::int32_t>(i);
+        if (o.kind != op_kind::REDUCE_GRAD) continue;
+        if (reduce_at[r] != no_op) add("G1", i, "is duplicated: one REDUCE_GRAD per (pipeline, stage) replica");
+        else reduce_at[r] = static_cast<std::int32_t>(i);
+    }
+    for (int p = 0; p < s.pipelines(); ++p)
+        for (int stage = 0; stage < stages; ++stage) {
+            const std::size_t r = static_cast<std::size_t>(p) * stages + stage;
+            if (reduce_at[r] == no_op)
+                st.add("G1", s.placement(p, stage), -1,
+                       cat("REDUCE_GRAD(stage ", stage, ", pipeline ", p, ") is missing on worker ",
+                           s.placement(p, stage)));
+            else if (last_backward[r] > reduce_at[r])
+                add("G1", static_cast<std::size_t>(reduce_at[r]),
+                    cat("comes before the replica's last backward ", describe(all[static_cast<std::size_t>(last_backward[r])])));
+        }
+    for (int w = 0; w < s.workers(); ++w) {
+        int previous = stages;
+        for (std::size_t i = s.first_op_index(w); i < s.first_op_index(w) + s.ops(w).size(); ++i)
+            if (all[i].kind == op_kind::REDUCE_GRAD) {
+                if (all[i].stage >= previous)
+                    add("G3", i, cat("follows the REDUCE_GRAD of stage ", previous, "; issue them in decreasing stage"));
+                previous = all[i].stage;
+            }
+    }
+    if (!st.report.ok()) return;
+    // C3: rendezvous replay; report every worker's pending group.
+    const rendezvous_result r = replay_rendezvous(s, matching);
+    if (r.complete) return;
+    for (int w = 0; w < s.workers(); ++w) {
+        const std::int32_t begin = r.pending[static_cast<std::size_t>(w)];
+        if (begin == no_op) continue;
+        const std::int32_t stop = matching.group_end[static_cast<std::size_t>(begin)];
+        std::string group;
+        for (std::int32_t q = begin; q < stop; ++q) group += cat(q == begin ? "" : ", ", describe(all[static_cast<std::size_t>(q)]));
+        std::string reason;
+        if (const std::int32_t waiting = r.waiting_for[static_cast<std::size_t>(w)]; waiting != no_op)
+            reason = cat("; ", describe(all[static_cast<std::size_t>(r.waiting_member[static_cast<std::size_t>(w)])]),
+                         " waits for worker ", owner[static_cast<std::size_t>(waiting)], " to post op ",
+                         waiting - static_cast<std::int32_t>(s.first_op_index(owner[static_cast<std::size_t>(waiting)])));
+        st.add("C3", w, begin - static_cast<std::int32_t>(s.first_op_index(w)),
+               cat("deadlock (rendezvous, no progress): worker ", w, " is stuck in its group at op ",
+                   begin - static_cast<std::int32_t>(s.first_op_index(w)), " {", group, "}", reason));
+    }
+}
+
 }  // namespace detail
 
 template <schedule_like S>
@@ -390,6 +527,8 @@ constexpr check_report check(const S& s, const check_options& options = {}) {
     detail::check_fifo(s, st, is_chimera);
     const timing t = asap(s, op_costs{}, &index);
     detail::check_deadlock(s, st, index, t);
+    if (st.report.ok() && std::any_of(s.all_ops().begin(), s.all_ops().end(), [](const op& o) { return is_comm(o.kind); }))
+        detail::check_lowered(s, st, index);
     if (st.report.ok() && is_chimera && options.chimera_invariants) detail::check_chimera_invariants(s, st, index);
     return std::move(st.report);
 }

@@ -7,6 +7,8 @@
 #include "config.hpp"
 #include "error.hpp"
 #include "generate.hpp"
+#include "lower.hpp"
 #include "op.hpp"
 #include "placement.hpp"
+#include "rendezvous.hpp"
 #include "schedule.hpp"
