@@ -235,3 +235,21 @@ private:
 };
 
 }  // namespace chimera::runtime::cpu
+
+namespace chimera::runtime::cpu {
+
+// Mean loss of the whole model on `count` held-out micro-batches (forward only).
+template <class R>
+double held_out_loss(const run_shape& shape, const gpt::dataset& data, const std::vector<R>& params, int count) {
+    const stage_model<R> model(shape.model, gpt::partition(shape.model, 1)[0], shape.batch, shape.seq);
+    double sum = 0;
+    for (int i = 0; i < count; ++i) {
+        stash<R> st = model.make_stash();
+        data.micro_batch(true, shape.data_seed, 0, i, shape.batch, shape.seq, st.tokens, st.targets);
+        model.forward(params.data(), st, nullptr, nullptr);
+        sum += st.loss;
+    }
+    return sum / count;
+}
+
+}  // namespace chimera::runtime::cpu
