@@ -38,7 +38,7 @@ struct options {
     std::string schedule = "chimera";
     int stages = 4, micro_batches = 8, pipelines = 0, data_parallel = 1;
     std::string scaling = "direct", sync = "end";
-    int steps = 40;
+    int steps = 150;
     std::string model = "tiny";
     std::uint64_t seed = 1;
     std::string checkpoint_dir;
