@@ -214,7 +214,6 @@ public:
             std::fill(accumulator.begin(), accumulator.end(), R(0));
             for (int id : group) {
                 stash<R> st = model_.make_stash();
-                std::vector<int> tokens, targets;
                 data_.micro_batch(false, shape_.data_seed, step_index, id, shape_.batch, shape_.seq, st.tokens,
                                   st.targets);
                 model_.forward(state_.params.data(), st, nullptr, nullptr);

@@ -16,7 +16,6 @@
 #include <string>
 #include <thread>
 #include <unistd.h>
-#include <variant>
 #include <vector>
 
 #include <chimera/analysis.hpp>
