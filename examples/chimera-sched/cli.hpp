@@ -7,6 +7,7 @@
 #include <CLI/CLI.hpp>
 
 #include <chimera/config.hpp>
+#include <chimera/lower.hpp>
 
 namespace chimera_sched {
 
@@ -43,7 +44,14 @@ struct command {
 
 command add_generate(CLI::App& app);
 command add_check(CLI::App& app);
+command add_lower(CLI::App& app);
+command add_simulate(CLI::App& app);
+command add_tune(CLI::App& app);
 
 bool stdout_is_terminal();
+
+// --sync end|eager|eager-opt [--min-window SLOTS] (lower, simulate).
+void add_sync_options(CLI::App& command, std::string& sync, int& min_window);
+chimera::lower_options to_lower_options(const std::string& sync, int min_window);
 
 }  // namespace chimera_sched

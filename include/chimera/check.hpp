@@ -390,9 +390,7 @@ constexpr void check_lowered(const S& s, checker_state& st, const compute_index&
     const auto all = s.all_ops();
     const int stages = s.stages();
     const comm_matching matching = make_comm_matching(s);
-    std::vector<std::int32_t> owner(all.size());
-    for (int w = 0; w < s.workers(); ++w)
-        for (std::size_t i = 0; i < s.ops(w).size(); ++i) owner[s.first_op_index(w) + i] = w;
+    const std::vector<std::int32_t>& owner = matching.owner;
     const auto where = [&](std::size_t position) {
         const int w = owner[position];
         return cat("worker ", w, " op ", position - s.first_op_index(w), " ", describe(all[position]), ": ");

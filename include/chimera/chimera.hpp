@@ -8,6 +8,7 @@
 #include "error.hpp"
 #include "generate.hpp"
 #include "lower.hpp"
+#include "simulate.hpp"
 #include "op.hpp"
 #include "placement.hpp"
 #include "rendezvous.hpp"

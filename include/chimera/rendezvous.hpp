@@ -16,12 +16,15 @@
 #include <vector>
 
 #include "analysis.hpp"
+#include "detail/wait_lists.hpp"
 #include "op.hpp"
 #include "schedule.hpp"
 
 namespace chimera {
 
 struct comm_matching {
+    // Per op (indexed like all_ops()): the worker whose list holds it.
+    std::vector<std::int32_t> owner;
     // Per op (indexed like all_ops()): the matching p2p op, or no_op.
     std::vector<std::int32_t> partner;
     // Per op: first and one-past-last position of its group (comm ops only, else no_op).
@@ -58,6 +61,7 @@ constexpr comm_matching make_comm_matching(const S& s) {
     const auto all = s.all_ops();
     const int stages = s.stages();
     const std::size_t channels = static_cast<std::size_t>(s.micro_batches()) * stages;
+    m.owner.assign(all.size(), 0);
     m.partner.assign(all.size(), no_op);
     m.group_begin.assign(all.size(), no_op);
     m.group_end.assign(all.size(), no_op);
@@ -71,6 +75,7 @@ constexpr comm_matching make_comm_matching(const S& s) {
         const auto end = first + static_cast<std::int32_t>(s.ops(w).size());
         for (std::int32_t i = first; i < end; ++i) {
             const op& o = all[static_cast<std::size_t>(i)];
+            m.owner[static_cast<std::size_t>(i)] = w;
             if (!is_comm(o.kind)) continue;
             if (i == first || !is_comm(all[static_cast<std::size_t>(i - 1)].kind)) {
                 std::int32_t j = i;
@@ -119,35 +124,18 @@ constexpr rendezvous_result replay_rendezvous(const S& s, const comm_matching& m
     r.waiting_member.assign(static_cast<std::size_t>(workers), no_op);
     r.waiting_for.assign(static_cast<std::size_t>(workers), no_op);
     std::vector<std::int32_t> position(static_cast<std::size_t>(workers)), end(static_cast<std::size_t>(workers));
-    std::vector<std::int32_t> owner(all.size());
     for (int w = 0; w < workers; ++w) {
         position[static_cast<std::size_t>(w)] = static_cast<std::int32_t>(s.first_op_index(w));
         end[static_cast<std::size_t>(w)] = position[static_cast<std::size_t>(w)] + static_cast<std::int32_t>(s.ops(w).size());
-        for (auto i = position[static_cast<std::size_t>(w)]; i < end[static_cast<std::size_t>(w)]; ++i)
-            owner[static_cast<std::size_t>(i)] = w;
     }
     // A partner is posted once its worker stands at (or past) its group.
     auto posted = [&](std::int32_t q) {
-        return position[static_cast<std::size_t>(owner[static_cast<std::size_t>(q)])] >=
+        return position[static_cast<std::size_t>(m.owner[static_cast<std::size_t>(q)])] >=
                m.group_begin[static_cast<std::size_t>(q)];
     };
-    std::vector<std::int32_t> first_waiter(all.size(), -1), next_waiter(static_cast<std::size_t>(workers), -1);
     std::vector<std::int32_t> cursor(static_cast<std::size_t>(workers), -1);  // next member to verify
-    std::vector<std::int32_t> runnable;
-    for (int w = workers - 1; w >= 0; --w) runnable.push_back(w);
-    auto wake = [&](std::int32_t begin, std::int32_t stop) {
-        for (std::int32_t q = begin; q < stop; ++q) {
-            for (std::int32_t v = first_waiter[static_cast<std::size_t>(q)]; v != -1;) {
-                const std::int32_t after = next_waiter[static_cast<std::size_t>(v)];
-                runnable.push_back(v);
-                v = after;
-            }
-            first_waiter[static_cast<std::size_t>(q)] = -1;
-        }
-    };
-    while (!runnable.empty()) {
-        const int w = runnable.back();
-        runnable.pop_back();
+    detail::wait_lists waiting(all.size(), workers);
+    for (int w = 0; waiting.pop(w);) {
         auto& pos = position[static_cast<std::size_t>(w)];
         const auto stop = end[static_cast<std::size_t>(w)];
         while (pos < stop) {
@@ -159,7 +147,7 @@ constexpr rendezvous_result replay_rendezvous(const S& s, const comm_matching& m
             auto& member = cursor[static_cast<std::size_t>(w)];
             if (member < pos) {  // just reached this group: post it
                 member = pos;
-                wake(pos, group_end);
+                for (std::int32_t q = pos; q < group_end; ++q) waiting.wake(q);
             }
             std::int32_t missing = no_op;
             for (; member < group_end && missing == no_op; ++member) {
@@ -179,10 +167,7 @@ constexpr rendezvous_result replay_rendezvous(const S& s, const comm_matching& m
             if (missing != no_op) {
                 r.waiting_member[static_cast<std::size_t>(w)] = member;
                 r.waiting_for[static_cast<std::size_t>(w)] = missing;
-                if (missing != member) {
-                    next_waiter[static_cast<std::size_t>(w)] = first_waiter[static_cast<std::size_t>(missing)];
-                    first_waiter[static_cast<std::size_t>(missing)] = w;
-                }
+                if (missing != member) waiting.wait(w, missing);
                 break;
             }
             pos = group_end;

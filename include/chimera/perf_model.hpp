@@ -1,0 +1,184 @@
+// Performance model (chimera.md §9.3-§9.4): from a model description
+// (layers, hidden size, heads, sequence length, vocabulary), a device (peak
+// FLOP/s, achieved fraction, memory) and a network (alpha, beta) to the
+// per-stage cost model the simulator runs. Presets for the paper's models
+// and two hardware generations. Assumptions are in docs/performance-model.md.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+#include "simulate.hpp"
+
+namespace chimera {
+
+// A decoder (GPT) or encoder (BERT) transformer.
+struct model_description {
+    std::string_view name;
+    int layers = 0;
+    int hidden = 0;
+    int heads = 0;
+    int sequence = 0;
+    int vocabulary = 0;
+    bool tied_head = true;             // output projection shares the embedding (GPT-2) or not (the paper's counts)
+    long long extra_parameters = 0;    // pooler, NSP head, token types... (so counts match the paper exactly)
+
+    // 12 h^2 + 13 h per layer (attention, MLP, two layer norms, biases).
+    constexpr long long layer_parameters() const {
+        const long long h = hidden;
+        return 12 * h * h + 13 * h;
+    }
+    constexpr long long embedding_parameters() const {
+        const long long h = hidden;
+        return static_cast<long long>(vocabulary) * h + static_cast<long long>(sequence) * h;
+    }
+    constexpr long long head_parameters() const {
+        return (tied_head ? 0 : static_cast<long long>(vocabulary) * hidden) + 2LL * hidden + extra_parameters;
+    }
+    constexpr long long parameters() const {
+        return layers * layer_parameters() + embedding_parameters() + head_parameters();
+    }
+    // Forward FLOPs of one layer on one sample: dense 24 s h^2, attention 4 s^2 h.
+    constexpr double layer_flops() const {
+        const double s = sequence, h = hidden;
+        return 24 * s * h * h + 4 * s * s * h;
+    }
+    // Forward FLOPs of the output projection (logits) on one sample.
+    constexpr double head_flops() const { return 2.0 * sequence * hidden * vocabulary; }
+    // Activation bytes one layer keeps per sample (fp16, no sequence
+    // parallelism, attention scores stored: s h (34 + 5 a s / h)).
+    constexpr double layer_activation_bytes() const {
+        const double s = sequence, h = hidden, a = heads;
+        return s * h * (34 + 5 * a * s / h);
+    }
+    // The tensor crossing a stage boundary (fp16), also what recomputation keeps.
+    constexpr double boundary_bytes() const { return 2.0 * sequence * hidden; }
+};
+
+struct device_description {
+    std::string_view name;
+    double peak_flops = 0;      // per second, the precision used for training
+    double efficiency = 0.5;    // fraction of peak reached on large matrix products
+    double half_tokens = 256;   // tokens per op at which half that efficiency is reached (small micro-batches run slower)
+    double memory_bytes = 0;
+    double bytes_per_parameter = 4;   // weights + gradients (fp16)
+    double gradient_bytes_per_parameter = 2;  // what the all-reduce moves (fp16)
+    double optimizer_bytes_per_parameter = 12;  // fp32 master copy + Adam moments
+};
+
+struct network_description {
+    std::string_view name;
+    double alpha = 0;  // seconds per message
+    double beta = 0;   // seconds per byte
+};
+
+// Parameter counts match the paper exactly (chimera.md §10): GPT-2 64
+// layers 1,389,327,360 (untied output layer), Bert-48 669,790,012.
+inline constexpr std::array<model_description, 3> model_presets = {{
+    {"gpt2-1.3b", 64, 1280, 20, 1024, 50257, false, 0},
+    // extra: token types 2h, pooler h^2+h, MLM transform h^2+h and its norm
+    // 2h, decoder bias V, next-sentence head 2h+2 = 2,135,868.
+    {"bert-48", 48, 1024, 16, 512, 30522, false, 2135868},
+    {"gpt2-124m", 12, 768, 12, 1024, 50257, true, 0},
+}};
+
+inline constexpr std::array<device_description, 2> device_presets = {{
+    {"p100", 18.7e12, 0.35, 256, 16.0 * (1LL << 30), 4, 2, 12},
+    {"h100", 989e12, 0.45, 1024, 80.0 * (1LL << 30), 4, 2, 12},
+}};
+
+inline constexpr std::array<network_description, 2> network_presets = {{
+    {"aries", 2e-6, 1.0 / 10e9},
+    {"nvlink-ib", 5e-6, 1.0 / 50e9},
+}};
+
+// A full hardware + model preset, as `chimera-sched tune --preset` names it.
+struct preset {
+    std::string_view name;
+    std::string_view model, device, network;
+};
+
+inline constexpr std::array<preset, 6> presets = {{
+    {"gpt2-1.3b-p100", "gpt2-1.3b", "p100", "aries"},
+    {"bert-48-p100", "bert-48", "p100", "aries"},
+    {"gpt2-124m-p100", "gpt2-124m", "p100", "aries"},
+    {"gpt2-1.3b-h100", "gpt2-1.3b", "h100", "nvlink-ib"},
+    {"bert-48-h100", "bert-48", "h100", "nvlink-ib"},
+    {"gpt2-124m-h100", "gpt2-124m", "h100", "nvlink-ib"},
+}};
+
+template <class Array>
+constexpr auto find_preset(const Array& array, std::string_view name) -> std::optional<typename Array::value_type> {
+    for (const auto& entry : array)
+        if (entry.name == name) return entry;
+    return std::nullopt;
+}
+
+// Layers per stage: the output layer costs `head` layers' worth of time,
+// so the last stage gets fewer transformer layers. Every stage gets at least
+// one layer (so D <= layers); the rest are spread evenly over the others.
+inline std::vector<int> partition_layers(const model_description& m, int stages) {
+    const double head = m.head_flops() / m.layer_flops();
+    std::vector<int> best;
+    double best_cost = 0;
+    for (int last = 1; last <= m.layers - (stages - 1); ++last) {
+        if (stages == 1 && last != m.layers) continue;
+        const int rest = m.layers - last, others = stages - 1;
+        const double cost =
+            std::max(others > 0 ? static_cast<double>((rest + others - 1) / others) : 0.0, last + head);
+        if (best.empty() || cost < best_cost) {
+            best_cost = cost;
+            best.assign(static_cast<std::size_t>(stages), 0);
+            for (int s = 0; s < others; ++s) best[static_cast<std::size_t>(s)] = rest / others + (s < rest % others ? 1 : 0);
+            best.back() = last;
+        }
+    }
+    return best;
+}
+
+struct hardware {
+    device_description device;
+    network_description network;
+};
+
+// Per-stage costs of one micro-batch of `micro_batch_size` samples.
+inline cost_model make_cost_model(const model_description& m, const hardware& hw, int stages, double micro_batch_size,
+                                  bool recompute, int data_parallel) {
+    const std::vector<int> layers = partition_layers(m, stages);
+    const double tokens = micro_batch_size * m.sequence;
+    const double rate =
+        hw.device.peak_flops * hw.device.efficiency * tokens / (tokens + hw.device.half_tokens);  // FLOP/s reached
+    cost_model c;
+    c.recompute = recompute;
+    c.alpha = hw.network.alpha;
+    c.beta = hw.network.beta;
+    c.data_parallel = data_parallel;
+    c.per_stage.resize(static_cast<std::size_t>(stages));
+    for (int s = 0; s < stages; ++s) {
+        const bool last = s == stages - 1;
+        const int count = layers[static_cast<std::size_t>(s)];
+        const double flops = micro_batch_size * (count * m.layer_flops() + (last ? m.head_flops() : 0));
+        long long params = count * m.layer_parameters();
+        if (s == 0) params += m.embedding_parameters();
+        if (last) params += m.head_parameters();
+        stage_profile& p = c.per_stage[static_cast<std::size_t>(s)];
+        p.forward = flops / rate;
+        p.backward = 2 * p.forward;
+        p.input_backward = p.weight_backward = p.forward;
+        p.message_bytes = micro_batch_size * m.boundary_bytes();
+        p.parameter_bytes = static_cast<double>(params) * hw.device.bytes_per_parameter;
+        p.gradient_bytes = static_cast<double>(params) * hw.device.gradient_bytes_per_parameter;
+        p.optimizer_bytes = static_cast<double>(params) * hw.device.optimizer_bytes_per_parameter;
+        // fp32 logits for the loss on the last stage.
+        const double logits = last ? 4.0 * m.sequence * m.vocabulary : 0;
+        p.activation_bytes = micro_batch_size * (count * m.layer_activation_bytes() + logits);
+        p.recompute_bytes = micro_batch_size * m.boundary_bytes();
+    }
+    return c;
+}
+
+}  // namespace chimera

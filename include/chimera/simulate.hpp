@@ -1,0 +1,341 @@
+// The cost-model simulator: times every op of a schedule (compute-only or
+// lowered) and reports makespan, per-worker busy/idle, bubble ratio, the
+// critical-path counts C_f/C_b of chimera.md §9.3 and memory per worker.
+//
+// Model (docs/performance-model.md):
+// * every worker has a compute stream and a communication stream, each
+//   running its ops in list order;
+// * a compute op starts when the previous compute op of its worker has
+//   finished and its inputs are there: for a lowered schedule the end of the
+//   RECV that brings them, for a compute-only one the end of the producer on
+//   another worker plus one p2p message (alpha + bytes * beta);
+// * a group (consecutive comm ops between two compute ops) is ready when
+//   the worker's previous group has ended and the data of its SENDs exists
+//   (the host runs ahead and posts receives early, as with NCCL on a side
+//   stream); a p2p transfer starts when both sides' groups are ready and
+//   lasts alpha + bytes * beta; a group ends with its last transfer;
+// * all-reduces (REDUCE_GRAD) run on a third stream, one after another: an
+//   all-reduce starts when every replica's group is ready and the worker's
+//   previous all-reduce has ended, and lasts 2 log2(r) alpha +
+//   2 (r-1) beta L / r over r = replicas x data_parallel members, L the
+//   stage's gradient bytes (so an eager all-reduce overlaps the compute
+//   and p2p traffic that follow it);
+// * recomputation re-runs the forward inside every backward (B and I).
+// With unit costs and no communication cost the makespan is the unit-time
+// span of every formula in the spec (tests/test_simulate.cpp).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include "analysis.hpp"
+#include "detail/text.hpp"
+#include "detail/wait_lists.hpp"
+#include "error.hpp"
+#include "op.hpp"
+#include "rendezvous.hpp"
+#include "schedule.hpp"
+
+namespace chimera {
+
+// What one stage costs on one micro-batch, and what it holds.
+struct stage_profile {
+    double forward = 1, backward = 1, input_backward = 1, weight_backward = 1;  // time
+    double message_bytes = 0;     // activation sent to the next stage (the gradient coming back is as large)
+    double parameter_bytes = 0;   // weights (and their gradients) of one replica, as held in memory
+    double gradient_bytes = 0;    // what its all-reduce moves (L)
+    double optimizer_bytes = 0;   // optimizer state of one replica
+    double activation_bytes = 0;  // kept per micro-batch from F until B (or W when split)
+    double recompute_bytes = 0;   // kept per micro-batch instead, with recomputation (the stage input)
+
+    friend constexpr bool operator==(const stage_profile&, const stage_profile&) = default;
+};
+
+struct cost_model {
+    stage_profile uniform;               // every stage, unless per_stage is given
+    std::vector<stage_profile> per_stage;  // empty, or one entry per stage
+    bool recompute = false;
+    double alpha = 0, beta = 0;          // time per message, time per byte
+    int data_parallel = 1;               // W: all-reduces span replicas x W members
+
+    constexpr const stage_profile& stage(int s) const {
+        return per_stage.empty() ? uniform : per_stage[static_cast<std::size_t>(s)];
+    }
+    constexpr double duration(op_kind kind, int s) const {
+        const stage_profile& p = stage(s);
+        const double redo = recompute ? p.forward : 0;
+        switch (kind) {
+            case op_kind::F: return p.forward;
+            case op_kind::B: return p.backward + redo;
+            case op_kind::I: return p.input_backward + redo;
+            case op_kind::W: return p.weight_backward;
+            default: return 0;
+        }
+    }
+    // Message crossing the boundary between stages s and s + 1.
+    constexpr double p2p(int s) const { return alpha + stage(s).message_bytes * beta; }
+    constexpr double allreduce(int s, int replicas) const {
+        const double r = static_cast<double>(replicas) * data_parallel;
+        if (r <= 1) return 0;
+        return 2 * std::log2(r) * alpha + 2 * (r - 1) * beta * stage(s).gradient_bytes / r;
+    }
+};
+
+// Unit costs (chimera.md's unit-time model) with t_B = backward.
+constexpr cost_model unit_costs(double forward = 1, double backward = 1) {
+    cost_model m;
+    m.uniform.forward = forward;
+    m.uniform.backward = backward;
+    return m;
+}
+
+struct worker_report {
+    double busy = 0;  // compute time
+    double idle = 0;  // makespan - busy
+    double communication = 0;  // time its comm stream is busy
+    int peak_activations = 0;  // micro-batches held at once (schedules.md §1.2)
+    double weight_bytes = 0, optimizer_bytes = 0, peak_activation_bytes = 0;
+
+    constexpr double memory_bytes() const { return weight_bytes + optimizer_bytes + peak_activation_bytes; }
+};
+
+struct simulation {
+    bool complete = false;  // false: some op never ran (deadlock or a missing partner)
+    double makespan = 0;
+    std::vector<double> start, finish;  // per op, indexed like all_ops(); -1 if it never ran
+    std::vector<worker_report> workers;
+
+    constexpr double bubble_ratio() const {
+        double busy = 0, total = 0;
+        for (const auto& w : workers) busy += w.busy, total += w.busy + w.idle;
+        return total > 0 ? 1 - busy / total : 0;
+    }
+};
+
+// Peak bytes of kept activations on a worker: + at F, - at B (W when
+// split); with recomputation the stage input is kept and the full set
+// exists only while that micro-batch's backward runs.
+template <schedule_like S>
+constexpr double peak_activation_bytes(const S& s, int worker, const cost_model& costs) {
+    double live = 0, peak = 0;
+    for (const op& o : s.ops(worker)) {
+        if (!is_compute(o.kind)) continue;
+        const stage_profile& p = costs.stage(o.stage);
+        const double kept = costs.recompute ? p.recompute_bytes : p.activation_bytes;
+        if (o.kind == op_kind::F) peak = std::max(peak, live += kept);
+        if (o.kind == op_kind::B || o.kind == op_kind::I)
+            peak = std::max(peak, live + (costs.recompute ? p.activation_bytes : 0));
+        if (o.kind == op_kind::B || o.kind == op_kind::W) live -= kept;
+    }
+    return peak;
+}
+
+namespace detail {
+constexpr std::string describe_kind_stage(const op& o) {
+    return cat(to_string(o.kind), "(micro-batch ", o.micro_batch, ", stage ", o.stage, ")");
+}
+}  // namespace detail
+
+// Memory of a worker: weights and optimizer state of every replica it
+// holds (chimera.md Tables 2/3: 2f M_theta for Chimera) and peak activations.
+struct worker_memory {
+    double weight_bytes = 0, optimizer_bytes = 0, peak_activation_bytes = 0;
+    constexpr double total() const { return weight_bytes + optimizer_bytes + peak_activation_bytes; }
+};
+
+template <schedule_like S>
+constexpr worker_memory memory_of(const S& s, int worker, const cost_model& costs) {
+    worker_memory m;
+    m.peak_activation_bytes = peak_activation_bytes(s, worker, costs);
+    for (int p = 0; p < s.pipelines(); ++p)
+        for (int st = 0; st < s.stages(); ++st)
+            if (s.placement(p, st) == worker) {
+                m.weight_bytes += costs.stage(st).parameter_bytes;
+                m.optimizer_bytes += costs.stage(st).optimizer_bytes;
+            }
+    return m;
+}
+
+// One pass over the lists, like analysis.hpp's asap: a worker advances
+// until it needs a time that is not known yet (a partner's group not yet
+// reached, or, for compute-only schedules, a producer on another worker)
+// and is woken when it is. Linear in ops and group members; no graph is
+// stored. A worker that never gets through its list means a deadlock.
+template <schedule_like S>
+constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
+    using ::chimera::detail::cat;
+    const auto all = s.all_ops();
+    const std::size_t total = all.size();
+    const int workers = s.workers();
+    if (!costs.per_stage.empty() && costs.per_stage.size() != static_cast<std::size_t>(s.stages()))
+        throw schedule_error("S0", cat("simulate: the cost model describes ", costs.per_stage.size(),
+                                       " stages, the schedule has ", s.stages()));
+    for (const op& o : all)
+        if (o.stage < 0 || o.stage >= s.stages() || (o.kind != op_kind::REDUCE_GRAD && !in_range(s, o)))
+            throw schedule_error("S0", cat("simulate: ", detail::describe_kind_stage(o), " is out of range; run check first"));
+    const compute_index index = make_compute_index(s);
+    const comm_matching matching = make_comm_matching(s);
+    const bool lowered = std::any_of(all.begin(), all.end(), [](const op& o) { return is_comm(o.kind); });
+    std::vector<int> replicas(static_cast<std::size_t>(s.stages()), 0);
+    for (int p = 0; p < s.pipelines(); ++p)
+        for (int st = 0; st < s.stages(); ++st) ++replicas[static_cast<std::size_t>(st)];
+    auto duration = [&](const op& o) {
+        if (is_p2p(o.kind)) return costs.p2p(o.kind == op_kind::RECV_F || o.kind == op_kind::SEND_B ? o.stage - 1 : o.stage);
+        if (o.kind == op_kind::REDUCE_GRAD) return costs.allreduce(o.stage, replicas[static_cast<std::size_t>(o.stage)]);
+        return costs.duration(o.kind, o.stage);
+    };
+
+    simulation r;
+    r.start.assign(total, -1);
+    r.finish.assign(total, -1);
+    r.workers.assign(static_cast<std::size_t>(workers), {});
+    std::vector<double> ready(total, -1);  // comm ops: when their group was ready (posted)
+    const std::vector<std::int32_t>& owner = matching.owner;
+    struct cursor {
+        std::int32_t position = 0, end = 0, member = -1;  // member: next group member to resolve
+        double compute_free = 0, group_end = 0, collective_end = 0, group_finish = 0;
+    };
+    std::vector<cursor> at(static_cast<std::size_t>(workers));
+    for (int w = 0; w < workers; ++w) {
+        auto& c = at[static_cast<std::size_t>(w)];
+        c.position = static_cast<std::int32_t>(s.first_op_index(w));
+        c.end = c.position + static_cast<std::int32_t>(s.ops(w).size());
+    }
+    detail::wait_lists waiting(total, workers);
+    for (int w = 0; waiting.pop(w);) {
+        cursor& c = at[static_cast<std::size_t>(w)];
+        while (c.position < c.end) {
+            const auto i = static_cast<std::size_t>(c.position);
+            const op& o = all[i];
+            if (is_compute(o.kind)) {
+                double begin = c.compute_free;
+                bool blocked = false;
+                if (in_range(s, o)) {
+                    std::int32_t deps[2];
+                    const int count = index.dependencies(o, deps);
+                    for (int k = 0; k < count && !blocked; ++k) {
+                        const std::int32_t dep = deps[k];
+                        if (dep == no_op) {
+                            blocked = true;  // never produced
+                        } else if (owner[static_cast<std::size_t>(dep)] == w) {
+                            begin = std::max(begin, r.finish[static_cast<std::size_t>(dep)]);
+                        } else if (lowered) {  // through the RECV earlier in this list
+                            const std::int32_t recv = matching.recv_at[matching.channel(
+                                s.stages(), o.kind != op_kind::F, o.micro_batch, o.stage)];
+                            if (recv == no_op || r.finish[static_cast<std::size_t>(recv)] < 0) blocked = true;
+                            else begin = std::max(begin, r.finish[static_cast<std::size_t>(recv)]);
+                        } else if (r.finish[static_cast<std::size_t>(dep)] < 0) {
+                            blocked = true;
+                            waiting.wait(w, dep);
+                        } else {
+                            begin = std::max(begin, r.finish[static_cast<std::size_t>(dep)] +
+                                                        costs.p2p(o.kind == op_kind::F ? o.stage - 1 : o.stage));
+                        }
+                    }
+                }
+                if (blocked) break;
+                r.start[i] = begin;
+                r.finish[i] = c.compute_free = begin + duration(o);
+                ++c.position;
+                waiting.wake(static_cast<std::int32_t>(i));
+                continue;
+            }
+            // A group: post it once (its ready time), then resolve its members.
+            const std::int32_t group_end = matching.group_end[i];
+            if (c.member < c.position) {
+                double posted = c.group_end;
+                for (std::int32_t k = c.position; k < group_end; ++k) {
+                    const op& m = all[static_cast<std::size_t>(k)];
+                    if (!is_send(m.kind) || !in_range(s, m)) continue;
+                    // Launched once the data it sends exists (earlier in this list).
+                    const auto& table = m.kind == op_kind::SEND_F ? index.forward : index.input_backward;
+                    if (const std::int32_t producer = table[index.key(m.micro_batch, m.stage)]; producer != no_op)
+                        posted = std::max(posted, r.finish[static_cast<std::size_t>(producer)]);
+                }
+                for (std::int32_t k = c.position; k < group_end; ++k) ready[static_cast<std::size_t>(k)] = posted;
+                c.member = c.position;
+                c.group_finish = posted;
+                for (std::int32_t k = c.position; k < group_end; ++k) waiting.wake(k);
+            }
+            bool blocked = false;
+            for (; c.member < group_end && !blocked; ++c.member) {
+                const auto k = static_cast<std::size_t>(c.member);
+                const op& m = all[k];
+                double begin = ready[k];
+                if (m.kind == op_kind::REDUCE_GRAD) {
+                    // Own stream, one after another, once the gradients are complete.
+                    begin = std::max({begin, c.collective_end, c.compute_free});
+                    for (std::int32_t q : matching.collective[static_cast<std::size_t>(m.stage)]) {
+                        if (ready[static_cast<std::size_t>(q)] < 0) {
+                            blocked = true;
+                            waiting.wait(w, q);
+                            break;
+                        }
+                        begin = std::max(begin, ready[static_cast<std::size_t>(q)]);
+                    }
+                    if (blocked) break;
+                    r.start[k] = begin;
+                    r.finish[k] = c.collective_end = begin + duration(m);
+                    continue;
+                }
+                const std::int32_t q = matching.partner[k];
+                if (q == no_op || ready[static_cast<std::size_t>(q)] < 0) {
+                    blocked = true;
+                    if (q != no_op) waiting.wait(w, q);
+                    break;
+                }
+                r.start[k] = std::max(begin, ready[static_cast<std::size_t>(q)]);
+                r.finish[k] = r.start[k] + duration(m);
+                c.group_finish = std::max(c.group_finish, r.finish[k]);
+            }
+            if (blocked) break;
+            c.group_end = c.group_finish;
+            c.position = group_end;
+        }
+    }
+
+    r.complete = true;
+    for (std::size_t i = 0; i < total; ++i) {
+        if (r.start[i] < 0) {
+            r.complete = false;
+            continue;
+        }
+        r.makespan = std::max(r.makespan, r.finish[i]);
+        auto& wr = r.workers[static_cast<std::size_t>(owner[i])];
+        (is_compute(all[i].kind) ? wr.busy : wr.communication) += r.finish[i] - r.start[i];
+    }
+    for (int w = 0; w < workers; ++w) {
+        auto& wr = r.workers[static_cast<std::size_t>(w)];
+        wr.idle = r.makespan - wr.busy;
+        wr.peak_activations = peak_activations(s, w);
+        const worker_memory memory = memory_of(s, w, costs);
+        wr.weight_bytes = memory.weight_bytes;
+        wr.optimizer_bytes = memory.optimizer_bytes;
+        wr.peak_activation_bytes = memory.peak_activation_bytes;
+    }
+    return r;
+}
+
+// C_f and C_b of chimera.md §9.3: forwards and backwards on the critical
+// path when t_B > t_F, from ASAP makespans at (t_F, t_B) = (1, 2), (1, 3)
+// and, to confirm linearity, (1, 4). Communication costs nothing here.
+struct critical_path {
+    long long forward = 0, backward = 0;
+    bool linear = true;  // false: the makespan is not linear in t_B on [2, 4]
+};
+
+template <schedule_like S>
+constexpr critical_path critical_path_counts(const S& s) {
+    const double t2 = simulate(s, unit_costs(1, 2)).makespan;
+    const double t3 = simulate(s, unit_costs(1, 3)).makespan;
+    const double t4 = simulate(s, unit_costs(1, 4)).makespan;
+    critical_path c;
+    c.backward = static_cast<long long>(std::llround(t3 - t2));
+    c.forward = static_cast<long long>(std::llround(t2 - 2 * (t3 - t2)));
+    c.linear = std::abs((t4 - t3) - (t3 - t2)) < 1e-9;
+    return c;
+}
+
+}  // namespace chimera
