@@ -1,5 +1,5 @@
 // Training throughput of the CPU backend per schedule (tiny GPT, fp32), and
-// the step time the ASAP simulator predicts from the per-op costs measured
+// the step time the simulator (chimera::simulate) predicts from the per-op costs measured
 // in the same run. One benchmark iteration = one training step.
 //
 //   ninja -C build bench/bench_train && build/bench/bench_train --benchmark_min_time=3
@@ -40,7 +40,7 @@ void pipelined(benchmark::State& state, config c) {
     pipeline_trainer<float> trainer(lower(compute), sh, data(), gpt::initial_parameters<float>(sh.model, 1));
     int step = 0;
     trainer.step(step++);  // warm-up (allocations)
-    const op_times start = trainer.total_times();
+    const auto start = trainer.total_times();
     for (auto _ : state) benchmark::DoNotOptimize(trainer.step(step++).loss);
     const step_prediction p = predict_step(trainer, start, trainer.total_times(), static_cast<int>(state.iterations()),
                                            std::max(1u, std::thread::hardware_concurrency()));
@@ -49,8 +49,8 @@ void pipelined(benchmark::State& state, config c) {
                                                         benchmark::Counter::kIsRate);
     state.counters["sim_ms"] = p.makespan * 1e3;
     state.counters["sim_cores_ms"] = p.core_bound * 1e3;
-    state.counters["F_ms"] = p.costs.forward * 1e3;
-    state.counters["B_ms"] = p.costs.backward * 1e3;
+    state.counters["F_ms"] = p.forward * 1e3;
+    state.counters["B_ms"] = p.backward * 1e3;
     state.counters["threads"] = static_cast<double>(trainer.ranks());
 }
 

@@ -55,7 +55,8 @@ class cpu_backend {
 public:
     cpu_backend(const schedule& s, const run_shape& shape, const gpt::dataset& data, int group, int worker,
                 const std::vector<R>& whole_model)
-        : s_(s), shape_(shape), data_(data), group_(group), worker_(worker) {
+        : s_(s), shape_(shape), data_(data), group_(group), worker_(worker),
+          stage_times_(static_cast<std::size_t>(s.stages())) {
         const auto layouts = gpt::partition(shape.model, s.stages());
         for (const replica& r : replicas_on(s, worker)) {
             replica_state<R> state;
@@ -88,6 +89,8 @@ public:
     }
     int peak_activations() const { return peak_; }
     const op_times& times() const { return times_; }
+    // The same, per stage (the simulator takes per-stage costs).
+    const std::vector<op_times>& stage_times() const { return stage_times_; }
     // (micro-batch, loss) of every micro-batch whose last stage ran here.
     const std::vector<std::pair<int, double>>& losses() const { return losses_; }
     void clear_losses() { losses_.clear(); }
@@ -119,8 +122,7 @@ public:
         else hand_over({0, o.pipeline, o.stage + 1, o.micro_batch}, std::move(output));
         stashes_.emplace(key, std::move(st));
         peak_ = std::max(peak_, static_cast<int>(stashes_.size()));
-        times_.forward += seconds_since(start);
-        ++times_.forwards;
+        record(o, &op_times::forward, &op_times::forwards, seconds_since(start));
         hub_->note_progress();
     }
 
@@ -128,22 +130,19 @@ public:
         const auto start = clock::now();
         input_part(o);
         weight_part(o);
-        times_.backward += seconds_since(start);
-        ++times_.backwards;
+        record(o, &op_times::backward, &op_times::backwards, seconds_since(start));
         hub_->note_progress();
     }
     void backward_input(const op& o) {
         const auto start = clock::now();
         input_part(o);
-        times_.input_backward += seconds_since(start);
-        ++times_.input_backwards;
+        record(o, &op_times::input_backward, &op_times::input_backwards, seconds_since(start));
         hub_->note_progress();
     }
     void backward_weight(const op& o) {
         const auto start = clock::now();
         weight_part(o);
-        times_.weight_backward += seconds_since(start);
-        ++times_.weight_backwards;
+        record(o, &op_times::weight_backward, &op_times::weight_backwards, seconds_since(start));
         hub_->note_progress();
     }
     void release_activations(const op& o) { stashes_.erase(stash_key(o)); }
@@ -232,6 +231,12 @@ private:
     static double seconds_since(clock::time_point start) {
         return std::chrono::duration<double>(clock::now() - start).count();
     }
+    void record(const op& o, double op_times::*seconds, int op_times::*count, double elapsed) {
+        for (op_times* t : {&times_, &stage_times_[static_cast<std::size_t>(o.stage)]}) {
+            t->*seconds += elapsed;
+            ++(t->*count);
+        }
+    }
     std::tuple<int, int, int> stash_key(const op& o) const { return {o.pipeline, o.stage, o.micro_batch}; }
     std::size_t activation_size() const {
         return static_cast<std::size_t>(shape_.batch) * shape_.seq * shape_.model.channels;
@@ -295,6 +300,7 @@ private:
     std::map<std::tuple<int, int, int, int>, std::vector<R>> inbox_, outbox_;  // (kind, pipeline, consumer stage, mb)
     int peak_ = 0;
     op_times times_;
+    std::vector<op_times> stage_times_;
     std::vector<std::pair<int, double>> losses_;
 };
 

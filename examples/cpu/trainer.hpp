@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <chimera/analysis.hpp>
+#include <chimera/simulate.hpp>
 #include <chimera/schedule.hpp>
 
 #include "../common/executor.hpp"
@@ -136,15 +137,24 @@ public:
     }
     int order_mismatches() const { return order_mismatches_; }
 
-    // Op times summed over all workers since construction.
-    op_times total_times() const {
-        op_times t;
+    // Op times summed over all workers since construction: per stage, and
+    // the optimizer (zero_grad + AdamW) time.
+    struct times_snapshot {
+        std::vector<op_times> stages;
+        double optimizer = 0;
+    };
+    times_snapshot total_times() const {
+        times_snapshot t;
+        t.stages.assign(static_cast<std::size_t>(s_.stages()), {});
         for (const auto& b : workers_) {
-            const op_times& x = b.times();
-            t.forward += x.forward, t.forwards += x.forwards, t.backward += x.backward, t.backwards += x.backwards;
-            t.input_backward += x.input_backward, t.input_backwards += x.input_backwards;
-            t.weight_backward += x.weight_backward, t.weight_backwards += x.weight_backwards;
-            t.comm += x.comm, t.optimizer += x.optimizer;
+            t.optimizer += b.times().optimizer;
+            for (std::size_t st = 0; st < t.stages.size(); ++st) {
+                const op_times& x = b.stage_times()[st];
+                op_times& y = t.stages[st];
+                y.forward += x.forward, y.forwards += x.forwards, y.backward += x.backward, y.backwards += x.backwards;
+                y.input_backward += x.input_backward, y.input_backwards += x.input_backwards;
+                y.weight_backward += x.weight_backward, y.weight_backwards += x.weight_backwards;
+            }
         }
         return t;
     }
@@ -250,31 +260,50 @@ private:
 
 namespace chimera::runtime::cpu {
 
-// The step time the ASAP simulator predicts from per-op costs measured
-// between two total_times() readings over `steps` steps: mean F/B/I/W
-// cost per op, plus the mean optimizer time per worker.
+// The step time the simulator (chimera::simulate) predicts from per-stage
+// op costs measured between two total_times() readings over `steps` steps,
+// plus the mean optimizer time per worker. Communication is free in the
+// model (in-process copies).
 struct step_prediction {
-    op_costs costs;
-    double optimizer = 0;    // seconds per worker per step
-    double makespan = 0;     // one core per worker
-    double core_bound = 0;   // limited by `cores` cores: max(makespan, total work / cores)
+    double forward = 0, backward = 0;  // mean op cost over all stages (seconds)
+    double optimizer = 0;              // seconds per worker per step
+    double makespan = 0;               // one core per worker
+    double core_bound = 0;             // limited by `cores` cores: max(makespan, total work / cores)
 };
 
 template <class R>
-step_prediction predict_step(const pipeline_trainer<R>& trainer, const op_times& before, const op_times& after,
-                             int steps, unsigned cores) {
+step_prediction predict_step(const pipeline_trainer<R>& trainer,
+                             const typename pipeline_trainer<R>::times_snapshot& before,
+                             const typename pipeline_trainer<R>::times_snapshot& after, int steps, unsigned cores) {
     auto mean = [](double a, double b, int n, int m) { return m > n ? (b - a) / (m - n) : 0.0; };
     step_prediction p;
-    p.costs = {mean(before.forward, after.forward, before.forwards, after.forwards),
-               mean(before.backward, after.backward, before.backwards, after.backwards),
-               mean(before.input_backward, after.input_backward, before.input_backwards, after.input_backwards),
-               mean(before.weight_backward, after.weight_backward, before.weight_backwards, after.weight_backwards)};
+    cost_model model;
+    model.data_parallel = trainer.ranks() / trainer.lowered().workers();
+    op_times all_before, all_after;
+    const op_times zero{};
+    for (std::size_t st = 0; st < after.stages.size(); ++st) {
+        // An empty `before` reads as zero (times since construction).
+        const op_times& x = st < before.stages.size() ? before.stages[st] : zero;
+        const op_times& y = after.stages[st];
+        stage_profile profile;
+        profile.forward = mean(x.forward, y.forward, x.forwards, y.forwards);
+        profile.backward = mean(x.backward, y.backward, x.backwards, y.backwards);
+        profile.input_backward = mean(x.input_backward, y.input_backward, x.input_backwards, y.input_backwards);
+        profile.weight_backward = mean(x.weight_backward, y.weight_backward, x.weight_backwards, y.weight_backwards);
+        model.per_stage.push_back(profile);
+        all_before.forward += x.forward, all_before.forwards += x.forwards;
+        all_before.backward += x.backward, all_before.backwards += x.backwards;
+        all_after.forward += y.forward, all_after.forwards += y.forwards;
+        all_after.backward += y.backward, all_after.backwards += y.backwards;
+    }
+    p.forward = mean(all_before.forward, all_after.forward, all_before.forwards, all_after.forwards);
+    p.backward = mean(all_before.backward, all_after.backward, all_before.backwards, all_after.backwards);
     p.optimizer = steps > 0 ? (after.optimizer - before.optimizer) / steps / trainer.ranks() : 0;
-    const timing t = asap(trainer.lowered(), p.costs);
-    p.makespan = t.makespan + p.optimizer;
+    const simulation sim = simulate(trainer.lowered(), model);
+    p.makespan = sim.makespan + p.optimizer;
     double busy = 0;
-    for (const auto& w : t.workers) busy += w.busy;
-    busy = busy * (trainer.ranks() / trainer.lowered().workers()) + p.optimizer * trainer.ranks();
+    for (const auto& w : sim.workers) busy += w.busy;
+    busy = busy * model.data_parallel + p.optimizer * trainer.ranks();
     p.core_bound = std::max(p.makespan, busy / std::max(1u, cores));
     return p;
 }

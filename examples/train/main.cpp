@@ -215,8 +215,9 @@ int train(const options& o) {
         summary["issue_order_mismatches"] = pipelined->order_mismatches();
         // Per-op costs measured on this run, fed to the ASAP simulator.
         const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-        const step_prediction prediction = predict_step(*pipelined, op_times{}, pipelined->total_times(), steps_run, cores);
-        const op_costs& costs = prediction.costs;
+        const step_prediction prediction =
+            predict_step(*pipelined, {}, pipelined->total_times(), steps_run, cores);
+        const step_prediction& costs = prediction;
         summary["op_seconds"] = {{"forward", costs.forward}, {"backward", costs.backward}};
         summary["predicted_step_seconds"] = prediction.makespan;
         summary["predicted_step_seconds_core_bound"] = prediction.core_bound;
@@ -229,7 +230,7 @@ int train(const options& o) {
                            measured[r] == predicted[r] ? "" : "  MISMATCH");
             fmt::print("replicas bit-identical: {}\n", pipelined->replicas_identical() ? "yes" : "NO");
             fmt::print("mean op time: F {:.2f} ms, B {:.2f} ms; step time measured {:.3f} s, simulated {:.3f} s "
-                       "(one core per worker), {:.3f} s ({} cores)\n",
+                       "(simulator, one core per worker), {:.3f} s ({} cores)\n",
                        costs.forward * 1e3, costs.backward * 1e3, steps_run > 0 ? total_seconds / steps_run : 0.0,
                        prediction.makespan, prediction.core_bound, cores);
         }
