@@ -116,6 +116,7 @@ public:
         peak_ = std::max(peak_, static_cast<int>(stashes_.size()));
         times_.forward += seconds_since(start);
         ++times_.forwards;
+        hub_->note_progress();
     }
 
     void backward(const op& o) {
@@ -124,18 +125,21 @@ public:
         weight_part(o);
         times_.backward += seconds_since(start);
         ++times_.backwards;
+        hub_->note_progress();
     }
     void backward_input(const op& o) {
         const auto start = clock::now();
         input_part(o);
         times_.input_backward += seconds_since(start);
         ++times_.input_backwards;
+        hub_->note_progress();
     }
     void backward_weight(const op& o) {
         const auto start = clock::now();
         weight_part(o);
         times_.weight_backward += seconds_since(start);
         ++times_.weight_backwards;
+        hub_->note_progress();
     }
     void release_activations(const op& o) { stashes_.erase(stash_key(o)); }
 

@@ -82,6 +82,14 @@ public:
         me.members.clear();
     }
 
+    // A worker finished a compute op: progress for the watchdog, so a long
+    // op on one worker does not look like a hang to the others.
+    void note_progress() {
+        std::lock_guard lock(mutex_);
+        ++progress_;
+        cv_.notify_all();
+    }
+
     // The worker ran its whole list (or stopped on an error).
     void finish(int rank) {
         std::lock_guard lock(mutex_);
