@@ -141,21 +141,29 @@ public:
         stashes_.erase(it);
     }
 
-    // Sends first (they never block), then receives and reductions in list
-    // order (the lowering's canonical order).
+    // Post every member, then wait for all: sends (buffered: they never
+    // block) and reduction arrivals first, then receives and the reductions'
+    // results. Each step follows the list's canonical order.
     void comm(std::span<const op> group) {
         for (const op& o : group) {
-            if (o.kind != op_kind::SEND_F && o.kind != op_kind::SEND_B) continue;
-            const bool activation = o.kind == op_kind::SEND_F;
-            const int kind = activation ? 0 : 1, to_stage = activation ? o.stage + 1 : o.stage - 1;
-            const std::tuple<int, int, int, int> key{kind, o.pipeline, to_stage, o.micro_batch};
-            const auto it = boxes_.find(key);
-            if (it == boxes_.end() || !it->second.outgoing)
-                throw error(o, activation ? "nothing to send: its F has not run" : "nothing to send: its B/I has not run");
-            transport_->send({kind, o.pipeline, o.micro_batch, o.stage, to_stage, group_}, it->second.data,
-                             activation_size(), stream_);
-            cudaFreeAsync(it->second.data, stream_);
-            boxes_.erase(it);
+            if (o.kind == op_kind::SEND_F || o.kind == op_kind::SEND_B) {
+                const bool activation = o.kind == op_kind::SEND_F;
+                const int kind = activation ? 0 : 1, to_stage = activation ? o.stage + 1 : o.stage - 1;
+                const std::tuple<int, int, int, int> key{kind, o.pipeline, to_stage, o.micro_batch};
+                const auto it = boxes_.find(key);
+                if (it == boxes_.end() || !it->second.outgoing)
+                    throw error(o, activation ? "nothing to send: its F has not run"
+                                              : "nothing to send: its B/I has not run");
+                transport_->send({kind, o.pipeline, o.micro_batch, o.stage, to_stage, group_}, it->second.data,
+                                 activation_size(), stream_);
+                cudaFreeAsync(it->second.data, stream_);
+                boxes_.erase(it);
+            } else if (o.kind == op_kind::REDUCE_GRAD) {
+                auto& rep = find({o.pipeline, o.stage});
+                transport_->post_all_reduce(o.stage, group_ * s_->pipelines() + o.pipeline,
+                                            s_->pipelines() * shape_->data_parallel, rep.grads.data(),
+                                            rep.grads.size(), stream_);
+            }
         }
         for (const op& o : group) {
             if (o.kind == op_kind::RECV_F || o.kind == op_kind::RECV_B) {
@@ -164,13 +172,10 @@ public:
                 const float* data = transport_->receive({kind, o.pipeline, o.micro_batch, from_stage, o.stage, group_},
                                                         activation_size(), stream_);
                 boxes_[{kind, o.pipeline, o.stage, o.micro_batch}] = box{const_cast<float*>(data), false, false};
-            } else if (o.kind == op_kind::REDUCE_GRAD) {
-                auto& rep = find({o.pipeline, o.stage});
-                transport_->all_reduce(o.stage, group_ * s_->pipelines() + o.pipeline,
-                                       s_->pipelines() * shape_->data_parallel, rep.grads.data(), rep.grads.size(),
-                                       stream_);
             }
         }
+        for (const op& o : group)
+            if (o.kind == op_kind::REDUCE_GRAD) transport_->finish_all_reduce(o.stage, find({o.pipeline, o.stage}).grads.data(), stream_);
     }
 
     void synchronize() {

@@ -73,8 +73,11 @@ public:
     }
 
     // One member of the all-reduce (sum) of `key` over `members` buffers;
-    // `order` is the member's place in the fixed summation order.
-    void all_reduce(int key, int order, int members, float* buffer, std::size_t count, cudaStream_t stream) {
+    // `order` is the member's place in the fixed summation order. Posting
+    // never blocks; finish_all_reduce waits for the sum and copies it back.
+    // (A group posts its reductions before it waits on its receives, as
+    // "post all members, then wait for all" requires.)
+    void post_all_reduce(int key, int order, int members, float* buffer, std::size_t count, cudaStream_t stream) {
         std::unique_lock lock(mutex_);
         auto& r = reductions_[key];
         if (r.members == 0) {
@@ -102,9 +105,15 @@ public:
             r.done = true;
             cv_.notify_all();
         }
+    }
+
+    void finish_all_reduce(int key, float* buffer, cudaStream_t stream) {
+        std::unique_lock lock(mutex_);
+        auto& r = reductions_[key];
         wait(lock, [&] { return r.done; }, "an all-reduce");
         check(cudaStreamWaitEvent(stream, r.result_event, 0), "cudaStreamWaitEvent");
-        check(cudaMemcpyAsync(buffer, r.result, count * sizeof(float), cudaMemcpyDeviceToDevice, stream), "reduce copy");
+        check(cudaMemcpyAsync(buffer, r.result, r.count * sizeof(float), cudaMemcpyDeviceToDevice, stream),
+              "reduce copy");
     }
 
     void abort(const std::string& why) {
