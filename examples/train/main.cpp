@@ -319,7 +319,7 @@ int train_cuda(const options& o) {
     return 0;
 #else
     (void)o;
-    throw usage_error("--backend cuda: this chimera-train was built without CUDA (nvcc not found at configure time)");
+    throw usage_error("--backend cuda: this chimera-train was configured without CUDA (no nvcc, or -Dcuda=disabled)");
 #endif
 }
 
