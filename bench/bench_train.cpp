@@ -40,31 +40,17 @@ void pipelined(benchmark::State& state, config c) {
     pipeline_trainer<float> trainer(lower(compute), sh, data(), gpt::initial_parameters<float>(sh.model, 1));
     int step = 0;
     trainer.step(step++);  // warm-up (allocations)
-    const auto before = [&] {
-        op_times t;
-        for (int r = 0; r < trainer.ranks(); ++r) {
-            t.forward += trainer.worker(r).times().forward, t.forwards += trainer.worker(r).times().forwards;
-            t.backward += trainer.worker(r).times().backward, t.backwards += trainer.worker(r).times().backwards;
-        }
-        return t;
-    };
-    const op_times start = before();
+    const op_times start = trainer.total_times();
     for (auto _ : state) benchmark::DoNotOptimize(trainer.step(step++).loss);
-    const op_times end = before();
-    const op_costs costs{(end.forward - start.forward) / std::max(1, end.forwards - start.forwards),
-                         (end.backward - start.backward) / std::max(1, end.backwards - start.backwards), 0, 0};
-    const timing t = asap(compute, costs);
-    double busy = 0;
-    for (const auto& w : t.workers) busy += w.busy;
-    busy *= c.data_parallel;
-    const double cores = std::max(1u, std::thread::hardware_concurrency());
+    const step_prediction p = predict_step(trainer, start, trainer.total_times(), static_cast<int>(state.iterations()),
+                                           std::max(1u, std::thread::hardware_concurrency()));
     const double tokens = static_cast<double>(compute.micro_batches()) * c.data_parallel * sh.batch * sh.seq;
     state.counters["tokens_per_s"] = benchmark::Counter(tokens * static_cast<double>(state.iterations()),
                                                         benchmark::Counter::kIsRate);
-    state.counters["sim_ms"] = t.makespan * 1e3;
-    state.counters["sim_cores_ms"] = std::max(t.makespan, busy / cores) * 1e3;
-    state.counters["F_ms"] = costs.forward * 1e3;
-    state.counters["B_ms"] = costs.backward * 1e3;
+    state.counters["sim_ms"] = p.makespan * 1e3;
+    state.counters["sim_cores_ms"] = p.core_bound * 1e3;
+    state.counters["F_ms"] = p.costs.forward * 1e3;
+    state.counters["B_ms"] = p.costs.backward * 1e3;
     state.counters["threads"] = static_cast<double>(trainer.ranks());
 }
 

@@ -39,6 +39,7 @@ struct run_shape {
 
 struct op_times {
     double forward = 0, backward = 0, input_backward = 0, weight_backward = 0, comm = 0;  // seconds
+    double optimizer = 0;  // zero_grad and optimizer_step
     int forwards = 0, backwards = 0, input_backwards = 0, weight_backwards = 0;
 };
 
@@ -92,7 +93,11 @@ public:
     void clear_losses() { losses_.clear(); }
 
     // --- runtime::backend ---
-    void zero_grad(const replica& r) { std::fill(find(r).grads.begin(), find(r).grads.end(), R(0)); }
+    void zero_grad(const replica& r) {
+        const auto start = clock::now();
+        std::fill(find(r).grads.begin(), find(r).grads.end(), R(0));
+        times_.optimizer += seconds_since(start);
+    }
 
     void forward(const op& o) {
         const auto start = clock::now();
@@ -209,6 +214,7 @@ public:
     }
 
     void optimizer_step(const replica& r) {
+        const auto start = clock::now();
         auto& rep = find(r);
         const auto table = gpt::tensor_table(shape_.model);
         const auto& l = rep.model->layout();
@@ -218,6 +224,7 @@ public:
                 math::adamw_update(rep.params[i], rep.first_moment[i], rep.second_moment[i], rep.grads[i], step_ + 1,
                                    shape_.adam, table[t].decay);
         }
+        times_.optimizer += seconds_since(start);
     }
 
 private:

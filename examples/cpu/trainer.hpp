@@ -136,6 +136,19 @@ public:
     }
     int order_mismatches() const { return order_mismatches_; }
 
+    // Op times summed over all workers since construction.
+    op_times total_times() const {
+        op_times t;
+        for (const auto& b : workers_) {
+            const op_times& x = b.times();
+            t.forward += x.forward, t.forwards += x.forwards, t.backward += x.backward, t.backwards += x.backwards;
+            t.input_backward += x.input_backward, t.input_backwards += x.input_backwards;
+            t.weight_backward += x.weight_backward, t.weight_backwards += x.weight_backwards;
+            t.comm += x.comm, t.optimizer += x.optimizer;
+        }
+        return t;
+    }
+
 private:
     static void append(std::vector<R>& to, const std::vector<R>& from) { to.insert(to.end(), from.begin(), from.end()); }
     static void copy_range(std::vector<R>& to, const std::vector<R>& from, std::size_t offset) {
@@ -201,7 +214,6 @@ public:
             std::fill(accumulator.begin(), accumulator.end(), R(0));
             for (int id : group) {
                 stash<R> st = model_.make_stash();
-                std::vector<int> tokens, targets;
                 data_.micro_batch(false, shape_.data_seed, step_index, id, shape_.batch, shape_.seq, st.tokens,
                                   st.targets);
                 model_.forward(state_.params.data(), st, nullptr, nullptr);
@@ -237,6 +249,35 @@ private:
 }  // namespace chimera::runtime::cpu
 
 namespace chimera::runtime::cpu {
+
+// The step time the ASAP simulator predicts from per-op costs measured
+// between two total_times() readings over `steps` steps: mean F/B/I/W
+// cost per op, plus the mean optimizer time per worker.
+struct step_prediction {
+    op_costs costs;
+    double optimizer = 0;    // seconds per worker per step
+    double makespan = 0;     // one core per worker
+    double core_bound = 0;   // limited by `cores` cores: max(makespan, total work / cores)
+};
+
+template <class R>
+step_prediction predict_step(const pipeline_trainer<R>& trainer, const op_times& before, const op_times& after,
+                             int steps, unsigned cores) {
+    auto mean = [](double a, double b, int n, int m) { return m > n ? (b - a) / (m - n) : 0.0; };
+    step_prediction p;
+    p.costs = {mean(before.forward, after.forward, before.forwards, after.forwards),
+               mean(before.backward, after.backward, before.backwards, after.backwards),
+               mean(before.input_backward, after.input_backward, before.input_backwards, after.input_backwards),
+               mean(before.weight_backward, after.weight_backward, before.weight_backwards, after.weight_backwards)};
+    p.optimizer = steps > 0 ? (after.optimizer - before.optimizer) / steps / trainer.ranks() : 0;
+    const timing t = asap(trainer.lowered(), p.costs);
+    p.makespan = t.makespan + p.optimizer;
+    double busy = 0;
+    for (const auto& w : t.workers) busy += w.busy;
+    busy = busy * (trainer.ranks() / trainer.lowered().workers()) + p.optimizer * trainer.ranks();
+    p.core_bound = std::max(p.makespan, busy / std::max(1u, cores));
+    return p;
+}
 
 // Mean loss of the whole model on `count` held-out micro-batches (forward only).
 template <class R>

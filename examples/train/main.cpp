@@ -14,8 +14,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <unistd.h>
-#include <variant>
 #include <vector>
 
 #include <chimera/analysis.hpp>
@@ -218,24 +218,12 @@ int train(const options& o) {
         summary["replicas_identical"] = pipelined->replicas_identical();
         summary["issue_order_mismatches"] = pipelined->order_mismatches();
         // Per-op costs measured on this run, fed to the ASAP simulator.
-        op_times total;
-        for (int r = 0; r < pipelined->ranks(); ++r) {
-            const auto& t = pipelined->worker(r).times();
-            total.forward += t.forward, total.forwards += t.forwards;
-            total.backward += t.backward, total.backwards += t.backwards;
-            total.comm += t.comm;
-        }
-        const op_costs costs{total.forwards ? total.forward / total.forwards : 0,
-                             total.backwards ? total.backward / total.backwards : 0, 0, 0};
-        const timing t = asap(compute, costs);
-        double busy = 0;
-        for (const auto& w : t.workers) busy += w.busy;
-        busy *= o.data_parallel;
         const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-        const double core_bound = std::max(t.makespan, busy / cores);
+        const step_prediction prediction = predict_step(*pipelined, op_times{}, pipelined->total_times(), steps_run, cores);
+        const op_costs& costs = prediction.costs;
         summary["op_seconds"] = {{"forward", costs.forward}, {"backward", costs.backward}};
-        summary["predicted_step_seconds"] = t.makespan;
-        summary["predicted_step_seconds_core_bound"] = core_bound;
+        summary["predicted_step_seconds"] = prediction.makespan;
+        summary["predicted_step_seconds_core_bound"] = prediction.core_bound;
         summary["cores"] = cores;
         if (!o.json) {
             fmt::print("held-out loss: {:.6f} (training loss {:.6f} -> {:.6f})\n", held_out, first_loss, last_loss);
@@ -247,7 +235,7 @@ int train(const options& o) {
             fmt::print("mean op time: F {:.2f} ms, B {:.2f} ms; step time measured {:.3f} s, simulated {:.3f} s "
                        "(one core per worker), {:.3f} s ({} cores)\n",
                        costs.forward * 1e3, costs.backward * 1e3, steps_run > 0 ? total_seconds / steps_run : 0.0,
-                       t.makespan, core_bound, cores);
+                       prediction.makespan, prediction.core_bound, cores);
         }
     } else if (!o.json) {
         fmt::print("held-out loss: {:.6f} (training loss {:.6f} -> {:.6f})\n", held_out, first_loss, last_loss);
