@@ -27,6 +27,9 @@
 
 #include <common/checkpoint.hpp>
 #include <cpu/trainer.hpp>
+#if CHIMERA_HAVE_CUDA
+#include <cuda/trainer.hpp>
+#endif
 
 namespace {
 
@@ -48,6 +51,7 @@ struct options {
     int watchdog_ms = 10000;
     std::string schedule_file;
     int eval_batches = 8;
+    std::string backend = "cpu";
 };
 
 struct usage_error : std::runtime_error {
@@ -241,6 +245,73 @@ int train(const options& o) {
     return 0;
 }
 
+// --backend cuda: the same schedule on one GPU, one virtual worker (stream)
+// per rank, fp32 kernels (runtime.md §5.2).
+int train_cuda(const options& o) {
+#if CHIMERA_HAVE_CUDA
+    if (o.fp64) throw usage_error("--backend cuda runs fp32 only (drop --fp64)");
+    if (!o.checkpoint_dir.empty() || o.resume) throw usage_error("--backend cuda does not checkpoint yet");
+    std::string reason;
+    if (!gpu::device_available(reason)) throw std::runtime_error("--backend cuda: " + reason);
+    const gpt::dataset data(65536, 1);
+    run_shape shape;
+    shape.model = o.model == "small" ? gpt::small_model(data.vocab()) : gpt::tiny_model(data.vocab());
+    shape.batch = o.batch;
+    shape.seq = shape.model.max_seq;
+    shape.data_parallel = o.data_parallel;
+    shape.data_seed = o.seed;
+    shape.adam.learning_rate = o.learning_rate;
+    shape.adam.weight_decay = o.weight_decay;
+    const bool sequential = o.schedule == "sequential";
+    schedule compute, lowered;
+    if (sequential) {
+        shape.data_parallel = 1;
+        lowered = gpu::gpu_pipeline_trainer::sequential_schedule(o.micro_batches * o.data_parallel);
+    } else {
+        lowered = make_lowered(o, compute);
+        if (const auto report = check(lowered); !report.ok())
+            throw std::runtime_error("the lowered schedule is invalid: [" + std::string(report.diagnostics[0].rule) +
+                                     "] " + report.diagnostics[0].message);
+        if (lowered.stages() > shape.model.layers)
+            throw usage_error("the model has " + std::to_string(shape.model.layers) + " layers; D=" +
+                              std::to_string(lowered.stages()) + " stages need L >= D");
+    }
+    const double tokens_per_step =
+        static_cast<double>(lowered.micro_batches()) * shape.data_parallel * shape.batch * shape.seq;
+    gpu::gpu_pipeline_trainer trainer(lowered, shape, data, gpt::initial_parameters<float>(shape.model, o.seed),
+                                      std::chrono::milliseconds(o.watchdog_ms));
+    if (!o.json)
+        fmt::print("backend: cuda, {} virtual workers on one GPU, schedule {}\n", trainer.ranks(),
+                   sequential ? "sequential" : std::string(lowered.name()));
+    double first_loss = 0, last_loss = 0, total_seconds = 0;
+    for (int step = 0; step < o.steps; ++step) {
+        const step_result r = trainer.step(step);
+        if (step == 0) first_loss = r.loss;
+        last_loss = r.loss;
+        total_seconds += r.seconds;
+        if (o.json)
+            fmt::print("{}\n", nlohmann::json{{"step", step}, {"loss", r.loss}, {"tokens_per_s", tokens_per_step / r.seconds},
+                                              {"seconds", r.seconds}}.dump());
+        else
+            fmt::print("step {:4d}  loss {:.6f}  {:8.0f} tokens/s  ({:.3f} s)\n", step, r.loss,
+                       tokens_per_step / r.seconds, r.seconds);
+        std::fflush(stdout);
+    }
+    const double held_out = held_out_loss<float>(shape, data, trainer.state().params, o.eval_batches);
+    nlohmann::json summary{{"backend", "cuda"}, {"steps", o.steps}, {"first_loss", first_loss},
+                           {"last_loss", last_loss}, {"held_out_loss", held_out},
+                           {"replicas_identical", trainer.replicas_identical()},
+                           {"tokens_per_s", o.steps > 0 ? tokens_per_step * o.steps / total_seconds : 0.0}};
+    if (o.json) fmt::print("{}\n", nlohmann::json{{"summary", summary}}.dump());
+    else fmt::print("held-out loss: {:.6f} (training loss {:.6f} -> {:.6f}); replicas bit-identical: {}\n", held_out,
+                    first_loss, last_loss, trainer.replicas_identical() ? "yes" : "NO");
+    return 0;
+#else
+    (void)o;
+    throw usage_error("--backend cuda: this chimera-train was configured without CUDA (no nvcc, or -Dcuda=disabled)");
+#endif
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -268,6 +339,9 @@ int main(int argc, char** argv) {
     app.add_option("--checkpoint", o.checkpoint_dir, "Directory: save a checkpoint after every step");
     app.add_flag("--resume", o.resume, "Continue from the checkpoint in --checkpoint DIR");
     app.add_flag("--json", o.json, "One JSON object per step and a final summary object");
+    app.add_option("--backend", o.backend, "cpu (threads, fp32/fp64) or cuda (virtual workers on one GPU, fp32)")
+        ->check(CLI::IsMember({"cpu", "cuda"}))
+        ->capture_default_str();
     app.add_flag("--fp64", o.fp64, "Run the fp64 twin kernels instead of fp32");
     app.add_option("--schedule-file", o.schedule_file,
                    "Run a schedule from a chimera.schedule/1 JSON file (compute-only or lowered) instead");
@@ -283,6 +357,7 @@ int main(int argc, char** argv) {
     }
     try {
         if (o.steps < 0 || o.batch < 1 || o.watchdog_ms < 1) throw usage_error("--steps >= 0, --batch >= 1, --watchdog-ms >= 1");
+        if (o.backend == "cuda") return train_cuda(o);
         return o.fp64 ? train<double>(o) : train<float>(o);
     } catch (const usage_error& e) {
         fmt::print(stderr, "chimera-train: {}\n", e.what());

@@ -1,0 +1,59 @@
+// Host-side helpers around device memory: an owning typed buffer with
+// upload/download, for the backend, the tests and the benchmarks.
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "gpu_kernels.hpp"
+
+namespace chimera::runtime::gpu {
+
+template <class T>
+class device_buffer {
+public:
+    device_buffer() = default;
+    explicit device_buffer(std::size_t count) : count_(count) {
+        if (count_ > 0) check(cudaMalloc(reinterpret_cast<void**>(&data_), count_ * sizeof(T)), "cudaMalloc");
+    }
+    explicit device_buffer(const std::vector<T>& host) : device_buffer(host.size()) { upload(host); }
+    device_buffer(const device_buffer&) = delete;
+    device_buffer& operator=(const device_buffer&) = delete;
+    device_buffer(device_buffer&& other) noexcept
+        : data_(std::exchange(other.data_, nullptr)), count_(std::exchange(other.count_, 0)) {}
+    device_buffer& operator=(device_buffer&& other) noexcept {
+        std::swap(data_, other.data_);
+        std::swap(count_, other.count_);
+        return *this;
+    }
+    ~device_buffer() {
+        if (data_) cudaFree(data_);
+    }
+
+    T* data() { return data_; }
+    const T* data() const { return data_; }
+    std::size_t size() const { return count_; }
+
+    void upload(const std::vector<T>& host) {
+        if (host.size() != count_) throw std::invalid_argument("device_buffer::upload: size mismatch");
+        if (count_ > 0) check(cudaMemcpy(data_, host.data(), count_ * sizeof(T), cudaMemcpyHostToDevice), "upload");
+    }
+    std::vector<T> download() const {
+        std::vector<T> host(count_);
+        if (count_ > 0) check(cudaMemcpy(host.data(), data_, count_ * sizeof(T), cudaMemcpyDeviceToHost), "download");
+        return host;
+    }
+    void zero() {
+        if (count_ > 0) check(cudaMemset(data_, 0, count_ * sizeof(T)), "cudaMemset");
+    }
+
+private:
+    T* data_ = nullptr;
+    std::size_t count_ = 0;
+};
+
+}  // namespace chimera::runtime::gpu

@@ -1,0 +1,225 @@
+// The one CUDA translation unit of the runtime (runtime.md §10: no -rdc,
+// kernels in a header, one .cu per binary): launch shapes for every kernel
+// declared in gpu_kernels.hpp. No fmt here (it does not compile under nvcc).
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "gpu_kernels.hpp"
+#include "kernels.cuh"
+
+namespace chimera::runtime::gpu {
+
+namespace k = kernels;
+using k::grid_for;
+using k::threads;
+
+bool device_available(std::string& reason) {
+    int count = 0;
+    const cudaError_t status = cudaGetDeviceCount(&count);
+    if (status != cudaSuccess) {
+        reason = std::string("cudaGetDeviceCount failed: ") + cudaGetErrorString(status);
+        return false;
+    }
+    if (count == 0) {
+        reason = "no CUDA device";
+        return false;
+    }
+    return true;
+}
+
+void check(cudaError_t status, const char* what) {
+    if (status != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(status));
+}
+
+namespace {
+void launched(const char* what) { check(cudaGetLastError(), what); }
+// Threads per row for the per-row kernels: a multiple of 32, at most 1024.
+unsigned row_threads(int columns) {
+    return static_cast<unsigned>(std::clamp((columns + 31) / 32 * 32, 32, 1024));
+}
+}  // namespace
+
+void encoder_forward(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C,
+                     cudaStream_t stream) {
+    k::encoder_forward<<<grid_for(static_cast<size_t>(B) * T * C), threads, 0, stream>>>(out, tokens, wte, wpe, B, T, C);
+    launched("encoder_forward");
+}
+
+std::vector<int> token_buckets(const int* tokens, int count) {
+    std::vector<int> order(static_cast<size_t>(count));
+    for (int i = 0; i < count; ++i) order[static_cast<size_t>(i)] = i;
+    std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return tokens[x] < tokens[y]; });
+    std::vector<int> unique, starts;
+    for (int i = 0; i < count; ++i)
+        if (i == 0 || tokens[order[static_cast<size_t>(i)]] != tokens[order[static_cast<size_t>(i - 1)]])
+            unique.push_back(tokens[order[static_cast<size_t>(i)]]), starts.push_back(i);
+    starts.push_back(count);
+    std::vector<int> packed{static_cast<int>(unique.size())};
+    packed.insert(packed.end(), unique.begin(), unique.end());
+    packed.insert(packed.end(), starts.begin(), starts.end());
+    packed.insert(packed.end(), order.begin(), order.end());
+    return packed;
+}
+
+void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* buckets, int unique, int B, int T, int C,
+                      cudaStream_t stream) {
+    if (unique > 0) {
+        const dim3 grid(grid_for(static_cast<size_t>(C), 128), static_cast<unsigned>(unique));
+        k::encoder_backward_wte<<<grid, 128, 0, stream>>>(dwte, dout, buckets, C);
+    }
+    k::encoder_backward_wpe<<<grid_for(static_cast<size_t>(T) * C), threads, 0, stream>>>(dwpe, dout, B, T, C);
+    launched("encoder_backward");
+}
+
+void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
+                       int N, int C, cudaStream_t stream) {
+    k::layernorm_forward<<<N, row_threads(std::min(C, 256)), 0, stream>>>(out, mean, rstd, inp, weight, bias, C);
+    launched("layernorm_forward");
+}
+
+void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
+                              const float* mean, const float* rstd, int N, int C, cudaStream_t stream) {
+    k::layernorm_backward_input<<<N, row_threads(std::min(C, 256)), 0, stream>>>(dinp, dout, inp, weight, mean, rstd,
+                                                                                  C);
+    launched("layernorm_backward_input");
+}
+
+void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
+                               const float* rstd, int N, int C, cudaStream_t stream) {
+    k::layernorm_backward_weight<<<grid_for(static_cast<size_t>(C), 128), 128, 0, stream>>>(dweight, dbias, dout, inp,
+                                                                                          mean, rstd, N, C);
+    launched("layernorm_backward_weight");
+}
+
+void residual_forward(float* out, const float* a, const float* b, size_t n, cudaStream_t stream) {
+    k::residual_forward<<<grid_for(n), threads, 0, stream>>>(out, a, b, n);
+    launched("residual_forward");
+}
+
+void gelu_forward(float* out, const float* inp, size_t n, cudaStream_t stream) {
+    k::gelu_forward<<<grid_for(n), threads, 0, stream>>>(out, inp, n);
+    launched("gelu_forward");
+}
+
+void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n, cudaStream_t stream) {
+    k::gelu_backward<<<grid_for(n), threads, 0, stream>>>(dinp, inp, dout, n);
+    launched("gelu_backward");
+}
+
+namespace {
+k::gemm_params to_params(const gemm_args& g) {
+    return {g.out, g.a, g.b, g.bias, g.a_m, g.a_k, g.b_k, g.b_n, g.M, g.N, g.K, g.ldc, g.accumulate};
+}
+}  // namespace
+
+void gemm_g0(const gemm_args& g, cudaStream_t stream) {
+    if (g.M <= 0 || g.N <= 0) return;
+    k::gemm_naive<<<dim3(grid_for(static_cast<size_t>(g.N), 128), static_cast<unsigned>(g.M)), 128, 0, stream>>>(
+        to_params(g));
+    launched("gemm_g0");
+}
+
+void gemm_g1(const gemm_args& g, cudaStream_t stream) {
+    if (g.M <= 0 || g.N <= 0) return;
+    const dim3 grid(grid_for(static_cast<size_t>(g.N), k::g1_tile), grid_for(static_cast<size_t>(g.M), k::g1_tile));
+    k::gemm_tiled<<<grid, 256, 0, stream>>>(to_params(g));
+    launched("gemm_g1");
+}
+
+void gemm_g2_bf16(float* out, const std::uint16_t* a, const std::uint16_t* b, int M, int N, int K,
+                  cudaStream_t stream) {
+    if (K % 8 != 0) throw std::invalid_argument("gemm_g2_bf16: K must be a multiple of 8 (got " + std::to_string(K) + ")");
+    if (M <= 0 || N <= 0) return;
+    const dim3 grid(grid_for(static_cast<size_t>(N), k::g2_tile), grid_for(static_cast<size_t>(M), k::g2_tile));
+    k::gemm_bf16_mma<<<grid, 256, 0, stream>>>(out, a, b, M, N, K);
+    launched("gemm_g2_bf16");
+}
+
+void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,
+                    cudaStream_t stream) {
+    gemm_g1({out, inp, weight, bias, C, 1, 1, C, N, OC, C, OC, false}, stream);
+}
+
+void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC,
+                           cudaStream_t stream) {
+    gemm_g1({dinp, dout, weight, nullptr, OC, 1, C, 1, N, C, OC, C, true}, stream);
+}
+
+void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C, int OC,
+                            cudaStream_t stream) {
+    gemm_g1({dweight, dout, inp, nullptr, 1, OC, C, 1, OC, C, N, C, true}, stream);
+    if (dbias) {
+        k::column_sum_add<<<grid_for(static_cast<size_t>(OC), 128), 128, 0, stream>>>(dbias, dout, N, OC);
+        launched("matmul_backward_weight (bias)");
+    }
+}
+
+void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH, cudaStream_t stream) {
+    const size_t scores = static_cast<size_t>(B) * NH * T * T;
+    k::attention_scores<<<grid_for(scores), threads, 0, stream>>>(att, qkv, B, T, C, NH);
+    k::attention_softmax<<<static_cast<unsigned>(B * NH * T), row_threads(std::min(T, 256)), 0, stream>>>(att, T);
+    k::attention_values<<<grid_for(static_cast<size_t>(B) * T * C), threads, 0, stream>>>(out, att, qkv, B, T, C, NH);
+    launched("attention_forward");
+}
+
+void attention_backward(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* att, int B,
+                        int T, int C, int NH, cudaStream_t stream) {
+    const size_t scores = static_cast<size_t>(B) * NH * T * T;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(C / NH));
+    k::attention_datt<<<grid_for(scores), threads, 0, stream>>>(scratch, dout, qkv, B, T, C, NH);
+    k::attention_softmax_backward<<<static_cast<unsigned>(B * NH * T), row_threads(std::min(T, 256)), 0, stream>>>(
+        scratch, att, T, scale);
+    k::attention_dqkv<<<grid_for(static_cast<size_t>(B) * T * 3 * C), threads, 0, stream>>>(dqkv, scratch, att, dout,
+                                                                                            qkv, B, T, C, NH);
+    launched("attention_backward");
+}
+
+void attention_forward_flash(float* out, float* lse, const float* qkv, int B, int T, int C, int NH,
+                             cudaStream_t stream) {
+    if (C / NH != k::flash_hs || C % NH != 0)
+        throw std::invalid_argument("attention_forward_flash: head size must be 64 (got C/NH = " +
+                                    std::to_string(C / NH) + ")");
+    const dim3 grid(grid_for(static_cast<size_t>(T), k::flash_rows), static_cast<unsigned>(B * NH));
+    k::attention_flash_forward<<<grid, 32 * k::flash_rows, 0, stream>>>(out, lse, qkv, B, T, C, NH);
+    launched("attention_forward_flash");
+}
+
+void fused_classifier(float* logits, float* losses, const int* targets, float scale, int N, int V, int Vp,
+                      cudaStream_t stream) {
+    k::fused_classifier<<<N, 256, 0, stream>>>(logits, losses, targets, scale, V, Vp);
+    launched("fused_classifier");
+}
+
+void adamw(float* params, float* first_moment, float* second_moment, const float* grads, size_t n, int step,
+           const math::adamw_params& p, bool decay, cudaStream_t stream) {
+    if (n == 0) return;
+    k::adamw<<<grid_for(n), threads, 0, stream>>>(params, first_moment, second_moment, grads, n, step, p, decay);
+    launched("adamw");
+}
+
+void deterministic_sum(float* out, const float* in, size_t n, bool squares, cudaStream_t stream) {
+    k::deterministic_sum<<<1, 1024, 0, stream>>>(out, in, n, squares);
+    launched("deterministic_sum");
+}
+
+void replica_sum(float* out, const float* const* members, int count, size_t n, cudaStream_t stream) {
+    if (n == 0 || count <= 0) return;
+    k::replica_sum<<<grid_for(n), threads, 0, stream>>>(out, members, count, n);
+    launched("replica_sum");
+}
+
+void cast_to_bf16(std::uint16_t* out, const float* in, size_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    k::cast_to_bf16<<<grid_for(n), threads, 0, stream>>>(out, in, n);
+    launched("cast_to_bf16");
+}
+
+void cast_from_bf16(float* out, const std::uint16_t* in, size_t n, cudaStream_t stream) {
+    if (n == 0) return;
+    k::cast_from_bf16<<<grid_for(n), threads, 0, stream>>>(out, in, n);
+    launched("cast_from_bf16");
+}
+
+}  // namespace chimera::runtime::gpu

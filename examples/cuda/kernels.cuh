@@ -1,0 +1,536 @@
+// The hand-written CUDA kernels (runtime.md §7), fp32 unless named bf16.
+// Per-element and per-row formulas come from common/math.hpp and
+// common/bf16.hpp, shared with the CPU twins; here only the parallel loops
+// and reductions. Reductions use fixed trees (warp xor-shuffles, then one
+// warp over the warp sums), so results are bitwise reproducible for a given
+// launch shape; nothing uses float atomics.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+#include "../common/bf16.hpp"
+#include "../common/math.hpp"
+
+namespace chimera::runtime::gpu::kernels {
+
+using std::size_t;
+
+constexpr int threads = 256;
+inline unsigned grid_for(size_t n, int per_block = threads) {
+    return static_cast<unsigned>((n + static_cast<size_t>(per_block) - 1) / static_cast<size_t>(per_block));
+}
+
+// Sum over the block (blockDim.x a multiple of 32); every thread gets the
+// total. `shared` holds 32 floats.
+__device__ inline float block_sum(float v, float* shared) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    __syncthreads();  // the previous call's readers are done with `shared`
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    v = lane < static_cast<int>(blockDim.x / 32) ? shared[lane] : 0.f;
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ inline float block_max(float v, float* shared) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    v = lane < static_cast<int>(blockDim.x / 32) ? shared[lane] : -INFINITY;
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// --- embeddings -------------------------------------------------------------
+
+__global__ void encoder_forward(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T,
+                                int C) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i >= static_cast<size_t>(B) * T * C) return;
+    const size_t row = i / C;
+    const int c = static_cast<int>(i % C), t = static_cast<int>(row % T);
+    out[i] = wte[static_cast<size_t>(tokens[row]) * C + c] + wpe[static_cast<size_t>(t) * C + c];
+}
+
+// One thread per (bucket, channel): the rows holding that token, in order.
+__global__ void encoder_backward_wte(float* dwte, const float* dout, const int* buckets, int C) {
+    const int unique = buckets[0];
+    const int u = blockIdx.y, c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (u >= unique || c >= C) return;
+    const int* tokens = buckets + 1;
+    const int* starts = tokens + unique;
+    const int* positions = starts + unique + 1;
+    float sum = 0.f;
+    for (int p = starts[u]; p < starts[u + 1]; ++p) sum += dout[static_cast<size_t>(positions[p]) * C + c];
+    dwte[static_cast<size_t>(tokens[u]) * C + c] += sum;
+}
+
+__global__ void encoder_backward_wpe(float* dwpe, const float* dout, int B, int T, int C) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i >= static_cast<size_t>(T) * C) return;
+    float sum = 0.f;
+    for (int b = 0; b < B; ++b) sum += dout[static_cast<size_t>(b) * T * C + i];
+    dwpe[i] += sum;
+}
+
+// --- layernorm --------------------------------------------------------------
+
+// One block per row; two passes (mean, then variance) like the twin.
+__global__ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight,
+                                  const float* bias, int C) {
+    __shared__ float shared[32];
+    const size_t row = blockIdx.x;
+    const float* x = inp + row * C;
+    float s = 0.f;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) s += x[i];
+    const float m = block_sum(s, shared) / C;
+    float v = 0.f;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) v += (x[i] - m) * (x[i] - m);
+    const float r = math::layernorm_rstd(block_sum(v, shared) / C);
+    float* o = out + row * C;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) o[i] = (x[i] - m) * r * weight[i] + bias[i];
+    if (threadIdx.x == 0) mean[row] = m, rstd[row] = r;
+}
+
+__global__ void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
+                                         const float* mean, const float* rstd, int C) {
+    __shared__ float shared[32];
+    const size_t row = blockIdx.x;
+    const float* d = dout + row * C;
+    const float* x = inp + row * C;
+    const float m = mean[row], r = rstd[row];
+    float a = 0.f, b = 0.f;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) {
+        const float norm = (x[i] - m) * r, dnorm = weight[i] * d[i];
+        a += dnorm;
+        b += dnorm * norm;
+    }
+    const float dnorm_mean = block_sum(a, shared) / C;
+    const float dnorm_norm_mean = block_sum(b, shared) / C;
+    float* dx = dinp + row * C;
+    for (int i = threadIdx.x; i < C; i += blockDim.x) {
+        const float norm = (x[i] - m) * r, dnorm = weight[i] * d[i];
+        dx[i] += (dnorm - dnorm_mean - norm * dnorm_norm_mean) * r;
+    }
+}
+
+// One thread per channel, rows in order: deterministic, coalesced over c.
+__global__ void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
+                                          const float* mean, const float* rstd, int N, int C) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= C) return;
+    float dw = 0.f, db = 0.f;
+    for (int n = 0; n < N; ++n) {
+        const size_t i = static_cast<size_t>(n) * C + c;
+        dw += (inp[i] - mean[n]) * rstd[n] * dout[i];
+        db += dout[i];
+    }
+    dweight[c] += dw;
+    dbias[c] += db;
+}
+
+// --- element-wise -----------------------------------------------------------
+
+__global__ void residual_forward(float* out, const float* a, const float* b, size_t n) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i < n) out[i] = a[i] + b[i];
+}
+
+__global__ void gelu_forward(float* out, const float* inp, size_t n) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i < n) out[i] = math::gelu(inp[i]);
+}
+
+__global__ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i < n) dinp[i] += math::gelu_derivative(inp[i]) * dout[i];
+}
+
+// out[c] += sum over rows of in[r, c] (bias gradients), rows in order.
+__global__ void column_sum_add(float* out, const float* in, int rows, int cols) {
+    const int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= cols) return;
+    float s = 0.f;
+    for (int r = 0; r < rows; ++r) s += in[static_cast<size_t>(r) * cols + c];
+    out[c] += s;
+}
+
+// --- GEMM ladder --------------------------------------------------------------
+
+struct gemm_params {
+    float* out;
+    const float *a, *b, *bias;
+    long long a_m, a_k, b_k, b_n;
+    int M, N, K, ldc;
+    bool accumulate;
+};
+
+__device__ inline void gemm_store(const gemm_params& g, int m, int n, float sum) {
+    if (m >= g.M || n >= g.N) return;
+    if (g.bias) sum += g.bias[n];
+    float* o = g.out + static_cast<size_t>(m) * g.ldc + n;
+    *o = g.accumulate ? *o + sum : sum;
+}
+
+// G0: one thread per output element.
+__global__ void gemm_naive(gemm_params g) {
+    const int n = blockIdx.x * blockDim.x + threadIdx.x, m = blockIdx.y;
+    if (n >= g.N) return;
+    float sum = 0.f;
+    for (int k = 0; k < g.K; ++k) sum += g.a[m * g.a_m + k * g.a_k] * g.b[k * g.b_k + n * g.b_n];
+    gemm_store(g, m, n, sum);
+}
+
+// G1: 64x64 output tile per block of 256 threads, each thread 4x4 outputs
+// strided by 16 (conflict-free shared reads, coalesced stores); K in steps
+// of 16 through shared memory. Loads follow whichever of the operand's
+// strides is 1, so every layout reads global memory coalesced.
+constexpr int g1_tile = 64, g1_k = 16;
+__global__ void __launch_bounds__(256) gemm_tiled(gemm_params g) {
+    __shared__ float as[g1_k][g1_tile + 1];
+    __shared__ float bs[g1_k][g1_tile + 1];
+    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    const int m0 = blockIdx.y * g1_tile, n0 = blockIdx.x * g1_tile;
+    float acc[4][4] = {};
+    for (int k0 = 0; k0 < g.K; k0 += g1_k) {
+        for (int i = threadIdx.x; i < g1_tile * g1_k; i += 256) {
+            int mm, kk;
+            if (g.a_k == 1) mm = i / g1_k, kk = i % g1_k;
+            else kk = i / g1_tile, mm = i % g1_tile;
+            const int m = m0 + mm, k = k0 + kk;
+            as[kk][mm] = m < g.M && k < g.K ? g.a[m * g.a_m + k * g.a_k] : 0.f;
+            int nn;
+            if (g.b_n == 1) kk = i / g1_tile, nn = i % g1_tile;
+            else nn = i / g1_k, kk = i % g1_k;
+            const int n = n0 + nn, k2 = k0 + kk;
+            bs[kk][nn] = n < g.N && k2 < g.K ? g.b[k2 * g.b_k + n * g.b_n] : 0.f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < g1_k; ++kk) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) a[i] = as[kk][ty + 16 * i], b[i] = bs[kk][tx + 16 * i];
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] += a[i] * b[j];
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) gemm_store(g, m0 + ty + 16 * i, n0 + tx + 16 * j, acc[i][j]);
+}
+
+// G2: bf16 tensor cores, NT layout (A [M,K], B [N,K], both K-contiguous).
+// 128x128 block tile, K step 32, 8 warps as 2 (m) x 4 (n), each warp 64x32
+// = 4x4 mma.sync m16n8k16 tiles. Operands go global -> shared with
+// cp.async (16-byte chunks, zero-filled outside the matrix) into two
+// buffers, so the next K step loads while this one computes; shared ->
+// registers with ldmatrix.
+constexpr int g2_tile = 128, g2_k = 32, g2_pad = 8;
+__device__ inline unsigned shared_address(const void* p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+__device__ inline void cp_async_16(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
+}
+__device__ inline void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int pending>
+__device__ inline void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(pending));
+}
+
+__global__ void __launch_bounds__(256) gemm_bf16_mma(float* out, const std::uint16_t* a, const std::uint16_t* b, int M,
+                                                     int N, int K) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    __shared__ __align__(16) std::uint16_t as[2][g2_tile][g2_k + g2_pad];
+    __shared__ __align__(16) std::uint16_t bs[2][g2_tile][g2_k + g2_pad];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int warp_m = warp / 4, warp_n = warp % 4;
+    const int m0 = blockIdx.y * g2_tile, n0 = blockIdx.x * g2_tile;
+    float acc[4][4][4] = {};
+    auto load = [&](int buffer, int k0) {
+        // 128 rows x 4 chunks of 8 elements per operand; 2 chunks per thread.
+        for (int i = threadIdx.x; i < g2_tile * (g2_k / 8); i += 256) {
+            const int row = i / (g2_k / 8), chunk = i % (g2_k / 8), k = k0 + chunk * 8;
+            const bool in_a = m0 + row < M && k < K, in_b = n0 + row < N && k < K;
+            cp_async_16(&as[buffer][row][chunk * 8], in_a ? a + static_cast<size_t>(m0 + row) * K + k : a, in_a);
+            cp_async_16(&bs[buffer][row][chunk * 8], in_b ? b + static_cast<size_t>(n0 + row) * K + k : b, in_b);
+        }
+        cp_async_commit();
+    };
+    const int steps = (K + g2_k - 1) / g2_k;
+    load(0, 0);
+    for (int s = 0; s < steps; ++s) {
+        const int buffer = s & 1;
+        if (s + 1 < steps) {
+            load(buffer ^ 1, (s + 1) * g2_k);
+            cp_async_wait<1>();
+        } else {
+            cp_async_wait<0>();
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < g2_k; kk += 16) {
+            unsigned af[4][4], bf[4][2];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int row = warp_m * 64 + i * 16 + lane % 16, col = kk + (lane / 16) * 8;
+                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                             : "=r"(af[i][0]), "=r"(af[i][1]), "=r"(af[i][2]), "=r"(af[i][3])
+                             : "r"(shared_address(&as[buffer][row][col])));
+            }
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int row = warp_n * 32 + j * 8 + lane % 8, col = kk + ((lane / 8) % 2) * 8;
+                asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                             : "=r"(bf[j][0]), "=r"(bf[j][1])
+                             : "r"(shared_address(&bs[buffer][row][col])));
+            }
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j)
+                    asm volatile(
+                        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+                        "{%8,%9}, {%0,%1,%2,%3};\n"
+                        : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
+                        : "r"(af[i][0]), "r"(af[i][1]), "r"(af[i][2]), "r"(af[i][3]), "r"(bf[j][0]),
+                          "r"(bf[j][1]));
+        }
+        __syncthreads();  // this buffer is refilled two steps later
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int m = m0 + warp_m * 64 + i * 16 + lane / 4 + h * 8;
+                const int n = n0 + warp_n * 32 + j * 8 + (lane % 4) * 2;
+                if (m >= M) continue;
+                if (n < N) out[static_cast<size_t>(m) * N + n] = acc[i][j][2 * h];
+                if (n + 1 < N) out[static_cast<size_t>(m) * N + n + 1] = acc[i][j][2 * h + 1];
+            }
+#endif
+}
+
+// --- attention v1: scores, softmax, weighted sum (and their backward) --------
+
+// One thread per (b, h, t, t2), t2 <= t: scaled q.k.
+__global__ void attention_scores(float* att, const float* qkv, int B, int T, int C, int NH) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i >= static_cast<size_t>(B) * NH * T * T) return;
+    const int t2 = static_cast<int>(i % T), t = static_cast<int>(i / T % T);
+    const int h = static_cast<int>(i / T / T % NH), b = static_cast<int>(i / T / T / NH);
+    if (t2 > t) return;
+    const int hs = C / NH;
+    const size_t C3 = 3 * static_cast<size_t>(C);
+    const float* q = qkv + (static_cast<size_t>(b) * T + t) * C3 + h * hs;
+    const float* k = qkv + (static_cast<size_t>(b) * T + t2) * C3 + C + h * hs;
+    float v = 0.f;
+    for (int d = 0; d < hs; ++d) v += q[d] * k[d];
+    att[i] = v * (1.0f / sqrtf(static_cast<float>(hs)));
+}
+
+// One block per row (b, h, t): causal softmax in place, zeros above t.
+__global__ void attention_softmax(float* att, int T) {
+    __shared__ float shared[32];
+    const size_t row = blockIdx.x;
+    const int t = static_cast<int>(row % T);
+    float* a = att + row * T;
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i <= t; i += blockDim.x) m = fmaxf(m, a[i]);
+    m = block_max(m, shared);
+    float s = 0.f;
+    for (int i = threadIdx.x; i <= t; i += blockDim.x) s += expf(a[i] - m);
+    const float inv = 1.0f / block_sum(s, shared);
+    for (int i = threadIdx.x; i < T; i += blockDim.x) a[i] = i <= t ? expf(a[i] - m) * inv : 0.f;
+}
+
+// One thread per (b, t, h, d): sum over t2 <= t of att * v.
+__global__ void attention_values(float* out, const float* att, const float* qkv, int B, int T, int C, int NH) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i >= static_cast<size_t>(B) * T * C) return;
+    const int hs = C / NH;
+    const int c = static_cast<int>(i % C), h = c / hs, d = c % hs;
+    const int t = static_cast<int>(i / C % T), b = static_cast<int>(i / C / T);
+    const size_t C3 = 3 * static_cast<size_t>(C);
+    const float* a = att + ((static_cast<size_t>(b) * NH + h) * T + t) * T;
+    float s = 0.f;
+    for (int t2 = 0; t2 <= t; ++t2) s += a[t2] * qkv[(static_cast<size_t>(b) * T + t2) * C3 + 2 * C + h * hs + d];
+    out[i] = s;
+}
+
+// datt[b,h,t,t2] = dout[b,t,h,:] . v[b,t2,h,:] for t2 <= t.
+__global__ void attention_datt(float* datt, const float* dout, const float* qkv, int B, int T, int C, int NH) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i >= static_cast<size_t>(B) * NH * T * T) return;
+    const int t2 = static_cast<int>(i % T), t = static_cast<int>(i / T % T);
+    const int h = static_cast<int>(i / T / T % NH), b = static_cast<int>(i / T / T / NH);
+    if (t2 > t) {
+        datt[i] = 0.f;
+        return;
+    }
+    const int hs = C / NH;
+    const float* d = dout + (static_cast<size_t>(b) * T + t) * C + h * hs;
+    const float* v = qkv + (static_cast<size_t>(b) * T + t2) * 3 * static_cast<size_t>(C) + 2 * C + h * hs;
+    float s = 0.f;
+    for (int k = 0; k < hs; ++k) s += d[k] * v[k];
+    datt[i] = s;
+}
+
+// Softmax backward per row, in place: dpre = a * (datt - a.datt) * scale.
+__global__ void attention_softmax_backward(float* datt, const float* att, int T, float scale) {
+    __shared__ float shared[32];
+    const size_t row = blockIdx.x;
+    const int t = static_cast<int>(row % T);
+    const float* a = att + row * T;
+    float* d = datt + row * T;
+    float s = 0.f;
+    for (int i = threadIdx.x; i <= t; i += blockDim.x) s += a[i] * d[i];
+    const float dot = block_sum(s, shared);
+    for (int i = threadIdx.x; i <= t; i += blockDim.x) d[i] = a[i] * (d[i] - dot) * scale;
+}
+
+// One thread per (b, t, h, d) of q, k and v gradients (3C columns).
+__global__ void attention_dqkv(float* dqkv, const float* dpre, const float* att, const float* dout, const float* qkv,
+                               int B, int T, int C, int NH) {
+    const size_t C3 = 3 * static_cast<size_t>(C);
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i >= static_cast<size_t>(B) * T * C3) return;
+    const int hs = C / NH;
+    const int col = static_cast<int>(i % C3), part = col / C, c = col % C, h = c / hs, d = c % hs;
+    const int t = static_cast<int>(i / C3 % T), b = static_cast<int>(i / C3 / T);
+    const size_t head = (static_cast<size_t>(b) * NH + h) * T;
+    auto at = [&](int row, int which) { return qkv[(static_cast<size_t>(b) * T + row) * C3 + which * C + h * hs + d]; };
+    float s = 0.f;
+    if (part == 0) {  // dq[t] = sum_{t2<=t} dpre[t,t2] k[t2]
+        for (int t2 = 0; t2 <= t; ++t2) s += dpre[(head + t) * T + t2] * at(t2, 1);
+    } else if (part == 1) {  // dk[t] = sum_{t1>=t} dpre[t1,t] q[t1]
+        for (int t1 = t; t1 < T; ++t1) s += dpre[(head + t1) * T + t] * at(t1, 0);
+    } else {  // dv[t] = sum_{t1>=t} att[t1,t] dout[t1]
+        for (int t1 = t; t1 < T; ++t1)
+            s += att[(head + t1) * T + t] * dout[(static_cast<size_t>(b) * T + t1) * C + h * hs + d];
+    }
+    dqkv[i] += s;
+}
+
+// --- attention v2: flash-style forward, head size 64 -------------------------
+// One warp per query row (4 rows per block, consecutive t); keys and values
+// stream through shared memory in tiles of 32; the row keeps the running
+// (max, sum) of the online softmax (math::online_softmax_update) and its
+// rescaled output accumulator (2 of 64 dims per lane).
+constexpr int flash_rows = 4, flash_keys = 32, flash_hs = 64;
+__global__ void __launch_bounds__(128) attention_flash_forward(float* out, float* lse, const float* qkv, int B, int T,
+                                                               int C, int NH) {
+    __shared__ float ks[flash_keys][flash_hs + 1];
+    __shared__ float vs[flash_keys][flash_hs + 1];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    const int t = blockIdx.x * flash_rows + warp;
+    const size_t C3 = 3 * static_cast<size_t>(C);
+    const float scale = 1.0f / sqrtf(static_cast<float>(flash_hs));
+    float q0 = 0.f, q1 = 0.f;
+    if (t < T) {
+        const float* q = qkv + (static_cast<size_t>(b) * T + t) * C3 + h * flash_hs;
+        q0 = q[lane], q1 = q[lane + 32];
+    }
+    float running_max = -INFINITY, running_sum = 0.f, o0 = 0.f, o1 = 0.f;
+    const int last = min(T - 1, static_cast<int>(blockIdx.x) * flash_rows + flash_rows - 1);
+    for (int k0 = 0; k0 <= last; k0 += flash_keys) {
+        __syncthreads();
+        for (int i = threadIdx.x; i < flash_keys * flash_hs; i += blockDim.x) {
+            const int r = i / flash_hs, d = i % flash_hs, key = k0 + r;
+            const bool in = key < T;
+            const float* base = qkv + (static_cast<size_t>(b) * T + (in ? key : 0)) * C3 + h * flash_hs + d;
+            ks[r][d] = in ? base[C] : 0.f;
+            vs[r][d] = in ? base[2 * C] : 0.f;
+        }
+        __syncthreads();
+        if (t >= T) continue;
+        for (int r = 0; r < flash_keys && k0 + r <= t; ++r) {
+            float s = q0 * ks[r][lane] + q1 * ks[r][lane + 32];
+            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+            s *= scale;
+            const float previous = running_max;
+            math::online_softmax_update(running_max, running_sum, s);
+            const float factor = expf(previous - running_max), p = expf(s - running_max);
+            o0 = o0 * factor + p * vs[r][lane];
+            o1 = o1 * factor + p * vs[r][lane + 32];
+        }
+    }
+    if (t >= T) return;
+    float* o = out + (static_cast<size_t>(b) * T + t) * C + h * flash_hs;
+    o[lane] = o0 / running_sum;
+    o[lane + 32] = o1 / running_sum;
+    if (lane == 0) lse[static_cast<size_t>(bh) * T + t] = running_max + logf(running_sum);
+}
+
+// --- fused classifier -----------------------------------------------------------
+// One block per row: max and sum of exp over the first V columns, the loss,
+// then dlogits in place of the logits.
+__global__ void fused_classifier(float* logits, float* losses, const int* targets, float scale, int V, int Vp) {
+    __shared__ float shared[32];
+    const size_t row = blockIdx.x;
+    float* l = logits + row * Vp;
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) m = fmaxf(m, l[i]);
+    m = block_max(m, shared);
+    float s = 0.f;
+    for (int i = threadIdx.x; i < V; i += blockDim.x) s += expf(l[i] - m);
+    const float sum = block_sum(s, shared);
+    const int target = targets[row];
+    const float target_logit = l[target];  // read before any thread overwrites it
+    __syncthreads();
+    if (threadIdx.x == 0) losses[row] = logf(sum) + m - target_logit;
+    const float inv = 1.0f / sum;
+    for (int i = threadIdx.x; i < Vp; i += blockDim.x)
+        l[i] = i < V ? (expf(l[i] - m) * inv - (i == target ? 1.f : 0.f)) * scale : 0.f;
+}
+
+// --- optimizer, reductions, casts -------------------------------------------------
+
+__global__ void adamw(float* params, float* first_moment, float* second_moment, const float* grads, size_t n, int step,
+                      math::adamw_params p, bool decay) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i < n) math::adamw_update(params[i], first_moment[i], second_moment[i], grads[i], step, p, decay);
+}
+
+__global__ void deterministic_sum(float* out, const float* in, size_t n, bool squares) {
+    __shared__ float shared[32];
+    float s = 0.f;
+    for (size_t i = threadIdx.x; i < n; i += blockDim.x) s += squares ? in[i] * in[i] : in[i];
+    s = block_sum(s, shared);
+    if (threadIdx.x == 0) out[0] = s;
+}
+
+__global__ void replica_sum(float* out, const float* const* members, int count, size_t n) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i >= n) return;
+    float s = members[0][i];
+    for (int j = 1; j < count; ++j) s += members[j][i];
+    out[i] = s;
+}
+
+__global__ void cast_to_bf16(std::uint16_t* out, const float* in, size_t n) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i < n) out[i] = math::to_bf16(in[i]);
+}
+
+__global__ void cast_from_bf16(float* out, const std::uint16_t* in, size_t n) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i < n) out[i] = math::from_bf16(in[i]);
+}
+
+}  // namespace chimera::runtime::gpu::kernels

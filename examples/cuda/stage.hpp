@@ -1,0 +1,238 @@
+// One model stage on the GPU: the same sequence of kernels as
+// cpu::stage_model<float>, on one stream. Activations of one micro-batch
+// live in one stream-ordered device allocation (the stash); temporaries of a
+// backward live in a per-stage workspace, which is safe because everything
+// of a worker runs in order on its stream.
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "../gpt/model.hpp"
+#include "gpu_kernels.hpp"
+
+namespace chimera::runtime::gpu {
+
+// Everything one micro-batch leaves on a stage between F and its backward.
+struct gpu_stash {
+    float* values = nullptr;   // activations and the gradients kept for W (device)
+    int* ints = nullptr;       // tokens, targets, encoder buckets (device)
+    int unique_tokens = 0;     // stage 0: buckets of the encoder backward
+    bool input_backward_done = false;
+};
+
+class gpu_stage_model {
+public:
+    gpu_stage_model(const gpt::gpt_config& config, const gpt::stage_layout& layout, int batch, int seq)
+        : c_(config), l_(layout), B_(batch), T_(seq) {
+        const std::size_t BT = static_cast<std::size_t>(B_) * T_, C = static_cast<std::size_t>(c_.channels);
+        auto take = [&](std::size_t n) { const std::size_t at = stash_size_; stash_size_ += n; return at; };
+        input_ = take(BT * C);
+        for (int l = l_.first_block; l < l_.last_block; ++l) {
+            block_offsets b;
+            b.ln1 = take(BT * C), b.ln1_mean = take(BT), b.ln1_rstd = take(BT);
+            b.qkv = take(BT * 3 * C), b.att = take(static_cast<std::size_t>(B_) * c_.heads * T_ * T_);
+            b.atty = take(BT * C), b.res2 = take(BT * C);
+            b.ln2 = take(BT * C), b.ln2_mean = take(BT), b.ln2_rstd = take(BT);
+            b.fch = take(BT * 4 * C), b.fch_gelu = take(BT * 4 * C), b.out = take(BT * C);
+            b.d_ln1 = take(BT * C), b.d_qkv = take(BT * 3 * C), b.d_res2 = take(BT * C);
+            b.d_ln2 = take(BT * C), b.d_fch = take(BT * 4 * C), b.d_out = take(BT * C);
+            blocks_.push_back(b);
+        }
+        if (l_.head) {
+            lnf_ = take(BT * C), lnf_mean_ = take(BT), lnf_rstd_ = take(BT);
+            d_logits_ = take(BT * c_.padded_vocab), losses_ = take(BT), d_lnf_ = take(BT * C);
+        }
+        d_input_ = take(BT * C);
+        const auto table = gpt::tensor_table(c_);
+        for (std::size_t t = l_.first_tensor; t < l_.last_tensor; ++t) tensor_offset_.push_back(table[t].offset - l_.offset);
+        // Workspace: the residual gradient, the widest temporary, attention scratch.
+        workspace_size_ = BT * C + BT * 4 * C + static_cast<std::size_t>(B_) * c_.heads * T_ * T_;
+        check(cudaMalloc(reinterpret_cast<void**>(&workspace_), workspace_size_ * sizeof(float)), "cudaMalloc workspace");
+    }
+    gpu_stage_model(const gpu_stage_model&) = delete;
+    gpu_stage_model& operator=(const gpu_stage_model&) = delete;
+    ~gpu_stage_model() { cudaFree(workspace_); }
+
+    std::size_t parameter_size() const { return l_.size; }
+    std::size_t activation_size() const { return static_cast<std::size_t>(B_) * T_ * c_.channels; }
+    const gpt::stage_layout& layout() const { return l_; }
+    int rows() const { return B_ * T_; }
+    // Device offset of the per-row losses inside a head stage's stash.
+    std::size_t losses_offset() const { return losses_; }
+
+    // Allocates the stash on `stream` and uploads the tokens (stage 0) and
+    // targets (last stage).
+    gpu_stash make_stash(const std::vector<int>& tokens, const std::vector<int>& targets, cudaStream_t stream) const {
+        gpu_stash s;
+        check(cudaMallocAsync(reinterpret_cast<void**>(&s.values), stash_size_ * sizeof(float), stream), "stash");
+        std::vector<int> ints;
+        if (l_.embedding) {
+            ints = tokens;
+            const auto buckets = token_buckets(tokens.data(), static_cast<int>(tokens.size()));
+            s.unique_tokens = buckets[0];
+            ints.insert(ints.end(), buckets.begin(), buckets.end());
+        }
+        if (l_.head) ints.insert(ints.end(), targets.begin(), targets.end());
+        if (!ints.empty()) {
+            check(cudaMallocAsync(reinterpret_cast<void**>(&s.ints), ints.size() * sizeof(int), stream), "stash ints");
+            // Synchronous from pageable memory: `ints` may go out of scope.
+            check(cudaMemcpyAsync(s.ints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice, stream),
+                  "upload tokens");
+            check(cudaStreamSynchronize(stream), "upload tokens");
+        }
+        return s;
+    }
+    static void free_stash(gpu_stash& s, cudaStream_t stream) {
+        if (s.values) cudaFreeAsync(s.values, stream);
+        if (s.ints) cudaFreeAsync(s.ints, stream);
+        s = gpu_stash{};
+    }
+
+    // As cpu::stage_model::forward; the last stage also runs the fused
+    // classifier, leaving dlogits (already scaled by loss_scale / rows) and
+    // the per-row losses in the stash.
+    void forward(const float* params, gpu_stash& s, const float* input, float* output, float loss_scale,
+                 cudaStream_t st) const {
+        const int N = B_ * T_, C = c_.channels;
+        float* v = s.values;
+        if (l_.embedding)
+            encoder_forward(v + input_, s.ints, params + tensor(0), params + tensor(1), B_, T_, C, st);
+        else
+            check(cudaMemcpyAsync(v + input_, input, activation_size() * sizeof(float), cudaMemcpyDeviceToDevice, st),
+                  "stage input");
+        const float* x = v + input_;
+        const std::size_t n = activation_size();
+        for (std::size_t i = 0; i < blocks_.size(); ++i) {
+            const auto& b = blocks_[i];
+            auto w = [&](int k) { return params + block_tensor(i, k); };
+            layernorm_forward(v + b.ln1, v + b.ln1_mean, v + b.ln1_rstd, x, w(gpt::ln1w), w(gpt::ln1b), N, C, st);
+            matmul_forward(v + b.qkv, v + b.ln1, w(gpt::qkvw), w(gpt::qkvb), N, C, 3 * C, st);
+            attention_forward(v + b.atty, v + b.att, v + b.qkv, B_, T_, C, c_.heads, st);
+            matmul_forward(v + b.res2, v + b.atty, w(gpt::attprojw), w(gpt::attprojb), N, C, C, st);
+            residual_forward(v + b.res2, x, v + b.res2, n, st);
+            layernorm_forward(v + b.ln2, v + b.ln2_mean, v + b.ln2_rstd, v + b.res2, w(gpt::ln2w), w(gpt::ln2b), N, C, st);
+            matmul_forward(v + b.fch, v + b.ln2, w(gpt::fcw), w(gpt::fcb), N, C, 4 * C, st);
+            gelu_forward(v + b.fch_gelu, v + b.fch, n * 4, st);
+            matmul_forward(v + b.out, v + b.fch_gelu, w(gpt::fcprojw), w(gpt::fcprojb), N, 4 * C, C, st);
+            residual_forward(v + b.out, v + b.res2, v + b.out, n, st);
+            x = v + b.out;
+        }
+        if (l_.head) {
+            const std::size_t t = tensor_offset_.size();
+            layernorm_forward(v + lnf_, v + lnf_mean_, v + lnf_rstd_, x, params + tensor(t - 3), params + tensor(t - 2),
+                              N, C, st);
+            matmul_forward(v + d_logits_, v + lnf_, params + tensor(t - 1), nullptr, N, C, c_.padded_vocab, st);
+            fused_classifier(v + d_logits_, v + losses_, targets(s), loss_scale / static_cast<float>(N), N, c_.vocab,
+                             c_.padded_vocab, st);
+        } else {
+            check(cudaMemcpyAsync(output, x, n * sizeof(float), cudaMemcpyDeviceToDevice, st), "stage output");
+        }
+    }
+
+    void backward_input(const float* params, gpu_stash& s, const float* dout, float* dinput, cudaStream_t st) const {
+        const int N = B_ * T_, C = c_.channels;
+        const std::size_t n = activation_size();
+        float* v = s.values;
+        float* dresidual = workspace_;
+        float* wide = workspace_ + n;           // d_gelu (4n) or d_atty (n)
+        float* scratch = workspace_ + 5 * n;    // attention backward
+        auto zero = [&](float* p, std::size_t count) { check(cudaMemsetAsync(p, 0, count * sizeof(float), st), "memset"); };
+        zero(dresidual, n);
+        if (l_.head) {
+            const std::size_t t = tensor_offset_.size();
+            zero(v + d_lnf_, n);
+            matmul_backward_input(v + d_lnf_, v + d_logits_, params + tensor(t - 1), N, C, c_.padded_vocab, st);
+            const float* last_in = blocks_.empty() ? v + input_ : v + blocks_.back().out;
+            layernorm_backward_input(dresidual, v + d_lnf_, last_in, params + tensor(t - 3), v + lnf_mean_,
+                                     v + lnf_rstd_, N, C, st);
+        } else {
+            check(cudaMemcpyAsync(dresidual, dout, n * sizeof(float), cudaMemcpyDeviceToDevice, st), "stage dout");
+        }
+        for (std::size_t i = blocks_.size(); i-- > 0;) {
+            const auto& b = blocks_[i];
+            auto w = [&](int k) { return params + block_tensor(i, k); };
+            const float* x = i == 0 ? v + input_ : v + blocks_[i - 1].out;
+            check(cudaMemcpyAsync(v + b.d_out, dresidual, n * sizeof(float), cudaMemcpyDeviceToDevice, st), "copy");
+            zero(wide, 4 * n);
+            matmul_backward_input(wide, v + b.d_out, w(gpt::fcprojw), N, 4 * C, C, st);
+            zero(v + b.d_fch, 4 * n);
+            gelu_backward(v + b.d_fch, v + b.fch, wide, n * 4, st);
+            zero(v + b.d_ln2, n);
+            matmul_backward_input(v + b.d_ln2, v + b.d_fch, w(gpt::fcw), N, C, 4 * C, st);
+            layernorm_backward_input(dresidual, v + b.d_ln2, v + b.res2, w(gpt::ln2w), v + b.ln2_mean, v + b.ln2_rstd,
+                                     N, C, st);
+            check(cudaMemcpyAsync(v + b.d_res2, dresidual, n * sizeof(float), cudaMemcpyDeviceToDevice, st), "copy");
+            zero(wide, n);
+            matmul_backward_input(wide, v + b.d_res2, w(gpt::attprojw), N, C, C, st);
+            zero(v + b.d_qkv, 3 * n);
+            attention_backward(v + b.d_qkv, scratch, wide, v + b.qkv, v + b.att, B_, T_, C, c_.heads, st);
+            zero(v + b.d_ln1, n);
+            matmul_backward_input(v + b.d_ln1, v + b.d_qkv, w(gpt::qkvw), N, C, 3 * C, st);
+            layernorm_backward_input(dresidual, v + b.d_ln1, x, w(gpt::ln1w), v + b.ln1_mean, v + b.ln1_rstd, N, C, st);
+        }
+        check(cudaMemcpyAsync(v + d_input_, dresidual, n * sizeof(float), cudaMemcpyDeviceToDevice, st), "copy");
+        if (!l_.embedding)
+            check(cudaMemcpyAsync(dinput, dresidual, n * sizeof(float), cudaMemcpyDeviceToDevice, st), "copy");
+        s.input_backward_done = true;
+    }
+
+    void backward_weight(float* grads, const gpu_stash& s, cudaStream_t st) const {
+        const int N = B_ * T_, C = c_.channels;
+        const float* v = s.values;
+        if (l_.head) {
+            const std::size_t t = tensor_offset_.size();
+            matmul_backward_weight(grads + tensor(t - 1), nullptr, v + d_logits_, v + lnf_, N, C, c_.padded_vocab, st);
+            const float* last_in = blocks_.empty() ? v + input_ : v + blocks_.back().out;
+            layernorm_backward_weight(grads + tensor(t - 3), grads + tensor(t - 2), v + d_lnf_, last_in, v + lnf_mean_,
+                                      v + lnf_rstd_, N, C, st);
+        }
+        for (std::size_t i = blocks_.size(); i-- > 0;) {
+            const auto& b = blocks_[i];
+            auto g = [&](int k) { return grads + block_tensor(i, k); };
+            const float* x = i == 0 ? v + input_ : v + blocks_[i - 1].out;
+            matmul_backward_weight(g(gpt::fcprojw), g(gpt::fcprojb), v + b.d_out, v + b.fch_gelu, N, 4 * C, C, st);
+            matmul_backward_weight(g(gpt::fcw), g(gpt::fcb), v + b.d_fch, v + b.ln2, N, C, 4 * C, st);
+            layernorm_backward_weight(g(gpt::ln2w), g(gpt::ln2b), v + b.d_ln2, v + b.res2, v + b.ln2_mean,
+                                      v + b.ln2_rstd, N, C, st);
+            matmul_backward_weight(g(gpt::attprojw), g(gpt::attprojb), v + b.d_res2, v + b.atty, N, C, C, st);
+            matmul_backward_weight(g(gpt::qkvw), g(gpt::qkvb), v + b.d_qkv, v + b.ln1, N, C, 3 * C, st);
+            layernorm_backward_weight(g(gpt::ln1w), g(gpt::ln1b), v + b.d_ln1, x, v + b.ln1_mean, v + b.ln1_rstd, N, C,
+                                      st);
+        }
+        if (l_.embedding)
+            encoder_backward(grads + tensor(0), grads + tensor(1), v + d_input_, buckets(s), s.unique_tokens, B_, T_, C,
+                             st);
+    }
+
+private:
+    struct block_offsets {
+        std::size_t ln1, ln1_mean, ln1_rstd, qkv, att, atty, res2, ln2, ln2_mean, ln2_rstd, fch, fch_gelu, out;
+        std::size_t d_ln1, d_qkv, d_res2, d_ln2, d_fch, d_out;
+    };
+    std::size_t tensor(std::size_t local_index) const { return tensor_offset_[local_index]; }
+    std::size_t block_tensor(std::size_t block, int k) const {
+        return tensor((l_.embedding ? 2 : 0) + block * gpt::block_tensor_count + static_cast<std::size_t>(k));
+    }
+    // Layout of gpu_stash::ints: [tokens (BT), buckets (1 + 2U + 1 + BT)] on stage 0, then targets (BT).
+    const int* buckets(const gpu_stash& s) const { return s.ints + rows(); }
+    const int* targets(const gpu_stash& s) const {
+        return l_.embedding ? s.ints + rows() + (1 + 2 * s.unique_tokens + 1 + rows()) : s.ints;
+    }
+
+    gpt::gpt_config c_;
+    gpt::stage_layout l_;
+    int B_, T_;
+    std::size_t stash_size_ = 0;
+    std::size_t input_ = 0, d_input_ = 0;
+    std::vector<block_offsets> blocks_;
+    std::size_t lnf_ = 0, lnf_mean_ = 0, lnf_rstd_ = 0, d_logits_ = 0, losses_ = 0, d_lnf_ = 0;
+    std::vector<std::size_t> tensor_offset_;
+    float* workspace_ = nullptr;
+    std::size_t workspace_size_ = 0;
+};
+
+}  // namespace chimera::runtime::gpu

@@ -1,0 +1,168 @@
+// Local transport (runtime.md §5.2): several virtual workers on one GPU, one
+// stream each. A send copies the activation on the sender's stream into a
+// buffer owned by the message and records the message's event; a receive
+// makes the receiver's stream wait on that event. The host thread of the
+// receiver blocks until the sender recorded (a host-side flag), so a stream
+// never waits on an event that was not recorded yet (which CUDA would treat
+// as a no-op). An all-reduce of a replica group: every member records an
+// event; the last member to arrive makes its stream wait on all of them,
+// sums the members in fixed order (replica_sum) into a result buffer and
+// records a result event; each member's stream waits on it and copies the
+// sum back.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include <cuda_runtime.h>
+
+#include "gpu_kernels.hpp"
+
+namespace chimera::runtime::gpu {
+
+// (kind, pipeline, micro-batch, sending stage, receiving stage, data-parallel group)
+using message_id = std::tuple<int, int, int, int, int, int>;
+
+class local_transport {
+public:
+    explicit local_transport(std::chrono::milliseconds watchdog) : watchdog_(watchdog) {}
+    local_transport(const local_transport&) = delete;
+    local_transport& operator=(const local_transport&) = delete;
+    ~local_transport() {
+        // Called after every stream was synchronized.
+        for (auto& [id, m] : messages_) {
+            if (m.event) cudaEventDestroy(m.event);
+            if (m.buffer) cudaFree(m.buffer);
+        }
+        for (auto& [id, r] : reductions_) {
+            if (r.result_event) cudaEventDestroy(r.result_event);
+            for (cudaEvent_t e : r.member_events) cudaEventDestroy(e);
+            if (r.result) cudaFree(r.result);
+            if (r.member_pointers) cudaFree(r.member_pointers);
+        }
+    }
+
+    void send(const message_id& id, const float* source, std::size_t count, cudaStream_t stream) {
+        std::unique_lock lock(mutex_);
+        auto& m = messages_[id];
+        if (m.recorded) throw std::runtime_error("local transport: message sent twice in one iteration");
+        m.count = count;
+        check(cudaMalloc(reinterpret_cast<void**>(&m.buffer), count * sizeof(float)), "message buffer");
+        check(cudaMemcpyAsync(m.buffer, source, count * sizeof(float), cudaMemcpyDeviceToDevice, stream), "send");
+        check(cudaEventCreateWithFlags(&m.event, cudaEventDisableTiming), "event");
+        check(cudaEventRecord(m.event, stream), "cudaEventRecord");
+        m.recorded = true;
+        cv_.notify_all();
+    }
+
+    // Makes `stream` wait for the message and returns its device buffer
+    // (owned by the transport until the end of the iteration).
+    const float* receive(const message_id& id, std::size_t count, cudaStream_t stream) {
+        std::unique_lock lock(mutex_);
+        wait(lock, [&] { return messages_.count(id) && messages_[id].recorded; }, "a receive");
+        auto& m = messages_[id];
+        if (m.count != count) throw std::runtime_error("local transport: message size mismatch");
+        check(cudaStreamWaitEvent(stream, m.event, 0), "cudaStreamWaitEvent");
+        return m.buffer;
+    }
+
+    // One member of the all-reduce (sum) of `key` over `members` buffers;
+    // `order` is the member's place in the fixed summation order. Posting
+    // never blocks; finish_all_reduce waits for the sum and copies it back.
+    // (A group posts its reductions before it waits on its receives, as
+    // "post all members, then wait for all" requires.)
+    void post_all_reduce(int key, int order, int members, float* buffer, std::size_t count, cudaStream_t stream) {
+        std::unique_lock lock(mutex_);
+        auto& r = reductions_[key];
+        if (r.members == 0) {
+            r.members = members;
+            r.count = count;
+            r.buffers.assign(static_cast<std::size_t>(members), nullptr);
+            r.member_events.assign(static_cast<std::size_t>(members), nullptr);
+        }
+        if (r.members != members || r.count != count || order < 0 || order >= members ||
+            r.buffers[static_cast<std::size_t>(order)])
+            throw std::runtime_error("local transport: inconsistent all-reduce members for key " + std::to_string(key));
+        r.buffers[static_cast<std::size_t>(order)] = buffer;
+        check(cudaEventCreateWithFlags(&r.member_events[static_cast<std::size_t>(order)], cudaEventDisableTiming),
+              "event");
+        check(cudaEventRecord(r.member_events[static_cast<std::size_t>(order)], stream), "cudaEventRecord");
+        if (++r.arrived == members) {
+            for (cudaEvent_t e : r.member_events) check(cudaStreamWaitEvent(stream, e, 0), "cudaStreamWaitEvent");
+            check(cudaMalloc(reinterpret_cast<void**>(&r.result), count * sizeof(float)), "reduce buffer");
+            check(cudaMalloc(reinterpret_cast<void**>(&r.member_pointers), members * sizeof(float*)), "reduce list");
+            check(cudaMemcpy(r.member_pointers, r.buffers.data(), members * sizeof(float*), cudaMemcpyHostToDevice),
+                  "reduce list");
+            replica_sum(r.result, r.member_pointers, members, count, stream);
+            check(cudaEventCreateWithFlags(&r.result_event, cudaEventDisableTiming), "event");
+            check(cudaEventRecord(r.result_event, stream), "cudaEventRecord");
+            r.done = true;
+            cv_.notify_all();
+        }
+    }
+
+    void finish_all_reduce(int key, float* buffer, cudaStream_t stream) {
+        std::unique_lock lock(mutex_);
+        auto& r = reductions_[key];
+        wait(lock, [&] { return r.done; }, "an all-reduce");
+        check(cudaStreamWaitEvent(stream, r.result_event, 0), "cudaStreamWaitEvent");
+        check(cudaMemcpyAsync(buffer, r.result, r.count * sizeof(float), cudaMemcpyDeviceToDevice, stream),
+              "reduce copy");
+    }
+
+    void abort(const std::string& why) {
+        std::unique_lock lock(mutex_);
+        if (failure_.empty()) failure_ = why;
+        cv_.notify_all();
+    }
+    std::string failure() {
+        std::unique_lock lock(mutex_);
+        return failure_;
+    }
+
+private:
+    template <class Ready>
+    void wait(std::unique_lock<std::mutex>& lock, Ready ready, const char* what) {
+        const auto deadline = std::chrono::steady_clock::now() + watchdog_;
+        while (!ready()) {
+            if (!failure_.empty()) throw std::runtime_error(failure_);
+            if (cv_.wait_until(lock, deadline) == std::cv_status::timeout && !ready()) {
+                failure_ = std::string("local transport watchdog: ") + what + " waited " +
+                           std::to_string(watchdog_.count()) + " ms for its partner";
+                cv_.notify_all();
+                throw std::runtime_error(failure_);
+            }
+        }
+    }
+
+    struct message {
+        float* buffer = nullptr;
+        std::size_t count = 0;
+        cudaEvent_t event = nullptr;
+        bool recorded = false;  // host-side: the event was recorded (runtime.md §5.2 pitfall)
+    };
+    struct reduction {
+        int members = 0, arrived = 0;
+        std::size_t count = 0;
+        std::vector<float*> buffers;
+        std::vector<cudaEvent_t> member_events;
+        float* result = nullptr;
+        float** member_pointers = nullptr;
+        cudaEvent_t result_event = nullptr;
+        bool done = false;
+    };
+    std::chrono::milliseconds watchdog_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::map<message_id, message> messages_;
+    std::map<int, reduction> reductions_;
+    std::string failure_;
+};
+
+}  // namespace chimera::runtime::gpu

@@ -1,0 +1,40 @@
+// Host-side parts of the CUDA backend that run without a GPU: the shared
+// bf16 rounding (used by the cast kernels and the twins) and the token
+// buckets of the deterministic encoder backward.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include <common/bf16.hpp>
+#include <cuda/gpu_kernels.hpp>
+
+namespace math = chimera::runtime::math;
+
+TEST_CASE("bf16 rounding: nearest-even, exact values kept, NaN stays NaN") {
+    CHECK(math::to_bf16(1.0f) == 0x3f80);
+    CHECK(math::from_bf16(0x3f80) == 1.0f);
+    CHECK(math::to_bf16(-2.0f) == 0xc000);
+    // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties to even (1).
+    CHECK(math::to_bf16(1.0f + 0x1.0p-8f) == 0x3f80);
+    // 1 + 3 * 2^-8 is halfway between 1 + 2^-7 (odd) and 1 + 2^-6: up.
+    CHECK(math::to_bf16(1.0f + 3 * 0x1.0p-8f) == 0x3f82);
+    CHECK(math::to_bf16(1.0f + 0x1.0p-8f + 0x1.0p-20f) == 0x3f81);  // above halfway: up
+    CHECK(std::isnan(math::from_bf16(math::to_bf16(std::numeric_limits<float>::quiet_NaN()))));
+    CHECK(std::isinf(math::from_bf16(math::to_bf16(std::numeric_limits<float>::infinity()))));
+    for (float x : {0.1f, -3.14159f, 1e-20f, 65504.f, 1e30f}) {
+        const float r = math::from_bf16(math::to_bf16(x));
+        CHECK(std::fabs(r - x) <= std::fabs(x) * 0x1.0p-8f);  // half an ulp of an 8-bit significand
+    }
+}
+
+TEST_CASE("token buckets: unique tokens ascending, positions ascending inside a bucket") {
+    const std::vector<int> tokens{5, 2, 5, 9, 2, 5};
+    const auto b = chimera::runtime::gpu::token_buckets(tokens.data(), static_cast<int>(tokens.size()));
+    // [U, unique..., starts (U+1)..., positions...]
+    const std::vector<int> expected{3, 2, 5, 9, 0, 2, 5, 6, 1, 4, 0, 2, 5, 3};
+    CHECK(b == expected);
+    CHECK(chimera::runtime::gpu::token_buckets(tokens.data(), 0) == std::vector<int>{0, 0});
+}

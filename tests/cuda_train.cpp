@@ -1,0 +1,143 @@
+// The CUDA backend end to end (runtime.md §8): V4 (a GPU training step
+// against the CPU twin: loss, gradient per tensor, parameters), V5 (two GPU
+// runs are bitwise equal) and every schedule on the local transport against
+// the sequential GPU run (V2's tolerance). Exits 77 (SKIP) without a GPU.
+#define DOCTEST_CONFIG_IMPLEMENT
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <chimera/generate.hpp>
+#include <chimera/lower.hpp>
+#include <cpu/trainer.hpp>
+#include <cuda/trainer.hpp>
+
+using namespace chimera;
+using runtime::cpu::run_shape;
+using runtime::gpu::gpu_pipeline_trainer;
+
+namespace {
+
+const gpt::dataset& data() {
+    static const gpt::dataset d(16384, 1);
+    return d;
+}
+
+run_shape test_shape(int micro_batches, int data_parallel) {
+    run_shape shape;
+    shape.model = {data().vocab(), 64, 8, 16, 8, 2};
+    shape.batch = 2;
+    shape.seq = 8;
+    shape.micro_batches = micro_batches;
+    shape.data_parallel = data_parallel;
+    shape.adam.learning_rate = 1e-2;
+    shape.adam.weight_decay = 0.01;
+    return shape;
+}
+
+bool close(double a, double b, double rtol, double atol) { return std::fabs(a - b) <= atol + rtol * std::fabs(b); }
+
+int mismatches(const std::vector<float>& got, const std::vector<float>& ref, double rtol, double atol) {
+    int bad = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i)
+        if (!std::isfinite(got[i]) || !close(got[i], ref[i], rtol, atol)) ++bad;
+    return bad;
+}
+
+// Whole-model gradient of the CPU trainer (lowest rank holding each stage).
+std::vector<float> cpu_gradients(const runtime::cpu::pipeline_trainer<float>& t) {
+    std::vector<float> out;
+    for (int st = 0; st < t.lowered().stages(); ++st) {
+        bool found = false;
+        for (int r = 0; r < t.ranks() && !found; ++r)
+            for (const auto& rep : t.worker(r).replicas())
+                if (rep.id.stage == st && !found) out.insert(out.end(), rep.grads.begin(), rep.grads.end()), found = true;
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("V4: a GPU training step matches the CPU twin (loss, gradient per tensor, parameters)") {
+    for (const config& c : {config{algorithm::gpipe, 1, 2, 0, scaling::direct, 1},
+                            config{algorithm::chimera, 4, 4, 0, scaling::direct, 1}}) {
+        const schedule lowered = lower(generate(c));
+        const run_shape shape = test_shape(lowered.micro_batches(), c.data_parallel);
+        const auto initial = gpt::initial_parameters<float>(shape.model, 42);
+        runtime::cpu::pipeline_trainer<float> cpu(lowered, shape, data(), initial);
+        gpu_pipeline_trainer gpu(lowered, shape, data(), initial);
+        const auto a = gpu.step(0), b = cpu.step(0);
+        CAPTURE(lowered.name());
+        CHECK(close(a.loss, b.loss, 0, 1e-5));
+        REQUIRE(a.micro_batch_losses.size() == b.micro_batch_losses.size());
+        for (std::size_t i = 0; i < a.micro_batch_losses.size(); ++i)
+            CHECK(close(a.micro_batch_losses[i], b.micro_batch_losses[i], 0, 1e-5));
+        const auto g_gpu = gpu.gradients(), g_cpu = cpu_gradients(cpu);
+        REQUIRE(g_gpu.size() == g_cpu.size());
+        for (const auto& t : gpt::tensor_table(shape.model)) {
+            const std::vector<float> x(g_gpu.begin() + static_cast<std::ptrdiff_t>(t.offset),
+                                       g_gpu.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
+            const std::vector<float> y(g_cpu.begin() + static_cast<std::ptrdiff_t>(t.offset),
+                                       g_cpu.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
+            INFO("gradient of " << t.name);
+            CHECK(mismatches(x, y, 1e-3, 1e-5) == 0);
+        }
+        // One AdamW step moves each weight by about lr; near-zero gradients
+        // (the key bias) may flip sign, hence the absolute slack of lr/100.
+        CHECK(mismatches(gpu.state().params, cpu.state().params, 1e-4, 1e-4) == 0);
+    }
+}
+
+TEST_CASE("V5: two GPU runs give bitwise equal losses and parameters") {
+    const config c{algorithm::chimera, 4, 8, 0, scaling::direct, 2};
+    const schedule lowered = lower(generate(c));
+    const run_shape shape = test_shape(lowered.micro_batches(), c.data_parallel);
+    const auto initial = gpt::initial_parameters<float>(shape.model, 7);
+    gpu_pipeline_trainer first(lowered, shape, data(), initial), second(lowered, shape, data(), initial);
+    for (int step = 0; step < 3; ++step) {
+        const auto a = first.step(step), b = second.step(step);
+        CHECK(a.micro_batch_losses == b.micro_batch_losses);
+    }
+    CHECK(first.state() == second.state());
+    CHECK(first.replicas_identical());
+}
+
+TEST_CASE("every schedule on the local transport trains the same model as the sequential GPU run") {
+    for (const config& c : {config{algorithm::gpipe, 4, 4, 0, scaling::direct, 1},
+                            config{algorithm::one_f_one_b, 2, 4, 0, scaling::direct, 2},
+                            config{algorithm::chimera, 4, 4, 0, scaling::direct, 1},
+                            config{algorithm::chimera, 4, 8, 0, scaling::doubling, 1},
+                            config{algorithm::chimera, 2, 4, 0, scaling::direct, 2},
+                            config{algorithm::chimera, 4, 4, 4, scaling::direct, 1}}) {
+        const schedule lowered = lower(generate(c));
+        CAPTURE(lowered.name());
+        CAPTURE(c.stages);
+        CAPTURE(c.data_parallel);
+        const int total = lowered.micro_batches() * c.data_parallel;
+        run_shape shape = test_shape(lowered.micro_batches(), c.data_parallel);
+        const auto initial = gpt::initial_parameters<float>(shape.model, 42);
+        gpu_pipeline_trainer pipelined(lowered, shape, data(), initial);
+        run_shape one = test_shape(total, 1);
+        gpu_pipeline_trainer sequential(gpu_pipeline_trainer::sequential_schedule(total), one, data(), initial);
+        for (int step = 0; step < 4; ++step) {
+            const auto a = pipelined.step(step), b = sequential.step(step);
+            CHECK(close(a.loss, b.loss, 1e-5, 1e-6));
+        }
+        CHECK(mismatches(pipelined.state().params, sequential.state().params, 1e-5, 1e-5) == 0);
+        CHECK(pipelined.replicas_identical());
+    }
+}
+
+int main(int argc, char** argv) {
+    std::string reason;
+    if (!runtime::gpu::device_available(reason)) {
+        std::printf("SKIP: %s\n", reason.c_str());
+        return 77;
+    }
+    doctest::Context context(argc, argv);
+    return context.run();
+}
