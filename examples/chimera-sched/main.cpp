@@ -12,7 +12,7 @@ int main(int argc, char** argv) {
     using namespace chimera_sched;
     CLI::App app{"chimera-sched: pipeline-parallel training schedules (Chimera, GPipe, 1F1B)", "chimera-sched"};
     app.require_subcommand(1);
-    const std::vector<command> commands = {add_generate(app), add_check(app)};
+    const std::vector<command> commands = {add_generate(app), add_check(app), add_export(app), add_convert(app)};
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

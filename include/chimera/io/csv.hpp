@@ -144,7 +144,8 @@ std::string write_csv(const S& s, csv_format format = csv_format::compute_only) 
 }
 
 struct csv_read_options {
-    // nullopt: compute_comms if any cell is a communication action.
+    // compute_only refuses communication actions (rule C5), as PyTorch's
+    // loader does; nullopt accepts either flavour.
     std::optional<csv_format> format;
 };
 
@@ -154,7 +155,10 @@ inline constexpr long long csv_index_limit = (1LL << 24) - 1;  // stages and mic
 
 struct csv_token {
     op_kind kind = op_kind::F;
-    bool wait = false;  // WAIT_SEND_F / WAIT_SEND_B / WAIT_REDUCE_GRAD: implied by our groups, dropped
+    // Read but not kept: WAIT_SEND_F/B and WAIT_REDUCE_GRAD (this IR's comm
+    // groups complete before the next compute op, which implies them) and
+    // UNSHARD/RESHARD (FSDP parameter residency, not modelled here).
+    bool dropped = false;
     int stage = 0;
     int micro_batch = no_micro_batch;
 };
@@ -212,7 +216,7 @@ inline csv_token parse_action(std::string_view text, const csv_cursor& at, std::
     struct spelling {
         std::string_view name;
         op_kind kind;
-        bool wait;
+        bool dropped;
         bool has_micro_batch;
     };
     // Longest names first, so that SEND_F is not read as an S... prefix.
@@ -221,6 +225,8 @@ inline csv_token parse_action(std::string_view text, const csv_cursor& at, std::
         {"WAIT_SEND_F", op_kind::SEND_F, true, true},
         {"WAIT_SEND_B", op_kind::SEND_B, true, true},
         {"REDUCE_GRAD", op_kind::REDUCE_GRAD, false, false},
+        {"UNSHARD", op_kind::REDUCE_GRAD, true, false},
+        {"RESHARD", op_kind::REDUCE_GRAD, true, false},
         {"SEND_F", op_kind::SEND_F, false, true},
         {"RECV_F", op_kind::RECV_F, false, true},
         {"SEND_B", op_kind::SEND_B, false, true},
@@ -230,9 +236,6 @@ inline csv_token parse_action(std::string_view text, const csv_cursor& at, std::
         {"W", op_kind::W, false, true},
         {"B", op_kind::B, false, true},
     };
-    if (rest.starts_with("UNSHARD") || rest.starts_with("RESHARD"))
-        at.fail("C5", cat("action ", quoted(cell), ": UNSHARD/RESHARD (FSDP parameter gather/release) are not "
-                          "modelled by this library; remove them (they do not change the pipeline order)"));
     if (rest.starts_with("BW"))
         at.fail("C5", cat("action ", quoted(cell), ": the legacy token BW is not accepted; write B (full backward)"));
     const spelling* found = nullptr;
@@ -243,7 +246,7 @@ inline csv_token parse_action(std::string_view text, const csv_cursor& at, std::
         }
     if (!found) at.fail("C2", cat("unknown action kind in ", quoted(cell), ": ", grammar));
     rest.remove_prefix(found->name.size());
-    csv_token token{found->kind, found->wait, *stage, no_micro_batch};
+    csv_token token{found->kind, found->dropped, *stage, no_micro_batch};
     if (found->has_micro_batch) {
         const auto micro_batch = leading_index(rest, at, "micro-batch", cell);
         if (!micro_batch) at.fail("C2", cat("action ", quoted(cell), " needs a micro-batch number after ", found->name));
@@ -269,7 +272,7 @@ inline void parse_cell(std::string_view cell, const csv_cursor& at, std::vector<
         while (true) {
             const auto semicolon = inner.find(';');
             const csv_token t = parse_action(inner.substr(0, semicolon), at, cell);
-            if (!is_compute(t.kind) || t.wait)
+            if (!is_compute(t.kind) || t.dropped)
                 at.fail("C2", cat("compound cell ", quoted(cell), " may hold only F, B, I and W actions"));
             out.push_back(t);
             if (semicolon == std::string_view::npos) break;
@@ -302,7 +305,6 @@ inline schedule read_csv(std::string_view text, const csv_read_options& options 
     if (text.starts_with("\xef\xbb\xbf")) at.fail("C1", "the file starts with a UTF-8 byte-order mark; remove it");
 
     std::vector<std::vector<detail::csv_placed>> rows;
-    bool has_comm = false;
     std::vector<detail::csv_token> tokens;
     std::size_t begin = 0;
     while (begin < text.size()) {
@@ -326,8 +328,10 @@ inline schedule read_csv(std::string_view text, const csv_read_options& options 
                 detail::parse_cell(cell, at, tokens);
                 for (const auto& t : tokens) {
                     any_action = true;
-                    if (is_comm(t.kind)) has_comm = true;
-                    if (t.wait) continue;
+                    if (is_comm(t.kind) && options.format == csv_format::compute_only)
+                        at.fail("C5", cat(detail::quoted(cell), " is a communication action, not allowed in a "
+                                                                "compute_only file"));
+                    if (t.dropped) continue;
                     op o{t.kind, t.stage, t.micro_batch, 0, no_peer};
                     rows.back().push_back({o, at.line, at.column});
                 }
@@ -344,7 +348,6 @@ inline schedule read_csv(std::string_view text, const csv_read_options& options 
         begin = end + 1;
         ++at.line;
     }
-    const csv_format format = options.format.value_or(has_comm ? csv_format::compute_comms : csv_format::compute_only);
 
     // Stage -> rank from the rows; every stage and micro-batch index below
     // the largest must occur, which also bounds the sizes by the file's length.
@@ -356,9 +359,6 @@ inline schedule read_csv(std::string_view text, const csv_read_options& options 
             const op& o = placed.value;
             at.line = placed.line;
             at.column = placed.column;
-            if (format == csv_format::compute_only && is_comm(o.kind))
-                at.fail("C5", cat(detail::quoted(detail::csv_cell(o)),
-                                  " is a communication action, not allowed in a compute_only file"));
             if (static_cast<std::size_t>(o.stage) >= rank_of.size()) {
                 if (static_cast<std::size_t>(o.stage) > text.size())
                     at.fail("C4", cat("stage ", o.stage, " cannot be a stage of this file: stages 0 to ", o.stage,
