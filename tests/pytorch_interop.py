@@ -27,7 +27,8 @@ try:
     import torch.distributed.pipelining.schedules as S
 except Exception as error:  # ImportError, or a broken torch install
     other = os.environ.get("CHIMERA_TORCH_PYTHON")
-    if other and os.path.realpath(other) != os.path.realpath(sys.executable):
+    if other and not os.environ.get("CHIMERA_TORCH_REEXEC"):
+        os.environ["CHIMERA_TORCH_REEXEC"] = "1"  # once: no loop if that one lacks torch too
         os.execv(other, [other] + sys.argv)
     print(f"SKIP: torch.distributed.pipelining is not importable ({error}); see docs/pytorch.md")
     sys.exit(77)
