@@ -58,7 +58,7 @@ with tempfile.TemporaryDirectory() as tmp:
         expect("\x1b" not in text and text.count("\nP") == 4, f"{tag}: text grid in a file has no colour", r)
         r = run(*base, "--format", "pytorch-csv", "-o", path("s.csv"))
         if schedule == "chimera":
-            expect(r.returncode == 2 and one_error_line(r) and "[C7]" in r.stderr and "JSON" in r.stderr,
+            expect(r.returncode == 2 and one_error_line(r) and "[CSV7]" in r.stderr and "JSON" in r.stderr,
                    f"{tag}: CSV refused with a reason", r)
             expect(not os.path.exists(path("s.csv")), f"{tag}: nothing written on refusal")
         else:
@@ -108,15 +108,15 @@ with tempfile.TemporaryDirectory() as tmp:
 
     # Strict readers: exit 2, one line naming the place and the rule, nothing written.
     bad = {
-        "empty.csv": ("", "[C1]"),
-        "blank.csv": ("0F0,0B0\n\n", "line 2, column 1: [C1]"),
-        "kind.csv": ("0F0,0X0\n", "line 1, column 5: [C2]"),
-        "huge.csv": ("0F0,0B99999999999999999999\n", "[C3]"),
-        "range.csv": ("0F0,0B0\n2F0,2B0\n", "[C4]"),
-        "dup.csv": ("0F0,0B0,0F0\n", "line 1, column 9: [C6]"),
-        "trunc.json": ('{"format":"chimera.schedule/1","name":"x",', "[J1]"),
-        "type.json": ('{"format":"chimera.schedule/1","name":7}', "$.name: [J2]"),
-        "empty.json": ("", "[J1]"),
+        "empty.csv": ("", "[CSV1]"),
+        "blank.csv": ("0F0,0B0\n\n", "line 2, column 1: [CSV1]"),
+        "kind.csv": ("0F0,0X0\n", "line 1, column 5: [CSV2]"),
+        "huge.csv": ("0F0,0B99999999999999999999\n", "[CSV3]"),
+        "range.csv": ("0F0,0B0\n2F0,2B0\n", "[CSV4]"),
+        "dup.csv": ("0F0,0B0,0F0\n", "line 1, column 9: [CSV6]"),
+        "trunc.json": ('{"format":"chimera.schedule/1","name":"x",', "[JSON1]"),
+        "type.json": ('{"format":"chimera.schedule/1","name":7}', "$.name: [JSON2]"),
+        "empty.json": ("", "[JSON1]"),
     }
     with open(path("keep.json"), "w") as f:
         f.write("precious")

@@ -185,51 +185,51 @@ TEST_CASE("json: malformed input gives the promised error") {
     };
     SUBCASE("empty file") {
         const auto r = refuse_json("");
-        CHECK(r.rule == "J1");
+        CHECK(r.rule == "JSON1");
         CHECK(r.where == "line 1, column 1");
     }
     SUBCASE("truncated") {
         const auto r = refuse_json(good.substr(0, good.size() / 2));
-        CHECK(r.rule == "J1");
+        CHECK(r.rule == "JSON1");
         CHECK(r.where.starts_with("line "));
     }
-    SUBCASE("not an object") { CHECK(refuse_json("[1,2]").rule == "J1"); }
+    SUBCASE("not an object") { CHECK(refuse_json("[1,2]").rule == "JSON1"); }
     SUBCASE("wrong format") { CHECK(refuse_json(with("chimera.schedule/1", "chimera.schedule/2")).where == "$.format"); }
     SUBCASE("wrong type") {
         const auto r = refuse_json(with("\n \"stages\":2", "\n \"stages\":\"2\""));
-        CHECK(r.rule == "J2");
+        CHECK(r.rule == "JSON2");
         CHECK(r.where == "$.stages");
     }
     SUBCASE("missing key") {
         const auto r = refuse_json(with("\"workers\":2,", ""));
-        CHECK(r.rule == "J2");
+        CHECK(r.rule == "JSON2");
         CHECK(r.message.find("\"workers\"") != std::string::npos);
     }
     SUBCASE("unknown kind") {
         const auto r = refuse_json(with("{\"kind\":\"B\"", "{\"kind\":\"BW\""));
-        CHECK(r.rule == "J5");
+        CHECK(r.rule == "JSON5");
         CHECK(r.where == "$.ops[0][2].kind");
     }
     SUBCASE("out-of-range stage") {
         const auto r = refuse_json(with("{\"kind\":\"F\",\"stage\":0", "{\"kind\":\"F\",\"stage\":2"));
-        CHECK(r.rule == "J3");
+        CHECK(r.rule == "JSON3");
         CHECK(r.where == "$.ops[0][0].stage");
     }
     SUBCASE("huge numbers") {
-        CHECK(refuse_json(with("\n \"stages\":2", "\n \"stages\":99999999999999999999999")).rule == "J2");
-        CHECK(refuse_json(with("\n \"stages\":2", "\n \"stages\":18446744073709551615")).rule == "J3");
-        CHECK(refuse_json(with("\n \"stages\":2", "\n \"stages\":16777216")).rule == "J3");
+        CHECK(refuse_json(with("\n \"stages\":2", "\n \"stages\":99999999999999999999999")).rule == "JSON2");
+        CHECK(refuse_json(with("\n \"stages\":2", "\n \"stages\":18446744073709551615")).rule == "JSON3");
+        CHECK(refuse_json(with("\n \"stages\":2", "\n \"stages\":16777216")).rule == "JSON3");
         const auto r = refuse_json(with("\"micro_batches\":2,\"pipelines\":1,\"workers\"", "\"micro_batches\":16777216,\"pipelines\":1,\"workers\""));
-        CHECK(r.rule == "J3");
+        CHECK(r.rule == "JSON3");
     }
     SUBCASE("sizes are checked before allocating") {
         const auto r = refuse_json(with("\"micro_batches\":2,\"pipelines\":1,\"workers\"", "\"micro_batches\":8388608,\"pipelines\":1,\"workers\""));
-        CHECK(r.rule == "J4");
+        CHECK(r.rule == "JSON4");
         CHECK(r.where == "$.micro_batch_pipeline");
     }
     SUBCASE("peer on a compute op") {
         CHECK(refuse_json(with("\"micro_batch\":0,\"pipeline\":0}", "\"micro_batch\":0,\"pipeline\":0,\"peer\":1}"))
-                  .rule == "J5");
+                  .rule == "JSON5");
     }
     SUBCASE("duplicated op: read, then refused by the checker") {
         const schedule s = io::read_json(with("{\"kind\":\"F\",\"stage\":0,\"micro_batch\":1",
@@ -285,7 +285,7 @@ TEST_CASE("csv: schedules with replicated stages are refused with a reason") {
             (void)io::write_csv(s);
             FAIL("Chimera was written as CSV");
         } catch (const schedule_error& e) {
-            CHECK(e.rule() == "C7");
+            CHECK(e.rule() == "CSV7");
             const std::string message = e.what();
             CHECK(message.find("2 pipelines") != std::string::npos);
             CHECK(message.find("several workers") != std::string::npos);
@@ -356,72 +356,72 @@ TEST_CASE("csv: I/W split and the accepted action spellings") {
 }
 
 TEST_CASE("csv: malformed input gives the promised error") {
-    SUBCASE("empty file") { CHECK(refuse_csv("").rule == "C1"); }
+    SUBCASE("empty file") { CHECK(refuse_csv("").rule == "CSV1"); }
     SUBCASE("blank line") {
         const auto r = refuse_csv("0F0,0B0\n\n1F0,1B0\n");
-        CHECK(r.rule == "C1");
+        CHECK(r.rule == "CSV1");
         CHECK(r.where == "line 2, column 1");
         CHECK(refuse_csv("0F0,0B0\n\n").where == "line 2, column 1");
-        CHECK(refuse_csv("0F0,0B0\r\n\r\n").rule == "C1");
+        CHECK(refuse_csv("0F0,0B0\r\n\r\n").rule == "CSV1");
     }
-    SUBCASE("a row without actions") { CHECK(refuse_csv("0F0,0B0\n,,\n").rule == "C1"); }
-    SUBCASE("byte-order mark") { CHECK(refuse_csv("\xef\xbb\xbf" "0F0,0B0\n").rule == "C1"); }
+    SUBCASE("a row without actions") { CHECK(refuse_csv("0F0,0B0\n,,\n").rule == "CSV1"); }
+    SUBCASE("byte-order mark") { CHECK(refuse_csv("\xef\xbb\xbf" "0F0,0B0\n").rule == "CSV1"); }
     SUBCASE("stray carriage return") {
         const auto r = refuse_csv("0F0\r,0B0\n");
-        CHECK(r.rule == "C2");
+        CHECK(r.rule == "CSV2");
         CHECK(r.where == "line 1, column 1");
     }
     SUBCASE("truncated cell") {
         const auto r = refuse_csv("0F0,0F1,,0B0,,0B1\n,1F0,1B0,1F1,1");
-        CHECK(r.rule == "C2");
+        CHECK(r.rule == "CSV2");
         CHECK(r.where == "line 2, column 14");
     }
     SUBCASE("white space and quotes") {
         CHECK(refuse_csv("0F0, 0B0\n").where == "line 1, column 5");
-        CHECK(refuse_csv("\"0F0\",0B0\n").rule == "C2");
+        CHECK(refuse_csv("\"0F0\",0B0\n").rule == "CSV2");
     }
     SUBCASE("unknown kinds") {
         auto r = refuse_csv("0F0,0X0\n");
-        CHECK(r.rule == "C2");
+        CHECK(r.rule == "CSV2");
         CHECK(r.where == "line 1, column 5");
         CHECK(r.message.find("'0X0'") != std::string::npos);
-        CHECK(refuse_csv("F0,0B0\n").rule == "C2");
-        CHECK(refuse_csv("0F,0B0\n").rule == "C2");
-        CHECK(refuse_csv("0F0x,0B0\n").rule == "C2");
-        CHECK(refuse_csv("0F0,0B0,(0F1)OVERLAP\n").rule == "C2");
-        CHECK(refuse_csv("0F0,0B0,(0SEND_F0;0F1)OVERLAP_F_B\n").rule == "C2");
-        CHECK(refuse_csv("0F0,0B0,()OVERLAP_F_B\n").rule == "C2");
+        CHECK(refuse_csv("F0,0B0\n").rule == "CSV2");
+        CHECK(refuse_csv("0F,0B0\n").rule == "CSV2");
+        CHECK(refuse_csv("0F0x,0B0\n").rule == "CSV2");
+        CHECK(refuse_csv("0F0,0B0,(0F1)OVERLAP\n").rule == "CSV2");
+        CHECK(refuse_csv("0F0,0B0,(0SEND_F0;0F1)OVERLAP_F_B\n").rule == "CSV2");
+        CHECK(refuse_csv("0F0,0B0,()OVERLAP_F_B\n").rule == "CSV2");
     }
     SUBCASE("tokens this library does not take") {
-        CHECK(refuse_csv("0F0,0BW0\n").rule == "C5");
-        CHECK(refuse_csv("0UNSHARD,0F0,0B0\n", {.format = io::csv_format::compute_only}).rule == "C5");
+        CHECK(refuse_csv("0F0,0BW0\n").rule == "CSV5");
+        CHECK(refuse_csv("0UNSHARD,0F0,0B0\n", {.format = io::csv_format::compute_only}).rule == "CSV5");
         const auto r = refuse_csv("0F0,0SEND_F0\n1RECV_F0,1F0,1B0\n", {.format = io::csv_format::compute_only});
-        CHECK(r.rule == "C5");
+        CHECK(r.rule == "CSV5");
         CHECK(r.where == "line 1, column 5");
     }
     SUBCASE("huge numbers") {
         auto r = refuse_csv("99999999999999999999999F0\n");
-        CHECK(r.rule == "C3");
+        CHECK(r.rule == "CSV3");
         CHECK(r.message.find("too large") != std::string::npos);
-        CHECK(refuse_csv("0F0,0F16777216\n").rule == "C3");
-        CHECK(refuse_csv("0F0,16777215F0\n").rule == "C4");  // fits, but stages 1.. never appear
+        CHECK(refuse_csv("0F0,0F16777216\n").rule == "CSV3");
+        CHECK(refuse_csv("0F0,16777215F0\n").rule == "CSV4");  // fits, but stages 1.. never appear
     }
     SUBCASE("out-of-range stages and micro-batches") {
         auto r = refuse_csv("0F0,0B0\n2F0,2B0\n");
-        CHECK(r.rule == "C4");
+        CHECK(r.rule == "CSV4");
         CHECK(r.message.find("stage 1 appears in no row") != std::string::npos);
         CHECK(refuse_csv("0F0,0B0,0F2,0B2\n").message.find("micro-batch 1") != std::string::npos);
-        CHECK(refuse_csv("0SEND_F0,0F0,0B0\n").rule == "C4");  // to stage 1, which does not exist
+        CHECK(refuse_csv("0SEND_F0,0F0,0B0\n").rule == "CSV4");  // to stage 1, which does not exist
     }
     SUBCASE("a stage on two ranks") {
         const auto r = refuse_csv("0F0,1F0\n1B0,0B0\n");
-        CHECK(r.rule == "C4");
+        CHECK(r.rule == "CSV4");
         CHECK(r.where == "line 2, column 1");
         CHECK(r.message.find("JSON") != std::string::npos);
     }
     SUBCASE("duplicated ops") {
         const auto r = refuse_csv("0F0,0F1,,0B0,,0B1,0F1\n,1F0,1B0,1F1,1B1,\n");
-        CHECK(r.rule == "C6");
+        CHECK(r.rule == "CSV6");
         CHECK(r.where == "line 1, column 19");
     }
     SUBCASE("readable but invalid: the checker reports it") {

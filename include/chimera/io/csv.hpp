@@ -12,7 +12,8 @@
 // written: PyTorch infers stage -> rank from the rows, so a replicated stage
 // (Chimera, DualPipe) has no spelling. The writer refuses those.
 //
-// The reader is strict (rules C1-C6; C7 is the writer's refusal; of docs/formats-io.md) and reports the
+// The reader is strict (rules CSV1-CSV6 of docs/formats-io.md; CSV7 is the
+// writer's refusal) and reports the
 // first problem as "line L, column C: [Cn] ...". It builds a schedule named
 // "pytorch-csv" (algorithm::custom, one pipeline); dependency order, exact
 // multisets and deadlock freedom are the checker's job (chimera::check).
@@ -77,7 +78,7 @@ inline std::string csv_cell(const op& o) {
 
 template <schedule_like S>
 void require_chain(const S& s) {
-    if (auto why = csv_refusal(s)) throw schedule_error("C7", *why);
+    if (auto why = csv_refusal(s)) throw schedule_error("CSV7", *why);
 }
 
 template <schedule_like S>
@@ -105,7 +106,7 @@ template <schedule_like S>
 std::string write_compute_comms(const S& s) {
     using ::chimera::detail::cat;
     if (std::none_of(s.all_ops().begin(), s.all_ops().end(), [](const op& o) { return is_comm(o.kind); }))
-        throw schedule_error("C7", cat("compute_comms needs a lowered schedule (with SEND/RECV/REDUCE_GRAD ops); '",
+        throw schedule_error("CSV7", cat("compute_comms needs a lowered schedule (with SEND/RECV/REDUCE_GRAD ops); '",
                                        s.name(), "' is compute-only: lower it first, or write compute_only"));
     std::string out;
     for (int w = 0; w < s.workers(); ++w) {
@@ -135,7 +136,7 @@ std::string write_compute_comms(const S& s) {
 
 }  // namespace detail
 
-// Writes `s` as PyTorch CSV; throws schedule_error (rule C7) when PyTorch
+// Writes `s` as PyTorch CSV; throws schedule_error (rule CSV7) when PyTorch
 // cannot express it, D4 when it deadlocks.
 template <schedule_like S>
 std::string write_csv(const S& s, csv_format format = csv_format::compute_only) {
@@ -144,7 +145,7 @@ std::string write_csv(const S& s, csv_format format = csv_format::compute_only) 
 }
 
 struct csv_read_options {
-    // compute_only refuses communication actions (rule C5), as PyTorch's
+    // compute_only refuses communication actions (rule CSV5), as PyTorch's
     // loader does; nullopt accepts either flavour.
     std::optional<csv_format> format;
 };
@@ -199,7 +200,7 @@ inline std::optional<int> leading_index(std::string_view& text, const csv_cursor
     }
     if (n == 0) return std::nullopt;
     if (value > csv_index_limit)
-        at.fail("C3", ::chimera::detail::cat("in ", quoted(cell), ": ", what, " index is too large (at most ",
+        at.fail("CSV3", ::chimera::detail::cat("in ", quoted(cell), ": ", what, " index is too large (at most ",
                                              csv_index_limit, ")"));
     text.remove_prefix(n);
     return static_cast<int>(value);
@@ -212,7 +213,7 @@ inline csv_token parse_action(std::string_view text, const csv_cursor& at, std::
         "expected STAGE KIND MB such as 0F0, 3I7, 2SEND_F4, or STAGE REDUCE_GRAD, or (a;b)OVERLAP_F_B";
     std::string_view rest = text;
     const auto stage = leading_index(rest, at, "stage", cell);
-    if (!stage) at.fail("C2", cat("bad action ", quoted(cell), ": ", grammar));
+    if (!stage) at.fail("CSV2", cat("bad action ", quoted(cell), ": ", grammar));
     struct spelling {
         std::string_view name;
         op_kind kind;
@@ -237,23 +238,23 @@ inline csv_token parse_action(std::string_view text, const csv_cursor& at, std::
         {"B", op_kind::B, false, true},
     };
     if (rest.starts_with("BW"))
-        at.fail("C5", cat("action ", quoted(cell), ": the legacy token BW is not accepted; write B (full backward)"));
+        at.fail("CSV5", cat("action ", quoted(cell), ": the legacy token BW is not accepted; write B (full backward)"));
     const spelling* found = nullptr;
     for (const spelling& sp : spellings)
         if (rest.starts_with(sp.name)) {
             found = &sp;
             break;
         }
-    if (!found) at.fail("C2", cat("unknown action kind in ", quoted(cell), ": ", grammar));
+    if (!found) at.fail("CSV2", cat("unknown action kind in ", quoted(cell), ": ", grammar));
     rest.remove_prefix(found->name.size());
     csv_token token{found->kind, found->dropped, *stage, no_micro_batch};
     if (found->has_micro_batch) {
         const auto micro_batch = leading_index(rest, at, "micro-batch", cell);
-        if (!micro_batch) at.fail("C2", cat("action ", quoted(cell), " needs a micro-batch number after ", found->name));
+        if (!micro_batch) at.fail("CSV2", cat("action ", quoted(cell), " needs a micro-batch number after ", found->name));
         token.micro_batch = *micro_batch;
     }
     if (!rest.empty())
-        at.fail("C2", cat("unexpected ", quoted(rest), " after the action in ", quoted(cell), ": ", grammar));
+        at.fail("CSV2", cat("unexpected ", quoted(rest), " after the action in ", quoted(cell), ": ", grammar));
     return token;
 }
 
@@ -262,18 +263,18 @@ inline void parse_cell(std::string_view cell, const csv_cursor& at, std::vector<
     using ::chimera::detail::cat;
     for (char ch : cell)
         if (ch == ' ' || ch == '\t' || ch == '"' || ch == '\r')
-            at.fail("C2", cat("cell ", quoted(cell), " contains ", ch == '"' ? "a quote" : "white space",
+            at.fail("CSV2", cat("cell ", quoted(cell), " contains ", ch == '"' ? "a quote" : "white space",
                               "; cells are bare actions such as 1F0"));
     constexpr std::string_view overlap = ")OVERLAP_F_B";
     if (cell.starts_with('(')) {
         if (!cell.ends_with(overlap) || cell.size() == 1 + overlap.size())
-            at.fail("C2", cat("bad compound cell ", quoted(cell), ": expected (a;b)OVERLAP_F_B"));
+            at.fail("CSV2", cat("bad compound cell ", quoted(cell), ": expected (a;b)OVERLAP_F_B"));
         std::string_view inner = cell.substr(1, cell.size() - 1 - overlap.size());
         while (true) {
             const auto semicolon = inner.find(';');
             const csv_token t = parse_action(inner.substr(0, semicolon), at, cell);
             if (!is_compute(t.kind) || t.dropped)
-                at.fail("C2", cat("compound cell ", quoted(cell), " may hold only F, B, I and W actions"));
+                at.fail("CSV2", cat("compound cell ", quoted(cell), " may hold only F, B, I and W actions"));
             out.push_back(t);
             if (semicolon == std::string_view::npos) break;
             inner.remove_prefix(semicolon + 1);
@@ -301,8 +302,8 @@ inline schedule read_csv(std::string_view text, const csv_read_options& options 
     using ::chimera::detail::cat;
     using detail::csv_cursor;
     csv_cursor at;
-    if (text.empty()) at.fail("C1", "empty file: expected one row per pipeline rank");
-    if (text.starts_with("\xef\xbb\xbf")) at.fail("C1", "the file starts with a UTF-8 byte-order mark; remove it");
+    if (text.empty()) at.fail("CSV1", "empty file: expected one row per pipeline rank");
+    if (text.starts_with("\xef\xbb\xbf")) at.fail("CSV1", "the file starts with a UTF-8 byte-order mark; remove it");
 
     std::vector<std::vector<detail::csv_placed>> rows;
     std::vector<detail::csv_token> tokens;
@@ -313,7 +314,7 @@ inline schedule read_csv(std::string_view text, const csv_read_options& options 
         std::string_view line = text.substr(begin, last ? std::string_view::npos : end - begin);
         if (line.ends_with('\r')) line.remove_suffix(1);  // CRLF, as Python's csv.writer writes
         at.column = 1;
-        if (line.empty()) at.fail("C1", "blank line: expected one row per pipeline rank and no blank lines");
+        if (line.empty()) at.fail("CSV1", "blank line: expected one row per pipeline rank and no blank lines");
         rows.emplace_back();
         bool any_action = false;
         std::size_t cell_begin = 0;
@@ -329,7 +330,7 @@ inline schedule read_csv(std::string_view text, const csv_read_options& options 
                 for (const auto& t : tokens) {
                     any_action = true;
                     if (is_comm(t.kind) && options.format == csv_format::compute_only)
-                        at.fail("C5", cat(detail::quoted(cell), " is a communication action, not allowed in a "
+                        at.fail("CSV5", cat(detail::quoted(cell), " is a communication action, not allowed in a "
                                                                 "compute_only file"));
                     if (t.dropped) continue;
                     op o{t.kind, t.stage, t.micro_batch, 0, no_peer};
@@ -341,7 +342,7 @@ inline schedule read_csv(std::string_view text, const csv_read_options& options 
         }
         if (!any_action) {
             at.column = 1;
-            at.fail("C1", cat("row ", rows.size() - 1, " (rank ", rows.size() - 1,
+            at.fail("CSV1", cat("row ", rows.size() - 1, " (rank ", rows.size() - 1,
                               ") holds no action: every rank must run at least one stage"));
         }
         if (last) break;
@@ -361,45 +362,45 @@ inline schedule read_csv(std::string_view text, const csv_read_options& options 
             at.column = placed.column;
             if (static_cast<std::size_t>(o.stage) >= rank_of.size()) {
                 if (static_cast<std::size_t>(o.stage) > text.size())
-                    at.fail("C4", cat("stage ", o.stage, " cannot be a stage of this file: stages 0 to ", o.stage,
+                    at.fail("CSV4", cat("stage ", o.stage, " cannot be a stage of this file: stages 0 to ", o.stage,
                                       " must each appear"));
                 rank_of.resize(static_cast<std::size_t>(o.stage) + 1, -1);
             }
             int& rank = rank_of[static_cast<std::size_t>(o.stage)];
             if (rank == -1) rank = static_cast<int>(r);
             if (rank != static_cast<int>(r))
-                at.fail("C4", cat("stage ", o.stage, " appears on rank ", r, " but also on rank ", rank,
+                at.fail("CSV4", cat("stage ", o.stage, " appears on rank ", r, " but also on rank ", rank,
                                   ": in PyTorch's CSV each stage lives on exactly one rank (replicated stages need "
                                   "the chimera.schedule/1 JSON form)"));
             if (o.micro_batch >= 0) {
                 if (static_cast<std::size_t>(o.micro_batch) >= micro_batch_seen.size()) {
                     if (static_cast<std::size_t>(o.micro_batch) > text.size())
-                        at.fail("C4", cat("micro-batch ", o.micro_batch, " cannot be a micro-batch of this file: "
+                        at.fail("CSV4", cat("micro-batch ", o.micro_batch, " cannot be a micro-batch of this file: "
                                           "micro-batches 0 to ", o.micro_batch, " must each appear"));
                     micro_batch_seen.resize(static_cast<std::size_t>(o.micro_batch) + 1, false);
                 }
                 micro_batch_seen[static_cast<std::size_t>(o.micro_batch)] = true;
             }
             if (!seen.insert(detail::csv_key(o)).second)
-                at.fail("C6", cat("duplicate action ", detail::quoted(detail::csv_cell(o)),
+                at.fail("CSV6", cat("duplicate action ", detail::quoted(detail::csv_cell(o)),
                                   ": each (kind, stage, micro-batch) occurs once"));
         }
     at.line = 1;
     at.column = 1;
     for (std::size_t st = 0; st < rank_of.size(); ++st)
         if (rank_of[st] == -1)
-            at.fail("C4", cat("stage ", st, " appears in no row, but stage ", rank_of.size() - 1,
+            at.fail("CSV4", cat("stage ", st, " appears in no row, but stage ", rank_of.size() - 1,
                               " does: stages must be numbered 0 to D-1"));
     for (std::size_t m = 0; m < micro_batch_seen.size(); ++m)
         if (!micro_batch_seen[m])
-            at.fail("C4", cat("micro-batch ", m, " appears in no row, but micro-batch ", micro_batch_seen.size() - 1,
+            at.fail("CSV4", cat("micro-batch ", m, " appears in no row, but micro-batch ", micro_batch_seen.size() - 1,
                               " does: micro-batches must be numbered 0 to N-1"));
-    if (micro_batch_seen.empty()) at.fail("C4", "no action names a micro-batch");
+    if (micro_batch_seen.empty()) at.fail("CSV4", "no action names a micro-batch");
 
     const int stages = static_cast<int>(rank_of.size());
     const int micro_batches = static_cast<int>(micro_batch_seen.size());
     if (static_cast<long long>(stages) * micro_batches > max_stage_micro_batch_product)
-        at.fail("C3", cat("stages x micro-batches = ", static_cast<long long>(stages) * micro_batches,
+        at.fail("CSV3", cat("stages x micro-batches = ", static_cast<long long>(stages) * micro_batches,
                           " exceeds the limit ", max_stage_micro_batch_product));
     schedule s;
     s.set_shape(csv_schedule_name, stages, micro_batches, 1);
@@ -415,11 +416,11 @@ inline schedule read_csv(std::string_view text, const csv_read_options& options 
                 at.line = placed.line;
                 at.column = placed.column;
                 if (other < 0 || other >= stages)
-                    at.fail("C4", cat(detail::quoted(detail::csv_cell(o)), " talks to stage ", other,
+                    at.fail("CSV4", cat(detail::quoted(detail::csv_cell(o)), " talks to stage ", other,
                                       ", which does not exist (stages 0 to ", stages - 1, ")"));
                 o.peer = rank_of[static_cast<std::size_t>(other)];
                 if (o.peer == static_cast<int>(r))
-                    at.fail("C4", cat(detail::quoted(detail::csv_cell(o)), ": stages ", o.stage, " and ", other,
+                    at.fail("CSV4", cat(detail::quoted(detail::csv_cell(o)), ": stages ", o.stage, " and ", other,
                                       " are both on rank ", r, "; a hand-over on one rank needs no communication"));
             }
             s.push_op(o);

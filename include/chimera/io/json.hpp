@@ -32,7 +32,7 @@ public:
     format_error(std::string where, const std::string& what, std::string_view rule = {})
         : std::runtime_error(compose(where, what, rule)), where_(std::move(where)), rule_(rule) {}
     const std::string& where() const noexcept { return where_; }
-    // Rule id ("J2", "C4", ...); a string literal, so the view stays valid.
+    // Rule id ("JSON2", "CSV4", ...); a string literal, so the view stays valid.
     std::string_view rule() const noexcept { return rule_; }
 
 private:
@@ -132,7 +132,7 @@ inline std::string line_column(std::string_view text, std::size_t byte) {
 
 inline const json& member(const json& object, const char* key, const std::string& path) {
     auto it = object.find(key);
-    if (it == object.end()) throw format_error(path, ::chimera::detail::cat("missing required key \"", key, "\""), "J2");
+    if (it == object.end()) throw format_error(path, ::chimera::detail::cat("missing required key \"", key, "\""), "JSON2");
     return *it;
 }
 
@@ -140,22 +140,22 @@ inline int integer(const json& value, const std::string& path, long long low = s
                    long long high = std::numeric_limits<int>::max()) {
     using ::chimera::detail::cat;
     if (!value.is_number_integer())
-        throw format_error(path, cat("expected an integer, got ", value.type_name(), " ", value.dump()), "J2");
+        throw format_error(path, cat("expected an integer, got ", value.type_name(), " ", value.dump()), "JSON2");
     // Unsigned values above LLONG_MAX clamp to it: still out of any range we accept.
     const long long number = value.is_number_unsigned()
                                  ? static_cast<long long>(std::min<unsigned long long>(
                                        value.get<unsigned long long>(), std::numeric_limits<long long>::max()))
                                  : value.get<long long>();
     if (number < low || number > high)
-        throw format_error(path, cat("expected an integer in [", low, ", ", high, "], got ", value.dump()), "J3");
+        throw format_error(path, cat("expected an integer in [", low, ", ", high, "], got ", value.dump()), "JSON3");
     return static_cast<int>(number);
 }
 
 inline const json& array(const json& value, const std::string& path, std::size_t expected_size, const char* what) {
     using ::chimera::detail::cat;
-    if (!value.is_array()) throw format_error(path, cat("expected an array, got ", value.type_name()), "J2");
+    if (!value.is_array()) throw format_error(path, cat("expected an array, got ", value.type_name()), "JSON2");
     if (value.size() != expected_size)
-        throw format_error(path, cat("expected ", expected_size, " entries (", what, "), got ", value.size()), "J4");
+        throw format_error(path, cat("expected ", expected_size, " entries (", what, "), got ", value.size()), "JSON4");
     return value;
 }
 
@@ -197,17 +197,17 @@ inline schedule read_json(std::string_view text) {
     } catch (const json::parse_error& e) {
         std::string reason = e.what();
         if (auto colon = reason.rfind(": "); colon != std::string::npos) reason = reason.substr(colon + 2);
-        throw format_error(detail::line_column(text, e.byte == 0 ? 0 : e.byte - 1), cat("invalid JSON: ", reason), "J1");
+        throw format_error(detail::line_column(text, e.byte == 0 ? 0 : e.byte - 1), cat("invalid JSON: ", reason), "JSON1");
     }
-    if (!root.is_object()) throw format_error("$", cat("expected a JSON object, got ", root.type_name()), "J1");
+    if (!root.is_object()) throw format_error("$", cat("expected a JSON object, got ", root.type_name()), "JSON1");
     const json& format = detail::member(root, "format", "$");
     if (!format.is_string() || format.get<std::string>() != schedule_format)
-        throw format_error("$.format", cat("expected \"", schedule_format, "\", got ", format.dump()), "J1");
+        throw format_error("$.format", cat("expected \"", schedule_format, "\", got ", format.dump()), "JSON1");
     const json& name_value = detail::member(root, "name", "$");
-    if (!name_value.is_string()) throw format_error("$.name", cat("expected a string, got ", name_value.type_name()), "J2");
+    if (!name_value.is_string()) throw format_error("$.name", cat("expected a string, got ", name_value.type_name()), "JSON2");
     const std::string name = name_value.get<std::string>();
     if (name.empty() || name.size() > schedule_name::max_length)
-        throw format_error("$.name", cat("expected 1 to ", schedule_name::max_length, " characters, got ", name.size()), "J3");
+        throw format_error("$.name", cat("expected 1 to ", schedule_name::max_length, " characters, got ", name.size()), "JSON3");
     const int limit = 1 << 24;
     const int stages = detail::integer(detail::member(root, "stages", "$"), "$.stages", 1, limit);
     const int micro_batches = detail::integer(detail::member(root, "micro_batches", "$"), "$.micro_batches", 1, limit);
@@ -216,7 +216,7 @@ inline schedule read_json(std::string_view text) {
     if (static_cast<long long>(stages) * micro_batches > max_stage_micro_batch_product ||
         static_cast<long long>(stages) * pipelines > max_stage_micro_batch_product)
         throw format_error("$", cat("stages x micro_batches and stages x pipelines must be <= ",
-                                    max_stage_micro_batch_product), "J3");
+                                    max_stage_micro_batch_product), "JSON3");
 
     // Every size is checked against the arrays before anything is allocated,
     // so memory stays proportional to the input (a 20-byte file cannot ask
@@ -245,18 +245,18 @@ inline schedule read_json(std::string_view text) {
     for (int w = 0; w < workers; ++w) {
         const std::string list_path = cat("$.ops[", w, "]");
         const json& list = ops[static_cast<std::size_t>(w)];
-        if (!list.is_array()) throw format_error(list_path, cat("expected an array of ops, got ", list.type_name()), "J2");
+        if (!list.is_array()) throw format_error(list_path, cat("expected an array of ops, got ", list.type_name()), "JSON2");
         s.add_worker();
         for (std::size_t i = 0; i < list.size(); ++i) {
             const std::string path = cat(list_path, "[", i, "]");
             const json& item = list[i];
-            if (!item.is_object()) throw format_error(path, cat("expected an op object, got ", item.type_name()), "J2");
+            if (!item.is_object()) throw format_error(path, cat("expected an op object, got ", item.type_name()), "JSON2");
             const json& kind_value = detail::member(item, "kind", path);
             const auto kind = kind_value.is_string() ? parse_op_kind(kind_value.get<std::string>()) : std::nullopt;
             if (!kind)
                 throw format_error(path + ".kind",
                                    cat("unknown op kind ", kind_value.dump(),
-                                       " (expected F, B, I, W, SEND_F, RECV_F, SEND_B, RECV_B or REDUCE_GRAD)"), "J5");
+                                       " (expected F, B, I, W, SEND_F, RECV_F, SEND_B, RECV_B or REDUCE_GRAD)"), "JSON5");
             op o;
             o.kind = *kind;
             o.stage = detail::integer(detail::member(item, "stage", path), path + ".stage", 0, stages - 1);
@@ -268,7 +268,7 @@ inline schedule read_json(std::string_view text) {
                 o.peer = detail::integer(detail::member(item, "peer", path), path + ".peer", 0, workers - 1);
             else if (item.contains("peer"))
                 throw format_error(path + ".peer", cat("only communication ops have a peer (this op is ",
-                                                       to_string(o.kind), ")"), "J5");
+                                                       to_string(o.kind), ")"), "JSON5");
             s.push_op(o);
         }
     }
