@@ -10,8 +10,9 @@ Usage: pytorch_interop.py CHIMERA_SCHED
   and passes chimera-sched check; chimera-sched's compute_comms rewrite of it
   loads with _load_csv(format="compute_comms") and runs in PyTorch's
   lock-step simulator without stalling;
-* compute_only CSVs dumped by PyTorch's own schedules (interleaved 1F1B, one
-  and two stages per rank) read back into the same per-rank op lists.
+* CSVs dumped by PyTorch's own schedules (interleaved 1F1B, one and two
+  stages per rank; compute_only and compute_comms) pass chimera-sched check
+  and read back into the same per-rank compute order.
 
 Exits 77 (skipped) where `import torch.distributed.pipelining` fails. Set
 CHIMERA_TORCH_PYTHON to an interpreter that has torch (e.g. a virtualenv)
@@ -140,14 +141,15 @@ with tempfile.TemporaryDirectory() as tmp:
                 tag = f"interleaved ranks={ranks} v={per_rank} N={micro_batches}"
                 stage_objects = [MockStage(ranks * c, stages, ranks, 0) for c in range(per_rank)]
                 torch_schedule = S.ScheduleInterleaved1F1B(stage_objects, micro_batches)
-                dumped = os.path.join(tmp, f"torch-{ranks}-{per_rank}-{micro_batches}.csv")
-                torch_schedule._dump_csv(dumped)
-                out = run("check", dumped)
-                expect(out.startswith("valid:"), f"{tag}: PyTorch's dump is not valid here: {out}")
-                back = os.path.join(tmp, f"torch-{ranks}-{per_rank}-{micro_batches}.back.csv")
-                run("convert", dumped, back)
-                expect(csv_cells(back) == actions(torch_schedule.pipeline_order),
-                       f"{tag}: read back other op lists")
+                for flavour in ("compute_only", "compute_comms"):
+                    dumped = os.path.join(tmp, f"torch-{ranks}-{per_rank}-{micro_batches}.{flavour}.csv")
+                    torch_schedule._dump_csv(dumped, format=flavour)
+                    out = run("check", dumped)
+                    expect(out.startswith("valid:"), f"{tag}: PyTorch's {flavour} dump is not valid here: {out}")
+                    back = os.path.join(tmp, f"torch-{ranks}-{per_rank}-{micro_batches}.back.csv")
+                    run("convert", dumped, back)
+                    expect(csv_cells(back) == actions(torch_schedule.pipeline_order),
+                           f"{tag}: {flavour} dump read back into other op lists")
                 rt = runtime(stages, ranks, micro_batches)
                 rt._load_csv(back, format="compute_only")
                 expect(actions(rt.pipeline_order) == actions(torch_schedule.pipeline_order),

@@ -13,8 +13,8 @@
 // (Chimera, DualPipe) has no spelling. The writer refuses those.
 //
 // The reader is strict (rules CSV1-CSV6 of docs/formats-io.md; CSV7 is the
-// writer's refusal) and reports the
-// first problem as "line L, column C: [Cn] ...". It builds a schedule named
+// writer's refusal) and reports the first problem as
+// "line L, column C: [CSVn] ...". It builds a schedule named
 // "pytorch-csv" (algorithm::custom, one pipeline); dependency order, exact
 // multisets and deadlock freedom are the checker's job (chimera::check).
 #pragma once
