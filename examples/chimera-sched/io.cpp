@@ -79,6 +79,15 @@ void write_output(const std::string& path, const std::string& text) {
         if (!std::cout) throw usage_error("cannot write to standard output");
         return;
     }
+    // A device or pipe (/dev/null, /dev/stdout, a fifo) cannot be replaced: write to it directly.
+    std::error_code error;
+    const auto status = std::filesystem::status(path, error);
+    if (!error && std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
+        std::ofstream out(path, std::ios::binary);
+        out << text << std::flush;
+        if (!out) throw usage_error("cannot write '" + path + "'");
+        return;
+    }
     // Same directory as the target, so that rename() is atomic.
     std::string temporary = path + ".tmp-XXXXXX";
     const int fd = mkstemp(temporary.data());
