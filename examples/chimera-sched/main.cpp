@@ -13,6 +13,15 @@ int main(int argc, char** argv) {
     CLI::App app{"chimera-sched: pipeline-parallel training schedules (Chimera, GPipe, 1F1B)", "chimera-sched"};
     app.require_subcommand(1);
     const std::vector<command> commands = {add_generate(app), add_check(app), add_export(app), add_convert(app)};
+    // CLI11 would only say "a subcommand is required"; name the word it did not know.
+    if (argc > 1 && argv[1][0] != '-') {
+        bool known = false;
+        for (const command& c : commands) known = known || c.app->check_name(argv[1]);
+        if (!known) {
+            std::fprintf(stderr, "chimera-sched: error: unknown subcommand '%s' (see --help)\n", argv[1]);
+            return exit_usage;
+        }
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {

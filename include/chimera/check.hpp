@@ -152,8 +152,7 @@ template <schedule_like S>
 constexpr void check_ops(const S& s, checker_state& st, const compute_index& index, bool& order_ok) {
     // S2 placement, S4 routing, and op counts per (micro-batch, stage) for S5.
     const std::size_t cells = static_cast<std::size_t>(s.micro_batches()) * s.stages();
-    std::vector<std::uint8_t> count[4] = {std::vector<std::uint8_t>(cells, 0), std::vector<std::uint8_t>(cells, 0),
-                                          std::vector<std::uint8_t>(cells, 0), std::vector<std::uint8_t>(cells, 0)};
+    std::vector<std::uint8_t> count(cells * 4, 0);  // [kind][micro-batch * stages + stage]
     for (int w = 0; w < s.workers(); ++w) {
         const auto list = s.ops(w);
         for (int i = 0; i < static_cast<int>(list.size()); ++i) {
@@ -168,7 +167,7 @@ constexpr void check_ops(const S& s, checker_state& st, const compute_index& ind
                 st.add("S4", w, i,
                        cat("worker ", w, " op ", i, " ", describe(o), ": micro-batch ", o.micro_batch,
                            " travels through pipeline ", s.pipeline_of(o.micro_batch)));
-            auto& c = count[static_cast<int>(o.kind)][index.key(o.micro_batch, o.stage)];
+            auto& c = count[static_cast<std::size_t>(o.kind) * cells + index.key(o.micro_batch, o.stage)];
             if (c < 255) ++c;
             if (c == 2)
                 st.add("S5", w, i, cat("worker ", w, " op ", i, " ", describe(o), " is duplicated"));
@@ -178,7 +177,7 @@ constexpr void check_ops(const S& s, checker_state& st, const compute_index& ind
     for (int m = 0; m < s.micro_batches(); ++m)
         for (int stage = 0; stage < s.stages(); ++stage) {
             const std::size_t k = index.key(m, stage);
-            const int f = count[0][k], b = count[1][k], i = count[2][k], wg = count[3][k];
+            const int f = count[k], b = count[cells + k], i = count[2 * cells + k], wg = count[3 * cells + k];
             const int p = s.pipeline_of(m);
             const auto what = [&] { return cat("micro-batch ", m, ", stage ", stage, ", pipeline ", p, ": "); };
             if (f == 0) st.add("S5", -1, -1, cat(what(), "F is missing"));
@@ -216,33 +215,42 @@ constexpr void check_ops(const S& s, checker_state& st, const compute_index& ind
 // carries micro-batches in the same order at both ends.
 template <schedule_like S>
 constexpr void check_fifo(const S& s, checker_state& st, bool chimera_rules) {
-    const std::size_t chains = static_cast<std::size_t>(s.pipelines()) * s.stages();
-    std::vector<std::vector<int>> fwd(chains), bwd(chains);
-    for (int w = 0; w < s.workers(); ++w)
-        for (const op& o : s.ops(w)) {
-            const std::size_t key = static_cast<std::size_t>(o.pipeline) * s.stages() + o.stage;
-            if (o.kind == op_kind::F) fwd[key].push_back(o.micro_batch);
-            if (is_input_backward(o.kind)) bwd[key].push_back(o.micro_batch);
-        }
-    for (int p = 0; p < s.pipelines(); ++p)
-        for (int stage = 1; stage < s.stages(); ++stage) {
-            if (s.placement(p, stage) == s.placement(p, stage - 1)) continue;  // local hand-off
-            const std::size_t hi = static_cast<std::size_t>(p) * s.stages() + stage, lo = hi - 1;
-            if (fwd[hi] != fwd[lo])
+    // Rank of every op in its (pipeline, stage) sequence; two ends of a channel
+    // agree iff every micro-batch has the same rank at both stages.
+    const int stages = s.stages();
+    const std::size_t cells = static_cast<std::size_t>(s.micro_batches()) * stages;
+    std::vector<int> forward_rank(cells, 0), backward_rank(cells, 0);
+    std::vector<int> next_forward(static_cast<std::size_t>(s.pipelines()) * stages, 0);
+    std::vector<int> next_backward(next_forward.size(), 0);
+    for (const op& o : s.all_ops()) {
+        const std::size_t chain = static_cast<std::size_t>(o.pipeline) * stages + o.stage;
+        const std::size_t cell = static_cast<std::size_t>(o.micro_batch) * stages + o.stage;
+        if (o.kind == op_kind::F) forward_rank[cell] = next_forward[chain]++;
+        if (is_input_backward(o.kind)) backward_rank[cell] = next_backward[chain]++;
+    }
+    // Report each broken channel once: (pipeline, stage, direction) -> reported.
+    std::vector<std::uint8_t> reported(next_forward.size() * 3, 0);
+    for (int m = 0; m < s.micro_batches(); ++m) {
+        const int p = s.pipeline_of(m);
+        for (int stage = 0; stage < stages; ++stage) {
+            const std::size_t cell = static_cast<std::size_t>(m) * stages + stage;
+            const std::size_t chain = static_cast<std::size_t>(p) * stages + stage;
+            if (stage > 0 && s.placement(p, stage) != s.placement(p, stage - 1)) {  // else a local hand-off
+                if (forward_rank[cell] != forward_rank[cell - 1] && !reported[chain * 3]++)
+                    st.add("D3", s.placement(p, stage), -1,
+                           cat("pipeline ", p, ": stage ", stage, " runs its forwards in another micro-batch order "
+                               "than stage ", stage - 1, " sends them (micro-batch ", m, ")"));
+                if (backward_rank[cell] != backward_rank[cell - 1] && !reported[chain * 3 + 1]++)
+                    st.add("D3", s.placement(p, stage - 1), -1,
+                           cat("pipeline ", p, ": stage ", stage - 1, " runs its backwards in another micro-batch "
+                               "order than stage ", stage, " sends them (micro-batch ", m, ")"));
+            }
+            if (chimera_rules && forward_rank[cell] != backward_rank[cell] && !reported[chain * 3 + 2]++)
                 st.add("D3", s.placement(p, stage), -1,
-                       cat("pipeline ", p, ": stage ", stage, " runs its forwards in another micro-batch order than "
-                                                              "stage ", stage - 1, " sends them"));
-            if (bwd[hi] != bwd[lo])
-                st.add("D3", s.placement(p, stage - 1), -1,
-                       cat("pipeline ", p, ": stage ", stage - 1, " runs its backwards in another micro-batch order "
-                                                                  "than stage ", stage, " sends them"));
-        }
-    if (chimera_rules)
-        for (std::size_t key = 0; key < chains; ++key)
-            if (fwd[key] != bwd[key])
-                st.add("D3", -1, -1,
-                       cat("chimera: pipeline ", key / s.stages(), " stage ", key % s.stages(),
+                       cat("chimera: pipeline ", p, " stage ", stage,
                            " runs backwards in another order than forwards (FIFO per pipeline and stage)"));
+        }
+    }
 }
 
 template <schedule_like S>
@@ -267,7 +275,7 @@ constexpr void check_deadlock(const S& s, checker_state& st, const compute_index
 }
 
 template <schedule_like S>
-constexpr void check_chimera_invariants(const S& s, checker_state& st, const compute_index& index) {
+constexpr void check_chimera_invariants(const S& s, checker_state& st, const compute_index& index, const timing& t) {
     const config& c = s.params();
     const int d = s.stages(), k = s.pipelines(), f = k / 2, n = s.micro_batches();
     const bool direct = c.scaling_mode == scaling::direct;
@@ -307,7 +315,6 @@ constexpr void check_chimera_invariants(const S& s, checker_state& st, const com
             }
         // T3: span 2N + D/f - 2 (closed form and ASAP), busy 2N per worker.
         const int span = 2 * n + d / f - 2;
-        const timing t = asap(s, op_costs{}, &index);
         if (t.makespan != span)
             st.add("T3", -1, -1,
                    cat("ASAP span is ", static_cast<long long>(t.makespan), ", expected 2N + D/f - 2 = ", span));
@@ -390,7 +397,7 @@ constexpr check_report check(const S& s, const check_options& options = {}) {
     detail::check_fifo(s, st, is_chimera);
     const timing t = asap(s, op_costs{}, &index);
     detail::check_deadlock(s, st, index, t);
-    if (st.report.ok() && is_chimera && options.chimera_invariants) detail::check_chimera_invariants(s, st, index);
+    if (st.report.ok() && is_chimera && options.chimera_invariants) detail::check_chimera_invariants(s, st, index, t);
     return std::move(st.report);
 }
 

@@ -10,3 +10,4 @@
 #include "op.hpp"
 #include "placement.hpp"
 #include "schedule.hpp"
+#include "slots.hpp"

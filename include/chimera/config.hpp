@@ -54,6 +54,12 @@ constexpr int pipeline_count(const config& c) {
     return c.schedule == algorithm::chimera ? 2 : 1;
 }
 
+// The config with defaults filled in: what a generated schedule records.
+constexpr config normalized(config c) {
+    c.pipelines = pipeline_count(c);
+    return c;
+}
+
 // Upper bound on stages * micro-batches so that op counts and slots fit in
 // 32-bit fields with room to spare (2^24 ops per worker list is far beyond
 // any real training iteration).

@@ -12,13 +12,16 @@ constexpr std::string to_string(long long value) {
     const bool negative = value < 0;
     // Work on the negative side so that LLONG_MIN does not overflow.
     long long rest = negative ? value : -value;
-    std::string digits;
+    char digits[24] = {};
+    int length = 0;
     while (rest != 0) {
-        digits.insert(digits.begin(), static_cast<char>('0' - rest % 10));
+        digits[length++] = static_cast<char>('0' - rest % 10);
         rest /= 10;
     }
-    if (negative) digits.insert(digits.begin(), '-');
-    return digits;
+    std::string out;
+    if (negative) out.push_back('-');
+    while (length > 0) out.push_back(digits[--length]);
+    return out;
 }
 
 // Concatenates pieces; integers are printed in decimal.

@@ -38,18 +38,18 @@ std::string write_text(const S& s, const text_options& options = {}) {
     width = std::max(width, cat(u.span - 1).size());
     const std::string worker_label_width(cat("P", s.workers() - 1).size(), ' ');
     auto pad = [&](const std::string& text, std::size_t w) { return text + std::string(w - text.size(), ' '); };
-    // Lines end without trailing blanks (golden files, diffs, editors).
-    auto end_line = [](std::string& text) {
-        while (text.ends_with(' ')) text.pop_back();
-        text += "\n";
-    };
     std::string out = cat(s.name(), ": ", s.workers(), " workers, ", s.stages(), " stages, ", s.micro_batches(),
                           " micro-batches, ", s.pipelines(), s.pipelines() == 1 ? " pipeline" : " pipelines",
                           ", span ", u.span, " unit-time slots", u.complete ? "" : " (DEADLOCK: stuck ops omitted)",
                           "\n");
-    out += worker_label_width + " ";
-    for (int slot = 0; slot < u.span; ++slot) out.append(" ").append(pad(cat(slot), width));
-    end_line(out);
+    out += worker_label_width;
+    out += ' ';
+    for (int slot = 0; slot < u.span; ++slot) {
+        out += ' ';
+        out += pad(cat(slot), width);
+    }
+    while (out.back() == ' ') out.pop_back();
+    out += "\n";
     constexpr const char* palette[] = {"\x1b[34m", "\x1b[31m", "\x1b[32m", "\x1b[35m", "\x1b[36m", "\x1b[33m"};
     for (int w = 0; w < s.workers(); ++w) {
         out += pad(cat("P", w), worker_label_width.size()) + " ";
@@ -62,7 +62,8 @@ std::string write_text(const S& s, const text_options& options = {}) {
             else
                 out.append(pad(cell, width));
         }
-        end_line(out);
+        while (out.back() == ' ') out.pop_back();
+        out += "\n";
     }
     out += "legend: Fm forward, Bm backward, Im input gradient, Wm weight gradient of micro-batch m; '.' idle\n";
     if (s.pipelines() > 1) {

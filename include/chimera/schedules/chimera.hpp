@@ -136,8 +136,7 @@ constexpr void chimera_doubling_ops(schedule& s, const chimera_layout& l) {
 
 constexpr schedule chimera(const config& requested) {
     require_valid(requested);
-    config c = requested;
-    c.pipelines = pipeline_count(requested);
+    const config c = normalized(requested);
     const detail::chimera_layout l = detail::make_chimera_layout(c);
     schedule s;
     s.set_shape("chimera", c.stages, detail::chimera_micro_batches(c), l.pipelines, c);

@@ -10,7 +10,7 @@ namespace chimera::schedules::detail {
 
 constexpr schedule single_chain_shape(std::string_view name, const config& c) {
     schedule s;
-    s.set_shape(name, c.stages, c.micro_batches, 1, c);
+    s.set_shape(name, c.stages, c.micro_batches, 1, normalized(c));
     for (int st = 0; st < c.stages; ++st) s.set_placement(0, st, st);
     return s;  // routing is all zeros: every micro-batch takes pipeline 0
 }

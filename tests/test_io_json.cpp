@@ -1,0 +1,117 @@
+// chimera.schedule/1: lossless, deterministic round trips and strict reading.
+#include <doctest/doctest.h>
+
+#include <chimera/io/json.hpp>
+#include <chimera/io/text.hpp>
+
+#include "helpers.hpp"
+
+using namespace chimera;
+
+TEST_CASE("round trip: write -> read -> equal schedule -> same bytes") {
+    std::vector<config> configs;
+    for (int d = 1; d <= 6; ++d)
+        for (int n : {1, 3, 2 * d}) {
+            configs.push_back({.schedule = algorithm::gpipe, .stages = d, .micro_batches = n});
+            configs.push_back({.schedule = algorithm::one_f_one_b, .stages = d, .micro_batches = n, .data_parallel = 2});
+            if (d % 2 == 0) {
+                configs.push_back({.schedule = algorithm::chimera, .stages = d, .micro_batches = n});
+                configs.push_back({.schedule = algorithm::chimera, .stages = d, .micro_batches = n, .scaling_mode = scaling::halving});
+                if (d % 4 == 0) configs.push_back({.schedule = algorithm::chimera, .stages = d, .micro_batches = n, .pipelines = 4});
+            }
+        }
+    for (const config& c : configs) {
+        const schedule s = generate(c);
+        const std::string text = io::write_json(s);
+        const schedule back = io::read_json(text);
+        CHECK(back == s);
+        CHECK(io::write_json(back) == text);
+        CHECK(check(back).ok());
+    }
+}
+
+TEST_CASE("the example of formats.md §1 reads into 1F1B D=2 N=2") {
+    const char* text = R"({"format":"chimera.schedule/1","name":"1f1b","stages":2,"micro_batches":2,
+ "pipelines":1,"workers":2,"placement":[[0,1]],"micro_batch_pipeline":[0,0],
+ "ops":[[{"kind":"F","stage":0,"micro_batch":0,"pipeline":0},
+         {"kind":"F","stage":0,"micro_batch":1,"pipeline":0},
+         {"kind":"B","stage":0,"micro_batch":0,"pipeline":0},
+         {"kind":"B","stage":0,"micro_batch":1,"pipeline":0}],
+        [{"kind":"F","stage":1,"micro_batch":0,"pipeline":0},
+         {"kind":"B","stage":1,"micro_batch":0,"pipeline":0},
+         {"kind":"F","stage":1,"micro_batch":1,"pipeline":0},
+         {"kind":"B","stage":1,"micro_batch":1,"pipeline":0}]]})";
+    const schedule s = io::read_json(text);
+    const schedule g = generate({.schedule = algorithm::one_f_one_b, .stages = 2, .micro_batches = 2});
+    CHECK(test::lists_of(s) == test::lists_of(g));
+    CHECK(s.name() == "1f1b");
+    CHECK(s.params().schedule == algorithm::custom);  // no params in the file
+    CHECK(check(s).ok());
+}
+
+TEST_CASE("strict reader: each problem names its JSON path and what was expected") {
+    const std::string good = io::write_json(generate({.schedule = algorithm::one_f_one_b, .stages = 2, .micro_batches = 2}));
+    auto replaced = [&](const std::string& from, const std::string& to) {
+        std::string t = good;
+        const auto at = t.find(from);
+        REQUIRE(at != std::string::npos);
+        return t.replace(at, from.size(), to);
+    };
+    struct bad {
+        std::string text;
+        std::string where;
+        std::string what;
+    };
+    const std::vector<bad> cases = {
+        {"", "line 1, column 1", "invalid JSON"},
+        {good.substr(0, good.size() / 2), "line", "invalid JSON"},
+        {"[1,2]", "$", "expected a JSON object, got array"},
+        {replaced("chimera.schedule/1", "chimera.schedule/2"), "$.format", "expected \"chimera.schedule/1\""},
+        {replaced("\n \"stages\":2,", "\n "), "$", "missing required key \"stages\""},
+        {replaced("\n \"stages\":2,", "\n \"stages\":\"2\","), "$.stages", "expected an integer, got string"},
+        {replaced("\n \"stages\":2,", "\n \"stages\":2.5,"), "$.stages", "expected an integer, got number"},
+        {replaced("\n \"stages\":2,", "\n \"stages\":99999999999999999999,"), "$.stages", "expected an integer"},
+        {replaced("\"workers\":2", "\"workers\":0"), "$.workers", "expected an integer in [1, "},
+        {replaced("\"placement\":[[0,1]]", "\"placement\":[[0,2]]"), "$.placement[0][1]", "in [0, 1], got 2"},
+        {replaced("\"micro_batch_pipeline\":[0,0]", "\"micro_batch_pipeline\":[0]"), "$.micro_batch_pipeline",
+         "expected 2 entries"},
+        {replaced("{\"kind\":\"F\",\"stage\":0,", "{\"kind\":\"X\",\"stage\":0,"), "$.ops[0][0].kind", "unknown op kind \"X\""},
+        {replaced("{\"kind\":\"F\",\"stage\":0,", "{\"kind\":\"F\",\"stage\":7,"), "$.ops[0][0].stage", "in [0, 1], got 7"},
+        {replaced("\"micro_batch\":1,\"pipeline\":0}", "\"micro_batch\":1,\"pipeline\":0,\"peer\":1}"),
+         "$.ops[0][1].peer", "only communication ops have a peer"},
+        {replaced("{\"kind\":\"F\",\"stage\":0,\"micro_batch\":0,", "{\"kind\":\"F\",\"stage\":0,"), "$.ops[0][0]",
+         "missing required key \"micro_batch\""},
+        {replaced("\"name\":\"1f1b\"", "\"name\":\"a-name-that-is-far-too-long-to-store-inline\""), "$.name",
+         "expected 1 to 31 characters"},
+    };
+    for (const auto& b : cases) {
+        CAPTURE(b.text);
+        try {
+            (void)io::read_json(b.text);
+            FAIL("accepted");
+        } catch (const io::format_error& e) {
+            CHECK(e.where().find(b.where) == 0);
+            CHECK(std::string(e.what()).find(b.what) != std::string::npos);
+        }
+    }
+}
+
+TEST_CASE("syntax errors report line and column") {
+    try {
+        (void)io::read_json("{\"format\":\n  \"chimera.schedule/1\",,}");
+        FAIL("accepted");
+    } catch (const io::format_error& e) {
+        CHECK(e.where() == "line 2, column 24");  // the second comma
+    }
+}
+
+TEST_CASE("text grid of chimera D=4 N=4 is the slot table of chimera.md §5.2") {
+    const std::string grid = io::write_text(generate({.schedule = algorithm::chimera, .stages = 4, .micro_batches = 4}));
+    CHECK(grid.find("P0  F0 .  F1 F2 B2 F3 B3 B0 .  B1\n") != std::string::npos);
+    CHECK(grid.find("P1  .  F0 F2 F1 F3 B2 B0 B3 B1 .\n") != std::string::npos);
+    CHECK(grid.find("P2  .  F2 F0 F3 F1 B0 B2 B1 B3 .\n") != std::string::npos);
+    CHECK(grid.find("P3  F2 .  F3 F0 B0 F1 B1 B2 .  B3\n") != std::string::npos);
+    CHECK(grid.find("\x1b[") == std::string::npos);
+    CHECK(io::write_text(generate({.schedule = algorithm::chimera, .stages = 4, .micro_batches = 4}), {.color = true})
+              .find("\x1b[") != std::string::npos);
+}
