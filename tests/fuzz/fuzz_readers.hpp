@@ -5,6 +5,7 @@
 // changed round trip) is a finding.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
