@@ -222,6 +222,12 @@ TEST_CASE("json: malformed input gives the promised error") {
         const auto r = refuse_json(with("\"micro_batches\":2,\"pipelines\":1,\"workers\"", "\"micro_batches\":16777216,\"pipelines\":1,\"workers\""));
         CHECK(r.rule == "JSON3");
     }
+    SUBCASE("a number beyond any JSON number type (found by fuzzing)") {
+        const auto r = refuse_json("4444444444444444444444444444444444444e44444444444444444");
+        CHECK(r.rule == "JSON1");
+        CHECK(r.message.find("out of range") != std::string::npos);
+        CHECK(refuse_json(with("\n \"stages\":2", "\n \"stages\":1e999")).rule == "JSON1");
+    }
     SUBCASE("sizes are checked before allocating") {
         const auto r = refuse_json(with("\"micro_batches\":2,\"pipelines\":1,\"workers\"", "\"micro_batches\":8388608,\"pipelines\":1,\"workers\""));
         CHECK(r.rule == "JSON4");
@@ -364,7 +370,14 @@ TEST_CASE("csv: malformed input gives the promised error") {
         CHECK(refuse_csv("0F0,0B0\n\n").where == "line 2, column 1");
         CHECK(refuse_csv("0F0,0B0\r\n\r\n").rule == "CSV1");
     }
-    SUBCASE("a row without actions") { CHECK(refuse_csv("0F0,0B0\n,,\n").rule == "CSV1"); }
+    SUBCASE("a row without actions") {
+        CHECK(refuse_csv("0F0,0B0\n,,\n").rule == "CSV1");
+        // Found by fuzzing: a row of dropped actions only wrote back as a blank line.
+        const auto r = refuse_csv("4UNSHARD,\n0F0,0F1,,0B0,,0B1\n,1F0,1B0,1F1,1B1,\n");
+        CHECK(r.rule == "CSV1");
+        CHECK(r.where == "line 1, column 1");
+        CHECK(refuse_csv("0WAIT_REDUCE_GRAD\n").rule == "CSV1");
+    }
     SUBCASE("byte-order mark") { CHECK(refuse_csv("\xef\xbb\xbf" "0F0,0B0\n").rule == "CSV1"); }
     SUBCASE("stray carriage return") {
         const auto r = refuse_csv("0F0\r,0B0\n");

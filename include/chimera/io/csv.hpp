@@ -328,11 +328,11 @@ inline schedule read_csv(std::string_view text, const csv_read_options& options 
                 tokens.clear();
                 detail::parse_cell(cell, at, tokens);
                 for (const auto& t : tokens) {
-                    any_action = true;
                     if (is_comm(t.kind) && options.format == csv_format::compute_only)
                         at.fail("CSV5", cat(detail::quoted(cell), " is a communication action, not allowed in a "
                                                                 "compute_only file"));
                     if (t.dropped) continue;
+                    any_action = true;  // a row of waits and UNSHARDs alone would write back as a blank line
                     op o{t.kind, t.stage, t.micro_batch, 0, no_peer};
                     rows.back().push_back({o, at.line, at.column});
                 }

@@ -194,6 +194,9 @@ inline schedule read_json(std::string_view text) {
     json root;
     try {
         root = json::parse(text.begin(), text.end());
+    } catch (const json::out_of_range& e) {
+        // A number too large for any JSON number type (1e999, 9 x 10^400).
+        throw format_error("$", cat("invalid JSON: a number is out of range (", e.what(), ")"), "JSON1");
     } catch (const json::parse_error& e) {
         std::string reason = e.what();
         if (auto colon = reason.rfind(": "); colon != std::string::npos) reason = reason.substr(colon + 2);
