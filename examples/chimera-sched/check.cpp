@@ -1,11 +1,10 @@
-// chimera-sched check FILE: validate a chimera.schedule/1 file.
+// chimera-sched check FILE: validate a chimera.schedule/1 or PyTorch CSV file.
 // Exit 0 valid, 1 invalid schedule, 2 unreadable input.
 #include <fstream>
 #include <iostream>
 #include <sstream>
 
 #include <chimera/check.hpp>
-#include <chimera/io/json.hpp>
 
 #include "cli.hpp"
 
@@ -20,25 +19,22 @@ std::string read_file(const std::string& path) {
     return text.str();
 }
 
+void print_report(const chimera::check_report& report, std::ostream& out) {
+    for (const auto& d : report.diagnostics) out << d.rule << ": " << d.message << "\n";
+    if (report.truncated) out << "(more problems not shown)\n";
+    out << "invalid: " << report.diagnostics.size() << (report.truncated ? "+" : "") << " problem(s)\n";
+}
+
 command add_check(CLI::App& app) {
     auto path = std::make_shared<std::string>();
-    CLI::App* sub = app.add_subcommand("check", "Validate a schedule file (chimera.schedule/1 JSON)");
+    auto from = std::make_shared<std::string>();
+    CLI::App* sub = app.add_subcommand("check", "Validate a schedule file (chimera.schedule/1 JSON or PyTorch CSV)");
     sub->add_option("FILE", *path, "Schedule file ('-' for standard input)")->required();
-    return {sub, [path] {
-                std::string text;
-                if (*path == "-") {
-                    std::ostringstream in;
-                    in << std::cin.rdbuf();
-                    text = in.str();
-                } else {
-                    text = read_file(*path);
-                }
-                chimera::schedule schedule;
-                try {
-                    schedule = chimera::io::read_json(text);
-                } catch (const chimera::io::format_error& e) {
-                    throw usage_error(*path + ": " + e.what());
-                }
+    sub->add_option("--from", *from, "Format: json or pytorch-csv (default: from the extension, else sniffed)")
+        ->check(CLI::IsMember({"json", "pytorch-csv"}));
+    return {sub, [path, from] {
+                const chimera::schedule schedule =
+                    read_schedule(*path, read_input(*path), from->empty() ? std::nullopt : format_from_name(*from));
                 const chimera::check_report report = chimera::check(schedule);
                 if (report.ok()) {
                     std::cout << "valid: " << schedule.name() << ", " << schedule.workers() << " workers, "
@@ -46,10 +42,7 @@ command add_check(CLI::App& app) {
                               << schedule.op_count() << " ops\n";
                     return exit_ok;
                 }
-                for (const auto& d : report.diagnostics) std::cout << d.rule << ": " << d.message << "\n";
-                if (report.truncated) std::cout << "(more problems not shown)\n";
-                std::cout << "invalid: " << report.diagnostics.size() << (report.truncated ? "+" : "")
-                          << " problem(s)\n";
+                print_report(report, std::cout);
                 return exit_invalid_schedule;
             }};
 }

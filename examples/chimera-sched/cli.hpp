@@ -2,12 +2,16 @@
 #pragma once
 
 #include <functional>
+#include <iosfwd>
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
 
+#include <chimera/check.hpp>
 #include <chimera/config.hpp>
 #include <chimera/lower.hpp>
+#include <chimera/schedule.hpp>
 
 namespace chimera_sched {
 
@@ -57,5 +61,23 @@ bool stdout_is_terminal();
 // --sync end|eager|eager-opt [--min-window SLOTS] (lower, simulate).
 void add_sync_options(CLI::App& command, std::string& sync, int& min_window);
 chimera::lower_options to_lower_options(const std::string& sync, int min_window);
+// Files (io.cpp): interchange formats, named as on the command line.
+enum class file_format { json, pytorch_csv, chrome_trace, svg, text };
+std::optional<file_format> format_from_name(const std::string& name);
+// .json, .csv, .trace.json, .svg, .txt; nullopt for anything else.
+std::optional<file_format> format_from_path(const std::string& path);
+std::string to_string(file_format format);
+std::string read_file(const std::string& path);   // throws usage_error
+std::string read_input(const std::string& path);  // '-' is standard input
+// Strict read of json or pytorch-csv (format from the argument, else the
+// extension, else the content); throws usage_error naming line/path and rule.
+chimera::schedule read_schedule(const std::string& path, const std::string& text, std::optional<file_format> format);
+// Writes through a temporary file and rename(): nothing is left on failure.
+// Empty or '-' is standard output.
+void write_output(const std::string& path, const std::string& text);
+void print_report(const chimera::check_report& report, std::ostream& out);
+
+command add_export(CLI::App& app);
+command add_convert(CLI::App& app);
 
 }  // namespace chimera_sched

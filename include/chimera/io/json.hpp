@@ -24,15 +24,26 @@ namespace chimera::io {
 
 inline constexpr std::string_view schedule_format = "chimera.schedule/1";
 
-// A file that cannot be read as a schedule.
+// A file that cannot be read as a schedule. The message reads
+// "WHERE: [RULE] WHAT": the JSON path or "line L, column C", the rule id of
+// docs/formats-io.md, and what was expected.
 class format_error : public std::runtime_error {
 public:
-    format_error(std::string where, const std::string& what)
-        : std::runtime_error(where.empty() ? what : where + ": " + what), where_(std::move(where)) {}
+    format_error(std::string where, const std::string& what, std::string_view rule = {})
+        : std::runtime_error(compose(where, what, rule)), where_(std::move(where)), rule_(rule) {}
     const std::string& where() const noexcept { return where_; }
+    // Rule id ("JSON2", "CSV4", ...); a string literal, so the view stays valid.
+    std::string_view rule() const noexcept { return rule_; }
 
 private:
+    static std::string compose(const std::string& where, const std::string& what, std::string_view rule) {
+        std::string text;
+        if (!where.empty()) text.append(where).append(": ");
+        if (!rule.empty()) text.append("[").append(rule).append("] ");
+        return text.append(what);
+    }
     std::string where_;
+    std::string_view rule_;
 };
 
 namespace detail {
@@ -127,7 +138,7 @@ inline std::string line_column(std::string_view text, std::size_t byte) {
 
 inline const json& member(const json& object, const char* key, const std::string& path) {
     auto it = object.find(key);
-    if (it == object.end()) throw format_error(path, ::chimera::detail::cat("missing required key \"", key, "\""));
+    if (it == object.end()) throw format_error(path, ::chimera::detail::cat("missing required key \"", key, "\""), "JSON2");
     return *it;
 }
 
@@ -135,22 +146,22 @@ inline int integer(const json& value, const std::string& path, long long low = s
                    long long high = std::numeric_limits<int>::max()) {
     using ::chimera::detail::cat;
     if (!value.is_number_integer())
-        throw format_error(path, cat("expected an integer, got ", value.type_name(), " ", value.dump()));
+        throw format_error(path, cat("expected an integer, got ", value.type_name(), " ", value.dump()), "JSON2");
     // Unsigned values above LLONG_MAX clamp to it: still out of any range we accept.
     const long long number = value.is_number_unsigned()
                                  ? static_cast<long long>(std::min<unsigned long long>(
                                        value.get<unsigned long long>(), std::numeric_limits<long long>::max()))
                                  : value.get<long long>();
     if (number < low || number > high)
-        throw format_error(path, cat("expected an integer in [", low, ", ", high, "], got ", value.dump()));
+        throw format_error(path, cat("expected an integer in [", low, ", ", high, "], got ", value.dump()), "JSON3");
     return static_cast<int>(number);
 }
 
 inline const json& array(const json& value, const std::string& path, std::size_t expected_size, const char* what) {
     using ::chimera::detail::cat;
-    if (!value.is_array()) throw format_error(path, cat("expected an array, got ", value.type_name()));
+    if (!value.is_array()) throw format_error(path, cat("expected an array, got ", value.type_name()), "JSON2");
     if (value.size() != expected_size)
-        throw format_error(path, cat("expected ", expected_size, " entries (", what, "), got ", value.size()));
+        throw format_error(path, cat("expected ", expected_size, " entries (", what, "), got ", value.size()), "JSON4");
     return value;
 }
 
@@ -195,20 +206,23 @@ inline schedule read_json(std::string_view text) {
     json root;
     try {
         root = json::parse(text.begin(), text.end());
+    } catch (const json::out_of_range& e) {
+        // A number too large for any JSON number type (1e999, 9 x 10^400).
+        throw format_error("$", cat("invalid JSON: a number is out of range (", e.what(), ")"), "JSON1");
     } catch (const json::parse_error& e) {
         std::string reason = e.what();
         if (auto colon = reason.rfind(": "); colon != std::string::npos) reason = reason.substr(colon + 2);
-        throw format_error(detail::line_column(text, e.byte == 0 ? 0 : e.byte - 1), cat("invalid JSON: ", reason));
+        throw format_error(detail::line_column(text, e.byte == 0 ? 0 : e.byte - 1), cat("invalid JSON: ", reason), "JSON1");
     }
-    if (!root.is_object()) throw format_error("$", cat("expected a JSON object, got ", root.type_name()));
+    if (!root.is_object()) throw format_error("$", cat("expected a JSON object, got ", root.type_name()), "JSON1");
     const json& format = detail::member(root, "format", "$");
     if (!format.is_string() || format.get<std::string>() != schedule_format)
-        throw format_error("$.format", cat("expected \"", schedule_format, "\", got ", format.dump()));
+        throw format_error("$.format", cat("expected \"", schedule_format, "\", got ", format.dump()), "JSON1");
     const json& name_value = detail::member(root, "name", "$");
-    if (!name_value.is_string()) throw format_error("$.name", cat("expected a string, got ", name_value.type_name()));
+    if (!name_value.is_string()) throw format_error("$.name", cat("expected a string, got ", name_value.type_name()), "JSON2");
     const std::string name = name_value.get<std::string>();
     if (name.empty() || name.size() > schedule_name::max_length)
-        throw format_error("$.name", cat("expected 1 to ", schedule_name::max_length, " characters, got ", name.size()));
+        throw format_error("$.name", cat("expected 1 to ", schedule_name::max_length, " characters, got ", name.size()), "JSON3");
     const int limit = 1 << 24;
     const int stages = detail::integer(detail::member(root, "stages", "$"), "$.stages", 1, limit);
     const int micro_batches = detail::integer(detail::member(root, "micro_batches", "$"), "$.micro_batches", 1, limit);
@@ -217,42 +231,47 @@ inline schedule read_json(std::string_view text) {
     if (static_cast<long long>(stages) * micro_batches > max_stage_micro_batch_product ||
         static_cast<long long>(stages) * pipelines > max_stage_micro_batch_product)
         throw format_error("$", cat("stages x micro_batches and stages x pipelines must be <= ",
-                                    max_stage_micro_batch_product));
+                                    max_stage_micro_batch_product), "JSON3");
+
+    // Every size is checked against the arrays before anything is allocated,
+    // so memory stays proportional to the input (a 20-byte file cannot ask
+    // for 2^24 placement entries).
+    const json& placement = detail::array(detail::member(root, "placement", "$"), "$.placement",
+                                          static_cast<std::size_t>(pipelines), "one row per pipeline");
+    for (int p = 0; p < pipelines; ++p)
+        detail::array(placement[static_cast<std::size_t>(p)], cat("$.placement[", p, "]"),
+                      static_cast<std::size_t>(stages), "one worker per stage");
+    const json& routing = detail::array(detail::member(root, "micro_batch_pipeline", "$"), "$.micro_batch_pipeline",
+                                        static_cast<std::size_t>(micro_batches), "one pipeline per micro-batch");
+    const json& ops = detail::array(detail::member(root, "ops", "$"), "$.ops", static_cast<std::size_t>(workers),
+                                    "one op list per worker");
 
     schedule s;
     s.set_shape(name, stages, micro_batches, pipelines, detail::read_params(root, name));
-    const json& placement = detail::array(detail::member(root, "placement", "$"), "$.placement",
-                                          static_cast<std::size_t>(pipelines), "one row per pipeline");
     for (int p = 0; p < pipelines; ++p) {
-        const std::string row_path = cat("$.placement[", p, "]");
-        const json& row = detail::array(placement[static_cast<std::size_t>(p)], row_path,
-                                        static_cast<std::size_t>(stages), "one worker per stage");
+        const json& row = placement[static_cast<std::size_t>(p)];
         for (int st = 0; st < stages; ++st)
-            s.set_placement(p, st, detail::integer(row[static_cast<std::size_t>(st)], cat(row_path, "[", st, "]"), 0,
-                                                   workers - 1));
+            s.set_placement(p, st, detail::integer(row[static_cast<std::size_t>(st)],
+                                                   cat("$.placement[", p, "][", st, "]"), 0, workers - 1));
     }
-    const json& routing = detail::array(detail::member(root, "micro_batch_pipeline", "$"), "$.micro_batch_pipeline",
-                                        static_cast<std::size_t>(micro_batches), "one pipeline per micro-batch");
     for (int m = 0; m < micro_batches; ++m)
         s.set_pipeline_of(m, detail::integer(routing[static_cast<std::size_t>(m)],
                                              cat("$.micro_batch_pipeline[", m, "]"), 0, pipelines - 1));
-    const json& ops = detail::array(detail::member(root, "ops", "$"), "$.ops", static_cast<std::size_t>(workers),
-                                    "one op list per worker");
     for (int w = 0; w < workers; ++w) {
         const std::string list_path = cat("$.ops[", w, "]");
         const json& list = ops[static_cast<std::size_t>(w)];
-        if (!list.is_array()) throw format_error(list_path, cat("expected an array of ops, got ", list.type_name()));
+        if (!list.is_array()) throw format_error(list_path, cat("expected an array of ops, got ", list.type_name()), "JSON2");
         s.add_worker();
         for (std::size_t i = 0; i < list.size(); ++i) {
             const std::string path = cat(list_path, "[", i, "]");
             const json& item = list[i];
-            if (!item.is_object()) throw format_error(path, cat("expected an op object, got ", item.type_name()));
+            if (!item.is_object()) throw format_error(path, cat("expected an op object, got ", item.type_name()), "JSON2");
             const json& kind_value = detail::member(item, "kind", path);
             const auto kind = kind_value.is_string() ? parse_op_kind(kind_value.get<std::string>()) : std::nullopt;
             if (!kind)
                 throw format_error(path + ".kind",
                                    cat("unknown op kind ", kind_value.dump(),
-                                       " (expected F, B, I, W, SEND_F, RECV_F, SEND_B, RECV_B or REDUCE_GRAD)"));
+                                       " (expected F, B, I, W, SEND_F, RECV_F, SEND_B, RECV_B or REDUCE_GRAD)"), "JSON5");
             op o;
             o.kind = *kind;
             o.stage = detail::integer(detail::member(item, "stage", path), path + ".stage", 0, stages - 1);
@@ -264,7 +283,7 @@ inline schedule read_json(std::string_view text) {
                 o.peer = detail::integer(detail::member(item, "peer", path), path + ".peer", 0, workers - 1);
             else if (item.contains("peer"))
                 throw format_error(path + ".peer", cat("only communication ops have a peer (this op is ",
-                                                       to_string(o.kind), ")"));
+                                                       to_string(o.kind), ")"), "JSON5");
             s.push_op(o);
         }
     }

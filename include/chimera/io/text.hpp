@@ -56,11 +56,11 @@ std::string write_text(const S& s, const text_options& options = {}) {
         for (int slot = 0; slot < u.span; ++slot) {
             const auto& cell = cells[static_cast<std::size_t>(w)][static_cast<std::size_t>(slot)];
             const int p = colour[static_cast<std::size_t>(w)][static_cast<std::size_t>(slot)];
-            out += " ";
+            out += ' ';
             if (options.color && p >= 0)
-                out += std::string(palette[p % 6]) + pad(cell, width) + "\x1b[0m";
+                out.append(palette[p % 6]).append(pad(cell, width)).append("\x1b[0m");
             else
-                out += pad(cell, width);
+                out.append(pad(cell, width));
         }
         while (out.back() == ' ') out.pop_back();
         out += "\n";
