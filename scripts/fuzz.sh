@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 if [ -d "$build" ]; then
   meson configure "$build" -Dfuzz=enabled -Dfuzz_seconds="$seconds" >/dev/null
 else
-  CXX=clang++ meson setup "$build" -Dfuzz=enabled -Dfuzz_seconds="$seconds" -Dbench=disabled \
+  CXX=clang++ meson setup "$build" -Dfuzz=enabled -Dfuzz_seconds="$seconds" -Dbench=disabled -Dcuda=disabled \
     -Dbuildtype=debugoptimized -Db_ndebug=false >/dev/null
 fi
 ninja -C "$build" -j"$(nproc)" tests/fuzz/fuzz_json tests/fuzz/fuzz_csv

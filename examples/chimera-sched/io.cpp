@@ -17,6 +17,9 @@
 #include <chimera/io/svg.hpp>
 #include <chimera/io/text.hpp>
 
+#include <chimera/lower.hpp>
+#include <chimera/simulate.hpp>
+
 #include "cli.hpp"
 
 namespace chimera_sched {
@@ -128,10 +131,29 @@ void add_output_options(CLI::App& sub, output_options& o) {
 std::string render(const chimera::schedule& s, file_format format, const output_options& o, bool terminal) {
     switch (format) {
         case file_format::json: return chimera::io::write_json(s);
-        case file_format::pytorch_csv:
-            return chimera::io::write_csv(s, *chimera::io::parse_csv_format(o.csv_format));
-        case file_format::chrome_trace:
-            return chimera::io::write_chrome_trace(s, o.costs, {.microseconds_per_unit = o.microseconds_per_unit});
+        case file_format::pytorch_csv: {
+            const auto flavour = *chimera::io::parse_csv_format(o.csv_format);
+            // compute_comms describes a lowered schedule: lower a compute-only one first.
+            const bool lower = flavour == chimera::io::csv_format::compute_comms && !chimera::is_lowered(s) &&
+                               !chimera::io::csv_refusal(s);
+            return chimera::io::write_csv(lower ? chimera::lower(s) : s, flavour);
+        }
+        case file_format::chrome_trace: {
+            // Times from the cost-model simulator, so communication ops of a
+            // lowered schedule appear on their own track.
+            chimera::cost_model model;
+            model.uniform.forward = o.costs.forward;
+            model.uniform.backward = o.costs.backward;
+            model.uniform.input_backward = o.costs.input_backward;
+            model.uniform.weight_backward = o.costs.weight_backward;
+            const chimera::simulation simulated = chimera::simulate(s, model);
+            chimera::timing times;
+            times.complete = simulated.complete;
+            times.makespan = simulated.makespan;
+            times.start = simulated.start;
+            times.finish = simulated.finish;
+            return chimera::io::write_chrome_trace(s, times, {.microseconds_per_unit = o.microseconds_per_unit});
+        }
         case file_format::svg: return chimera::io::write_svg(s);
         case file_format::text: return chimera::io::write_text(s, {.color = terminal});
     }

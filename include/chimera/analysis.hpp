@@ -134,7 +134,7 @@ constexpr timing asap(const S& s, const op_costs& costs = {}, const compute_inde
     std::vector<std::size_t> position(static_cast<std::size_t>(workers), 0);
     std::vector<std::size_t> base(static_cast<std::size_t>(workers), 0);
     std::vector<double> clock(static_cast<std::size_t>(workers), 0);
-    std::vector<bool> started(static_cast<std::size_t>(workers), false);
+    std::vector<std::uint8_t> started(static_cast<std::size_t>(workers), 0);  // not vector<bool>: clang constexpr
     // waiter lists: first waiting worker per op, next waiting worker per worker
     std::vector<std::int32_t> first_waiter(total, -1), next_waiter(static_cast<std::size_t>(workers), -1);
     std::vector<std::int32_t> runnable;
@@ -175,7 +175,7 @@ constexpr timing asap(const S& s, const op_costs& costs = {}, const compute_inde
             t.finish[self] = ready + duration;
             auto& wt = t.workers[static_cast<std::size_t>(w)];
             if (!started[static_cast<std::size_t>(w)] && is_compute(o.kind)) {
-                started[static_cast<std::size_t>(w)] = true;
+                started[static_cast<std::size_t>(w)] = 1;
                 wt.first_start = ready;
             }
             wt.busy += duration;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 #include "../config.hpp"
@@ -73,9 +74,9 @@ constexpr void chimera_direct_ops(schedule& s, const chimera_layout& l) {
     const int span = 2 * l.padded + 2 * l.per_pipeline - 2;  // 2N' + D/f - 2
     const int units = l.padded / d;
     std::vector<op> by_slot(static_cast<std::size_t>(span));
-    std::vector<bool> taken(static_cast<std::size_t>(span));
+    std::vector<std::uint8_t> taken(static_cast<std::size_t>(span));  // not vector<bool>: clang cannot evaluate it in constexpr
     for (int w = 0; w < d; ++w) {
-        std::fill(taken.begin(), taken.end(), false);
+        std::fill(taken.begin(), taken.end(), std::uint8_t{0});
         for (int p = 0; p < l.pipelines; ++p) {
             const int st = chimera_stage(d, l.pipelines, p, w);
             for (int u = 0; u < units; ++u)
@@ -170,12 +171,15 @@ constexpr int chimera_slot(const S& s, const op& o) {
     return base + 2 * j + 2 * d * unit;
 }
 
-// True when chimera_slot applies: a generated Chimera schedule, direct mode, N a multiple of D.
+// True when chimera_slot applies: a Chimera schedule in direct mode with full
+// units whose shape matches valid params (a file can claim anything).
 template <class S>
 constexpr bool has_closed_form(const S& s) {
     const config& c = s.params();
     return s.name() == "chimera" && c.schedule == algorithm::chimera && c.scaling_mode == scaling::direct &&
-           !c.split_backward && s.micro_batches() % s.stages() == 0;
+           !c.split_backward && validate_code(c) == config_errc::ok && s.stages() == c.stages &&
+           s.workers() == c.stages && s.pipelines() == pipeline_count(c) && s.micro_batches() == c.micro_batches &&
+           s.micro_batches() % s.stages() == 0;
 }
 
 }  // namespace chimera::schedules
