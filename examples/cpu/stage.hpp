@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../gpt/model.hpp"
+#include "../gpt/stash.hpp"
 #include "kernels.hpp"
 
 namespace chimera::runtime::cpu {
@@ -28,18 +29,11 @@ public:
     stage_model(const gpt::gpt_config& config, const gpt::stage_layout& layout, int batch, int seq)
         : c_(config), l_(layout), B_(batch), T_(seq) {
         const std::size_t BT = static_cast<std::size_t>(B_) * T_, C = static_cast<std::size_t>(c_.channels);
-        auto take = [&](std::size_t n) { const std::size_t at = stash_size_; stash_size_ += n; return at; };
+        gpt::stash_allocator stash;
+        auto take = [&](std::size_t n) { return stash.take(n); };
         input_ = take(BT * C);  // embedding output on stage 0, received activation otherwise
         for (int l = l_.first_block; l < l_.last_block; ++l) {
-            block_offsets b;
-            b.ln1 = take(BT * C), b.ln1_mean = take(BT), b.ln1_rstd = take(BT);
-            b.qkv = take(BT * 3 * C), b.att = take(static_cast<std::size_t>(B_) * c_.heads * T_ * T_);
-            b.atty = take(BT * C), b.res2 = take(BT * C);
-            b.ln2 = take(BT * C), b.ln2_mean = take(BT), b.ln2_rstd = take(BT);
-            b.fch = take(BT * 4 * C), b.fch_gelu = take(BT * 4 * C), b.out = take(BT * C);
-            b.d_ln1 = take(BT * C), b.d_qkv = take(BT * 3 * C), b.d_res2 = take(BT * C);
-            b.d_ln2 = take(BT * C), b.d_fch = take(BT * 4 * C), b.d_out = take(BT * C);
-            blocks_.push_back(b);
+            blocks_.push_back(gpt::take_block_stash(stash, c_, B_, T_));
         }
         if (l_.head) {
             lnf_ = take(BT * C), lnf_mean_ = take(BT), lnf_rstd_ = take(BT);
@@ -47,6 +41,7 @@ public:
             d_logits_ = take(BT * c_.padded_vocab), d_lnf_ = take(BT * C);
         }
         d_input_ = take(BT * C);  // gradient at the stage input (kept for the embedding's W)
+        stash_size_ = stash.size;
         const auto table = gpt::tensor_table(c_);
         for (std::size_t t = l_.first_tensor; t < l_.last_tensor; ++t) tensor_offset_.push_back(table[t].offset - l_.offset);
     }
@@ -181,10 +176,6 @@ public:
     }
 
 private:
-    struct block_offsets {
-        std::size_t ln1, ln1_mean, ln1_rstd, qkv, att, atty, res2, ln2, ln2_mean, ln2_rstd, fch, fch_gelu, out;
-        std::size_t d_ln1, d_qkv, d_res2, d_ln2, d_fch, d_out;
-    };
     std::size_t tensor(std::size_t local_index) const { return tensor_offset_[local_index]; }
     std::size_t block_tensor(std::size_t block, int k) const {
         return tensor((l_.embedding ? 2 : 0) + block * gpt::block_tensor_count + static_cast<std::size_t>(k));
@@ -195,7 +186,7 @@ private:
     int B_, T_;
     std::size_t stash_size_ = 0;
     std::size_t input_ = 0, d_input_ = 0;
-    std::vector<block_offsets> blocks_;
+    std::vector<gpt::block_stash> blocks_;
     std::size_t lnf_ = 0, lnf_mean_ = 0, lnf_rstd_ = 0, probs_ = 0, losses_ = 0, d_logits_ = 0, d_lnf_ = 0;
     std::vector<std::size_t> tensor_offset_;  // offsets of the stage's tensors in the stage buffer
 };
