@@ -106,9 +106,8 @@ schedule make_lowered(const options& o, schedule& compute) {
     return lower(compute, lowering);
 }
 
-template <class R>
-int train(const options& o) {
-    const gpt::dataset data(65536, 1);
+// The model, batch and optimizer settings both backends train with.
+run_shape shape_of(const options& o, const gpt::dataset& data) {
     run_shape shape;
     shape.model = o.model == "small" ? gpt::small_model(data.vocab()) : gpt::tiny_model(data.vocab());
     shape.batch = o.batch;
@@ -117,6 +116,13 @@ int train(const options& o) {
     shape.data_seed = o.seed;
     shape.adam.learning_rate = o.learning_rate;
     shape.adam.weight_decay = o.weight_decay;
+    return shape;
+}
+
+template <class R>
+int train(const options& o) {
+    const gpt::dataset data(65536, 1);
+    run_shape shape = shape_of(o, data);
     const bool sequential = o.schedule == "sequential";
 
     schedule compute, lowered;
@@ -254,14 +260,7 @@ int train_cuda(const options& o) {
     std::string reason;
     if (!gpu::device_available(reason)) throw std::runtime_error("--backend cuda: " + reason);
     const gpt::dataset data(65536, 1);
-    run_shape shape;
-    shape.model = o.model == "small" ? gpt::small_model(data.vocab()) : gpt::tiny_model(data.vocab());
-    shape.batch = o.batch;
-    shape.seq = shape.model.max_seq;
-    shape.data_parallel = o.data_parallel;
-    shape.data_seed = o.seed;
-    shape.adam.learning_rate = o.learning_rate;
-    shape.adam.weight_decay = o.weight_decay;
+    run_shape shape = shape_of(o, data);
     const bool sequential = o.schedule == "sequential";
     schedule compute, lowered;
     if (sequential) {
