@@ -3,25 +3,13 @@
 bad input gives exit 2 and one clear line on stderr (never a crash)."""
 import json
 import os
-import subprocess
 import sys
 import tempfile
 
-exe = sys.argv[1]
-passed = failed = 0
+from clitest import Checks
 
-
-def run(*args, stdin=None):
-    return subprocess.run([exe, *args], capture_output=True, text=True, input=stdin, timeout=120)
-
-
-def expect(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}")
+checks = Checks(sys.argv[1])
+run, expect = checks.run, checks.expect
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -89,5 +77,4 @@ with tempfile.TemporaryDirectory() as tmp:
 
     expect("help", run("--help").returncode == 0 and "generate" in run("--help").stdout)
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+checks.finish()

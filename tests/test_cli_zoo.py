@@ -3,25 +3,13 @@
 `check` accepts, --chunks / --group-size / --split-backward reach the config,
 refusals exit 2 with the rule, and `compare` prints every schedule."""
 import os
-import subprocess
 import sys
 import tempfile
 
-exe = sys.argv[1]
-passed = failed = 0
+from clitest import Checks
 
-
-def run(*args):
-    return subprocess.run([exe, *args], capture_output=True, text=True, timeout=120)
-
-
-def expect(name, condition, detail=""):
-    global passed, failed
-    if condition:
-        passed += 1
-    else:
-        failed += 1
-        print(f"FAIL {name}: {detail}")
+checks = Checks(sys.argv[1])
+run, expect = checks.run, checks.expect
 
 
 with tempfile.TemporaryDirectory() as tmp:
@@ -68,5 +56,4 @@ with tempfile.TemporaryDirectory() as tmp:
         r = run("compare", "--stages", "4", "--micro-batches", "8", "--cost", cost)
         expect("bad cost " + cost, r.returncode == 2 and "--cost" in r.stderr, r.stderr)
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+checks.finish()
