@@ -62,9 +62,13 @@ trap - EXIT
 # SVG gallery, where the export subcommand (another part of chimera-sched) offers it.
 if "$bin" export --help 2>/dev/null | grep -qi svg; then
   mkdir -p "$root/docs/gallery"
+  # gpipe, 1f1b and chimera come from scripts/gallery.sh; the zoo from here.
   for s in $schedules; do
+    case "$s" in gpipe|1f1b|chimera) continue ;; esac
     "$bin" export --schedule "$s" --stages 4 --micro-batches 8 --format svg >"$root/docs/gallery/$s.svg" 2>/dev/null ||
       { rm -f "$root/docs/gallery/$s.svg"; echo "compare.sh: no SVG for $s" >&2; }
   done
+  "$bin" export --schedule chimera --split-backward --stages 4 --micro-batches 8 --format svg \
+    >"$root/docs/gallery/chimera-split-backward.svg"
 fi
 echo "wrote $out"
