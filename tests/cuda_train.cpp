@@ -14,6 +14,8 @@
 #include <chimera/generate.hpp>
 #include <chimera/lower.hpp>
 #include <cpu/trainer.hpp>
+
+#include "runtime_fixture.hpp"
 #include <cuda/trainer.hpp>
 
 using namespace chimera;
@@ -22,22 +24,8 @@ using runtime::gpu::gpu_pipeline_trainer;
 
 namespace {
 
-const gpt::dataset& data() {
-    static const gpt::dataset d(16384, 1);
-    return d;
-}
-
-run_shape test_shape(int micro_batches, int data_parallel) {
-    run_shape shape;
-    shape.model = {data().vocab(), 64, 8, 16, 8, 2};
-    shape.batch = 2;
-    shape.seq = 8;
-    shape.micro_batches = micro_batches;
-    shape.data_parallel = data_parallel;
-    shape.adam.learning_rate = 1e-2;
-    shape.adam.weight_decay = 0.01;
-    return shape;
-}
+using test::data;
+using test::test_shape;
 
 bool close(double a, double b, double rtol, double atol) { return std::fabs(a - b) <= atol + rtol * std::fabs(b); }
 

@@ -11,27 +11,15 @@
 #include <chimera/lower.hpp>
 #include <cpu/trainer.hpp>
 
+#include "runtime_fixture.hpp"
+
 using namespace chimera;
 using namespace chimera::runtime::cpu;
 
 namespace {
 
-const gpt::dataset& data() {
-    static const gpt::dataset d(16384, 1);
-    return d;
-}
-
-run_shape test_shape(int micro_batches, int data_parallel) {
-    run_shape shape;
-    shape.model = {data().vocab(), 64, 8, 16, 8, 2};
-    shape.batch = 2;
-    shape.seq = 8;
-    shape.micro_batches = micro_batches;
-    shape.data_parallel = data_parallel;
-    shape.adam.learning_rate = 1e-2;
-    shape.adam.weight_decay = 0.01;
-    return shape;
-}
+using test::data;
+using test::test_shape;
 
 template <class R>
 bool close(R a, R b, double rtol, double atol) {
