@@ -121,17 +121,7 @@ public:
 
     template <class Other>
     friend constexpr bool operator==(const basic_schedule& a, const basic_schedule<Other>& b) {
-        if (a.name() != b.name() || a.stages() != b.stages() || a.micro_batches() != b.micro_batches() ||
-            a.pipelines() != b.pipelines() || a.workers() != b.workers() || !(a.params() == b.params()))
-            return false;
-        for (int p = 0; p < a.pipelines(); ++p)
-            for (int s = 0; s < a.stages(); ++s)
-                if (a.placement(p, s) != b.placement(p, s)) return false;
-        for (int m = 0; m < a.micro_batches(); ++m)
-            if (a.pipeline_of(m) != b.pipeline_of(m)) return false;
-        for (int w = 0; w < a.workers(); ++w)
-            if (!std::ranges::equal(a.ops(w), b.ops(w))) return false;
-        return true;
+        return a.name() == b.name() && a.params() == b.params() && same_structure(a, b);
     }
 
 private:
@@ -145,6 +135,23 @@ private:
     typename Storage::template worker_vector<std::size_t> worker_end_{};
     typename Storage::template op_vector<op> ops_{};
 };
+
+// Same shape, placement, routing and op lists; names and params may differ
+// (a schedule read back from PyTorch CSV has neither).
+template <class A, class B>
+constexpr bool same_structure(const basic_schedule<A>& a, const basic_schedule<B>& b) {
+    if (a.stages() != b.stages() || a.micro_batches() != b.micro_batches() || a.pipelines() != b.pipelines() ||
+        a.workers() != b.workers())
+        return false;
+    for (int p = 0; p < a.pipelines(); ++p)
+        for (int s = 0; s < a.stages(); ++s)
+            if (a.placement(p, s) != b.placement(p, s)) return false;
+    for (int m = 0; m < a.micro_batches(); ++m)
+        if (a.pipeline_of(m) != b.pipeline_of(m)) return false;
+    for (int w = 0; w < a.workers(); ++w)
+        if (!std::ranges::equal(a.ops(w), b.ops(w))) return false;
+    return true;
+}
 
 using schedule = basic_schedule<dynamic_storage>;
 
