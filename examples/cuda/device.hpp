@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include <cuda_runtime.h>
+#include "cuda_api.hpp"
 
 #include "gpu_kernels.hpp"
 

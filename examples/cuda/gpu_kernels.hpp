@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include <cuda_runtime.h>
+#include "cuda_api.hpp"
 
 #include "../common/math.hpp"
 

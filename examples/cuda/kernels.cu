@@ -43,7 +43,7 @@ unsigned row_threads(int columns) {
 
 void encoder_forward(float* out, const int* tokens, const float* wte, const float* wpe, int B, int T, int C,
                      cudaStream_t stream) {
-    k::encoder_forward<<<grid_for(static_cast<size_t>(B) * T * C), threads, 0, stream>>>(out, tokens, wte, wpe, B, T, C);
+    CHIMERA_LAUNCH(k::encoder_forward, grid_for(static_cast<size_t>(B) * T * C), threads, stream)(out, tokens, wte, wpe, B, T, C);
     launched("encoder_forward");
 }
 
@@ -67,44 +67,44 @@ void encoder_backward(float* dwte, float* dwpe, const float* dout, const int* bu
                       cudaStream_t stream) {
     if (unique > 0) {
         const dim3 grid(grid_for(static_cast<size_t>(C), 128), static_cast<unsigned>(unique));
-        k::encoder_backward_wte<<<grid, 128, 0, stream>>>(dwte, dout, buckets, C);
+        CHIMERA_LAUNCH(k::encoder_backward_wte, grid, 128, stream)(dwte, dout, buckets, C);
     }
-    k::encoder_backward_wpe<<<grid_for(static_cast<size_t>(T) * C), threads, 0, stream>>>(dwpe, dout, B, T, C);
+    CHIMERA_LAUNCH(k::encoder_backward_wpe, grid_for(static_cast<size_t>(T) * C), threads, stream)(dwpe, dout, B, T, C);
     launched("encoder_backward");
 }
 
 void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, const float* weight, const float* bias,
                        int N, int C, cudaStream_t stream) {
-    k::layernorm_forward<<<N, row_threads(std::min(C, 256)), 0, stream>>>(out, mean, rstd, inp, weight, bias, C);
+    CHIMERA_LAUNCH(k::layernorm_forward, N, row_threads(std::min(C, 256)), stream)(out, mean, rstd, inp, weight, bias, C);
     launched("layernorm_forward");
 }
 
 void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
                               const float* mean, const float* rstd, int N, int C, cudaStream_t stream) {
-    k::layernorm_backward_input<<<N, row_threads(std::min(C, 256)), 0, stream>>>(dinp, dout, inp, weight, mean, rstd,
+    CHIMERA_LAUNCH(k::layernorm_backward_input, N, row_threads(std::min(C, 256)), stream)(dinp, dout, inp, weight, mean, rstd,
                                                                                   C);
     launched("layernorm_backward_input");
 }
 
 void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
                                const float* rstd, int N, int C, cudaStream_t stream) {
-    k::layernorm_backward_weight<<<grid_for(static_cast<size_t>(C), 128), 128, 0, stream>>>(dweight, dbias, dout, inp,
+    CHIMERA_LAUNCH(k::layernorm_backward_weight, grid_for(static_cast<size_t>(C), 128), 128, stream)(dweight, dbias, dout, inp,
                                                                                           mean, rstd, N, C);
     launched("layernorm_backward_weight");
 }
 
 void residual_forward(float* out, const float* a, const float* b, size_t n, cudaStream_t stream) {
-    k::residual_forward<<<grid_for(n), threads, 0, stream>>>(out, a, b, n);
+    CHIMERA_LAUNCH(k::residual_forward, grid_for(n), threads, stream)(out, a, b, n);
     launched("residual_forward");
 }
 
 void gelu_forward(float* out, const float* inp, size_t n, cudaStream_t stream) {
-    k::gelu_forward<<<grid_for(n), threads, 0, stream>>>(out, inp, n);
+    CHIMERA_LAUNCH(k::gelu_forward, grid_for(n), threads, stream)(out, inp, n);
     launched("gelu_forward");
 }
 
 void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n, cudaStream_t stream) {
-    k::gelu_backward<<<grid_for(n), threads, 0, stream>>>(dinp, inp, dout, n);
+    CHIMERA_LAUNCH(k::gelu_backward, grid_for(n), threads, stream)(dinp, inp, dout, n);
     launched("gelu_backward");
 }
 
@@ -116,7 +116,7 @@ k::gemm_params to_params(const gemm_args& g) {
 
 void gemm_g0(const gemm_args& g, cudaStream_t stream) {
     if (g.M <= 0 || g.N <= 0) return;
-    k::gemm_naive<<<dim3(grid_for(static_cast<size_t>(g.N), 128), static_cast<unsigned>(g.M)), 128, 0, stream>>>(
+    CHIMERA_LAUNCH(k::gemm_naive, dim3(grid_for(static_cast<size_t>(g.N), 128), static_cast<unsigned>(g.M)), 128, stream)(
         to_params(g));
     launched("gemm_g0");
 }
@@ -124,7 +124,7 @@ void gemm_g0(const gemm_args& g, cudaStream_t stream) {
 void gemm_g1(const gemm_args& g, cudaStream_t stream) {
     if (g.M <= 0 || g.N <= 0) return;
     const dim3 grid(grid_for(static_cast<size_t>(g.N), k::g1_tile), grid_for(static_cast<size_t>(g.M), k::g1_tile));
-    k::gemm_tiled<<<grid, 256, 0, stream>>>(to_params(g));
+    CHIMERA_LAUNCH(k::gemm_tiled, grid, 256, stream)(to_params(g));
     launched("gemm_g1");
 }
 
@@ -133,7 +133,7 @@ void gemm_g2_bf16(float* out, const std::uint16_t* a, const std::uint16_t* b, in
     if (K % 8 != 0) throw std::invalid_argument("gemm_g2_bf16: K must be a multiple of 8 (got " + std::to_string(K) + ")");
     if (M <= 0 || N <= 0) return;
     const dim3 grid(grid_for(static_cast<size_t>(N), k::g2_tile), grid_for(static_cast<size_t>(M), k::g2_tile));
-    k::gemm_bf16_mma<<<grid, 256, 0, stream>>>(out, a, b, M, N, K);
+    CHIMERA_LAUNCH(k::gemm_bf16_mma, grid, 256, stream)(out, a, b, M, N, K);
     launched("gemm_g2_bf16");
 }
 
@@ -151,16 +151,16 @@ void matmul_backward_weight(float* dweight, float* dbias, const float* dout, con
                             cudaStream_t stream) {
     gemm_g1({dweight, dout, inp, nullptr, 1, OC, C, 1, OC, C, N, C, true}, stream);
     if (dbias) {
-        k::column_sum_add<<<grid_for(static_cast<size_t>(OC), 128), 128, 0, stream>>>(dbias, dout, N, OC);
+        CHIMERA_LAUNCH(k::column_sum_add, grid_for(static_cast<size_t>(OC), 128), 128, stream)(dbias, dout, N, OC);
         launched("matmul_backward_weight (bias)");
     }
 }
 
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH, cudaStream_t stream) {
     const size_t scores = static_cast<size_t>(B) * NH * T * T;
-    k::attention_scores<<<grid_for(scores), threads, 0, stream>>>(att, qkv, B, T, C, NH);
-    k::attention_softmax<<<static_cast<unsigned>(B * NH * T), row_threads(std::min(T, 256)), 0, stream>>>(att, T);
-    k::attention_values<<<grid_for(static_cast<size_t>(B) * T * C), threads, 0, stream>>>(out, att, qkv, B, T, C, NH);
+    CHIMERA_LAUNCH(k::attention_scores, grid_for(scores), threads, stream)(att, qkv, B, T, C, NH);
+    CHIMERA_LAUNCH(k::attention_softmax, static_cast<unsigned>(B * NH * T), row_threads(std::min(T, 256)), stream)(att, T);
+    CHIMERA_LAUNCH(k::attention_values, grid_for(static_cast<size_t>(B) * T * C), threads, stream)(out, att, qkv, B, T, C, NH);
     launched("attention_forward");
 }
 
@@ -168,10 +168,10 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
                         int T, int C, int NH, cudaStream_t stream) {
     const size_t scores = static_cast<size_t>(B) * NH * T * T;
     const float scale = 1.0f / std::sqrt(static_cast<float>(C / NH));
-    k::attention_datt<<<grid_for(scores), threads, 0, stream>>>(scratch, dout, qkv, B, T, C, NH);
-    k::attention_softmax_backward<<<static_cast<unsigned>(B * NH * T), row_threads(std::min(T, 256)), 0, stream>>>(
+    CHIMERA_LAUNCH(k::attention_datt, grid_for(scores), threads, stream)(scratch, dout, qkv, B, T, C, NH);
+    CHIMERA_LAUNCH(k::attention_softmax_backward, static_cast<unsigned>(B * NH * T), row_threads(std::min(T, 256)), stream)(
         scratch, att, T, scale);
-    k::attention_dqkv<<<grid_for(static_cast<size_t>(B) * T * 3 * C), threads, 0, stream>>>(dqkv, scratch, att, dout,
+    CHIMERA_LAUNCH(k::attention_dqkv, grid_for(static_cast<size_t>(B) * T * 3 * C), threads, stream)(dqkv, scratch, att, dout,
                                                                                             qkv, B, T, C, NH);
     launched("attention_backward");
 }
@@ -182,43 +182,43 @@ void attention_forward_flash(float* out, float* lse, const float* qkv, int B, in
         throw std::invalid_argument("attention_forward_flash: head size must be 64 (got C/NH = " +
                                     std::to_string(C / NH) + ")");
     const dim3 grid(grid_for(static_cast<size_t>(T), k::flash_rows), static_cast<unsigned>(B * NH));
-    k::attention_flash_forward<<<grid, 32 * k::flash_rows, 0, stream>>>(out, lse, qkv, B, T, C, NH);
+    CHIMERA_LAUNCH(k::attention_flash_forward, grid, 32 * k::flash_rows, stream)(out, lse, qkv, B, T, C, NH);
     launched("attention_forward_flash");
 }
 
 void fused_classifier(float* logits, float* losses, const int* targets, float scale, int N, int V, int Vp,
                       cudaStream_t stream) {
-    k::fused_classifier<<<N, 256, 0, stream>>>(logits, losses, targets, scale, V, Vp);
+    CHIMERA_LAUNCH(k::fused_classifier, N, 256, stream)(logits, losses, targets, scale, V, Vp);
     launched("fused_classifier");
 }
 
 void adamw(float* params, float* first_moment, float* second_moment, const float* grads, size_t n, int step,
            const math::adamw_params& p, bool decay, cudaStream_t stream) {
     if (n == 0) return;
-    k::adamw<<<grid_for(n), threads, 0, stream>>>(params, first_moment, second_moment, grads, n, step, p, decay);
+    CHIMERA_LAUNCH(k::adamw, grid_for(n), threads, stream)(params, first_moment, second_moment, grads, n, step, p, decay);
     launched("adamw");
 }
 
 void deterministic_sum(float* out, const float* in, size_t n, bool squares, cudaStream_t stream) {
-    k::deterministic_sum<<<1, 1024, 0, stream>>>(out, in, n, squares);
+    CHIMERA_LAUNCH(k::deterministic_sum, 1, 1024, stream)(out, in, n, squares);
     launched("deterministic_sum");
 }
 
 void replica_sum(float* out, const float* const* members, int count, size_t n, cudaStream_t stream) {
     if (n == 0 || count <= 0) return;
-    k::replica_sum<<<grid_for(n), threads, 0, stream>>>(out, members, count, n);
+    CHIMERA_LAUNCH(k::replica_sum, grid_for(n), threads, stream)(out, members, count, n);
     launched("replica_sum");
 }
 
 void cast_to_bf16(std::uint16_t* out, const float* in, size_t n, cudaStream_t stream) {
     if (n == 0) return;
-    k::cast_to_bf16<<<grid_for(n), threads, 0, stream>>>(out, in, n);
+    CHIMERA_LAUNCH(k::cast_to_bf16, grid_for(n), threads, stream)(out, in, n);
     launched("cast_to_bf16");
 }
 
 void cast_from_bf16(float* out, const std::uint16_t* in, size_t n, cudaStream_t stream) {
     if (n == 0) return;
-    k::cast_from_bf16<<<grid_for(n), threads, 0, stream>>>(out, in, n);
+    CHIMERA_LAUNCH(k::cast_from_bf16, grid_for(n), threads, stream)(out, in, n);
     launched("cast_from_bf16");
 }
 

@@ -9,7 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <cuda_runtime.h>
+#include "cuda_api.hpp"
 
 #include "../common/bf16.hpp"
 #include "../common/math.hpp"
@@ -237,9 +237,18 @@ __global__ void __launch_bounds__(256) gemm_tiled(gemm_params g) {
 // buffers, so the next K step loads while this one computes; shared ->
 // registers with ldmatrix.
 constexpr int g2_tile = 128, g2_k = 32, g2_pad = 8;
+#if defined(CHIMERA_CUDA_EMULATION)
+using ::chimera_emulator::cp_async_16;
+using ::chimera_emulator::cp_async_commit;
+using ::chimera_emulator::cp_async_wait;
+using ::chimera_emulator::ldmatrix_x2;
+using ::chimera_emulator::ldmatrix_x4;
+using ::chimera_emulator::mma_bf16_16816;
+#else
 __device__ inline unsigned shared_address(const void* p) {
     return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
+// 16 bytes global -> shared, asynchronous; zero-filled when !valid.
 __device__ inline void cp_async_16(void* dst, const void* src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_address(dst)), "l"(src),
                  "r"(valid ? 16 : 0));
@@ -249,10 +258,32 @@ template <int pending>
 __device__ inline void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(pending));
 }
+// Four (two) 8x8 b16 matrices from shared memory; lanes 8i..8i+7 give the
+// row addresses of matrix i, lane l receives row l/4, columns 2(l%4) and
+// 2(l%4)+1 of matrix i in r[i].
+__device__ inline void ldmatrix_x4(unsigned (&r)[4], const void* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(shared_address(row)));
+}
+__device__ inline void ldmatrix_x2(unsigned (&r)[2], const void* row) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(shared_address(row)));
+}
+// d += A (16x16, row) * B (16x8, col), bf16 in, fp32 accumulate.
+__device__ inline void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+        "{%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+#endif
 
 __global__ void __launch_bounds__(256) gemm_bf16_mma(float* out, const std::uint16_t* a, const std::uint16_t* b, int M,
                                                      int N, int K) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#if defined(CHIMERA_CUDA_EMULATION) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
     __shared__ __align__(16) std::uint16_t as[2][g2_tile][g2_k + g2_pad];
     __shared__ __align__(16) std::uint16_t bs[2][g2_tile][g2_k + g2_pad];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -284,29 +315,15 @@ __global__ void __launch_bounds__(256) gemm_bf16_mma(float* out, const std::uint
         for (int kk = 0; kk < g2_k; kk += 16) {
             unsigned af[4][4], bf[4][2];
 #pragma unroll
-            for (int i = 0; i < 4; ++i) {
-                const int row = warp_m * 64 + i * 16 + lane % 16, col = kk + (lane / 16) * 8;
-                asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                             : "=r"(af[i][0]), "=r"(af[i][1]), "=r"(af[i][2]), "=r"(af[i][3])
-                             : "r"(shared_address(&as[buffer][row][col])));
-            }
+            for (int i = 0; i < 4; ++i)
+                ldmatrix_x4(af[i], &as[buffer][warp_m * 64 + i * 16 + lane % 16][kk + (lane / 16) * 8]);
 #pragma unroll
-            for (int j = 0; j < 4; ++j) {
-                const int row = warp_n * 32 + j * 8 + lane % 8, col = kk + ((lane / 8) % 2) * 8;
-                asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
-                             : "=r"(bf[j][0]), "=r"(bf[j][1])
-                             : "r"(shared_address(&bs[buffer][row][col])));
-            }
+            for (int j = 0; j < 4; ++j)
+                ldmatrix_x2(bf[j], &bs[buffer][warp_n * 32 + j * 8 + lane % 8][kk + ((lane / 8) % 2) * 8]);
 #pragma unroll
             for (int i = 0; i < 4; ++i)
 #pragma unroll
-                for (int j = 0; j < 4; ++j)
-                    asm volatile(
-                        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-                        "{%8,%9}, {%0,%1,%2,%3};\n"
-                        : "+f"(acc[i][j][0]), "+f"(acc[i][j][1]), "+f"(acc[i][j][2]), "+f"(acc[i][j][3])
-                        : "r"(af[i][0]), "r"(af[i][1]), "r"(af[i][2]), "r"(af[i][3]), "r"(bf[j][0]),
-                          "r"(bf[j][1]));
+                for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bf[j]);
         }
         __syncthreads();  // this buffer is refilled two steps later
     }
@@ -432,8 +449,8 @@ __global__ void attention_dqkv(float* dqkv, const float* dpre, const float* att,
 // (max, sum) of the online softmax (math::online_softmax_update) and its
 // rescaled output accumulator (2 of 64 dims per lane).
 constexpr int flash_rows = 4, flash_keys = 32, flash_hs = 64;
-__global__ void __launch_bounds__(128) attention_flash_forward(float* out, float* lse, const float* qkv, int B, int T,
-                                                               int C, int NH) {
+__global__ void __launch_bounds__(128) attention_flash_forward(float* out, float* lse, const float* qkv, int /*B*/,
+                                                               int T, int C, int NH) {
     __shared__ float ks[flash_keys][flash_hs + 1];
     __shared__ float vs[flash_keys][flash_hs + 1];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;

@@ -9,7 +9,7 @@
 #include <stdexcept>
 #include <vector>
 
-#include <cuda_runtime.h>
+#include "cuda_api.hpp"
 
 #include "../gpt/model.hpp"
 #include "../gpt/stash.hpp"

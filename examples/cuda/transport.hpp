@@ -20,7 +20,7 @@
 #include <tuple>
 #include <vector>
 
-#include <cuda_runtime.h>
+#include "cuda_api.hpp"
 
 #include "gpu_kernels.hpp"
 

@@ -1,0 +1,867 @@
+// A CPU emulator of the part of CUDA that the Chimera CUDA backend uses, so
+// that the kernels, the backend and the local transport run (slowly, at
+// test sizes) on machines without a GPU. Not a simulator of a GPU: it
+// reproduces CUDA's *semantics*, to catch the bugs that would otherwise
+// first show on a GPU:
+//
+// * Streams are host threads running their work in order; events, stream
+//   waits and synchronization follow the CUDA rules (a wait on a never
+//   recorded event is a no-op; the legacy default stream orders against
+//   blocking streams only; cudaFree synchronizes the device). Missing
+//   synchronization between streams is a real race here too.
+// * A kernel runs its blocks one after the other; the threads of a block are
+//   fibers switched only at __syncthreads() and warp operations,
+//   so shared memory, barriers and warp shuffles behave as on a GPU.
+//   A barrier that cannot complete (threads of a block waiting at
+//   different barriers, a full-mask shuffle with an exited lane) is
+//   reported as a launch failure naming the kernel and block, not a hang.
+// * mma.sync m16n8k16 (bf16), ldmatrix and cp.async are emulated from the
+//   PTX ISA's fragment layouts, with their alignment rules checked.
+//
+// Errors follow CUDA: a bad launch configuration is returned by
+// cudaGetLastError(); a failure inside a kernel is sticky and returned by
+// every later call, with the reason in cudaGetErrorString().
+#pragma once
+
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
+#include <math.h>  // expf, fmaxf, ... in the global namespace, as in device code
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+// --- the runtime API's types ---------------------------------------------------
+
+struct dim3 {
+    unsigned x = 1, y = 1, z = 1;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+using uint3 = dim3;
+
+enum cudaError_t {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9,
+    cudaErrorInvalidDevicePointer = 17,
+    cudaErrorInvalidResourceHandle = 400,
+    cudaErrorLaunchFailure = 719,
+};
+using cudaError = cudaError_t;
+
+enum cudaMemcpyKind {
+    cudaMemcpyHostToHost = 0,
+    cudaMemcpyHostToDevice = 1,
+    cudaMemcpyDeviceToHost = 2,
+    cudaMemcpyDeviceToDevice = 3,
+    cudaMemcpyDefault = 4,
+};
+
+enum cudaDeviceAttr {
+    cudaDevAttrMaxThreadsPerBlock = 1,
+    cudaDevAttrClockRate = 13,
+    cudaDevAttrMultiProcessorCount = 16,
+};
+
+constexpr unsigned cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
+constexpr unsigned cudaEventDefault = 0, cudaEventBlockingSync = 1, cudaEventDisableTiming = 2;
+
+struct cudaDeviceProp {
+    char name[256];
+    std::size_t totalGlobalMem;
+    std::size_t sharedMemPerBlock;
+    int warpSize;
+    int maxThreadsPerBlock;
+    int multiProcessorCount;
+    int major, minor;
+    int clockRate;  // kHz
+};
+
+namespace chimera_emulator {
+class stream;
+class event;
+}  // namespace chimera_emulator
+using cudaStream_t = chimera_emulator::stream*;
+using cudaEvent_t = chimera_emulator::event*;
+
+namespace chimera_emulator {
+
+// --- errors ------------------------------------------------------------------------
+
+struct error_state {
+    std::mutex mutex;
+    cudaError_t sticky = cudaSuccess;  // a kernel failed: every later call fails
+    std::string sticky_reason;
+};
+inline error_state& errors() {
+    static error_state e;
+    return e;
+}
+inline thread_local cudaError_t last_error = cudaSuccess;
+
+inline cudaError_t sticky() {
+    std::lock_guard lock(errors().mutex);
+    return errors().sticky;
+}
+inline void fail(const std::string& reason) {
+    {
+        std::lock_guard lock(errors().mutex);
+        if (errors().sticky == cudaSuccess) {
+            errors().sticky = cudaErrorLaunchFailure;
+            errors().sticky_reason = reason;
+        }
+    }
+    std::fprintf(stderr, "cuda emulator: %s\n", reason.c_str());
+}
+// The result of an API call: the sticky error wins, as on a GPU.
+inline cudaError_t result(cudaError_t e = cudaSuccess) {
+    const cudaError_t s = sticky();
+    const cudaError_t r = s != cudaSuccess ? s : e;
+    if (r != cudaSuccess) last_error = r;
+    return r;
+}
+
+// --- fibers: the threads of one block ----------------------------------------------
+
+// A fiber's saved registers. On x86-64 a switch is a few instructions
+// (context_switch.cpp); glibc's swapcontext makes a system call per switch,
+// which made the emulator ten times slower.
+#if defined(__x86_64__)
+struct context {
+    void* stack_pointer = nullptr;
+};
+extern "C" void chimera_emulator_switch(void** save, void* load);
+inline void switch_context(context& from, context& to) { chimera_emulator_switch(&from.stack_pointer, to.stack_pointer); }
+// The stack as chimera_emulator_switch leaves it: MXCSR and x87 control
+// word, six callee-saved registers (zero), then the return address.
+inline void start_context(context& c, char* stack, std::size_t bytes, void (*entry)()) {
+    auto top = reinterpret_cast<std::uintptr_t>(stack + bytes) & ~std::uintptr_t{15};
+    // After `ret` pops frame[7], rsp = frame + 8 words must be 8 mod 16, as
+    // right after a call.
+    auto* frame = reinterpret_cast<std::uint64_t*>(top) - 9;
+    std::uint32_t mxcsr;
+    std::uint16_t fpu;
+    asm volatile("stmxcsr %0" : "=m"(mxcsr));
+    asm volatile("fnstcw %0" : "=m"(fpu));
+    frame[0] = mxcsr | static_cast<std::uint64_t>(fpu) << 32;
+    for (int i = 1; i <= 6; ++i) frame[i] = 0;
+    frame[7] = reinterpret_cast<std::uint64_t>(entry);
+    frame[8] = 0;  // no return address: entry never returns
+    c.stack_pointer = frame;
+}
+#else
+struct context {
+    ucontext_t uc{};
+};
+inline void switch_context(context& from, context& to) { swapcontext(&from.uc, &to.uc); }
+inline void start_context(context& c, char* stack, std::size_t bytes, void (*entry)()) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = stack;
+    c.uc.uc_stack.ss_size = bytes;
+    c.uc.uc_link = nullptr;
+    makecontext(&c.uc, entry, 0);
+}
+#endif
+
+constexpr int warp_size = 32;
+
+struct fiber {
+    context saved;
+    dim3 thread_index;
+    int linear = 0;
+    enum class state { ready, block_barrier, warp_barrier, done } at = state::ready;
+};
+
+struct warp_exchange {
+    std::uint64_t value[warp_size]{};
+    const void* address[warp_size]{};
+    unsigned a[warp_size][4]{}, b[warp_size][2]{};
+    float d[warp_size][4]{};
+};
+
+struct block_run {
+    const char* kernel = "";
+    dim3 block_index, block_dim, grid_dim;
+    const std::function<void()>* body = nullptr;
+    std::vector<fiber> fibers;
+    std::vector<warp_exchange> warps;
+    context scheduler;
+    std::string failure;
+    int live = 0;
+};
+
+// Fiber stacks, reused by every block this host thread runs.
+constexpr std::size_t stack_bytes = 128 * 1024;
+struct stack_pool {
+    std::vector<std::unique_ptr<char[]>> stacks;
+    char* get(std::size_t i) {
+        while (stacks.size() <= i) stacks.push_back(std::make_unique_for_overwrite<char[]>(stack_bytes));
+        return stacks[i].get();
+    }
+};
+
+inline thread_local block_run* current_block = nullptr;
+inline thread_local fiber* current_fiber = nullptr;
+
+inline std::string where() {
+    const block_run& b = *current_block;
+    const fiber& f = *current_fiber;
+    return std::string(b.kernel) + " block (" + std::to_string(b.block_index.x) + "," +
+           std::to_string(b.block_index.y) + "," + std::to_string(b.block_index.z) + ") thread (" +
+           std::to_string(f.thread_index.x) + "," + std::to_string(f.thread_index.y) + "," +
+           std::to_string(f.thread_index.z) + ")";
+}
+
+// A failure inside a kernel: the block is abandoned (its fibers are never
+// resumed) and the launch reports it.
+[[noreturn]] inline void kernel_failure(const std::string& what) {
+    block_run& b = *current_block;
+    if (b.failure.empty()) b.failure = what + " in " + where();
+    current_fiber->at = fiber::state::done;
+    switch_context(current_fiber->saved, b.scheduler);
+    std::abort();  // never resumed
+}
+
+inline void wait_at(fiber::state s) {
+    current_fiber->at = s;
+    switch_context(current_fiber->saved, current_block->scheduler);
+}
+
+inline void fiber_entry() {
+    try {
+        (*current_block->body)();
+    } catch (const std::exception& e) {
+        if (current_block->failure.empty()) current_block->failure = std::string("exception: ") + e.what() + " in " + where();
+    }
+    current_fiber->at = fiber::state::done;
+    switch_context(current_fiber->saved, current_block->scheduler);
+    std::abort();  // a finished fiber is never resumed
+}
+
+inline int lane() { return current_fiber->linear % warp_size; }
+inline warp_exchange& my_warp() { return current_block->warps[static_cast<std::size_t>(current_fiber->linear / warp_size)]; }
+
+// A warp-synchronous operation needs all 32 lanes of the warp alive.
+inline void warp_barrier(unsigned mask) {
+    if (mask != 0xffffffffu) kernel_failure("warp operation with partial mask (not emulated)");
+    const int first = current_fiber->linear / warp_size * warp_size;
+    for (int l = first; l < first + warp_size; ++l)
+        if (l >= static_cast<int>(current_block->fibers.size()) ||
+            current_block->fibers[static_cast<std::size_t>(l)].at == fiber::state::done)
+            kernel_failure("full-mask warp operation while lane " + std::to_string(l - first) +
+                           " of the warp has exited or does not exist");
+    wait_at(fiber::state::warp_barrier);
+}
+
+inline void run_block(block_run& b, stack_pool& pool) {
+    const unsigned count = b.block_dim.x * b.block_dim.y * b.block_dim.z;
+    b.fibers.assign(count, fiber{});
+    b.warps.assign((count + warp_size - 1) / warp_size, warp_exchange{});
+    b.failure.clear();
+    b.live = static_cast<int>(count);
+    block_run* const saved_block = current_block;
+    fiber* const saved_fiber = current_fiber;
+    current_block = &b;
+    for (unsigned i = 0; i < count; ++i) {
+        fiber& f = b.fibers[i];
+        f.linear = static_cast<int>(i);
+        f.thread_index = dim3(i % b.block_dim.x, i / b.block_dim.x % b.block_dim.y, i / (b.block_dim.x * b.block_dim.y));
+        start_context(f.saved, pool.get(i), stack_bytes, fiber_entry);
+    }
+    for (;;) {
+        for (fiber& f : b.fibers) {
+            if (f.at != fiber::state::ready) continue;
+            current_fiber = &f;
+            switch_context(b.scheduler, f.saved);
+            if (!b.failure.empty()) break;
+        }
+        if (!b.failure.empty()) break;
+        int done = 0, at_block = 0;
+        for (const fiber& f : b.fibers) {
+            done += f.at == fiber::state::done;
+            at_block += f.at == fiber::state::block_barrier;
+        }
+        if (done == static_cast<int>(count)) break;
+        bool released = false;
+        if (at_block > 0 && at_block + done == static_cast<int>(count)) {
+            for (fiber& f : b.fibers)
+                if (f.at == fiber::state::block_barrier) f.at = fiber::state::ready;
+            released = true;
+        }
+        for (unsigned w = 0; at_block + done < static_cast<int>(count) && w * warp_size < count; ++w) {
+            const unsigned end = std::min(count, (w + 1) * warp_size);
+            bool all = true, any = false;
+            for (unsigned i = w * warp_size; i < end; ++i) {
+                const auto at = b.fibers[i].at;
+                all = all && (at == fiber::state::warp_barrier || at == fiber::state::done);
+                any = any || at == fiber::state::warp_barrier;
+            }
+            if (all && any) {
+                for (unsigned i = w * warp_size; i < end; ++i)
+                    if (b.fibers[i].at == fiber::state::warp_barrier) b.fibers[i].at = fiber::state::ready;
+                released = true;
+            }
+        }
+        if (!released) {
+            b.failure = std::string("deadlock in ") + b.kernel + " block (" + std::to_string(b.block_index.x) + "," +
+                        std::to_string(b.block_index.y) + "," + std::to_string(b.block_index.z) + "): " +
+                        std::to_string(at_block) + " threads wait at __syncthreads while others wait at a warp " +
+                        "operation or have exited (a barrier in divergent code)";
+            break;
+        }
+    }
+    current_block = saved_block;
+    current_fiber = saved_fiber;
+}
+
+// Runs a whole grid on the calling host thread, block after block.
+inline void run_grid(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body) {
+    if (sticky() != cudaSuccess) return;
+    static thread_local stack_pool pool;
+    block_run b;
+    b.kernel = kernel;
+    b.block_dim = block;
+    b.grid_dim = grid;
+    b.body = &body;
+    for (unsigned z = 0; z < grid.z; ++z)
+        for (unsigned y = 0; y < grid.y; ++y)
+            for (unsigned x = 0; x < grid.x; ++x) {
+                b.block_index = dim3(x, y, z);
+                run_block(b, pool);
+                if (!b.failure.empty()) {
+                    fail("kernel failure: " + b.failure);
+                    return;
+                }
+            }
+}
+
+// --- device-side primitives ----------------------------------------------------------
+
+inline void syncthreads() { wait_at(fiber::state::block_barrier); }
+
+template <class T>
+T shuffle(unsigned mask, T v, int source) {
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>);
+    warp_exchange& w = my_warp();
+    const int l = lane();
+    std::memcpy(&w.value[l], &v, sizeof v);
+    warp_barrier(mask);
+    T r;
+    std::memcpy(&r, &w.value[source & (warp_size - 1)], sizeof r);
+    warp_barrier(mask);  // every lane has read before the slots are reused
+    return r;
+}
+
+inline void check_aligned(const void* p, std::size_t bytes, const char* what) {
+    if (reinterpret_cast<std::uintptr_t>(p) % bytes != 0)
+        kernel_failure(std::string(what) + ": address not " + std::to_string(bytes) + "-byte aligned");
+}
+
+// cp.async is done at once; commit and wait have nothing left to wait for.
+inline void cp_async_16(void* dst, const void* src, bool valid) {
+    check_aligned(dst, 16, "cp.async destination");
+    if (valid) {
+        check_aligned(src, 16, "cp.async source");
+        std::memcpy(dst, src, 16);
+    } else {
+        std::memset(dst, 0, 16);
+    }
+}
+inline void cp_async_commit() {}
+template <int pending>
+inline void cp_async_wait() {}
+
+// ldmatrix .m8n8 .b16: lanes 8i..8i+7 hold the row addresses of matrix i;
+// lane l gets row l/4, columns 2(l%4) and 2(l%4)+1 of each matrix.
+template <int matrices>
+inline void ldmatrix(unsigned* r, const void* row) {
+    check_aligned(row, 16, "ldmatrix row");
+    warp_exchange& w = my_warp();
+    const int l = lane();
+    w.address[l] = row;
+    warp_barrier(0xffffffffu);
+    for (int i = 0; i < matrices; ++i) {
+        const auto* p = static_cast<const std::uint16_t*>(w.address[8 * i + l / 4]) + 2 * (l % 4);
+        r[i] = static_cast<unsigned>(p[0]) | static_cast<unsigned>(p[1]) << 16;
+    }
+    warp_barrier(0xffffffffu);
+}
+inline void ldmatrix_x4(unsigned (&r)[4], const void* row) { ldmatrix<4>(r, row); }
+inline void ldmatrix_x2(unsigned (&r)[2], const void* row) { ldmatrix<2>(r, row); }
+
+inline float bf16_half(unsigned reg, int half) {
+    const std::uint32_t bits = (half ? reg >> 16 : reg & 0xffffu) << 16;
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+// mma.sync.m16n8k16.row.col.f32.bf16.bf16.f32, fragments as in the PTX ISA:
+// A a[r]: row g + 8(r%2), columns 2t + 8(r/2) + {0,1}; B b[r]: rows (k)
+// 2t + 8r + {0,1}, column g; D d[i]: row g + 8(i/2), column 2t + i%2,
+// with g = lane/4, t = lane%4.
+inline void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    warp_exchange& w = my_warp();
+    const int l = lane();
+    std::copy(a, a + 4, w.a[l]);
+    std::copy(b, b + 2, w.b[l]);
+    warp_barrier(0xffffffffu);
+    auto A = [&](int row, int k) {
+        return bf16_half(w.a[(row % 8) * 4 + (k % 8) / 2][(row >= 8) + 2 * (k >= 8)], k % 2);
+    };
+    auto B = [&](int k, int col) { return bf16_half(w.b[col * 4 + (k % 8) / 2][k >= 8], k % 2); };
+    const int g = l / 4, t = l % 4;
+    for (int i = 0; i < 4; ++i) {
+        const int row = g + 8 * (i / 2), col = 2 * t + i % 2;
+        float s = d[i];
+        for (int k = 0; k < 16; ++k) s += A(row, k) * B(k, col);
+        d[i] = s;
+    }
+    warp_barrier(0xffffffffu);
+}
+
+// --- streams and events --------------------------------------------------------------
+
+// The state outlives the handle: queued waits and records keep it alive
+// after cudaEventDestroy, as CUDA allows destroying an event in use.
+class event_state {
+public:
+    std::uint64_t record_call() {
+        std::lock_guard lock(mutex_);
+        return ++recorded_;
+    }
+    std::uint64_t last_recorded() {
+        std::lock_guard lock(mutex_);
+        return recorded_;
+    }
+    void complete(std::uint64_t generation) {
+        std::lock_guard lock(mutex_);
+        completed_ = std::max(completed_, generation);
+        time_ = std::chrono::steady_clock::now();
+        cv_.notify_all();
+    }
+    void wait(std::uint64_t generation) {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return completed_ >= generation; });
+    }
+    bool done() {
+        std::lock_guard lock(mutex_);
+        return completed_ >= recorded_;
+    }
+    std::chrono::steady_clock::time_point time() {
+        std::lock_guard lock(mutex_);
+        return time_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::uint64_t recorded_ = 0, completed_ = 0;
+    std::chrono::steady_clock::time_point time_{};
+};
+
+class event {
+public:
+    explicit event(unsigned flags) : timing((flags & cudaEventDisableTiming) == 0) {}
+    const bool timing;
+    const std::shared_ptr<event_state> state = std::make_shared<event_state>();
+};
+
+class stream {
+public:
+    explicit stream(bool blocking) : blocking_(blocking), worker_([this] { run(); }) {}
+    stream(const stream&) = delete;
+    stream& operator=(const stream&) = delete;
+    ~stream() {
+        {
+            std::lock_guard lock(mutex_);
+            stop_ = true;
+            cv_.notify_all();
+        }
+        worker_.join();
+    }
+    bool blocking() const { return blocking_; }
+    void enqueue(std::function<void()> work) {
+        std::lock_guard lock(mutex_);
+        queue_.push_back(std::move(work));
+        cv_.notify_all();
+    }
+    void synchronize() {
+        std::unique_lock lock(mutex_);
+        idle_.wait(lock, [&] { return queue_.empty() && !busy_; });
+    }
+
+private:
+    void run() {
+        std::unique_lock lock(mutex_);
+        for (;;) {
+            cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+            if (queue_.empty()) return;
+            auto work = std::move(queue_.front());
+            queue_.pop_front();
+            busy_ = true;
+            lock.unlock();
+            try {
+                work();
+            } catch (const std::exception& e) {
+                fail(std::string("stream work threw: ") + e.what());
+            }
+            lock.lock();
+            busy_ = false;
+            if (queue_.empty()) idle_.notify_all();
+        }
+    }
+
+    const bool blocking_;
+    std::mutex mutex_;
+    std::condition_variable cv_, idle_;
+    std::deque<std::function<void()>> queue_;
+    bool busy_ = false, stop_ = false;
+    std::thread worker_;  // last: starts after the members it uses
+};
+
+// The device: its streams and allocations.
+struct device_state {
+    std::mutex mutex;
+    std::set<stream*> streams;
+    std::set<void*> allocations;
+    ~device_state() {
+        for (stream* s : streams) delete s;
+        for (void* p : allocations) std::free(p);
+    }
+};
+inline device_state& device() {
+    static device_state d;
+    return d;
+}
+
+inline std::vector<stream*> streams(bool blocking_only) {
+    std::lock_guard lock(device().mutex);
+    std::vector<stream*> out;
+    for (stream* s : device().streams)
+        if (!blocking_only || s->blocking()) out.push_back(s);
+    return out;
+}
+inline void synchronize_device() {
+    for (stream* s : streams(false)) s->synchronize();
+}
+inline bool known_stream(cudaStream_t s) {
+    std::lock_guard lock(device().mutex);
+    return s == nullptr || device().streams.count(s) > 0;
+}
+
+// Work on `s`: queued on its thread, or, for the legacy default stream
+// (nullptr), run now after the blocking streams finished theirs.
+inline cudaError_t submit(cudaStream_t s, std::function<void()> work) {
+    if (!known_stream(s)) return result(cudaErrorInvalidResourceHandle);
+    if (sticky() != cudaSuccess) return result();
+    if (s == nullptr) {
+        for (stream* b : streams(true)) b->synchronize();
+        work();
+    } else {
+        s->enqueue(std::move(work));
+    }
+    return result();
+}
+
+inline cudaError_t release(void* p) {
+    if (!p) return cudaSuccess;
+    std::lock_guard lock(device().mutex);
+    if (device().allocations.erase(p) == 0) return cudaErrorInvalidDevicePointer;
+    std::free(p);
+    return cudaSuccess;
+}
+
+// --- kernel launches ---------------------------------------------------------------
+
+template <class... P>
+class launcher {
+public:
+    launcher(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t s)
+        : name_(name), kernel_(kernel), grid_(grid), block_(block), stream_(s) {}
+
+    template <class... A>
+    void operator()(A&&... args) const {
+        const unsigned threads = block_.x * block_.y * block_.z;
+        if (threads == 0 || threads > 1024 || block_.z > 64 || grid_.x == 0 || grid_.y == 0 || grid_.z == 0 ||
+            grid_.y > 65535 || grid_.z > 65535) {
+            std::fprintf(stderr, "cuda emulator: invalid launch configuration for %s\n", name_);
+            last_error = cudaErrorInvalidConfiguration;
+            return;
+        }
+        if (!known_stream(stream_)) {
+            last_error = cudaErrorInvalidResourceHandle;
+            return;
+        }
+        auto parameters = std::make_shared<std::tuple<std::decay_t<P>...>>(std::forward<A>(args)...);
+        auto kernel = kernel_;
+        const char* name = name_;
+        const dim3 grid = grid_, block = block_;
+        submit(stream_, [=] {
+            const std::function<void()> body = [&] { std::apply(kernel, *parameters); };
+            run_grid(name, grid, block, body);
+        });
+    }
+
+private:
+    const char* name_;
+    void (*kernel_)(P...);
+    dim3 grid_, block_;
+    cudaStream_t stream_;
+};
+
+}  // namespace chimera_emulator
+
+// --- the runtime API -----------------------------------------------------------------
+
+inline const char* cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorLaunchFailure: {
+        static thread_local std::string reason;
+        std::lock_guard lock(chimera_emulator::errors().mutex);
+        reason = "unspecified launch failure (emulator: " + chimera_emulator::errors().sticky_reason + ")";
+        return reason.c_str();
+    }
+    }
+    return "unknown error";
+}
+inline cudaError_t cudaGetLastError() {
+    const cudaError_t e = chimera_emulator::sticky() != cudaSuccess ? chimera_emulator::sticky()
+                                                                    : chimera_emulator::last_error;
+    chimera_emulator::last_error = cudaSuccess;
+    return e;
+}
+inline cudaError_t cudaPeekAtLastError() {
+    return chimera_emulator::sticky() != cudaSuccess ? chimera_emulator::sticky() : chimera_emulator::last_error;
+}
+
+inline cudaError_t cudaGetDeviceCount(int* count) {
+    *count = 1;
+    return cudaSuccess;
+}
+inline cudaError_t cudaSetDevice(int device) {
+    return chimera_emulator::result(device == 0 ? cudaSuccess : cudaErrorInvalidValue);
+}
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
+    if (device != 0) return chimera_emulator::result(cudaErrorInvalidValue);
+    *p = cudaDeviceProp{};
+    std::snprintf(p->name, sizeof p->name, "Chimera CUDA emulator (CPU)");
+    p->totalGlobalMem = std::size_t{1} << 32;
+    p->sharedMemPerBlock = 48 * 1024;
+    p->warpSize = chimera_emulator::warp_size;
+    p->maxThreadsPerBlock = 1024;
+    p->multiProcessorCount = 1;
+    p->major = 9;
+    p->minor = 0;
+    p->clockRate = 1000000;
+    return cudaSuccess;
+}
+inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+    if (device != 0) return chimera_emulator::result(cudaErrorInvalidValue);
+    switch (attr) {
+    case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
+    case cudaDevAttrClockRate: *value = 1000000; break;
+    case cudaDevAttrMultiProcessorCount: *value = 1; break;
+    }
+    return cudaSuccess;
+}
+inline cudaError_t cudaRuntimeGetVersion(int* v) {
+    *v = 13000;
+    return cudaSuccess;
+}
+inline cudaError_t cudaDriverGetVersion(int* v) {
+    *v = 13000;
+    return cudaSuccess;
+}
+
+inline cudaError_t cudaDeviceSynchronize() {
+    chimera_emulator::synchronize_device();
+    return chimera_emulator::result();
+}
+
+// Waits for all work, destroys every stream and allocation and clears a
+// sticky error: the device as new, as after CUDA's reset.
+inline cudaError_t cudaDeviceReset() {
+    chimera_emulator::synchronize_device();
+    std::lock_guard lock(chimera_emulator::device().mutex);
+    for (auto* s : chimera_emulator::device().streams) delete s;
+    for (void* p : chimera_emulator::device().allocations) std::free(p);
+    chimera_emulator::device().streams.clear();
+    chimera_emulator::device().allocations.clear();
+    std::lock_guard error_lock(chimera_emulator::errors().mutex);
+    chimera_emulator::errors().sticky = cudaSuccess;
+    chimera_emulator::errors().sticky_reason.clear();
+    chimera_emulator::last_error = cudaSuccess;
+    return cudaSuccess;
+}
+
+inline cudaError_t cudaMalloc(void** p, std::size_t bytes) {
+    *p = std::aligned_alloc(256, (std::max<std::size_t>(bytes, 1) + 255) / 256 * 256);
+    if (!*p) return chimera_emulator::result(cudaErrorMemoryAllocation);
+    std::lock_guard lock(chimera_emulator::device().mutex);
+    chimera_emulator::device().allocations.insert(*p);
+    return chimera_emulator::result();
+}
+template <class T>
+cudaError_t cudaMalloc(T** p, std::size_t bytes) {
+    return cudaMalloc(reinterpret_cast<void**>(p), bytes);
+}
+// Synchronous, like CUDA's: waits for all work on the device first.
+inline cudaError_t cudaFree(void* p) {
+    chimera_emulator::synchronize_device();
+    return chimera_emulator::result(chimera_emulator::release(p));
+}
+inline cudaError_t cudaMallocAsync(void** p, std::size_t bytes, cudaStream_t) { return cudaMalloc(p, bytes); }
+template <class T>
+cudaError_t cudaMallocAsync(T** p, std::size_t bytes, cudaStream_t s) {
+    return cudaMallocAsync(reinterpret_cast<void**>(p), bytes, s);
+}
+inline cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
+    return chimera_emulator::submit(s, [p] {
+        if (chimera_emulator::release(p) != cudaSuccess) chimera_emulator::fail("cudaFreeAsync of a pointer that is not allocated");
+    });
+}
+
+inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind, cudaStream_t s) {
+    if (bytes == 0) return chimera_emulator::result();
+    return chimera_emulator::submit(s, [=] { std::memmove(dst, src, bytes); });
+}
+inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+    return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+}
+inline cudaError_t cudaMemsetAsync(void* p, int value, std::size_t bytes, cudaStream_t s) {
+    if (bytes == 0) return chimera_emulator::result();
+    return chimera_emulator::submit(s, [=] { std::memset(p, value, bytes); });
+}
+inline cudaError_t cudaMemset(void* p, int value, std::size_t bytes) { return cudaMemsetAsync(p, value, bytes, nullptr); }
+
+inline cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
+    *s = new chimera_emulator::stream((flags & cudaStreamNonBlocking) == 0);
+    std::lock_guard lock(chimera_emulator::device().mutex);
+    chimera_emulator::device().streams.insert(*s);
+    return chimera_emulator::result();
+}
+inline cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWithFlags(s, cudaStreamDefault); }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+    if (!chimera_emulator::known_stream(s)) return chimera_emulator::result(cudaErrorInvalidResourceHandle);
+    if (s == nullptr) {
+        for (auto* b : chimera_emulator::streams(true)) b->synchronize();
+    } else {
+        s->synchronize();
+    }
+    return chimera_emulator::result();
+}
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
+    if (s == nullptr || !chimera_emulator::known_stream(s))
+        return chimera_emulator::result(cudaErrorInvalidResourceHandle);
+    {
+        std::lock_guard lock(chimera_emulator::device().mutex);
+        chimera_emulator::device().streams.erase(s);
+    }
+    s->synchronize();
+    delete s;
+    return chimera_emulator::result();
+}
+
+inline cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned flags) {
+    *e = new chimera_emulator::event(flags);
+    return chimera_emulator::result();
+}
+inline cudaError_t cudaEventCreate(cudaEvent_t* e) { return cudaEventCreateWithFlags(e, cudaEventDefault); }
+inline cudaError_t cudaEventDestroy(cudaEvent_t e) {
+    if (!e) return chimera_emulator::result(cudaErrorInvalidResourceHandle);
+    delete e;
+    return chimera_emulator::result();
+}
+inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
+    if (!e) return chimera_emulator::result(cudaErrorInvalidResourceHandle);
+    auto state = e->state;
+    const std::uint64_t generation = state->record_call();
+    return chimera_emulator::submit(s, [state, generation] { state->complete(generation); });
+}
+// Waits for the event's most recent record at the time of the call; an
+// event never recorded is complete already (CUDA's rule, and its pitfall).
+inline cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned = 0) {
+    if (!e) return chimera_emulator::result(cudaErrorInvalidResourceHandle);
+    auto state = e->state;
+    const std::uint64_t generation = state->last_recorded();
+    if (generation == 0) return chimera_emulator::result();
+    return chimera_emulator::submit(s, [state, generation] { state->wait(generation); });
+}
+inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+    if (!e) return chimera_emulator::result(cudaErrorInvalidResourceHandle);
+    e->state->wait(e->state->last_recorded());
+    return chimera_emulator::result();
+}
+inline cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
+    if (!start || !end || !start->timing || !end->timing || !start->state->done() || !end->state->done())
+        return chimera_emulator::result(cudaErrorInvalidResourceHandle);
+    *ms = std::chrono::duration<float, std::milli>(end->state->time() - start->state->time()).count();
+    return chimera_emulator::result();
+}
+
+// --- device code ---------------------------------------------------------------------
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+// One block's shared memory is the host thread's: blocks run one at a time
+// on the thread of their stream, and all their fibers live on it.
+#define __shared__ static thread_local
+#define threadIdx (::chimera_emulator::current_fiber->thread_index)
+#define blockIdx (::chimera_emulator::current_block->block_index)
+#define blockDim (::chimera_emulator::current_block->block_dim)
+#define gridDim (::chimera_emulator::current_block->grid_dim)
+
+inline void __syncthreads() { chimera_emulator::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { chimera_emulator::warp_barrier(mask); }
+template <class T>
+T __shfl_sync(unsigned mask, T v, int source, int = 32) {
+    return chimera_emulator::shuffle(mask, v, source);
+}
+template <class T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int = 32) {
+    return chimera_emulator::shuffle(mask, v, chimera_emulator::lane() ^ lane_mask);
+}
+template <class T>
+T __shfl_down_sync(unsigned mask, T v, unsigned delta, int = 32) {
+    const int source = chimera_emulator::lane() + static_cast<int>(delta);
+    const T mine = v;
+    const T other = chimera_emulator::shuffle(mask, v, source < 32 ? source : chimera_emulator::lane());
+    return source < 32 ? other : mine;
+}
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }

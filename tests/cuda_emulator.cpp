@@ -1,0 +1,147 @@
+// The CUDA emulator's own semantics (examples/cuda/emulator): the rules the
+// GPU tests rely on when they run on the CPU. Kernels here are plain
+// functions, launched as the backend launches its kernels.
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <cuda/cuda_api.hpp>
+#include <cuda/device.hpp>
+
+using chimera::runtime::gpu::device_buffer;
+
+namespace {
+
+__global__ void lane_sums(int* out) {
+    int v = static_cast<int>(threadIdx.x);
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    out[blockIdx.x * blockDim.x + threadIdx.x] = v;
+}
+
+// Reverses a block's values through shared memory: wrong without the barrier.
+__global__ void reverse_block(int* data) {
+    __shared__ int tile[256];
+    const int t = static_cast<int>(threadIdx.x), n = static_cast<int>(blockDim.x);
+    tile[t] = data[blockIdx.x * n + t];
+    __syncthreads();
+    data[blockIdx.x * n + t] = tile[n - 1 - t];
+}
+
+// Warp 1 splits: lanes 0-15 at the block barrier, 16-31 at a shuffle.
+__global__ void barrier_in_divergent_code(int* out) {
+    if (threadIdx.x < 48) {
+        __syncthreads();
+    } else {
+        out[0] = __shfl_xor_sync(0xffffffffu, 1, 1);
+    }
+}
+
+__global__ void shuffle_after_exit(int* out) {
+    if (threadIdx.x == 5) return;
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1, 1);
+}
+
+__global__ void slow_write(int* out, int value) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // host code in the emulator
+    out[0] = value;
+}
+
+struct fresh_device {
+    fresh_device() { cudaDeviceReset(); }
+    ~fresh_device() { cudaDeviceReset(); }
+};
+
+}  // namespace
+
+TEST_CASE_FIXTURE(fresh_device, "warp shuffles exchange between the 32 lanes of each warp") {
+    device_buffer<int> out(96);
+    CHIMERA_LAUNCH(lane_sums, 1, 96, nullptr)(out.data());
+    REQUIRE(cudaGetLastError() == cudaSuccess);
+    const auto got = out.download();
+    for (int t = 0; t < 96; ++t) CHECK(got[static_cast<std::size_t>(t)] == 496 + 1024 * (t / 32));
+}
+
+TEST_CASE_FIXTURE(fresh_device, "__syncthreads orders shared memory between the threads of a block") {
+    std::vector<int> host(3 * 256);
+    for (std::size_t i = 0; i < host.size(); ++i) host[i] = static_cast<int>(i);
+    device_buffer<int> data(host);
+    CHIMERA_LAUNCH(reverse_block, 3, 256, nullptr)(data.data());
+    const auto got = data.download();
+    for (int b = 0; b < 3; ++b)
+        for (int t = 0; t < 256; ++t) CHECK(got[static_cast<std::size_t>(b * 256 + t)] == b * 256 + 255 - t);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "a barrier that cannot complete is a launch failure, and it is sticky") {
+    device_buffer<int> out(32);
+    CHIMERA_LAUNCH(barrier_in_divergent_code, 1, 64, nullptr)(out.data());
+    const cudaError_t e = cudaGetLastError();
+    CHECK(e == cudaErrorLaunchFailure);
+    CHECK(std::string(cudaGetErrorString(e)).find("deadlock in barrier_in_divergent_code block (0,0,0)") !=
+          std::string::npos);
+    void* p = nullptr;
+    CHECK(cudaMalloc(&p, 16) == cudaErrorLaunchFailure);  // every later call fails, as on a GPU
+    CHECK(cudaDeviceSynchronize() == cudaErrorLaunchFailure);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "a full-mask shuffle with an exited lane is a launch failure naming the thread") {
+    device_buffer<int> out(32);
+    CHIMERA_LAUNCH(shuffle_after_exit, 1, 32, nullptr)(out.data());
+    const std::string why = cudaGetErrorString(cudaGetLastError());
+    CHECK(why.find("lane 5 of the warp has exited") != std::string::npos);
+    CHECK(why.find("shuffle_after_exit block (0,0,0)") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "a bad launch configuration is reported by cudaGetLastError, and not sticky") {
+    device_buffer<int> out(32);
+    CHIMERA_LAUNCH(lane_sums, 1, 2048, nullptr)(out.data());
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
+    CHECK(cudaGetLastError() == cudaSuccess);
+    CHIMERA_LAUNCH(lane_sums, dim3(1, 70000), 32, nullptr)(out.data());
+    CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
+    CHECK(cudaDeviceSynchronize() == cudaSuccess);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "streams: an event orders two streams; a never-recorded event does not") {
+    cudaStream_t a = nullptr, b = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking) == cudaSuccess);
+    REQUIRE(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking) == cudaSuccess);
+    device_buffer<int> value(1), copy(1);
+    value.zero();
+    cudaEvent_t written = nullptr;
+    REQUIRE(cudaEventCreateWithFlags(&written, cudaEventDisableTiming) == cudaSuccess);
+
+    SUBCASE("recorded before the wait: b sees a's write") {
+        CHIMERA_LAUNCH(slow_write, 1, 1, a)(value.data(), 7);
+        CHECK(cudaEventRecord(written, a) == cudaSuccess);
+        CHECK(cudaStreamWaitEvent(b, written, 0) == cudaSuccess);
+        CHECK(cudaMemcpyAsync(copy.data(), value.data(), sizeof(int), cudaMemcpyDeviceToDevice, b) == cudaSuccess);
+        CHECK(cudaStreamSynchronize(b) == cudaSuccess);
+        CHECK(copy.download()[0] == 7);
+    }
+    SUBCASE("waited on before it was recorded: no ordering (the local transport's pitfall)") {
+        CHECK(cudaStreamWaitEvent(b, written, 0) == cudaSuccess);
+        CHIMERA_LAUNCH(slow_write, 1, 1, a)(value.data(), 7);
+        CHECK(cudaEventRecord(written, a) == cudaSuccess);
+        CHECK(cudaMemcpyAsync(copy.data(), value.data(), sizeof(int), cudaMemcpyDeviceToDevice, b) == cudaSuccess);
+        CHECK(cudaStreamSynchronize(b) == cudaSuccess);
+        CHECK(copy.download()[0] == 0);  // b copied before a's kernel finished
+        CHECK(cudaStreamSynchronize(a) == cudaSuccess);
+        CHECK(value.download()[0] == 7);
+    }
+    CHECK(cudaEventDestroy(written) == cudaSuccess);
+    CHECK(cudaStreamDestroy(a) == cudaSuccess);
+    CHECK(cudaStreamDestroy(b) == cudaSuccess);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "cudaFree synchronizes; freeing a pointer twice is an error") {
+    void* p = nullptr;
+    REQUIRE(cudaMalloc(&p, 64) == cudaSuccess);
+    CHECK(reinterpret_cast<std::uintptr_t>(p) % 256 == 0);
+    CHECK(cudaFree(p) == cudaSuccess);
+    CHECK(cudaFree(p) == cudaErrorInvalidDevicePointer);
+    CHECK(cudaGetLastError() == cudaErrorInvalidDevicePointer);
+}
