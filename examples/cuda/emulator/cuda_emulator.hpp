@@ -145,21 +145,74 @@ inline cudaError_t result(cudaError_t e = cudaSuccess) {
 
 // --- fibers: the threads of one block ----------------------------------------------
 
+// AddressSanitizer must be told about stack switches (and it then checks
+// every device memory access of the kernels, like compute-sanitizer).
+#if defined(__SANITIZE_ADDRESS__)
+#define CHIMERA_EMULATOR_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHIMERA_EMULATOR_ASAN 1
+#endif
+#endif
+#if defined(CHIMERA_EMULATOR_ASAN)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#endif
+
 // A fiber's saved registers. On x86-64 a switch is a few instructions
 // (context_switch.cpp); glibc's swapcontext makes a system call per switch,
 // which made the emulator ten times slower.
 #if defined(__x86_64__)
-struct context {
-    void* stack_pointer = nullptr;
-};
 extern "C" void chimera_emulator_switch(void** save, void* load);
-inline void switch_context(context& from, context& to) { chimera_emulator_switch(&from.stack_pointer, to.stack_pointer); }
-// The stack as chimera_emulator_switch leaves it: MXCSR and x87 control
-// word, six callee-saved registers (zero), then the return address.
+#endif
+struct context {
+#if defined(__x86_64__)
+    void* stack_pointer = nullptr;
+#else
+    ucontext_t uc{};
+#endif
+    const void* stack = nullptr;  // lowest address, for the sanitizer
+    std::size_t stack_size = 0;
+};
+
+// `finished`: the fiber switching away never runs again.
+inline void switch_context(context& from, context& to, bool finished = false) {
+#if defined(CHIMERA_EMULATOR_ASAN)
+    void* fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(finished ? nullptr : &fake_stack, to.stack, to.stack_size);
+#else
+    (void)finished;
+#endif
+#if defined(__x86_64__)
+    chimera_emulator_switch(&from.stack_pointer, to.stack_pointer);
+#else
+    swapcontext(&from.uc, &to.uc);
+#endif
+#if defined(CHIMERA_EMULATOR_ASAN)
+    __sanitizer_finish_switch_fiber(fake_stack, &from.stack, &from.stack_size);
+#endif
+}
+// A fiber's first instruction: learn the stack it came from.
+inline void entered_context(context& from) {
+#if defined(CHIMERA_EMULATOR_ASAN)
+    __sanitizer_finish_switch_fiber(nullptr, &from.stack, &from.stack_size);
+#else
+    (void)from;
+#endif
+}
+
 inline void start_context(context& c, char* stack, std::size_t bytes, void (*entry)()) {
-    auto top = reinterpret_cast<std::uintptr_t>(stack + bytes) & ~std::uintptr_t{15};
+    c.stack = stack;
+    c.stack_size = bytes;
+#if defined(CHIMERA_EMULATOR_ASAN)
+    __asan_unpoison_memory_region(stack, bytes);  // frames of an earlier fiber never returned
+#endif
+#if defined(__x86_64__)
+    // The stack as chimera_emulator_switch leaves it: MXCSR and x87 control
+    // word, six callee-saved registers (zero), then the return address.
     // After `ret` pops frame[7], rsp = frame + 8 words must be 8 mod 16, as
     // right after a call.
+    auto top = reinterpret_cast<std::uintptr_t>(stack + bytes) & ~std::uintptr_t{15};
     auto* frame = reinterpret_cast<std::uint64_t*>(top) - 9;
     std::uint32_t mxcsr;
     std::uint16_t fpu;
@@ -170,20 +223,14 @@ inline void start_context(context& c, char* stack, std::size_t bytes, void (*ent
     frame[7] = reinterpret_cast<std::uint64_t>(entry);
     frame[8] = 0;  // no return address: entry never returns
     c.stack_pointer = frame;
-}
 #else
-struct context {
-    ucontext_t uc{};
-};
-inline void switch_context(context& from, context& to) { swapcontext(&from.uc, &to.uc); }
-inline void start_context(context& c, char* stack, std::size_t bytes, void (*entry)()) {
     getcontext(&c.uc);
     c.uc.uc_stack.ss_sp = stack;
     c.uc.uc_stack.ss_size = bytes;
     c.uc.uc_link = nullptr;
     makecontext(&c.uc, entry, 0);
-}
 #endif
+}
 
 constexpr int warp_size = 32;
 
@@ -234,14 +281,14 @@ inline std::string where() {
            std::to_string(f.thread_index.z) + ")";
 }
 
-// A failure inside a kernel: the block is abandoned (its fibers are never
-// resumed) and the launch reports it.
+// A failure inside a kernel: unwinds the failing thread (fiber_entry
+// catches it); the block's other threads are never resumed and the launch
+// reports the failure.
+struct kernel_abort {};
 [[noreturn]] inline void kernel_failure(const std::string& what) {
     block_run& b = *current_block;
     if (b.failure.empty()) b.failure = what + " in " + where();
-    current_fiber->at = fiber::state::done;
-    switch_context(current_fiber->saved, b.scheduler);
-    std::abort();  // never resumed
+    throw kernel_abort{};
 }
 
 inline void wait_at(fiber::state s) {
@@ -250,13 +297,15 @@ inline void wait_at(fiber::state s) {
 }
 
 inline void fiber_entry() {
+    entered_context(current_block->scheduler);
     try {
         (*current_block->body)();
+    } catch (const kernel_abort&) {
     } catch (const std::exception& e) {
         if (current_block->failure.empty()) current_block->failure = std::string("exception: ") + e.what() + " in " + where();
     }
     current_fiber->at = fiber::state::done;
-    switch_context(current_fiber->saved, current_block->scheduler);
+    switch_context(current_fiber->saved, current_block->scheduler, true);
     std::abort();  // a finished fiber is never resumed
 }
 
