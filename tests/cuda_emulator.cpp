@@ -3,6 +3,7 @@
 // functions, launched as the backend launches its kernels.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <string>
@@ -50,6 +51,11 @@ __global__ void slow_write(int* out, int value) {
     out[0] = value;
 }
 
+std::vector<unsigned> block_order;  // host memory: the emulator runs kernels on the host
+__global__ void note_block() {
+    if (threadIdx.x == 0) block_order.push_back(blockIdx.x);
+}
+
 struct fresh_device {
     fresh_device() { cudaDeviceReset(); }
     ~fresh_device() { cudaDeviceReset(); }
@@ -73,6 +79,23 @@ TEST_CASE_FIXTURE(fresh_device, "__syncthreads orders shared memory between the 
     const auto got = data.download();
     for (int b = 0; b < 3; ++b)
         for (int t = 0; t < 256; ++t) CHECK(got[static_cast<std::size_t>(b * 256 + t)] == b * 256 + 255 - t);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "blocks run in a shuffled but reproducible order") {
+    std::vector<std::vector<unsigned>> runs;
+    for (int run = 0; run < 2; ++run) {
+        block_order.clear();
+        CHIMERA_LAUNCH(note_block, 64, 32, nullptr)();
+        REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+        runs.push_back(block_order);
+    }
+    CHECK(runs[0] == runs[1]);
+    auto sorted = runs[0];
+    std::sort(sorted.begin(), sorted.end());
+    std::vector<unsigned> identity(64);
+    for (unsigned i = 0; i < 64; ++i) identity[i] = i;
+    CHECK(sorted == identity);      // every block once
+    CHECK(runs[0] != identity);     // not in index order
 }
 
 TEST_CASE_FIXTURE(fresh_device, "a barrier that cannot complete is a launch failure, and it is sticky") {

@@ -385,7 +385,11 @@ inline void run_block(block_run& b, stack_pool& pool) {
     current_fiber = saved_fiber;
 }
 
-// Runs a whole grid on the calling host thread, block after block.
+// Runs a whole grid on the calling host thread, block after block, in a
+// shuffled order: a GPU gives no order between blocks, so a kernel that
+// reads what another block of the same launch writes must not pass just
+// because block 0 happened to run first. The shuffle is seeded by the grid
+// shape, so runs are reproducible.
 inline void run_grid(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body) {
     if (sticky() != cudaSuccess) return;
     static thread_local stack_pool pool;
@@ -394,16 +398,26 @@ inline void run_grid(const char* kernel, dim3 grid, dim3 block, const std::funct
     b.block_dim = block;
     b.grid_dim = grid;
     b.body = &body;
-    for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-            for (unsigned x = 0; x < grid.x; ++x) {
-                b.block_index = dim3(x, y, z);
-                run_block(b, pool);
-                if (!b.failure.empty()) {
-                    fail("kernel failure: " + b.failure);
-                    return;
-                }
-            }
+    const std::size_t blocks = static_cast<std::size_t>(grid.x) * grid.y * grid.z;
+    std::vector<std::size_t> order(blocks);
+    for (std::size_t i = 0; i < blocks; ++i) order[i] = i;
+    std::uint64_t state = 0x9e3779b97f4a7c15ull ^ ((grid.x * 31ull + grid.y) * 31ull + grid.z);
+    for (std::size_t i = blocks; i > 1; --i) {  // Fisher-Yates with splitmix64
+        state += 0x9e3779b97f4a7c15ull;
+        std::uint64_t z = state;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        std::swap(order[i - 1], order[(z ^ (z >> 31)) % i]);
+    }
+    for (const std::size_t i : order) {
+        b.block_index = dim3(static_cast<unsigned>(i % grid.x), static_cast<unsigned>(i / grid.x % grid.y),
+                             static_cast<unsigned>(i / grid.x / grid.y));
+        run_block(b, pool);
+        if (!b.failure.empty()) {
+            fail("kernel failure: " + b.failure);
+            return;
+        }
+    }
 }
 
 // --- device-side primitives ----------------------------------------------------------
