@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -187,6 +188,94 @@ TEST_CASE("G2 bf16 tensor-core GEMM against an fp64 product of the rounded input
         gpu::gemm_g2_bf16(d_out.data(), d_a.data(), d_b.data(), M, N, K, nullptr);
         device_sync();
         expect_close(d_out.download(), ref, 1e-4 * K, 1.0 / 128, "gemm_g2_bf16");
+    }
+}
+
+TEST_CASE("G2 bf16 casts: row-major and transposed, K padded with zeros") {
+    const int rows = 5, cols = 37;  // neither a multiple of 8
+    const auto in = random_floats(static_cast<std::size_t>(rows) * cols, 45, 3.0);
+    const int padded_cols = gpu::bf16_padded(cols), padded_rows = gpu::bf16_padded(rows);
+    REQUIRE(padded_cols == 40);
+    REQUIRE(padded_rows == 8);
+    std::vector<std::uint16_t> flat(static_cast<std::size_t>(rows) * padded_cols, 0),
+        transposed(static_cast<std::size_t>(cols) * padded_rows, 0);
+    for (int r = 0; r < rows; ++r)
+        for (int c = 0; c < cols; ++c) {
+            const std::uint16_t h = math::to_bf16(in[static_cast<std::size_t>(r) * cols + c]);
+            flat[static_cast<std::size_t>(r) * padded_cols + c] = h;
+            transposed[static_cast<std::size_t>(c) * padded_rows + r] = h;
+        }
+    device_buffer<float> d_in(in);
+    // Filled with ones first: the padding must be written, not left over.
+    device_buffer<std::uint16_t> d_flat(std::vector<std::uint16_t>(flat.size(), 0xffff)),
+        d_transposed(std::vector<std::uint16_t>(transposed.size(), 0xffff));
+    gpu::cast_to_bf16_padded(d_flat.data(), d_in.data(), rows, cols, padded_cols, nullptr);
+    gpu::transpose_to_bf16_padded(d_transposed.data(), d_in.data(), rows, cols, padded_rows, nullptr);
+    device_sync();
+    CHECK(d_flat.download() == flat);
+    CHECK(d_transposed.download() == transposed);
+    CHECK_THROWS_AS(gpu::cast_to_bf16_padded(d_flat.data(), d_in.data(), rows, cols, cols - 1, nullptr),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(gpu::gemm_g2_bf16(nullptr, nullptr, nullptr, nullptr, 1, 1, 12, 1, false, nullptr),
+                    std::invalid_argument);
+}
+
+TEST_CASE("matmul: the three layouts on G2 (bf16) against an fp64 product of the rounded inputs") {
+    for (const auto& [N, C, OC] : {std::tuple{37, 45, 71}, std::tuple{130, 200, 96}, std::tuple{1, 3, 1},
+                                   std::tuple{16, 64, 192}}) {
+        CAPTURE(N);
+        CAPTURE(C);
+        CAPTURE(OC);
+        const auto inp = random_floats(static_cast<std::size_t>(N) * C, 80),
+                   weight = random_floats(static_cast<std::size_t>(OC) * C, 81),
+                   bias = random_floats(static_cast<std::size_t>(OC), 82),
+                   dout = random_floats(static_cast<std::size_t>(N) * OC, 83),
+                   dinp = random_floats(inp.size(), 84), dweight = random_floats(weight.size(), 85),
+                   dbias = random_floats(bias.size(), 86);
+        auto rounded = [](float x) { return static_cast<double>(math::from_bf16(math::to_bf16(x))); };
+        auto at = [](const std::vector<float>& v, int row, int cols, int col) {
+            return v[static_cast<std::size_t>(row) * cols + col];
+        };
+        // fp64 references; the previous contents of the gradients are added
+        // (backward accumulates), the bias is added unrounded.
+        std::vector<float> out_ref(static_cast<std::size_t>(N) * OC), dinp_ref(dinp), dweight_ref(dweight), dbias_ref(dbias);
+        for (int n = 0; n < N; ++n)
+            for (int o = 0; o < OC; ++o) {
+                double s = bias[static_cast<std::size_t>(o)];
+                for (int c = 0; c < C; ++c) s += rounded(at(inp, n, C, c)) * rounded(at(weight, o, C, c));
+                out_ref[static_cast<std::size_t>(n) * OC + o] = static_cast<float>(s);
+            }
+        for (int n = 0; n < N; ++n)
+            for (int c = 0; c < C; ++c) {
+                double s = at(dinp, n, C, c);
+                for (int o = 0; o < OC; ++o) s += rounded(at(dout, n, OC, o)) * rounded(at(weight, o, C, c));
+                dinp_ref[static_cast<std::size_t>(n) * C + c] = static_cast<float>(s);
+            }
+        for (int o = 0; o < OC; ++o) {
+            for (int c = 0; c < C; ++c) {
+                double s = at(dweight, o, C, c);
+                for (int n = 0; n < N; ++n) s += rounded(at(dout, n, OC, o)) * rounded(at(inp, n, C, c));
+                dweight_ref[static_cast<std::size_t>(o) * C + c] = static_cast<float>(s);
+            }
+            double s = dbias[static_cast<std::size_t>(o)];
+            for (int n = 0; n < N; ++n) s += at(dout, n, OC, o);
+            dbias_ref[static_cast<std::size_t>(o)] = static_cast<float>(s);
+        }
+        device_buffer<float> d_inp(inp), d_w(weight), d_bias(bias), d_dout(dout), d_out(out_ref.size()), d_dinp(dinp),
+            d_dw(dweight), d_db(dbias);
+        device_buffer<std::uint16_t> scratch(gpu::matmul_bf16_scratch(N, C, OC));
+        gpu::matmul_forward_bf16(d_out.data(), d_inp.data(), d_w.data(), d_bias.data(), N, C, OC, scratch.data(), nullptr);
+        gpu::matmul_backward_input_bf16(d_dinp.data(), d_dout.data(), d_w.data(), N, C, OC, scratch.data(), nullptr);
+        gpu::matmul_backward_weight_bf16(d_dw.data(), d_db.data(), d_dout.data(), d_inp.data(), N, C, OC,
+                                         scratch.data(), nullptr);
+        device_sync();
+        // bf16 rtol 2^-7 (runtime.md §8); the atol covers fp32 accumulation
+        // over K terms of size up to 1 (random-walk growth, sqrt(K)).
+        auto atol = [](int K) { return 1e-5 * std::sqrt(static_cast<double>(K)); };
+        expect_close(d_out.download(), out_ref, atol(C), 1.0 / 128, "matmul forward (G2)");
+        expect_close(d_dinp.download(), dinp_ref, atol(OC), 1.0 / 128, "matmul backward input (G2)");
+        expect_close(d_dw.download(), dweight_ref, atol(N), 1.0 / 128, "matmul backward weight (G2)");
+        expect_close(d_db.download(), dbias_ref, 1e-5 * N, 1e-5, "matmul backward bias (fp32)");
     }
 }
 

@@ -65,6 +65,20 @@ void gemm_g1(const gemm_args& g, cudaStream_t stream);
 // out[M,N] = A[M,K] * B[N,K]^T, K a multiple of 8 (16-byte rows).
 void gemm_g2_bf16(float* out, const std::uint16_t* a, const std::uint16_t* b, int M, int N, int K,
                   cudaStream_t stream);
+// G2 with G0/G1's epilogue: out[m*ldc + n] = (accumulate ? out : 0) +
+// bias[n] (when not null) + sum_k A[m,k] B[n,k]; K a multiple of 8, a and b
+// 16-byte aligned.
+void gemm_g2_bf16(float* out, const std::uint16_t* a, const std::uint16_t* b, const float* bias, int M, int N, int K,
+                  int ldc, bool accumulate, cudaStream_t stream);
+// G2's K: rounded up to a multiple of 8 (16-byte rows for cp.async).
+inline int bf16_padded(int k) { return (k + 7) / 8 * 8; }
+// bf16 operands for G2, padding with zeros: out[r, k] = bf16(in[r, k]) with
+// row stride padded_cols >= cols; transposed, out[c, r] = bf16(in[r, c])
+// with row stride padded_rows >= rows. `in` is fp32 [rows, cols].
+void cast_to_bf16_padded(std::uint16_t* out, const float* in, int rows, int cols, int padded_cols,
+                         cudaStream_t stream);
+void transpose_to_bf16_padded(std::uint16_t* out, const float* in, int rows, int cols, int padded_rows,
+                              cudaStream_t stream);
 
 // The three matmul layouts of the model on G1 (as the CPU twins).
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,
@@ -73,6 +87,17 @@ void matmul_backward_input(float* dinp, const float* dout, const float* weight, 
                            cudaStream_t stream);
 void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C, int OC,
                             cudaStream_t stream);
+// The same three layouts on G2 (bf16 tensor cores, fp32 accumulate, fp32
+// inputs and outputs): inputs rounded to bf16 into `scratch`, which holds
+// matmul_bf16_scratch(N, C, OC) elements and is in use until the stream
+// reaches the end of the call. The bias gradient stays an fp32 column sum.
+std::size_t matmul_bf16_scratch(int N, int C, int OC);
+void matmul_forward_bf16(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,
+                         std::uint16_t* scratch, cudaStream_t stream);
+void matmul_backward_input_bf16(float* dinp, const float* dout, const float* weight, int N, int C, int OC,
+                                std::uint16_t* scratch, cudaStream_t stream);
+void matmul_backward_weight_bf16(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C,
+                                 int OC, std::uint16_t* scratch, cudaStream_t stream);
 
 // --- attention v1 (unfused) ------------------------------------------------
 // att: [B, NH, T, T] softmax probabilities (kept for backward). scratch for

@@ -130,11 +130,86 @@ void gemm_g1(const gemm_args& g, cudaStream_t stream) {
 
 void gemm_g2_bf16(float* out, const std::uint16_t* a, const std::uint16_t* b, int M, int N, int K,
                   cudaStream_t stream) {
+    gemm_g2_bf16(out, a, b, nullptr, M, N, K, N, false, stream);
+}
+
+void gemm_g2_bf16(float* out, const std::uint16_t* a, const std::uint16_t* b, const float* bias, int M, int N, int K,
+                  int ldc, bool accumulate, cudaStream_t stream) {
     if (K % 8 != 0) throw std::invalid_argument("gemm_g2_bf16: K must be a multiple of 8 (got " + std::to_string(K) + ")");
+    if (ldc < N) throw std::invalid_argument("gemm_g2_bf16: ldc " + std::to_string(ldc) + " < N " + std::to_string(N));
     if (M <= 0 || N <= 0) return;
     const dim3 grid(grid_for(static_cast<size_t>(N), k::g2_tile), grid_for(static_cast<size_t>(M), k::g2_tile));
-    CHIMERA_LAUNCH(k::gemm_bf16_mma, grid, 256, stream)(out, a, b, M, N, K);
+    const k::gemm_params g{out, nullptr, nullptr, bias, 0, 0, 0, 0, M, N, K, ldc, accumulate};
+    CHIMERA_LAUNCH(k::gemm_bf16_mma, grid, 256, stream)(g, a, b);
     launched("gemm_g2_bf16");
+}
+
+void cast_to_bf16_padded(std::uint16_t* out, const float* in, int rows, int cols, int padded_cols,
+                         cudaStream_t stream) {
+    if (padded_cols < cols)
+        throw std::invalid_argument("cast_to_bf16_padded: padded_cols " + std::to_string(padded_cols) + " < cols " +
+                                    std::to_string(cols));
+    if (rows <= 0 || padded_cols <= 0) return;
+    CHIMERA_LAUNCH(k::cast_to_bf16_padded, grid_for(static_cast<size_t>(rows) * padded_cols), threads, stream)(
+        out, in, rows, cols, padded_cols);
+    launched("cast_to_bf16_padded");
+}
+
+void transpose_to_bf16_padded(std::uint16_t* out, const float* in, int rows, int cols, int padded_rows,
+                              cudaStream_t stream) {
+    if (padded_rows < rows)
+        throw std::invalid_argument("transpose_to_bf16_padded: padded_rows " + std::to_string(padded_rows) +
+                                    " < rows " + std::to_string(rows));
+    if (cols <= 0 || padded_rows <= 0) return;
+    const dim3 grid(grid_for(static_cast<size_t>(cols), k::transpose_tile),
+                    grid_for(static_cast<size_t>(padded_rows), k::transpose_tile));
+    CHIMERA_LAUNCH(k::transpose_to_bf16_padded, grid, 256, stream)(out, in, rows, cols, padded_rows);
+    launched("transpose_to_bf16_padded");
+}
+
+// The bf16 matmuls: both operands cast (and transposed where the layout
+// needs it) into `scratch`, A first, then the NT kernel with the epilogue.
+// A's part holds M * Kp elements, a multiple of 8, so B's rows stay 16-byte
+// aligned.
+std::size_t matmul_bf16_scratch(int N, int C, int OC) {
+    const auto n = static_cast<std::size_t>(N), c = static_cast<std::size_t>(C), oc = static_cast<std::size_t>(OC);
+    const auto np = static_cast<std::size_t>(bf16_padded(N)), cp = static_cast<std::size_t>(bf16_padded(C)),
+               ocp = static_cast<std::size_t>(bf16_padded(OC));
+    return std::max({(n + oc) * cp, (n + c) * ocp, (oc + c) * np});
+}
+
+void matmul_forward_bf16(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,
+                         std::uint16_t* scratch, cudaStream_t stream) {
+    const int Cp = bf16_padded(C);
+    std::uint16_t* a = scratch;
+    std::uint16_t* b = scratch + static_cast<size_t>(N) * Cp;
+    cast_to_bf16_padded(a, inp, N, C, Cp, stream);
+    cast_to_bf16_padded(b, weight, OC, C, Cp, stream);
+    gemm_g2_bf16(out, a, b, bias, N, OC, Cp, OC, false, stream);
+}
+
+void matmul_backward_input_bf16(float* dinp, const float* dout, const float* weight, int N, int C, int OC,
+                                std::uint16_t* scratch, cudaStream_t stream) {
+    const int OCp = bf16_padded(OC);
+    std::uint16_t* a = scratch;
+    std::uint16_t* b = scratch + static_cast<size_t>(N) * OCp;
+    cast_to_bf16_padded(a, dout, N, OC, OCp, stream);
+    transpose_to_bf16_padded(b, weight, OC, C, OCp, stream);
+    gemm_g2_bf16(dinp, a, b, nullptr, N, C, OCp, C, true, stream);
+}
+
+void matmul_backward_weight_bf16(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C,
+                                 int OC, std::uint16_t* scratch, cudaStream_t stream) {
+    const int Np = bf16_padded(N);
+    std::uint16_t* a = scratch;
+    std::uint16_t* b = scratch + static_cast<size_t>(OC) * Np;
+    transpose_to_bf16_padded(a, dout, N, OC, Np, stream);
+    transpose_to_bf16_padded(b, inp, N, C, Np, stream);
+    gemm_g2_bf16(dweight, a, b, nullptr, OC, C, Np, C, true, stream);
+    if (dbias) {
+        CHIMERA_LAUNCH(k::column_sum_add, grid_for(static_cast<size_t>(OC), 128), 128, stream)(dbias, dout, N, OC);
+        launched("matmul_backward_weight_bf16 (bias)");
+    }
 }
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,

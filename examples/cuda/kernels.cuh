@@ -281,9 +281,11 @@ __device__ inline void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], con
 }
 #endif
 
-__global__ void __launch_bounds__(256) gemm_bf16_mma(float* out, const std::uint16_t* a, const std::uint16_t* b, int M,
-                                                     int N, int K) {
+// The epilogue (bias, accumulate, ldc, bounds) is G0/G1's gemm_store; g.a and
+// g.b are unused (the operands are the bf16 a [M,K] and b [N,K]).
+__global__ void __launch_bounds__(256) gemm_bf16_mma(gemm_params g, const std::uint16_t* a, const std::uint16_t* b) {
 #if defined(CHIMERA_CUDA_EMULATION) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
+    const int M = g.M, N = g.N, K = g.K;
     __shared__ __align__(16) std::uint16_t as[2][g2_tile][g2_k + g2_pad];
     __shared__ __align__(16) std::uint16_t bs[2][g2_tile][g2_k + g2_pad];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -300,6 +302,11 @@ __global__ void __launch_bounds__(256) gemm_bf16_mma(float* out, const std::uint
         }
         cp_async_commit();
     };
+    // 16x8 tiles of this warp that hold outputs (warp-uniform, so skipping
+    // the others costs no divergence): small and ragged GEMMs skip most of
+    // the block tile's mma and ldmatrix work.
+    const int warp_tiles_m = min(4, max(0, (M - m0 - warp_m * 64 + 15) / 16));
+    const int warp_tiles_n = min(4, max(0, (N - n0 - warp_n * 32 + 7) / 8));
     const int steps = (K + g2_k - 1) / g2_k;
     load(0, 0);
     for (int s = 0; s < steps; ++s) {
@@ -316,14 +323,17 @@ __global__ void __launch_bounds__(256) gemm_bf16_mma(float* out, const std::uint
             unsigned af[4][4], bf[4][2];
 #pragma unroll
             for (int i = 0; i < 4; ++i)
-                ldmatrix_x4(af[i], &as[buffer][warp_m * 64 + i * 16 + lane % 16][kk + (lane / 16) * 8]);
+                if (i < warp_tiles_m)
+                    ldmatrix_x4(af[i], &as[buffer][warp_m * 64 + i * 16 + lane % 16][kk + (lane / 16) * 8]);
 #pragma unroll
             for (int j = 0; j < 4; ++j)
-                ldmatrix_x2(bf[j], &bs[buffer][warp_n * 32 + j * 8 + lane % 8][kk + ((lane / 8) % 2) * 8]);
+                if (j < warp_tiles_n)
+                    ldmatrix_x2(bf[j], &bs[buffer][warp_n * 32 + j * 8 + lane % 8][kk + ((lane / 8) % 2) * 8]);
 #pragma unroll
             for (int i = 0; i < 4; ++i)
 #pragma unroll
-                for (int j = 0; j < 4; ++j) mma_bf16_16816(acc[i][j], af[i], bf[j]);
+                for (int j = 0; j < 4; ++j)
+                    if (i < warp_tiles_m && j < warp_tiles_n) mma_bf16_16816(acc[i][j], af[i], bf[j]);
         }
         __syncthreads();  // this buffer is refilled two steps later
     }
@@ -335,11 +345,41 @@ __global__ void __launch_bounds__(256) gemm_bf16_mma(float* out, const std::uint
             for (int h = 0; h < 2; ++h) {
                 const int m = m0 + warp_m * 64 + i * 16 + lane / 4 + h * 8;
                 const int n = n0 + warp_n * 32 + j * 8 + (lane % 4) * 2;
-                if (m >= M) continue;
-                if (n < N) out[static_cast<size_t>(m) * N + n] = acc[i][j][2 * h];
-                if (n + 1 < N) out[static_cast<size_t>(m) * N + n + 1] = acc[i][j][2 * h + 1];
+                gemm_store(g, m, n, acc[i][j][2 * h]);
+                gemm_store(g, m, n + 1, acc[i][j][2 * h + 1]);
             }
 #endif
+}
+
+// bf16 operands for G2, K padded with zeros to a multiple of 8 (16-byte
+// cp.async rows). Row-major: out[r, k] = bf16(in[r, k]) (row stride
+// padded_cols).
+__global__ void cast_to_bf16_padded(std::uint16_t* out, const float* in, int rows, int cols, int padded_cols) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i >= static_cast<size_t>(rows) * padded_cols) return;
+    const size_t r = i / padded_cols;
+    const int k = static_cast<int>(i % padded_cols);
+    out[i] = k < cols ? math::to_bf16(in[r * cols + k]) : std::uint16_t{0};
+}
+
+// Transposed: out[c, r] = bf16(in[r, c]) (row stride padded_rows; rows
+// r >= `rows` are zero). 32x32 tiles through shared memory, 256 threads as
+// 32 x 8, so both the reads and the writes are coalesced.
+constexpr int transpose_tile = 32;
+__global__ void __launch_bounds__(256) transpose_to_bf16_padded(std::uint16_t* out, const float* in, int rows,
+                                                                 int cols, int padded_rows) {
+    __shared__ float tile[transpose_tile][transpose_tile + 1];
+    const int tx = threadIdx.x % transpose_tile, ty = threadIdx.x / transpose_tile;
+    const int r0 = blockIdx.y * transpose_tile, c0 = blockIdx.x * transpose_tile;
+    for (int j = ty; j < transpose_tile; j += 256 / transpose_tile) {
+        const int r = r0 + j, c = c0 + tx;
+        tile[j][tx] = r < rows && c < cols ? in[static_cast<size_t>(r) * cols + c] : 0.f;
+    }
+    __syncthreads();
+    for (int j = ty; j < transpose_tile; j += 256 / transpose_tile) {
+        const int c = c0 + j, r = r0 + tx;
+        if (c < cols && r < padded_rows) out[static_cast<size_t>(c) * padded_rows + r] = math::to_bf16(tile[tx][j]);
+    }
 }
 
 // --- attention v1: scores, softmax, weighted sum (and their backward) --------

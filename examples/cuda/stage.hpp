@@ -5,7 +5,9 @@
 // of a worker runs in order on its stream.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <vector>
 
@@ -25,10 +27,17 @@ struct gpu_stash {
     bool input_backward_done = false;
 };
 
+// Arithmetic of the matmuls (runtime.md §7). bf16: the inputs of every
+// matmul are rounded to bf16 and multiplied on tensor cores (G2) with fp32
+// accumulation; everything else stays fp32: parameters (the master
+// weights), gradients, AdamW moments, activations and the other kernels.
+enum class precision { fp32, bf16 };
+
 class gpu_stage_model {
 public:
-    gpu_stage_model(const gpt::gpt_config& config, const gpt::stage_layout& layout, int batch, int seq)
-        : c_(config), l_(layout), B_(batch), T_(seq) {
+    gpu_stage_model(const gpt::gpt_config& config, const gpt::stage_layout& layout, int batch, int seq,
+                    precision arithmetic = precision::fp32)
+        : c_(config), l_(layout), B_(batch), T_(seq), precision_(arithmetic) {
         const std::size_t BT = static_cast<std::size_t>(B_) * T_, C = static_cast<std::size_t>(c_.channels);
         gpt::stash_allocator stash;
         auto take = [&](std::size_t n) { return stash.take(n); };
@@ -47,10 +56,23 @@ public:
         // Workspace: the residual gradient, the widest temporary, attention scratch.
         workspace_size_ = BT * C + BT * 4 * C + static_cast<std::size_t>(B_) * c_.heads * T_ * T_;
         check(cudaMalloc(reinterpret_cast<void**>(&workspace_), workspace_size_ * sizeof(float)), "cudaMalloc workspace");
+        if (precision_ == precision::bf16) {
+            // The bf16 operands of the widest matmul of this stage.
+            const int N = B_ * T_, Cn = c_.channels;
+            std::size_t scratch = std::max({matmul_bf16_scratch(N, Cn, 3 * Cn), matmul_bf16_scratch(N, Cn, 4 * Cn),
+                                            matmul_bf16_scratch(N, 4 * Cn, Cn)});
+            if (l_.head) scratch = std::max(scratch, matmul_bf16_scratch(N, Cn, c_.padded_vocab));
+            check(cudaMalloc(reinterpret_cast<void**>(&bf16_scratch_), scratch * sizeof(std::uint16_t)),
+                  "cudaMalloc bf16 scratch");
+        }
     }
     gpu_stage_model(const gpu_stage_model&) = delete;
     gpu_stage_model& operator=(const gpu_stage_model&) = delete;
-    ~gpu_stage_model() { cudaFree(workspace_); }
+    ~gpu_stage_model() {
+        cudaFree(workspace_);
+        if (bf16_scratch_) cudaFree(bf16_scratch_);
+    }
+    precision arithmetic() const { return precision_; }
 
     std::size_t parameter_size() const { return l_.size; }
     std::size_t activation_size() const { return static_cast<std::size_t>(B_) * T_ * c_.channels; }
@@ -204,6 +226,26 @@ public:
     }
 
 private:
+    // Named as the free launchers they wrap, so forward and backward above
+    // call these (class scope hides the namespace) and read the same in
+    // both precisions.
+    void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,
+                        cudaStream_t st) const {
+        if (precision_ == precision::bf16) gpu::matmul_forward_bf16(out, inp, weight, bias, N, C, OC, bf16_scratch_, st);
+        else gpu::matmul_forward(out, inp, weight, bias, N, C, OC, st);
+    }
+    void matmul_backward_input(float* dinp, const float* dout, const float* weight, int N, int C, int OC,
+                               cudaStream_t st) const {
+        if (precision_ == precision::bf16) gpu::matmul_backward_input_bf16(dinp, dout, weight, N, C, OC, bf16_scratch_, st);
+        else gpu::matmul_backward_input(dinp, dout, weight, N, C, OC, st);
+    }
+    void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C, int OC,
+                                cudaStream_t st) const {
+        if (precision_ == precision::bf16)
+            gpu::matmul_backward_weight_bf16(dweight, dbias, dout, inp, N, C, OC, bf16_scratch_, st);
+        else gpu::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, st);
+    }
+
     std::size_t tensor(std::size_t local_index) const { return tensor_offset_[local_index]; }
     std::size_t block_tensor(std::size_t block, int k) const {
         return tensor((l_.embedding ? 2 : 0) + block * gpt::block_tensor_count + static_cast<std::size_t>(k));
@@ -224,6 +266,8 @@ private:
     std::vector<std::size_t> tensor_offset_;
     float* workspace_ = nullptr;
     std::size_t workspace_size_ = 0;
+    precision precision_ = precision::fp32;
+    std::uint16_t* bf16_scratch_ = nullptr;  // bf16 only: the operands of one matmul
 };
 
 }  // namespace chimera::runtime::gpu

@@ -52,6 +52,7 @@ struct options {
     std::string schedule_file;
     int eval_batches = 8;
     std::string backend = "cpu";
+    std::string precision = "fp32";
 };
 
 struct usage_error : std::runtime_error {
@@ -252,10 +253,11 @@ int train(const options& o) {
 }
 
 // --backend cuda: the same schedule on one GPU, one virtual worker (stream)
-// per rank, fp32 kernels (runtime.md §5.2).
+// per rank, fp32 kernels; --precision bf16 runs the matmuls on bf16 tensor
+// cores with fp32 master weights (runtime.md §5.2, §7).
 int train_cuda(const options& o) {
 #if CHIMERA_HAVE_CUDA
-    if (o.fp64) throw usage_error("--backend cuda runs fp32 only (drop --fp64)");
+    if (o.fp64) throw usage_error("--backend cuda runs fp32, or bf16 matmuls with --precision bf16 (drop --fp64)");
     if (!o.checkpoint_dir.empty() || o.resume) throw usage_error("--backend cuda does not checkpoint yet");
     std::string reason;
     if (!gpu::device_available(reason)) throw std::runtime_error("--backend cuda: " + reason);
@@ -277,11 +279,12 @@ int train_cuda(const options& o) {
     }
     const double tokens_per_step =
         static_cast<double>(lowered.micro_batches()) * shape.data_parallel * shape.batch * shape.seq;
+    const gpu::precision arithmetic = o.precision == "bf16" ? gpu::precision::bf16 : gpu::precision::fp32;
     gpu::gpu_pipeline_trainer trainer(lowered, shape, data, gpt::initial_parameters<float>(shape.model, o.seed),
-                                      std::chrono::milliseconds(o.watchdog_ms));
+                                      std::chrono::milliseconds(o.watchdog_ms), arithmetic);
     if (!o.json)
-        fmt::print("backend: cuda, {} virtual workers on one GPU, schedule {}\n", trainer.ranks(),
-                   sequential ? "sequential" : std::string(lowered.name()));
+        fmt::print("backend: cuda ({} matmuls), {} virtual workers on one GPU, schedule {}\n", o.precision,
+                   trainer.ranks(), sequential ? "sequential" : std::string(lowered.name()));
     double first_loss = 0, last_loss = 0, total_seconds = 0;
     for (int step = 0; step < o.steps; ++step) {
         const step_result r = trainer.step(step);
@@ -297,7 +300,7 @@ int train_cuda(const options& o) {
         std::fflush(stdout);
     }
     const double held_out = held_out_loss<float>(shape, data, trainer.state().params, o.eval_batches);
-    nlohmann::json summary{{"backend", "cuda"}, {"steps", o.steps}, {"first_loss", first_loss},
+    nlohmann::json summary{{"backend", "cuda"}, {"precision", o.precision}, {"steps", o.steps}, {"first_loss", first_loss},
                            {"last_loss", last_loss}, {"held_out_loss", held_out},
                            {"replicas_identical", trainer.replicas_identical()},
                            {"tokens_per_s", o.steps > 0 ? tokens_per_step * o.steps / total_seconds : 0.0}};
@@ -342,6 +345,10 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();
     app.add_flag("--fp64", o.fp64, "Run the fp64 twin kernels instead of fp32");
+    app.add_option("--precision", o.precision,
+                   "cuda: fp32, or bf16 (matmuls on bf16 tensor cores; fp32 master weights, gradients, moments)")
+        ->check(CLI::IsMember({"fp32", "bf16"}))
+        ->capture_default_str();
     app.add_option("--schedule-file", o.schedule_file,
                    "Run a schedule from a chimera.schedule/1 JSON file (compute-only or lowered) instead");
     app.add_flag("--no-check", o.no_check,
@@ -356,6 +363,8 @@ int main(int argc, char** argv) {
     }
     try {
         if (o.steps < 0 || o.batch < 1 || o.watchdog_ms < 1) throw usage_error("--steps >= 0, --batch >= 1, --watchdog-ms >= 1");
+        if (o.precision == "bf16" && o.backend != "cuda")
+            throw usage_error("--precision bf16 needs --backend cuda (the CPU backend runs fp32 or --fp64)");
         if (o.backend == "cuda") return train_cuda(o);
         return o.fp64 ? train<double>(o) : train<float>(o);
     } catch (const usage_error& e) {
