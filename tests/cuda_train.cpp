@@ -139,6 +139,12 @@ double relative_error(const std::vector<float>& got, const std::vector<float>& r
     return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
 }
 
+double max_abs_difference(const std::vector<float>& got, const std::vector<float>& ref) {
+    double worst = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) worst = std::max(worst, std::fabs(static_cast<double>(got[i]) - ref[i]));
+    return worst;
+}
+
 }  // namespace
 
 TEST_CASE("V4 bf16: a bf16 GPU training step against the fp32 CPU twin (loss gated, gradients bounded)") {
@@ -169,9 +175,15 @@ TEST_CASE("V4 bf16: a bf16 GPU training step against the fp32 CPU twin (loss gat
             worst = std::max(worst, e);
         }
         MESSAGE("bf16 " << lowered.name() << ": worst per-tensor gradient relative error " << worst);
-        // The master weights moved as in fp32 up to the gradients' rounding:
-        // AdamW steps are about lr = 1e-2 for every weight of either sign.
-        CHECK(mismatches(gpu.state().params, cpu.state().params, 0, 2e-2) == 0);
+        // The master weights: the first AdamW step moves every weight by
+        // about lr = 1e-2 in the direction of its gradient's sign, so a
+        // near-zero gradient that bf16 flips costs up to 2 lr. Gated: no
+        // weight beyond that, and under 1 % of them beyond lr / 10
+        // (measured: 0.2 %).
+        const auto p = gpu.state().params, q = cpu.state().params;
+        MESSAGE("bf16 " << lowered.name() << ": worst parameter difference after AdamW " << max_abs_difference(p, q));
+        CHECK(mismatches(p, q, 0, 2e-2) == 0);
+        CHECK(mismatches(p, q, 0, 1e-3) < static_cast<int>(q.size() / 100));
     }
 }
 
@@ -202,20 +214,18 @@ TEST_CASE("bf16: a Chimera schedule on the local transport trains as the sequent
     // Each micro-batch's forward and backward see the same bits in both runs;
     // only the order of the fp32 gradient sums differs (as in V2), and the
     // next step's bf16 rounding of weights that differ in the last fp32 bits
-    // may flip one bf16 bit. Hence a tolerance above fp32's.
+    // may flip one bf16 bit. Hence a tolerance above fp32's (measured on the
+    // emulator: equal losses, parameters within 2.2e-7).
     double worst_loss = 0;
     for (int step = 0; step < 3; ++step) {
         const auto a = pipelined.step(step), b = sequential.step(step);
-        CHECK(close(a.loss, b.loss, 1e-4, 1e-4));
+        CHECK(close(a.loss, b.loss, 1e-5, 1e-5));
         worst_loss = std::max(worst_loss, std::fabs(a.loss - b.loss));
     }
     const auto p = pipelined.state().params, q = sequential.state().params;
-    double worst_parameter = 0;
-    for (std::size_t i = 0; i < q.size(); ++i)
-        worst_parameter = std::max(worst_parameter, std::fabs(static_cast<double>(p[i]) - q[i]));
     MESSAGE("bf16 chimera vs sequential: worst loss difference " << worst_loss << ", worst parameter difference "
-                                                                 << worst_parameter);
-    CHECK(mismatches(p, q, 1e-3, 1e-3) == 0);
+                                                                 << max_abs_difference(p, q));
+    CHECK(mismatches(p, q, 1e-4, 1e-4) == 0);
     CHECK(pipelined.replicas_identical());
 }
 
