@@ -148,16 +148,23 @@ double max_abs_difference(const std::vector<float>& got, const std::vector<float
 }  // namespace
 
 TEST_CASE("V4 bf16: a bf16 GPU training step against the fp32 CPU twin (loss gated, gradients bounded)") {
-    for (const config& c : {config{algorithm::gpipe, 1, 2, 0, scaling::direct, 1},
-                            config{algorithm::chimera, 4, 4, 0, scaling::direct, 1}}) {
+    // B x T = 1 x 7: every GEMM ragged in M or N, and the weight gradients'
+    // K (the rows) padded from 7 to 8.
+    for (const auto& [c, batch, seq] : {std::tuple{config{algorithm::gpipe, 1, 2, 0, scaling::direct, 1}, 2, 8},
+                                        std::tuple{config{algorithm::chimera, 4, 4, 0, scaling::direct, 1}, 2, 8},
+                                        std::tuple{config{algorithm::gpipe, 1, 1, 0, scaling::direct, 1}, 1, 7}}) {
         const schedule lowered = lower(generate(c));
-        const run_shape shape = test_shape(lowered.micro_batches(), c.data_parallel);
+        run_shape shape = test_shape(lowered.micro_batches(), c.data_parallel);
+        shape.batch = batch;
+        shape.seq = seq;
         const auto initial = gpt::initial_parameters<float>(shape.model, 42);
         runtime::cpu::pipeline_trainer<float> cpu(lowered, shape, data(), initial);
         gpu_pipeline_trainer gpu(lowered, shape, data(), initial, std::chrono::seconds(60), precision::bf16);
         const auto a = gpu.step(0), b = cpu.step(0);
         CAPTURE(lowered.name());
-        MESSAGE("bf16 " << lowered.name() << ": loss " << a.loss << " vs fp32 CPU " << b.loss);
+        CAPTURE(seq);
+        MESSAGE("bf16 " << lowered.name() << ", B x T = " << batch << " x " << seq << ": loss " << a.loss
+                        << " vs fp32 CPU " << b.loss);
         CHECK(close(a.loss, b.loss, 0, 0.05));  // runtime.md §8
         REQUIRE(a.micro_batch_losses.size() == b.micro_batch_losses.size());
         for (std::size_t i = 0; i < a.micro_batch_losses.size(); ++i)
