@@ -1,11 +1,13 @@
 // Host-side parts of the CUDA backend that run without a GPU: the shared
-// bf16 rounding (used by the cast kernels and the twins) and the token
-// buckets of the deterministic encoder backward.
+// bf16 rounding (used by the cast kernels and the twins), the token
+// buckets of the deterministic encoder backward, and launchers rejecting bad
+// shapes before they touch the device.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
 #include <vector>
 
 #include <common/bf16.hpp>
@@ -37,4 +39,18 @@ TEST_CASE("token buckets: unique tokens ascending, positions ascending inside a 
     const std::vector<int> expected{3, 2, 5, 9, 0, 2, 5, 6, 1, 4, 0, 2, 5, 3};
     CHECK(b == expected);
     CHECK(chimera::runtime::gpu::token_buckets(tokens.data(), 0) == std::vector<int>{0, 0});
+}
+
+TEST_CASE("bf16 GEMM launchers: bad shapes are rejected before any launch") {
+    namespace gpu = chimera::runtime::gpu;
+    CHECK(gpu::bf16_padded(7) == 8);
+    CHECK(gpu::bf16_padded(16) == 16);
+    CHECK(gpu::bf16_padded(1) == 8);
+    // G2 reads 16-byte rows: K must be a multiple of 8.
+    CHECK_THROWS_AS(gpu::gemm_g2_bf16(nullptr, nullptr, nullptr, nullptr, 1, 1, 12, 1, false, nullptr),
+                    std::invalid_argument);
+    CHECK_THROWS_AS(gpu::gemm_g2_bf16(nullptr, nullptr, nullptr, nullptr, 1, 4, 16, 3, false, nullptr),
+                    std::invalid_argument);  // ldc < N
+    CHECK_THROWS_AS(gpu::cast_to_bf16_padded(nullptr, nullptr, 2, 9, 8, nullptr), std::invalid_argument);
+    CHECK_THROWS_AS(gpu::transpose_to_bf16_padded(nullptr, nullptr, 9, 2, 8, nullptr), std::invalid_argument);
 }

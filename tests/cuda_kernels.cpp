@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -214,10 +213,6 @@ TEST_CASE("G2 bf16 casts: row-major and transposed, K padded with zeros") {
     device_sync();
     CHECK(d_flat.download() == flat);
     CHECK(d_transposed.download() == transposed);
-    CHECK_THROWS_AS(gpu::cast_to_bf16_padded(d_flat.data(), d_in.data(), rows, cols, cols - 1, nullptr),
-                    std::invalid_argument);
-    CHECK_THROWS_AS(gpu::gemm_g2_bf16(nullptr, nullptr, nullptr, nullptr, 1, 1, 12, 1, false, nullptr),
-                    std::invalid_argument);
 }
 
 TEST_CASE("matmul: the three layouts on G2 (bf16) against an fp64 product of the rounded inputs") {
