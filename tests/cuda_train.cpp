@@ -6,8 +6,10 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,21 @@ int mismatches(const std::vector<float>& got, const std::vector<float>& ref, dou
     return bad;
 }
 
+// Parameters after one AdamW step from the same start. A gradient below
+// AdamW's epsilon is rounding noise (the key bias gradient is zero in exact
+// arithmetic) and moves its weight by about lr*g/epsilon, sign included, so
+// there the bound is the two steps, not the CPU value.
+int step_mismatches(const std::vector<float>& got, const std::vector<float>& ref, const std::vector<float>& g_got,
+                    const std::vector<float>& g_ref, const runtime::math::adamw_params& adam) {
+    int bad = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+        const double noise = std::max(std::fabs(g_got[i]), std::fabs(g_ref[i]));
+        const double slack = noise < adam.epsilon ? 2 * adam.learning_rate * noise / adam.epsilon : 0.0;
+        if (!std::isfinite(got[i]) || !close(got[i], ref[i], 1e-4, 1e-4 + slack)) ++bad;
+    }
+    return bad;
+}
+
 // Whole-model gradient of the CPU trainer (lowest rank holding each stage).
 std::vector<float> cpu_gradients(const runtime::cpu::pipeline_trainer<float>& t) {
     std::vector<float> out;
@@ -46,6 +63,19 @@ std::vector<float> cpu_gradients(const runtime::cpu::pipeline_trainer<float>& t)
                 if (rep.id.stage == st && !found) out.insert(out.end(), rep.grads.begin(), rep.grads.end()), found = true;
     }
     return out;
+}
+
+// V4's gradient rule, tensor by tensor (the failure names the tensor).
+void check_gradients(const std::vector<float>& g_gpu, const std::vector<float>& g_cpu, const gpt::gpt_config& model) {
+    REQUIRE(g_gpu.size() == g_cpu.size());
+    for (const auto& t : gpt::tensor_table(model)) {
+        const std::vector<float> x(g_gpu.begin() + static_cast<std::ptrdiff_t>(t.offset),
+                                   g_gpu.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
+        const std::vector<float> y(g_cpu.begin() + static_cast<std::ptrdiff_t>(t.offset),
+                                   g_cpu.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
+        INFO("gradient of " << t.name);
+        CHECK(mismatches(x, y, 1e-3, 1e-5) == 0);
+    }
 }
 
 }  // namespace
@@ -65,19 +95,39 @@ TEST_CASE("V4: a GPU training step matches the CPU twin (loss, gradient per tens
         for (std::size_t i = 0; i < a.micro_batch_losses.size(); ++i)
             CHECK(close(a.micro_batch_losses[i], b.micro_batch_losses[i], 0, 1e-5));
         const auto g_gpu = gpu.gradients(), g_cpu = cpu_gradients(cpu);
-        REQUIRE(g_gpu.size() == g_cpu.size());
-        for (const auto& t : gpt::tensor_table(shape.model)) {
-            const std::vector<float> x(g_gpu.begin() + static_cast<std::ptrdiff_t>(t.offset),
-                                       g_gpu.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
-            const std::vector<float> y(g_cpu.begin() + static_cast<std::ptrdiff_t>(t.offset),
-                                       g_cpu.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
-            INFO("gradient of " << t.name);
-            CHECK(mismatches(x, y, 1e-3, 1e-5) == 0);
-        }
+        check_gradients(g_gpu, g_cpu, shape.model);
         // One AdamW step moves each weight by about lr; near-zero gradients
         // (the key bias) may flip sign, hence the absolute slack of lr/100.
         CHECK(mismatches(gpu.state().params, cpu.state().params, 1e-4, 1e-4) == 0);
     }
+}
+
+TEST_CASE("V4: a training step with flash attention matches the CPU twin") {
+    // Head size 64 (C = 128, NH = 2), two blocks, an odd T: small enough for
+    // the emulator.
+    run_shape shape = test_shape(2, 1);
+    shape.model = {data().vocab(), 64, 13, 128, 2, 2};
+    shape.seq = 13;
+    const runtime::gpu::gpu_stage_options flash{gpt::attention_kind::flash};
+    for (const config& c : {config{algorithm::gpipe, 1, 2, 0, scaling::direct, 1},
+                            config{algorithm::chimera, 2, 2, 0, scaling::direct, 1}}) {
+        const schedule lowered = lower(generate(c));
+        CAPTURE(lowered.name());
+        const auto initial = gpt::initial_parameters<float>(shape.model, 42);
+        runtime::cpu::pipeline_trainer<float> cpu(lowered, shape, data(), initial);
+        gpu_pipeline_trainer gpu(lowered, shape, data(), initial, std::chrono::seconds(60), flash);
+        const auto a = gpu.step(0), b = cpu.step(0);
+        CHECK(close(a.loss, b.loss, 0, 1e-5));
+        const auto g_gpu = gpu.gradients(), g_cpu = cpu_gradients(cpu);
+        check_gradients(g_gpu, g_cpu, shape.model);
+        CHECK(step_mismatches(gpu.state().params, cpu.state().params, g_gpu, g_cpu, shape.adam) == 0);
+    }
+    // Any other head size is refused when the stage models are built.
+    const run_shape small = test_shape(2, 1);  // C/NH = 8
+    const schedule lowered = lower(generate(config{algorithm::gpipe, 1, 2, 0, scaling::direct, 1}));
+    CHECK_THROWS_WITH_AS(gpu_pipeline_trainer(lowered, small, data(), gpt::initial_parameters<float>(small.model, 1),
+                                              std::chrono::seconds(60), flash),
+                         "flash attention needs head size 64; this model has C/NH = 16/2", std::invalid_argument);
 }
 
 TEST_CASE("V5: two GPU runs give bitwise equal losses and parameters") {

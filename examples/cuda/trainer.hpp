@@ -29,12 +29,13 @@ using cpu::train_state;
 class gpu_pipeline_trainer {
 public:
     gpu_pipeline_trainer(schedule lowered, const run_shape& shape, const gpt::dataset& data,
-                         const std::vector<float>& initial, std::chrono::milliseconds watchdog = std::chrono::seconds(60))
+                         const std::vector<float>& initial, std::chrono::milliseconds watchdog = std::chrono::seconds(60),
+                         const gpu_stage_options& options = {})
         : s_(std::move(lowered)), shape_(shape), data_(data), watchdog_(watchdog) {
         shape_.micro_batches = s_.micro_batches();
         for (int g = 0; g < shape_.data_parallel; ++g)
             for (int w = 0; w < s_.workers(); ++w)
-                workers_.push_back(std::make_unique<cuda_backend>(s_, shape_, data_, g, w, initial));
+                workers_.push_back(std::make_unique<cuda_backend>(s_, shape_, data_, g, w, initial, options));
     }
 
     // The unpipelined reference: whole model on one worker, the same W*N

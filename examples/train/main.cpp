@@ -52,6 +52,7 @@ struct options {
     std::string schedule_file;
     int eval_batches = 8;
     std::string backend = "cpu";
+    std::string attention = "v1";  // cuda only: v1 or flash (head size 64)
 };
 
 struct usage_error : std::runtime_error {
@@ -109,7 +110,9 @@ schedule make_lowered(const options& o, schedule& compute) {
 // The model, batch and optimizer settings both backends train with.
 run_shape shape_of(const options& o, const gpt::dataset& data) {
     run_shape shape;
-    shape.model = o.model == "small" ? gpt::small_model(data.vocab()) : gpt::tiny_model(data.vocab());
+    shape.model = o.model == "small"  ? gpt::small_model(data.vocab())
+                  : o.model == "wide" ? gpt::wide_model(data.vocab())
+                                      : gpt::tiny_model(data.vocab());
     shape.batch = o.batch;
     shape.seq = shape.model.max_seq;
     shape.data_parallel = o.data_parallel;
@@ -261,6 +264,14 @@ int train_cuda(const options& o) {
     if (!gpu::device_available(reason)) throw std::runtime_error("--backend cuda: " + reason);
     const gpt::dataset data(65536, 1);
     run_shape shape = shape_of(o, data);
+    gpu::gpu_stage_options stage_options;
+    if (o.attention == "flash") {
+        if (shape.model.channels != 64 * shape.model.heads)
+            throw usage_error("--attention flash needs head size 64; --model " + o.model + " has C/NH = " +
+                              std::to_string(shape.model.channels) + "/" + std::to_string(shape.model.heads) +
+                              " (try --model wide)");
+        stage_options.attention = gpt::attention_kind::flash;
+    }
     const bool sequential = o.schedule == "sequential";
     schedule compute, lowered;
     if (sequential) {
@@ -278,10 +289,10 @@ int train_cuda(const options& o) {
     const double tokens_per_step =
         static_cast<double>(lowered.micro_batches()) * shape.data_parallel * shape.batch * shape.seq;
     gpu::gpu_pipeline_trainer trainer(lowered, shape, data, gpt::initial_parameters<float>(shape.model, o.seed),
-                                      std::chrono::milliseconds(o.watchdog_ms));
+                                      std::chrono::milliseconds(o.watchdog_ms), stage_options);
     if (!o.json)
-        fmt::print("backend: cuda, {} virtual workers on one GPU, schedule {}\n", trainer.ranks(),
-                   sequential ? "sequential" : std::string(lowered.name()));
+        fmt::print("backend: cuda, {} virtual workers on one GPU, schedule {}, attention {}\n", trainer.ranks(),
+                   sequential ? "sequential" : std::string(lowered.name()), o.attention);
     double first_loss = 0, last_loss = 0, total_seconds = 0;
     for (int step = 0; step < o.steps; ++step) {
         const step_result r = trainer.step(step);
@@ -330,7 +341,9 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"end", "eager", "eager-opt"}))
         ->capture_default_str();
     app.add_option("--steps", o.steps, "Iterations to run (resume: up to this step)")->capture_default_str();
-    app.add_option("--model", o.model, "tiny or small")->check(CLI::IsMember({"tiny", "small"}))->capture_default_str();
+    app.add_option("--model", o.model, "tiny, small or wide (C=128, NH=2: head size 64)")
+        ->check(CLI::IsMember({"tiny", "small", "wide"}))
+        ->capture_default_str();
     app.add_option("--batch", o.batch, "Rows (sequences) per micro-batch")->capture_default_str();
     app.add_option("--lr", o.learning_rate, "AdamW learning rate")->capture_default_str();
     app.add_option("--weight-decay", o.weight_decay, "AdamW weight decay (matrices only)")->capture_default_str();
@@ -342,6 +355,9 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"cpu", "cuda"}))
         ->capture_default_str();
     app.add_flag("--fp64", o.fp64, "Run the fp64 twin kernels instead of fp32");
+    app.add_option("--attention", o.attention, "cuda: v1 (unfused) or flash (head size 64, e.g. --model wide)")
+        ->check(CLI::IsMember({"v1", "flash"}))
+        ->capture_default_str();
     app.add_option("--schedule-file", o.schedule_file,
                    "Run a schedule from a chimera.schedule/1 JSON file (compute-only or lowered) instead");
     app.add_flag("--no-check", o.no_check,
@@ -356,6 +372,8 @@ int main(int argc, char** argv) {
     }
     try {
         if (o.steps < 0 || o.batch < 1 || o.watchdog_ms < 1) throw usage_error("--steps >= 0, --batch >= 1, --watchdog-ms >= 1");
+        if (o.attention != "v1" && o.backend != "cuda")
+            throw usage_error("--attention " + o.attention + " needs --backend cuda (the CPU backend runs v1)");
         if (o.backend == "cuda") return train_cuda(o);
         return o.fp64 ? train<double>(o) : train<float>(o);
     } catch (const usage_error& e) {
