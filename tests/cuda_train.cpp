@@ -1,20 +1,25 @@
 // The CUDA backend end to end (runtime.md §8): V4 (a GPU training step
-// against the CPU twin: loss, gradient per tensor, parameters), V5 (two GPU
-// runs are bitwise equal) and every schedule on the local transport against
-// the sequential GPU run (V2's tolerance). Exits 77 (SKIP) without a GPU.
+// against the CPU twin: loss, gradient per tensor, parameters; v1 and flash
+// attention), V5 (two GPU runs, and a run resumed from a checkpoint, are
+// bitwise equal) and every schedule on the local transport against the
+// sequential GPU run (V2's tolerance). Exits 77 (SKIP) without a GPU.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <chimera/generate.hpp>
 #include <chimera/lower.hpp>
+#include <common/checkpoint.hpp>
 #include <cpu/trainer.hpp>
 
 #include "runtime_fixture.hpp"
@@ -142,6 +147,36 @@ TEST_CASE("V5: two GPU runs give bitwise equal losses and parameters") {
     }
     CHECK(first.state() == second.state());
     CHECK(first.replicas_identical());
+}
+
+TEST_CASE("V5: a GPU run resumed from a checkpoint equals the uninterrupted run (bitwise)") {
+    // Two pipelines and W = 2: every stage has several replicas to restore.
+    const config c{algorithm::chimera, 2, 2, 0, scaling::direct, 2};
+    const schedule lowered = lower(generate(c));
+    const run_shape shape = test_shape(lowered.micro_batches(), c.data_parallel);
+    const auto initial = gpt::initial_parameters<float>(shape.model, 11);
+    const auto directory = std::filesystem::temp_directory_path() / ("chimera_cuda_resume_" + std::to_string(::getpid()));
+    std::vector<double> whole, resumed;
+    gpu_pipeline_trainer uninterrupted(lowered, shape, data(), initial);
+    for (int step = 0; step < 4; ++step) whole.push_back(uninterrupted.step(step).loss);
+    {
+        gpu_pipeline_trainer first(lowered, shape, data(), initial);
+        for (int step = 0; step < 2; ++step) resumed.push_back(first.step(step).loss);
+        const auto state = first.state();
+        runtime::save_checkpoint<float>(directory.string(), {shape.model, 2, 11, state.params, state.first_moment,
+                                                             state.second_moment});
+    }
+    // The second half starts from other weights: everything must come from the file.
+    gpu_pipeline_trainer second(lowered, shape, data(), gpt::initial_parameters<float>(shape.model, 12));
+    auto saved = runtime::load_checkpoint<float>(directory.string(), shape.model, 11);
+    CHECK(saved.next_step == 2);
+    second.load({std::move(saved.params), std::move(saved.first_moment), std::move(saved.second_moment)});
+    for (int step = 2; step < 4; ++step) resumed.push_back(second.step(step).loss);
+    std::filesystem::remove_all(directory);
+    CHECK(resumed == whole);
+    CHECK(second.state() == uninterrupted.state());
+    CHECK(second.replicas_identical());
+    CHECK_THROWS_AS(second.load({}), std::invalid_argument);
 }
 
 TEST_CASE("every schedule on the local transport trains the same model as the sequential GPU run") {

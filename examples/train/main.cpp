@@ -259,7 +259,6 @@ int train(const options& o) {
 int train_cuda(const options& o) {
 #if CHIMERA_HAVE_CUDA
     if (o.fp64) throw usage_error("--backend cuda runs fp32 only (drop --fp64)");
-    if (!o.checkpoint_dir.empty() || o.resume) throw usage_error("--backend cuda does not checkpoint yet");
     std::string reason;
     if (!gpu::device_available(reason)) throw std::runtime_error("--backend cuda: " + reason);
     const gpt::dataset data(65536, 1);
@@ -290,13 +289,24 @@ int train_cuda(const options& o) {
         static_cast<double>(lowered.micro_batches()) * shape.data_parallel * shape.batch * shape.seq;
     gpu::gpu_pipeline_trainer trainer(lowered, shape, data, gpt::initial_parameters<float>(shape.model, o.seed),
                                       std::chrono::milliseconds(o.watchdog_ms), stage_options);
-    if (!o.json)
+    // Checkpoints: the CPU backend's format (whole model, fp32), so either
+    // backend resumes the other's run.
+    int first_step = 0;
+    if (o.resume) {
+        if (o.checkpoint_dir.empty()) throw usage_error("--resume needs --checkpoint DIR");
+        auto c = load_checkpoint<float>(o.checkpoint_dir, shape.model, o.seed);
+        first_step = static_cast<int>(c.next_step);
+        trainer.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
+    }
+    if (!o.json) {
         fmt::print("backend: cuda, {} virtual workers on one GPU, schedule {}, attention {}\n", trainer.ranks(),
                    sequential ? "sequential" : std::string(lowered.name()), o.attention);
+        if (first_step > 0) fmt::print("resumed from {} at step {}\n", checkpoint_path(o.checkpoint_dir), first_step);
+    }
     double first_loss = 0, last_loss = 0, total_seconds = 0;
-    for (int step = 0; step < o.steps; ++step) {
+    for (int step = first_step; step < o.steps; ++step) {
         const step_result r = trainer.step(step);
-        if (step == 0) first_loss = r.loss;
+        if (step == first_step) first_loss = r.loss;
         last_loss = r.loss;
         total_seconds += r.seconds;
         if (o.json)
@@ -306,12 +316,18 @@ int train_cuda(const options& o) {
             fmt::print("step {:4d}  loss {:.6f}  {:8.0f} tokens/s  ({:.3f} s)\n", step, r.loss,
                        tokens_per_step / r.seconds, r.seconds);
         std::fflush(stdout);
+        if (!o.checkpoint_dir.empty()) {
+            const train_state<float> state = trainer.state();
+            save_checkpoint<float>(o.checkpoint_dir, {shape.model, step + 1, o.seed, state.params, state.first_moment,
+                                                      state.second_moment});
+        }
     }
+    const int steps_run = o.steps - first_step;
     const double held_out = held_out_loss<float>(shape, data, trainer.state().params, o.eval_batches);
-    nlohmann::json summary{{"backend", "cuda"}, {"steps", o.steps}, {"first_loss", first_loss},
+    nlohmann::json summary{{"backend", "cuda"}, {"steps", steps_run}, {"first_loss", first_loss},
                            {"last_loss", last_loss}, {"held_out_loss", held_out},
                            {"replicas_identical", trainer.replicas_identical()},
-                           {"tokens_per_s", o.steps > 0 ? tokens_per_step * o.steps / total_seconds : 0.0}};
+                           {"tokens_per_s", steps_run > 0 ? tokens_per_step * steps_run / total_seconds : 0.0}};
     if (o.json) fmt::print("{}\n", nlohmann::json{{"summary", summary}}.dump());
     else fmt::print("held-out loss: {:.6f} (training loss {:.6f} -> {:.6f}); replicas bit-identical: {}\n", held_out,
                     first_loss, last_loss, trainer.replicas_identical() ? "yes" : "NO");
