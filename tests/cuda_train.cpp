@@ -1,19 +1,25 @@
 // The CUDA backend end to end (runtime.md §8): V4 (a GPU training step
-// against the CPU twin: loss, gradient per tensor, parameters), V5 (two GPU
-// runs are bitwise equal) and every schedule on the local transport against
-// the sequential GPU run (V2's tolerance). Exits 77 (SKIP) without a GPU.
+// against the CPU twin: loss, gradient per tensor, parameters; v1 and flash
+// attention), V5 (two GPU runs, and a run resumed from a checkpoint, are
+// bitwise equal) and every schedule on the local transport against the
+// sequential GPU run (V2's tolerance). Exits 77 (SKIP) without a GPU.
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <chimera/generate.hpp>
 #include <chimera/lower.hpp>
+#include <common/checkpoint.hpp>
 #include <cpu/trainer.hpp>
 
 #include "runtime_fixture.hpp"
@@ -37,6 +43,21 @@ int mismatches(const std::vector<float>& got, const std::vector<float>& ref, dou
     return bad;
 }
 
+// Parameters after one AdamW step from the same start. A gradient below
+// AdamW's epsilon is rounding noise (the key bias gradient is zero in exact
+// arithmetic) and moves its weight by about lr*g/epsilon, sign included, so
+// there the bound is the two steps, not the CPU value.
+int step_mismatches(const std::vector<float>& got, const std::vector<float>& ref, const std::vector<float>& g_got,
+                    const std::vector<float>& g_ref, const runtime::math::adamw_params& adam) {
+    int bad = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) {
+        const double noise = std::max(std::fabs(g_got[i]), std::fabs(g_ref[i]));
+        const double slack = noise < adam.epsilon ? 2 * adam.learning_rate * noise / adam.epsilon : 0.0;
+        if (!std::isfinite(got[i]) || !close(got[i], ref[i], 1e-4, 1e-4 + slack)) ++bad;
+    }
+    return bad;
+}
+
 // Whole-model gradient of the CPU trainer (lowest rank holding each stage).
 std::vector<float> cpu_gradients(const runtime::cpu::pipeline_trainer<float>& t) {
     std::vector<float> out;
@@ -47,6 +68,19 @@ std::vector<float> cpu_gradients(const runtime::cpu::pipeline_trainer<float>& t)
                 if (rep.id.stage == st && !found) out.insert(out.end(), rep.grads.begin(), rep.grads.end()), found = true;
     }
     return out;
+}
+
+// V4's gradient rule, tensor by tensor (the failure names the tensor).
+void check_gradients(const std::vector<float>& g_gpu, const std::vector<float>& g_cpu, const gpt::gpt_config& model) {
+    REQUIRE(g_gpu.size() == g_cpu.size());
+    for (const auto& t : gpt::tensor_table(model)) {
+        const std::vector<float> x(g_gpu.begin() + static_cast<std::ptrdiff_t>(t.offset),
+                                   g_gpu.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
+        const std::vector<float> y(g_cpu.begin() + static_cast<std::ptrdiff_t>(t.offset),
+                                   g_cpu.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
+        INFO("gradient of " << t.name);
+        CHECK(mismatches(x, y, 1e-3, 1e-5) == 0);
+    }
 }
 
 }  // namespace
@@ -66,19 +100,39 @@ TEST_CASE("V4: a GPU training step matches the CPU twin (loss, gradient per tens
         for (std::size_t i = 0; i < a.micro_batch_losses.size(); ++i)
             CHECK(close(a.micro_batch_losses[i], b.micro_batch_losses[i], 0, 1e-5));
         const auto g_gpu = gpu.gradients(), g_cpu = cpu_gradients(cpu);
-        REQUIRE(g_gpu.size() == g_cpu.size());
-        for (const auto& t : gpt::tensor_table(shape.model)) {
-            const std::vector<float> x(g_gpu.begin() + static_cast<std::ptrdiff_t>(t.offset),
-                                       g_gpu.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
-            const std::vector<float> y(g_cpu.begin() + static_cast<std::ptrdiff_t>(t.offset),
-                                       g_cpu.begin() + static_cast<std::ptrdiff_t>(t.offset + t.size));
-            INFO("gradient of " << t.name);
-            CHECK(mismatches(x, y, 1e-3, 1e-5) == 0);
-        }
+        check_gradients(g_gpu, g_cpu, shape.model);
         // One AdamW step moves each weight by about lr; near-zero gradients
         // (the key bias) may flip sign, hence the absolute slack of lr/100.
         CHECK(mismatches(gpu.state().params, cpu.state().params, 1e-4, 1e-4) == 0);
     }
+}
+
+TEST_CASE("V4: a training step with flash attention matches the CPU twin") {
+    // Head size 64 (C = 128, NH = 2), two blocks, an odd T: small enough for
+    // the emulator.
+    run_shape shape = test_shape(2, 1);
+    shape.model = {data().vocab(), 64, 13, 128, 2, 2};
+    shape.seq = 13;
+    const runtime::gpu::gpu_stage_options flash{gpt::attention_kind::flash};
+    for (const config& c : {config{algorithm::gpipe, 1, 2, 0, scaling::direct, 1},
+                            config{algorithm::chimera, 2, 2, 0, scaling::direct, 1}}) {
+        const schedule lowered = lower(generate(c));
+        CAPTURE(lowered.name());
+        const auto initial = gpt::initial_parameters<float>(shape.model, 42);
+        runtime::cpu::pipeline_trainer<float> cpu(lowered, shape, data(), initial);
+        gpu_pipeline_trainer gpu(lowered, shape, data(), initial, std::chrono::seconds(60), flash);
+        const auto a = gpu.step(0), b = cpu.step(0);
+        CHECK(close(a.loss, b.loss, 0, 1e-5));
+        const auto g_gpu = gpu.gradients(), g_cpu = cpu_gradients(cpu);
+        check_gradients(g_gpu, g_cpu, shape.model);
+        CHECK(step_mismatches(gpu.state().params, cpu.state().params, g_gpu, g_cpu, shape.adam) == 0);
+    }
+    // Any other head size is refused when the stage models are built.
+    const run_shape small = test_shape(2, 1);  // C/NH = 8
+    const schedule lowered = lower(generate(config{algorithm::gpipe, 1, 2, 0, scaling::direct, 1}));
+    CHECK_THROWS_WITH_AS(gpu_pipeline_trainer(lowered, small, data(), gpt::initial_parameters<float>(small.model, 1),
+                                              std::chrono::seconds(60), flash),
+                         "flash attention needs head size 64; this model has C/NH = 16/2", std::invalid_argument);
 }
 
 TEST_CASE("V5: two GPU runs give bitwise equal losses and parameters") {
@@ -93,6 +147,36 @@ TEST_CASE("V5: two GPU runs give bitwise equal losses and parameters") {
     }
     CHECK(first.state() == second.state());
     CHECK(first.replicas_identical());
+}
+
+TEST_CASE("V5: a GPU run resumed from a checkpoint equals the uninterrupted run (bitwise)") {
+    // Two pipelines and W = 2: every stage has several replicas to restore.
+    const config c{algorithm::chimera, 2, 2, 0, scaling::direct, 2};
+    const schedule lowered = lower(generate(c));
+    const run_shape shape = test_shape(lowered.micro_batches(), c.data_parallel);
+    const auto initial = gpt::initial_parameters<float>(shape.model, 11);
+    const auto directory = std::filesystem::temp_directory_path() / ("chimera_cuda_resume_" + std::to_string(::getpid()));
+    std::vector<double> whole, resumed;
+    gpu_pipeline_trainer uninterrupted(lowered, shape, data(), initial);
+    for (int step = 0; step < 4; ++step) whole.push_back(uninterrupted.step(step).loss);
+    {
+        gpu_pipeline_trainer first(lowered, shape, data(), initial);
+        for (int step = 0; step < 2; ++step) resumed.push_back(first.step(step).loss);
+        const auto state = first.state();
+        runtime::save_checkpoint<float>(directory.string(), {shape.model, 2, 11, state.params, state.first_moment,
+                                                             state.second_moment});
+    }
+    // The second half starts from other weights: everything must come from the file.
+    gpu_pipeline_trainer second(lowered, shape, data(), gpt::initial_parameters<float>(shape.model, 12));
+    auto saved = runtime::load_checkpoint<float>(directory.string(), shape.model, 11);
+    CHECK(saved.next_step == 2);
+    second.load({std::move(saved.params), std::move(saved.first_moment), std::move(saved.second_moment)});
+    for (int step = 2; step < 4; ++step) resumed.push_back(second.step(step).loss);
+    std::filesystem::remove_all(directory);
+    CHECK(resumed == whole);
+    CHECK(second.state() == uninterrupted.state());
+    CHECK(second.replicas_identical());
+    CHECK_THROWS_AS(second.load({}), std::invalid_argument);
 }
 
 TEST_CASE("every schedule on the local transport trains the same model as the sequential GPU run") {
@@ -126,6 +210,7 @@ TEST_CASE("every schedule on the local transport trains the same model as the se
 namespace {
 
 using runtime::gpu::precision;
+const runtime::gpu::gpu_stage_options bf16{.arithmetic = precision::bf16};
 
 // ||got - ref|| / ||ref|| over one tensor (0 when both are zero).
 double relative_error(const std::vector<float>& got, const std::vector<float>& ref, std::size_t begin,
@@ -159,7 +244,7 @@ TEST_CASE("V4 bf16: a bf16 GPU training step against the fp32 CPU twin (loss gat
         shape.seq = seq;
         const auto initial = gpt::initial_parameters<float>(shape.model, 42);
         runtime::cpu::pipeline_trainer<float> cpu(lowered, shape, data(), initial);
-        gpu_pipeline_trainer gpu(lowered, shape, data(), initial, std::chrono::seconds(60), precision::bf16);
+        gpu_pipeline_trainer gpu(lowered, shape, data(), initial, std::chrono::seconds(60), bf16);
         const auto a = gpu.step(0), b = cpu.step(0);
         CAPTURE(lowered.name());
         CAPTURE(seq);
@@ -199,8 +284,8 @@ TEST_CASE("V5 bf16: two bf16 GPU runs give bitwise equal losses and parameters")
     const schedule lowered = lower(generate(c));
     const run_shape shape = test_shape(lowered.micro_batches(), c.data_parallel);
     const auto initial = gpt::initial_parameters<float>(shape.model, 7);
-    gpu_pipeline_trainer first(lowered, shape, data(), initial, std::chrono::seconds(60), precision::bf16),
-        second(lowered, shape, data(), initial, std::chrono::seconds(60), precision::bf16);
+    gpu_pipeline_trainer first(lowered, shape, data(), initial, std::chrono::seconds(60), bf16),
+        second(lowered, shape, data(), initial, std::chrono::seconds(60), bf16);
     for (int step = 0; step < 2; ++step) {
         const auto a = first.step(step), b = second.step(step);
         CHECK(a.micro_batch_losses == b.micro_batch_losses);
@@ -215,9 +300,9 @@ TEST_CASE("bf16: a Chimera schedule on the local transport trains as the sequent
     const int total = lowered.micro_batches() * c.data_parallel;
     const run_shape shape = test_shape(lowered.micro_batches(), c.data_parallel);
     const auto initial = gpt::initial_parameters<float>(shape.model, 42);
-    gpu_pipeline_trainer pipelined(lowered, shape, data(), initial, std::chrono::seconds(60), precision::bf16);
+    gpu_pipeline_trainer pipelined(lowered, shape, data(), initial, std::chrono::seconds(60), bf16);
     gpu_pipeline_trainer sequential(gpu_pipeline_trainer::sequential_schedule(total), test_shape(total, 1), data(),
-                                    initial, std::chrono::seconds(60), precision::bf16);
+                                    initial, std::chrono::seconds(60), bf16);
     // Each micro-batch's forward and backward see the same bits in both runs;
     // only the order of the fp32 gradient sums differs (as in V2), and the
     // next step's bf16 rounding of weights that differ in the last fp32 bits

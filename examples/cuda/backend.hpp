@@ -41,7 +41,7 @@ struct gpu_replica {
 class cuda_backend {
 public:
     cuda_backend(const schedule& s, const run_shape& shape, const gpt::dataset& data, int group, int worker,
-                 const std::vector<float>& whole_model, precision arithmetic = precision::fp32)
+                 const std::vector<float>& whole_model, const gpu_stage_options& options = {})
         : s_(&s), shape_(&shape), data_(&data), group_(group), worker_(worker) {
         check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
         const auto layouts = gpt::partition(shape.model, s.stages());
@@ -49,7 +49,7 @@ public:
             const auto& l = layouts[static_cast<std::size_t>(r.stage)];
             gpu_replica rep;
             rep.id = r;
-            rep.model = std::make_unique<gpu_stage_model>(shape.model, l, shape.batch, shape.seq, arithmetic);
+            rep.model = std::make_unique<gpu_stage_model>(shape.model, l, shape.batch, shape.seq, options);
             rep.params = device_buffer<float>(std::vector<float>(
                 whole_model.begin() + static_cast<std::ptrdiff_t>(l.offset),
                 whole_model.begin() + static_cast<std::ptrdiff_t>(l.offset + l.size)));

@@ -109,6 +109,11 @@ void attention_backward(float* dqkv, float* scratch, const float* dout, const fl
 // never stores T x T; saves the row log-sum-exp ([B, NH, T]).
 void attention_forward_flash(float* out, float* lse, const float* qkv, int B, int T, int C, int NH,
                              cudaStream_t stream);
+// Its backward (adds into dqkv, like attention_backward) from the forward's
+// out and lse; recomputes the probabilities tile by tile, no T x T buffer.
+// scratch: B*NH*T floats (the row dots dout.out).
+void attention_backward_flash(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* out,
+                              const float* lse, int B, int T, int C, int NH, cudaStream_t stream);
 
 // --- loss -----------------------------------------------------------------
 // Fused softmax + cross-entropy + dlogits: losses[n] per row, and logits is

@@ -261,6 +261,19 @@ void attention_forward_flash(float* out, float* lse, const float* qkv, int B, in
     launched("attention_forward_flash");
 }
 
+void attention_backward_flash(float* dqkv, float* scratch, const float* dout, const float* qkv, const float* out,
+                              const float* lse, int B, int T, int C, int NH, cudaStream_t stream) {
+    if (C / NH != k::flash_hs || C % NH != 0)
+        throw std::invalid_argument("attention_backward_flash: head size must be 64 (got C/NH = " +
+                                    std::to_string(C / NH) + ")");
+    const size_t rows = static_cast<size_t>(B) * NH * T;
+    CHIMERA_LAUNCH(k::attention_flash_row_dot, grid_for(rows), threads, stream)(scratch, out, dout, B, T, C, NH);
+    const dim3 grid(grid_for(static_cast<size_t>(T), k::flash_tile), static_cast<unsigned>(B * NH));
+    CHIMERA_LAUNCH(k::attention_flash_backward_kv, grid, k::flash_tile, stream)(dqkv, qkv, dout, lse, scratch, T, C, NH);
+    CHIMERA_LAUNCH(k::attention_flash_backward_q, grid, k::flash_tile, stream)(dqkv, qkv, dout, lse, scratch, T, C, NH);
+    launched("attention_backward_flash");
+}
+
 void fused_classifier(float* logits, float* losses, const int* targets, float scale, int N, int V, int Vp,
                       cudaStream_t stream) {
     CHIMERA_LAUNCH(k::fused_classifier, N, 256, stream)(logits, losses, targets, scale, V, Vp);

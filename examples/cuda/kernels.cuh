@@ -534,6 +534,148 @@ __global__ void __launch_bounds__(128) attention_flash_forward(float* out, float
     if (lane == 0) lse[static_cast<size_t>(bh) * T + t] = running_max + logf(running_sum);
 }
 
+// Flash backward (head size 64), from the forward's out and lse: the
+// probabilities p[t,j] = exp(scale q_t.k_j - lse_t) are recomputed, never
+// stored. With D_t = dout_t.out_t (= sum_j p[t,j] dout_t.v_j) the softmax
+// backward is ds[t,j] = p[t,j] (dout_t.v_j - D_t) scale, so
+//   dq_t = sum_{j<=t} ds[t,j] k_j, dk_j = sum_{t>=j} ds[t,j] q_t,
+//   dv_j = sum_{t>=j} p[t,j] dout_t.
+// One thread per row in all three kernels and loops in index order, so each
+// sum has one fixed order and no two threads write the same element.
+constexpr int flash_tile = 32;
+
+// D[bh, t] = dout_t . out_t over the head's 64 dims.
+__global__ void attention_flash_row_dot(float* D, const float* out, const float* dout, int B, int T, int C, int NH) {
+    const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
+    if (i >= static_cast<size_t>(B) * NH * T) return;
+    const int t = static_cast<int>(i % T), h = static_cast<int>(i / T % NH), b = static_cast<int>(i / T / NH);
+    const size_t at = (static_cast<size_t>(b) * T + t) * C + h * flash_hs;
+    float s = 0.f;
+    for (int d = 0; d < flash_hs; ++d) s += dout[at + d] * out[at + d];
+    D[i] = s;
+}
+
+// Scaled score minus the row's log-sum-exp, then its exponential: p[t,j].
+__device__ inline float flash_probability(const float* q, const float* k, float lse, float scale) {
+    float s = 0.f;
+#pragma unroll 16
+    for (int d = 0; d < flash_hs; ++d) s += q[d] * k[d];
+    return expf(s * scale - lse);
+}
+
+// Tiles of 32 rows of one head into shared memory (any row pitch), zeros
+// past T: keys and values, or queries and their output gradients.
+template <int pitch>
+__device__ inline void flash_load_keys(float (*ks)[pitch], float (*vs)[pitch], const float* qkv, int b, int h,
+                                       int first, int T, int C) {
+    const size_t C3 = 3 * static_cast<size_t>(C);
+    for (int i = threadIdx.x; i < flash_tile * flash_hs; i += blockDim.x) {
+        const int r = i / flash_hs, d = i % flash_hs, key = first + r;
+        const float* base = qkv + (static_cast<size_t>(b) * T + (key < T ? key : 0)) * C3 + h * flash_hs + d;
+        ks[r][d] = key < T ? base[C] : 0.f;
+        vs[r][d] = key < T ? base[2 * C] : 0.f;
+    }
+}
+template <int pitch>
+__device__ inline void flash_load_queries(float (*qs)[pitch], float (*dos)[pitch], const float* qkv, const float* dout,
+                                          int b, int h, int first, int T, int C) {
+    for (int i = threadIdx.x; i < flash_tile * flash_hs; i += blockDim.x) {
+        const int r = i / flash_hs, d = i % flash_hs, t = first + r;
+        const size_t row = static_cast<size_t>(b) * T + (t < T ? t : 0);
+        qs[r][d] = t < T ? qkv[row * 3 * C + h * flash_hs + d] : 0.f;
+        dos[r][d] = t < T ? dout[row * C + h * flash_hs + d] : 0.f;
+    }
+}
+
+// dk, dv: one block per (key tile of 32, b*h), one thread per key; query
+// rows stream through shared memory in tiles of 32, from the tile's first
+// key on (causal).
+__global__ void __launch_bounds__(flash_tile) attention_flash_backward_kv(float* dqkv, const float* qkv,
+                                                                          const float* dout, const float* lse,
+                                                                          const float* D, int T, int C, int NH) {
+    __shared__ float ks[flash_tile][flash_hs + 1];  // +1: a thread per row reads conflict-free
+    __shared__ float vs[flash_tile][flash_hs + 1];
+    __shared__ float qs[flash_tile][flash_hs];  // read by all threads at once (broadcast)
+    __shared__ float dos[flash_tile][flash_hs];
+    __shared__ float lses[flash_tile], Ds[flash_tile];
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    const int k0 = blockIdx.x * flash_tile, j = k0 + static_cast<int>(threadIdx.x);
+    const size_t C3 = 3 * static_cast<size_t>(C);
+    const float scale = 1.0f / sqrtf(static_cast<float>(flash_hs));
+    flash_load_keys(ks, vs, qkv, b, h, k0, T, C);
+    float dk[flash_hs] = {}, dv[flash_hs] = {};
+    for (int t0 = k0; t0 < T; t0 += flash_tile) {
+        __syncthreads();  // the previous tile's readers are done
+        flash_load_queries(qs, dos, qkv, dout, b, h, t0, T, C);
+        for (int r = threadIdx.x; r < flash_tile; r += blockDim.x) {
+            const int t = t0 + r;
+            lses[r] = t < T ? lse[static_cast<size_t>(bh) * T + t] : 0.f;
+            Ds[r] = t < T ? D[static_cast<size_t>(bh) * T + t] : 0.f;
+        }
+        __syncthreads();
+        if (j >= T) continue;
+        for (int r = 0; r < flash_tile && t0 + r < T; ++r) {
+            if (t0 + r < j) continue;  // causal: query t sees keys j <= t
+            const float p = flash_probability(qs[r], ks[threadIdx.x], lses[r], scale);
+            float dp = 0.f;
+#pragma unroll 16
+            for (int d = 0; d < flash_hs; ++d) dp += dos[r][d] * vs[threadIdx.x][d];
+            const float ds = p * (dp - Ds[r]) * scale;
+#pragma unroll
+            for (int d = 0; d < flash_hs; ++d) {
+                dk[d] += ds * qs[r][d];
+                dv[d] += p * dos[r][d];
+            }
+        }
+    }
+    if (j >= T) return;
+    float* g = dqkv + (static_cast<size_t>(b) * T + j) * C3 + h * flash_hs;
+#pragma unroll
+    for (int d = 0; d < flash_hs; ++d) {
+        g[C + d] += dk[d];
+        g[2 * C + d] += dv[d];
+    }
+}
+
+// dq: one block per (query tile of 32, b*h), one thread per query row; key
+// tiles stream through shared memory up to the tile's last row.
+__global__ void __launch_bounds__(flash_tile) attention_flash_backward_q(float* dqkv, const float* qkv,
+                                                                         const float* dout, const float* lse,
+                                                                         const float* D, int T, int C, int NH) {
+    __shared__ float qs[flash_tile][flash_hs + 1];
+    __shared__ float dos[flash_tile][flash_hs + 1];
+    __shared__ float ks[flash_tile][flash_hs];
+    __shared__ float vs[flash_tile][flash_hs];
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH;
+    const int t0 = blockIdx.x * flash_tile, t = t0 + static_cast<int>(threadIdx.x);
+    const size_t C3 = 3 * static_cast<size_t>(C);
+    const float scale = 1.0f / sqrtf(static_cast<float>(flash_hs));
+    flash_load_queries(qs, dos, qkv, dout, b, h, t0, T, C);
+    const float row_lse = t < T ? lse[static_cast<size_t>(bh) * T + t] : 0.f;
+    const float row_D = t < T ? D[static_cast<size_t>(bh) * T + t] : 0.f;
+    float dq[flash_hs] = {};
+    const int last = min(T - 1, t0 + flash_tile - 1);
+    for (int k0 = 0; k0 <= last; k0 += flash_tile) {
+        __syncthreads();
+        flash_load_keys(ks, vs, qkv, b, h, k0, T, C);
+        __syncthreads();
+        if (t >= T) continue;
+        for (int r = 0; r < flash_tile && k0 + r <= t; ++r) {
+            const float p = flash_probability(qs[threadIdx.x], ks[r], row_lse, scale);
+            float dp = 0.f;
+#pragma unroll 16
+            for (int d = 0; d < flash_hs; ++d) dp += dos[threadIdx.x][d] * vs[r][d];
+            const float ds = p * (dp - row_D) * scale;
+#pragma unroll
+            for (int d = 0; d < flash_hs; ++d) dq[d] += ds * ks[r][d];
+        }
+    }
+    if (t >= T) return;
+    float* g = dqkv + (static_cast<size_t>(b) * T + t) * C3 + h * flash_hs;
+#pragma unroll
+    for (int d = 0; d < flash_hs; ++d) g[d] += dq[d];
+}
+
 // --- fused classifier -----------------------------------------------------------
 // One block per row: max and sum of exp over the first V columns, the loss,
 // then dlogits in place of the logits.

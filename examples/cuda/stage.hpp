@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "cuda_api.hpp"
@@ -33,17 +34,26 @@ struct gpu_stash {
 // weights), gradients, AdamW moments, activations and the other kernels.
 enum class precision { fp32, bf16 };
 
+// Choices of the GPU stage model beyond the model itself.
+struct gpu_stage_options {
+    gpt::attention_kind attention = gpt::attention_kind::v1;  // flash: head size 64 only
+    precision arithmetic = precision::fp32;
+};
+
 class gpu_stage_model {
 public:
     gpu_stage_model(const gpt::gpt_config& config, const gpt::stage_layout& layout, int batch, int seq,
-                    precision arithmetic = precision::fp32)
-        : c_(config), l_(layout), B_(batch), T_(seq), precision_(arithmetic) {
+                    const gpu_stage_options& options = {})
+        : c_(config), l_(layout), B_(batch), T_(seq), attention_(options.attention), precision_(options.arithmetic) {
+        if (attention_ == gpt::attention_kind::flash && (c_.channels % c_.heads != 0 || c_.channels / c_.heads != 64))
+            throw std::invalid_argument("flash attention needs head size 64; this model has C/NH = " +
+                                        std::to_string(c_.channels) + "/" + std::to_string(c_.heads));
         const std::size_t BT = static_cast<std::size_t>(B_) * T_, C = static_cast<std::size_t>(c_.channels);
         gpt::stash_allocator stash;
         auto take = [&](std::size_t n) { return stash.take(n); };
         input_ = take(BT * C);
         for (int l = l_.first_block; l < l_.last_block; ++l) {
-            blocks_.push_back(gpt::take_block_stash(stash, c_, B_, T_));
+            blocks_.push_back(gpt::take_block_stash(stash, c_, B_, T_, attention_));
         }
         if (l_.head) {
             lnf_ = take(BT * C), lnf_mean_ = take(BT), lnf_rstd_ = take(BT);
@@ -53,8 +63,9 @@ public:
         stash_size_ = stash.size;
         const auto table = gpt::tensor_table(c_);
         for (std::size_t t = l_.first_tensor; t < l_.last_tensor; ++t) tensor_offset_.push_back(table[t].offset - l_.offset);
-        // Workspace: the residual gradient, the widest temporary, attention scratch.
-        workspace_size_ = BT * C + BT * 4 * C + static_cast<std::size_t>(B_) * c_.heads * T_ * T_;
+        // Workspace: the residual gradient, the widest temporary, attention
+        // scratch (v1: T x T per head; flash: one float per row and head).
+        workspace_size_ = BT * C + BT * 4 * C + gpt::attention_saved_size(attention_, c_, B_, T_);
         check(cudaMalloc(reinterpret_cast<void**>(&workspace_), workspace_size_ * sizeof(float)), "cudaMalloc workspace");
         if (precision_ == precision::bf16) {
             // The bf16 operands of the widest matmul of this stage.
@@ -77,6 +88,7 @@ public:
     std::size_t parameter_size() const { return l_.size; }
     std::size_t activation_size() const { return static_cast<std::size_t>(B_) * T_ * c_.channels; }
     const gpt::stage_layout& layout() const { return l_; }
+    gpt::attention_kind attention() const { return attention_; }
     int rows() const { return B_ * T_; }
     // Device offset of the per-row losses inside a head stage's stash.
     std::size_t losses_offset() const { return losses_; }
@@ -128,7 +140,10 @@ public:
             auto w = [&](int k) { return params + block_tensor(i, k); };
             layernorm_forward(v + b.ln1, v + b.ln1_mean, v + b.ln1_rstd, x, w(gpt::ln1w), w(gpt::ln1b), N, C, st);
             matmul_forward(v + b.qkv, v + b.ln1, w(gpt::qkvw), w(gpt::qkvb), N, C, 3 * C, st);
-            attention_forward(v + b.atty, v + b.att, v + b.qkv, B_, T_, C, c_.heads, st);
+            if (attention_ == gpt::attention_kind::flash)
+                attention_forward_flash(v + b.atty, v + b.att, v + b.qkv, B_, T_, C, c_.heads, st);
+            else
+                attention_forward(v + b.atty, v + b.att, v + b.qkv, B_, T_, C, c_.heads, st);
             matmul_forward(v + b.res2, v + b.atty, w(gpt::attprojw), w(gpt::attprojb), N, C, C, st);
             residual_forward(v + b.res2, x, v + b.res2, n, st);
             layernorm_forward(v + b.ln2, v + b.ln2_mean, v + b.ln2_rstd, v + b.res2, w(gpt::ln2w), w(gpt::ln2b), N, C, st);
@@ -186,7 +201,11 @@ public:
             zero(wide, n);
             matmul_backward_input(wide, v + b.d_res2, w(gpt::attprojw), N, C, C, st);
             zero(v + b.d_qkv, 3 * n);
-            attention_backward(v + b.d_qkv, scratch, wide, v + b.qkv, v + b.att, B_, T_, C, c_.heads, st);
+            if (attention_ == gpt::attention_kind::flash)
+                attention_backward_flash(v + b.d_qkv, scratch, wide, v + b.qkv, v + b.atty, v + b.att, B_, T_, C,
+                                         c_.heads, st);
+            else
+                attention_backward(v + b.d_qkv, scratch, wide, v + b.qkv, v + b.att, B_, T_, C, c_.heads, st);
             zero(v + b.d_ln1, n);
             matmul_backward_input(v + b.d_ln1, v + b.d_qkv, w(gpt::qkvw), N, C, 3 * C, st);
             layernorm_backward_input(dresidual, v + b.d_ln1, x, w(gpt::ln1w), v + b.ln1_mean, v + b.ln1_rstd, N, C, st);
@@ -259,6 +278,7 @@ private:
     gpt::gpt_config c_;
     gpt::stage_layout l_;
     int B_, T_;
+    gpt::attention_kind attention_;
     std::size_t stash_size_ = 0;
     std::size_t input_ = 0, d_input_ = 0;
     std::vector<gpt::block_stash> blocks_;

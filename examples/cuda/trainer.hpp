@@ -30,12 +30,12 @@ class gpu_pipeline_trainer {
 public:
     gpu_pipeline_trainer(schedule lowered, const run_shape& shape, const gpt::dataset& data,
                          const std::vector<float>& initial, std::chrono::milliseconds watchdog = std::chrono::seconds(60),
-                         precision arithmetic = precision::fp32)
+                         const gpu_stage_options& options = {})
         : s_(std::move(lowered)), shape_(shape), data_(data), watchdog_(watchdog) {
         shape_.micro_batches = s_.micro_batches();
         for (int g = 0; g < shape_.data_parallel; ++g)
             for (int w = 0; w < s_.workers(); ++w)
-                workers_.push_back(std::make_unique<cuda_backend>(s_, shape_, data_, g, w, initial, arithmetic));
+                workers_.push_back(std::make_unique<cuda_backend>(s_, shape_, data_, g, w, initial, options));
     }
 
     // The unpipelined reference: whole model on one worker, the same W*N
@@ -91,6 +91,23 @@ public:
         }
         return out;
     }
+    // Resume: every replica takes its stage's slice of the whole-model state
+    // (parameters and AdamW moments), as cpu::pipeline_trainer::load. Call
+    // between steps (nothing is in flight on the worker streams then).
+    void load(const train_state<float>& state) {
+        const std::size_t count = gpt::parameter_count(shape_.model);
+        if (state.params.size() != count || state.first_moment.size() != count || state.second_moment.size() != count)
+            throw std::invalid_argument("gpu_pipeline_trainer::load: the state holds " +
+                                        std::to_string(state.params.size()) + " parameters, the model " +
+                                        std::to_string(count));
+        for (auto& b : workers_)
+            for (auto& rep : b->replicas()) {
+                const auto& l = rep.model->layout();
+                rep.params.upload(slice(state.params, l));
+                rep.first_moment.upload(slice(state.first_moment, l));
+                rep.second_moment.upload(slice(state.second_moment, l));
+            }
+    }
     // Whole-model gradient of the last step (after the reduction).
     std::vector<float> gradients() const {
         std::vector<float> out;
@@ -112,6 +129,10 @@ public:
 private:
     static void append(std::vector<float>& to, const std::vector<float>& from) {
         to.insert(to.end(), from.begin(), from.end());
+    }
+    static std::vector<float> slice(const std::vector<float>& whole, const gpt::stage_layout& l) {
+        return {whole.begin() + static_cast<std::ptrdiff_t>(l.offset),
+                whole.begin() + static_cast<std::ptrdiff_t>(l.offset + l.size)};
     }
     const gpu_replica& holder(int stage) const {
         for (const auto& b : workers_)

@@ -25,6 +25,8 @@ struct gpt_config {
 
 inline gpt_config tiny_model(int vocab) { return {vocab, 128, 32, 32, 8, 4}; }
 inline gpt_config small_model(int vocab) { return {vocab, 128, 64, 64, 8, 4}; }
+// Head size 64 (C = 128, NH = 2): the shape flash attention needs.
+inline gpt_config wide_model(int vocab) { return {vocab, 128, 64, 128, 8, 2}; }
 
 inline void require_valid(const gpt_config& c) {
     auto fail = [](const std::string& m) { throw std::invalid_argument("model: " + m); };

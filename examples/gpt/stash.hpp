@@ -18,6 +18,17 @@ struct stash_allocator {
     }
 };
 
+// Which attention a stage runs, and so what it keeps for the backward in
+// block_stash::att: v1 (the CPU twin, the CUDA default) the softmax
+// probabilities [B, NH, T, T]; flash (CUDA, head size 64) only the row
+// log-sum-exp [B, NH, T], recomputing the probabilities from it and atty.
+enum class attention_kind { v1, flash };
+
+inline std::size_t attention_saved_size(attention_kind kind, const gpt_config& c, int batch, int seq) {
+    const std::size_t rows = static_cast<std::size_t>(batch) * c.heads * seq;
+    return kind == attention_kind::flash ? rows : rows * static_cast<std::size_t>(seq);
+}
+
 // One transformer block: forward tensors kept for the backward, and the
 // gradients the backward writes.
 struct block_stash {
@@ -25,11 +36,12 @@ struct block_stash {
     std::size_t d_ln1, d_qkv, d_res2, d_ln2, d_fch, d_out;
 };
 
-inline block_stash take_block_stash(stash_allocator& a, const gpt_config& c, int batch, int seq) {
+inline block_stash take_block_stash(stash_allocator& a, const gpt_config& c, int batch, int seq,
+                                    attention_kind attention = attention_kind::v1) {
     const std::size_t BT = static_cast<std::size_t>(batch) * seq, C = static_cast<std::size_t>(c.channels);
     block_stash b;
     b.ln1 = a.take(BT * C), b.ln1_mean = a.take(BT), b.ln1_rstd = a.take(BT);
-    b.qkv = a.take(BT * 3 * C), b.att = a.take(static_cast<std::size_t>(batch) * c.heads * seq * seq);
+    b.qkv = a.take(BT * 3 * C), b.att = a.take(attention_saved_size(attention, c, batch, seq));
     b.atty = a.take(BT * C), b.res2 = a.take(BT * C);
     b.ln2 = a.take(BT * C), b.ln2_mean = a.take(BT), b.ln2_rstd = a.take(BT);
     b.fch = a.take(BT * 4 * C), b.fch_gelu = a.take(BT * 4 * C), b.out = a.take(BT * C);

@@ -53,6 +53,7 @@ struct options {
     int eval_batches = 8;
     std::string backend = "cpu";
     std::string precision = "fp32";
+    std::string attention = "v1";  // cuda only: v1 or flash (head size 64)
 };
 
 struct usage_error : std::runtime_error {
@@ -110,7 +111,9 @@ schedule make_lowered(const options& o, schedule& compute) {
 // The model, batch and optimizer settings both backends train with.
 run_shape shape_of(const options& o, const gpt::dataset& data) {
     run_shape shape;
-    shape.model = o.model == "small" ? gpt::small_model(data.vocab()) : gpt::tiny_model(data.vocab());
+    shape.model = o.model == "small"  ? gpt::small_model(data.vocab())
+                  : o.model == "wide" ? gpt::wide_model(data.vocab())
+                                      : gpt::tiny_model(data.vocab());
     shape.batch = o.batch;
     shape.seq = shape.model.max_seq;
     shape.data_parallel = o.data_parallel;
@@ -258,11 +261,19 @@ int train(const options& o) {
 int train_cuda(const options& o) {
 #if CHIMERA_HAVE_CUDA
     if (o.fp64) throw usage_error("--backend cuda runs fp32, or bf16 matmuls with --precision bf16 (drop --fp64)");
-    if (!o.checkpoint_dir.empty() || o.resume) throw usage_error("--backend cuda does not checkpoint yet");
     std::string reason;
     if (!gpu::device_available(reason)) throw std::runtime_error("--backend cuda: " + reason);
     const gpt::dataset data(65536, 1);
     run_shape shape = shape_of(o, data);
+    gpu::gpu_stage_options stage_options;
+    if (o.attention == "flash") {
+        if (shape.model.channels != 64 * shape.model.heads)
+            throw usage_error("--attention flash needs head size 64; --model " + o.model + " has C/NH = " +
+                              std::to_string(shape.model.channels) + "/" + std::to_string(shape.model.heads) +
+                              " (try --model wide)");
+        stage_options.attention = gpt::attention_kind::flash;
+    }
+    if (o.precision == "bf16") stage_options.arithmetic = gpu::precision::bf16;
     const bool sequential = o.schedule == "sequential";
     schedule compute, lowered;
     if (sequential) {
@@ -279,16 +290,26 @@ int train_cuda(const options& o) {
     }
     const double tokens_per_step =
         static_cast<double>(lowered.micro_batches()) * shape.data_parallel * shape.batch * shape.seq;
-    const gpu::precision arithmetic = o.precision == "bf16" ? gpu::precision::bf16 : gpu::precision::fp32;
     gpu::gpu_pipeline_trainer trainer(lowered, shape, data, gpt::initial_parameters<float>(shape.model, o.seed),
-                                      std::chrono::milliseconds(o.watchdog_ms), arithmetic);
-    if (!o.json)
-        fmt::print("backend: cuda ({} matmuls), {} virtual workers on one GPU, schedule {}\n", o.precision,
-                   trainer.ranks(), sequential ? "sequential" : std::string(lowered.name()));
+                                      std::chrono::milliseconds(o.watchdog_ms), stage_options);
+    // Checkpoints: the CPU backend's format (whole model, fp32), so either
+    // backend resumes the other's run.
+    int first_step = 0;
+    if (o.resume) {
+        if (o.checkpoint_dir.empty()) throw usage_error("--resume needs --checkpoint DIR");
+        auto c = load_checkpoint<float>(o.checkpoint_dir, shape.model, o.seed);
+        first_step = static_cast<int>(c.next_step);
+        trainer.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
+    }
+    if (!o.json) {
+        fmt::print("backend: cuda ({} matmuls, attention {}), {} virtual workers on one GPU, schedule {}\n",
+                   o.precision, o.attention, trainer.ranks(), sequential ? "sequential" : std::string(lowered.name()));
+        if (first_step > 0) fmt::print("resumed from {} at step {}\n", checkpoint_path(o.checkpoint_dir), first_step);
+    }
     double first_loss = 0, last_loss = 0, total_seconds = 0;
-    for (int step = 0; step < o.steps; ++step) {
+    for (int step = first_step; step < o.steps; ++step) {
         const step_result r = trainer.step(step);
-        if (step == 0) first_loss = r.loss;
+        if (step == first_step) first_loss = r.loss;
         last_loss = r.loss;
         total_seconds += r.seconds;
         if (o.json)
@@ -298,12 +319,19 @@ int train_cuda(const options& o) {
             fmt::print("step {:4d}  loss {:.6f}  {:8.0f} tokens/s  ({:.3f} s)\n", step, r.loss,
                        tokens_per_step / r.seconds, r.seconds);
         std::fflush(stdout);
+        if (!o.checkpoint_dir.empty()) {
+            const train_state<float> state = trainer.state();
+            save_checkpoint<float>(o.checkpoint_dir, {shape.model, step + 1, o.seed, state.params, state.first_moment,
+                                                      state.second_moment});
+        }
     }
+    const int steps_run = o.steps - first_step;
     const double held_out = held_out_loss<float>(shape, data, trainer.state().params, o.eval_batches);
-    nlohmann::json summary{{"backend", "cuda"}, {"precision", o.precision}, {"steps", o.steps}, {"first_loss", first_loss},
+    nlohmann::json summary{{"backend", "cuda"}, {"precision", o.precision}, {"attention", o.attention},
+                           {"steps", steps_run}, {"first_loss", first_loss},
                            {"last_loss", last_loss}, {"held_out_loss", held_out},
                            {"replicas_identical", trainer.replicas_identical()},
-                           {"tokens_per_s", o.steps > 0 ? tokens_per_step * o.steps / total_seconds : 0.0}};
+                           {"tokens_per_s", steps_run > 0 ? tokens_per_step * steps_run / total_seconds : 0.0}};
     if (o.json) fmt::print("{}\n", nlohmann::json{{"summary", summary}}.dump());
     else fmt::print("held-out loss: {:.6f} (training loss {:.6f} -> {:.6f}); replicas bit-identical: {}\n", held_out,
                     first_loss, last_loss, trainer.replicas_identical() ? "yes" : "NO");
@@ -333,7 +361,9 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"end", "eager", "eager-opt"}))
         ->capture_default_str();
     app.add_option("--steps", o.steps, "Iterations to run (resume: up to this step)")->capture_default_str();
-    app.add_option("--model", o.model, "tiny or small")->check(CLI::IsMember({"tiny", "small"}))->capture_default_str();
+    app.add_option("--model", o.model, "tiny, small or wide (C=128, NH=2: head size 64)")
+        ->check(CLI::IsMember({"tiny", "small", "wide"}))
+        ->capture_default_str();
     app.add_option("--batch", o.batch, "Rows (sequences) per micro-batch")->capture_default_str();
     app.add_option("--lr", o.learning_rate, "AdamW learning rate")->capture_default_str();
     app.add_option("--weight-decay", o.weight_decay, "AdamW weight decay (matrices only)")->capture_default_str();
@@ -348,6 +378,9 @@ int main(int argc, char** argv) {
     app.add_option("--precision", o.precision,
                    "cuda: fp32, or bf16 (matmuls on bf16 tensor cores; fp32 master weights, gradients, moments)")
         ->check(CLI::IsMember({"fp32", "bf16"}))
+        ->capture_default_str();
+    app.add_option("--attention", o.attention, "cuda: v1 (unfused) or flash (head size 64, e.g. --model wide)")
+        ->check(CLI::IsMember({"v1", "flash"}))
         ->capture_default_str();
     app.add_option("--schedule-file", o.schedule_file,
                    "Run a schedule from a chimera.schedule/1 JSON file (compute-only or lowered) instead");
@@ -365,6 +398,8 @@ int main(int argc, char** argv) {
         if (o.steps < 0 || o.batch < 1 || o.watchdog_ms < 1) throw usage_error("--steps >= 0, --batch >= 1, --watchdog-ms >= 1");
         if (o.precision == "bf16" && o.backend != "cuda")
             throw usage_error("--precision bf16 needs --backend cuda (the CPU backend runs fp32 or --fp64)");
+        if (o.attention != "v1" && o.backend != "cuda")
+            throw usage_error("--attention " + o.attention + " needs --backend cuda (the CPU backend runs v1)");
         if (o.backend == "cuda") return train_cuda(o);
         return o.fp64 ? train<double>(o) : train<float>(o);
     } catch (const usage_error& e) {

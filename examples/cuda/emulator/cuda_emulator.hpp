@@ -189,7 +189,12 @@ inline void switch_context(context& from, context& to, bool finished = false) {
     swapcontext(&from.uc, &to.uc);
 #endif
 #if defined(CHIMERA_EMULATOR_ASAN)
-    __sanitizer_finish_switch_fiber(fake_stack, &from.stack, &from.stack_size);
+    // The stack we came back from is the switcher's, not `from`'s: keep
+    // `from`'s own bounds (overwriting them left the sanitizer believing the
+    // host thread ran on a fiber stack, and its next exception aborted).
+    const void* came_from = nullptr;
+    std::size_t came_from_size = 0;
+    __sanitizer_finish_switch_fiber(fake_stack, &came_from, &came_from_size);
 #endif
 }
 // A fiber's first instruction: learn the stack it came from.
