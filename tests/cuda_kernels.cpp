@@ -89,8 +89,8 @@ TEST_CASE("encoder forward and deterministic backward") {
 
 TEST_CASE("layernorm forward, input and weight backward") {
     for (const auto& [N, C] : {std::pair{19, 77}, std::pair{5, 768}, std::pair{3, 1}}) {
-        CAPTURE(N);
-        CAPTURE(C);
+        const std::string shape = "N=" + std::to_string(N) + " C=" + std::to_string(C);
+        INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const std::size_t n = static_cast<std::size_t>(N) * C;
         const auto inp = random_floats(n, 10, 3.0), weight = random_floats(static_cast<std::size_t>(C), 11),
                    bias = random_floats(static_cast<std::size_t>(C), 12), dout = random_floats(n, 13);
@@ -136,9 +136,8 @@ TEST_CASE("residual and GELU") {
 
 TEST_CASE("matmul: the three layouts on G1, and G0 against G1") {
     for (const auto& [N, C, OC] : {std::tuple{37, 45, 71}, std::tuple{130, 200, 96}, std::tuple{1, 3, 1}}) {
-        CAPTURE(N);
-        CAPTURE(C);
-        CAPTURE(OC);
+        const std::string shape = "N=" + std::to_string(N) + " C=" + std::to_string(C) + " OC=" + std::to_string(OC);
+        INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const auto inp = random_floats(static_cast<std::size_t>(N) * C, 30),
                    weight = random_floats(static_cast<std::size_t>(OC) * C, 31),
                    bias = random_floats(static_cast<std::size_t>(OC), 32),
@@ -166,9 +165,8 @@ TEST_CASE("matmul: the three layouts on G1, and G0 against G1") {
 
 TEST_CASE("G2 bf16 tensor-core GEMM against an fp64 product of the rounded inputs") {
     for (const auto& [M, N, K] : {std::tuple{130, 70, 72}, std::tuple{256, 128, 64}, std::tuple{7, 9, 8}}) {
-        CAPTURE(M);
-        CAPTURE(N);
-        CAPTURE(K);
+        const std::string shape = "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K);
+        INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const auto a = random_floats(static_cast<std::size_t>(M) * K, 40), b = random_floats(static_cast<std::size_t>(N) * K, 41);
         std::vector<std::uint16_t> a16(a.size()), b16(b.size());
         for (std::size_t i = 0; i < a.size(); ++i) a16[i] = math::to_bf16(a[i]);
@@ -218,9 +216,8 @@ TEST_CASE("G2 bf16 casts: row-major and transposed, K padded with zeros") {
 TEST_CASE("matmul: the three layouts on G2 (bf16) against an fp64 product of the rounded inputs") {
     for (const auto& [N, C, OC] : {std::tuple{37, 45, 71}, std::tuple{130, 200, 96}, std::tuple{1, 3, 1},
                                    std::tuple{16, 64, 192}}) {
-        CAPTURE(N);
-        CAPTURE(C);
-        CAPTURE(OC);
+        const std::string shape = "N=" + std::to_string(N) + " C=" + std::to_string(C) + " OC=" + std::to_string(OC);
+        INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const auto inp = random_floats(static_cast<std::size_t>(N) * C, 80),
                    weight = random_floats(static_cast<std::size_t>(OC) * C, 81),
                    bias = random_floats(static_cast<std::size_t>(OC), 82),
@@ -276,8 +273,8 @@ TEST_CASE("matmul: the three layouts on G2 (bf16) against an fp64 product of the
 
 TEST_CASE("attention v1 forward and backward, v2 flash forward") {
     for (const auto& [B, T, C, NH] : {std::tuple{2, 13, 24, 3}, std::tuple{1, 37, 128, 2}}) {
-        CAPTURE(T);
-        CAPTURE(C);
+        const std::string shape = "T=" + std::to_string(T) + " C=" + std::to_string(C);
+        INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const std::size_t n = static_cast<std::size_t>(B) * T * C, scores = static_cast<std::size_t>(B) * NH * T * T;
         const auto qkv = random_floats(3 * n, 50), dout = random_floats(n, 51);
         std::vector<float> out(n), att(scores), dqkv = random_floats(3 * n, 52);
@@ -303,9 +300,8 @@ TEST_CASE("attention v1 forward and backward, v2 flash forward") {
 TEST_CASE("attention v2 flash backward: against the twin and v1, no T x T buffer") {
     // Odd T (tails of the 32-row tiles), several heads and batches.
     for (const auto& [B, T, C, NH] : {std::tuple{2, 13, 128, 2}, std::tuple{3, 37, 64, 1}, std::tuple{1, 70, 192, 3}}) {
-        CAPTURE(B);
-        CAPTURE(T);
-        CAPTURE(NH);
+        const std::string shape = "B=" + std::to_string(B) + " T=" + std::to_string(T) + " NH=" + std::to_string(NH);
+        INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const std::size_t n = static_cast<std::size_t>(B) * T * C, scores = static_cast<std::size_t>(B) * NH * T * T;
         const std::size_t rows = static_cast<std::size_t>(B) * NH * T;
         const auto qkv = random_floats(3 * n, 80, 2.0), dout = random_floats(n, 81), dqkv0 = random_floats(3 * n, 82);

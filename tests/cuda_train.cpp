@@ -247,8 +247,8 @@ TEST_CASE("V4 bf16: a bf16 GPU training step against the fp32 CPU twin (loss gat
         gpu_pipeline_trainer gpu(lowered, shape, data(), initial, std::chrono::seconds(60), bf16);
         const auto a = gpu.step(0), b = cpu.step(0);
         CAPTURE(lowered.name());
-        CAPTURE(seq);
-        MESSAGE("bf16 " << lowered.name() << ", B x T = " << batch << " x " << seq << ": loss " << a.loss
+        CAPTURE(shape.seq);  // not seq: clang < 16 cannot capture structured bindings
+        MESSAGE("bf16 " << lowered.name() << ", B x T = " << shape.batch << " x " << shape.seq << ": loss " << a.loss
                         << " vs fp32 CPU " << b.loss);
         CHECK(close(a.loss, b.loss, 0, 0.05));  // runtime.md §8
         REQUIRE(a.micro_batch_losses.size() == b.micro_batch_losses.size());
