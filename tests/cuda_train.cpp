@@ -85,6 +85,42 @@ void check_gradients(const std::vector<float>& g_gpu, const std::vector<float>& 
 
 }  // namespace
 
+// V4's logits: the whole model as one stage, one forward of the same
+// micro-batch on both backends, then each stage model's classifier matmul
+// on its stashed final layernorm output.
+TEST_CASE("V4: GPU logits match the CPU twin (fp32 within 1e-3; bf16 recorded)") {
+    const run_shape shape = test_shape(1, 1);
+    const auto layout = gpt::partition(shape.model, 1)[0];
+    const auto params = gpt::initial_parameters<float>(shape.model, 42);
+    std::vector<int> tokens, targets;
+    data().micro_batch(false, shape.data_seed, 0, 0, shape.batch, shape.seq, tokens, targets);
+
+    const runtime::cpu::stage_model<float> twin(shape.model, layout, shape.batch, shape.seq);
+    auto cpu_stash = twin.make_stash();
+    cpu_stash.tokens = tokens;
+    cpu_stash.targets = targets;
+    twin.forward(params.data(), cpu_stash, nullptr, nullptr);
+    const std::vector<float> reference = twin.logits(params.data(), cpu_stash);
+
+    for (const auto arithmetic : {runtime::gpu::precision::fp32, runtime::gpu::precision::bf16}) {
+        const bool bf16 = arithmetic == runtime::gpu::precision::bf16;
+        CAPTURE(bf16);
+        const runtime::gpu::gpu_stage_model model(shape.model, layout, shape.batch, shape.seq, {.arithmetic = arithmetic});
+        runtime::gpu::device_buffer<float> d_params(params), d_logits(reference.size());
+        auto stash = model.make_stash(tokens, targets, nullptr);
+        model.forward(d_params.data(), stash, nullptr, nullptr, 1.0f, nullptr);
+        model.logits(d_params.data(), stash, d_logits.data(), nullptr);
+        REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+        const std::vector<float> got = d_logits.download();
+        runtime::gpu::gpu_stage_model::free_stash(stash, nullptr);
+        double worst = 0;
+        for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(double(got[i]) - reference[i]));
+        MESSAGE((bf16 ? "bf16" : "fp32") << " logits: max |GPU - CPU twin| = " << worst);
+        if (bf16) CHECK(mismatches(got, reference, 0, 25.0) == 0);  // llm.c's bf16 ceiling; runtime.md §8: recorded
+        else CHECK(mismatches(got, reference, 0, 1e-3) == 0);
+    }
+}
+
 TEST_CASE("V4: a GPU training step matches the CPU twin (loss, gradient per tensor, parameters)") {
     for (const config& c : {config{algorithm::gpipe, 1, 2, 0, scaling::direct, 1},
                             config{algorithm::chimera, 4, 4, 0, scaling::direct, 1}}) {

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <stdexcept>
 #include <vector>
 
 #include "../gpt/model.hpp"
@@ -85,14 +86,24 @@ public:
             const std::size_t t = tensor_offset_.size();
             layernorm_forward(v + lnf_, v + lnf_mean_, v + lnf_rstd_, x, params + tensor(t - 3), params + tensor(t - 2),
                               N, C);
-            std::vector<R> logits(static_cast<std::size_t>(N) * c_.padded_vocab);
-            matmul_forward(logits.data(), v + lnf_, params + tensor(t - 1), static_cast<const R*>(nullptr), N, C,
-                           c_.padded_vocab);
-            s.loss = classifier_forward(v + probs_, v + losses_, logits.data(), s.targets.data(), N, c_.vocab,
+            const std::vector<R> scores = logits(params, s);
+            s.loss = classifier_forward(v + probs_, v + losses_, scores.data(), s.targets.data(), N, c_.vocab,
                                         c_.padded_vocab);
         } else {
             std::copy(x, x + activation_size(), output);
         }
+    }
+
+    // The last stage's logits [B*T, Vp] for a stash its forward filled: the
+    // classifier matmul on the stashed final layernorm output (V4 compares
+    // them between backends).
+    std::vector<R> logits(const R* params, const stash<R>& s) const {
+        if (!l_.head) throw std::logic_error("stage_model::logits: not the last stage");
+        const int N = B_ * T_;
+        std::vector<R> out(static_cast<std::size_t>(N) * c_.padded_vocab);
+        matmul_forward(out.data(), s.values.data() + lnf_, params + tensor(tensor_offset_.size() - 1),
+                       static_cast<const R*>(nullptr), N, c_.channels, c_.padded_vocab);
+        return out;
     }
 
     // Input-gradient backward. The last stage seeds with dloss/dlogits times

@@ -157,12 +157,21 @@ public:
             const std::size_t t = tensor_offset_.size();
             layernorm_forward(v + lnf_, v + lnf_mean_, v + lnf_rstd_, x, params + tensor(t - 3), params + tensor(t - 2),
                               N, C, st);
-            matmul_forward(v + d_logits_, v + lnf_, params + tensor(t - 1), nullptr, N, C, c_.padded_vocab, st);
+            logits(params, s, v + d_logits_, st);
             fused_classifier(v + d_logits_, v + losses_, targets(s), loss_scale / static_cast<float>(N), N, c_.vocab,
                              c_.padded_vocab, st);
         } else {
             check(cudaMemcpyAsync(output, x, n * sizeof(float), cudaMemcpyDeviceToDevice, st), "stage output");
         }
+    }
+
+    // The last stage's logits [B*T, Vp] into `out` for a stash its forward
+    // filled: the classifier matmul on the stashed final layernorm output
+    // (the forward overwrites its own copy with dlogits; V4 compares these).
+    void logits(const float* params, const gpu_stash& s, float* out, cudaStream_t st) const {
+        if (!l_.head) throw std::logic_error("gpu_stage_model::logits: not the last stage");
+        matmul_forward(out, s.values + lnf_, params + tensor(tensor_offset_.size() - 1), nullptr, B_ * T_,
+                       c_.channels, c_.padded_vocab, st);
     }
 
     void backward_input(const float* params, gpu_stash& s, const float* dout, float* dinput, cudaStream_t st) const {
