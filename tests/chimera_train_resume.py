@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """chimera-train: a run resumed from its checkpoint prints the same losses
 as the uninterrupted run (bitwise, via the JSON lines), and a checkpoint from
-another model is refused with exit code 2."""
+another model is refused with exit code 2. Arguments after the executable
+are added to every run (e.g. --backend cuda)."""
 import json
 import subprocess
 import sys
 import tempfile
 
 exe = sys.argv[1]
-common = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--batch', '1', '--json']
+common = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--batch', '1', '--json', *sys.argv[2:]]
 
 
 def run(*args, expect=0):

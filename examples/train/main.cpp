@@ -302,8 +302,10 @@ int train_cuda(const options& o) {
         trainer.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
     }
     if (!o.json) {
-        fmt::print("backend: cuda ({} matmuls, attention {}), {} virtual workers on one GPU, schedule {}\n",
-                   o.precision, o.attention, trainer.ranks(), sequential ? "sequential" : std::string(lowered.name()));
+        cudaDeviceProp device{};
+        gpu::check(cudaGetDeviceProperties(&device, 0), "cudaGetDeviceProperties");
+        fmt::print("backend: cuda ({} matmuls, attention {}), {} virtual workers on {}, schedule {}\n", o.precision,
+                   o.attention, trainer.ranks(), device.name, sequential ? "sequential" : std::string(lowered.name()));
         if (first_step > 0) fmt::print("resumed from {} at step {}\n", checkpoint_path(o.checkpoint_dir), first_step);
     }
     double first_loss = 0, last_loss = 0, total_seconds = 0;
