@@ -103,16 +103,27 @@ void gemm_row(cublasHandle_t handle, int M, int N, int K) {
 
 void attention(int B, int T, int NH) {
     const int C = 64 * NH;
-    device_buffer<float> qkv(static_cast<std::size_t>(B) * T * 3 * C), out(static_cast<std::size_t>(B) * T * C),
-        att(static_cast<std::size_t>(B) * NH * T * T), lse(static_cast<std::size_t>(B) * NH * T);
+    const std::size_t n = static_cast<std::size_t>(B) * T * C, scores = static_cast<std::size_t>(B) * NH * T * T;
+    device_buffer<float> qkv(3 * n), dqkv(3 * n), out(n), dout(n), att(scores), scratch(scores),
+        lse(static_cast<std::size_t>(B) * NH * T);
     gpu::check(cudaMemset(qkv.data(), 0, qkv.size() * sizeof(float)), "memset");
+    gpu::check(cudaMemset(dout.data(), 0, dout.size() * sizeof(float)), "memset");
     const double v1 = median_ms([&] { gpu::attention_forward(out.data(), att.data(), qkv.data(), B, T, C, NH, nullptr); });
+    const double v1_backward = median_ms([&] {
+        gpu::attention_backward(dqkv.data(), scratch.data(), dout.data(), qkv.data(), att.data(), B, T, C, NH, nullptr);
+    });
     const double v2 =
         median_ms([&] { gpu::attention_forward_flash(out.data(), lse.data(), qkv.data(), B, T, C, NH, nullptr); });
-    std::printf("attention forward B=%d T=%d NH=%d hs=64: v1 (unfused) %.3f ms, v2 (flash) %.3f ms\n", B, T, NH, v1, v2);
+    const double v2_backward = median_ms([&] {
+        gpu::attention_backward_flash(dqkv.data(), scratch.data(), dout.data(), qkv.data(), out.data(), lse.data(), B, T,
+                                      C, NH, nullptr);
+    });
+    std::printf("attention B=%d T=%d NH=%d hs=64, forward / backward: v1 (unfused) %.3f / %.3f ms, "
+                "v2 (flash) %.3f / %.3f ms\n",
+                B, T, NH, v1, v1_backward, v2, v2_backward);
 }
 
-void model(const chimera::config& c, const char* label, int steps) {
+void model(const chimera::config& c, const char* label, int steps, const gpu::gpu_stage_options& options = {}) {
     using namespace chimera;
     static const gpt::dataset data(1 << 20, 1);
     runtime::cpu::run_shape shape;
@@ -122,7 +133,8 @@ void model(const chimera::config& c, const char* label, int steps) {
     const schedule lowered = c.stages == 1 ? gpu::gpu_pipeline_trainer::sequential_schedule(c.micro_batches)
                                            : lower(generate(c));
     shape.micro_batches = lowered.micro_batches();
-    gpu::gpu_pipeline_trainer trainer(lowered, shape, data, gpt::initial_parameters<float>(shape.model, 1));
+    gpu::gpu_pipeline_trainer trainer(lowered, shape, data, gpt::initial_parameters<float>(shape.model, 1),
+                                      std::chrono::seconds(600), options);
     trainer.step(0);  // warm-up
     double seconds = 0;
     for (int s = 1; s <= steps; ++s) seconds += trainer.step(s).seconds;
@@ -162,6 +174,11 @@ int main(int argc, char** argv) {
         if (!quick) {
             model({chimera::algorithm::gpipe, 1, 4, 0, chimera::scaling::direct, 1}, "sequential (1 worker, 4 micro-batches)", 3);
             model({chimera::algorithm::chimera, 4, 4, 0, chimera::scaling::direct, 1}, "Chimera D=4 N=4 (4 virtual workers)", 3);
+            const gpu::gpu_stage_options bf16_flash{chimera::gpt::attention_kind::flash, gpu::precision::bf16};
+            model({chimera::algorithm::gpipe, 1, 4, 0, chimera::scaling::direct, 1},
+                  "sequential, bf16 matmuls + flash attention", 3, bf16_flash);
+            model({chimera::algorithm::chimera, 4, 4, 0, chimera::scaling::direct, 1},
+                  "Chimera D=4 N=4, bf16 matmuls + flash attention", 3, bf16_flash);
         }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "cuda_bench: %s\n", e.what());
