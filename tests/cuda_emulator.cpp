@@ -4,7 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
-#include <chrono>
+#include <atomic>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -46,8 +46,11 @@ __global__ void shuffle_after_exit(int* out) {
     out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, 1, 1);
 }
 
-__global__ void slow_write(int* out, int value) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // host code in the emulator
+// Writes only once the test releases it (host code in the emulator), so
+// the stream-ordering checks below do not depend on timing.
+std::atomic<bool> released{false};
+__global__ void gated_write(int* out, int value) {
+    while (!released.load()) std::this_thread::yield();
     out[0] = value;
 }
 
@@ -137,21 +140,25 @@ TEST_CASE_FIXTURE(fresh_device, "streams: an event orders two streams; a never-r
     cudaEvent_t written = nullptr;
     REQUIRE(cudaEventCreateWithFlags(&written, cudaEventDisableTiming) == cudaSuccess);
 
+    released = false;
+
     SUBCASE("recorded before the wait: b sees a's write") {
-        CHIMERA_LAUNCH(slow_write, 1, 1, a)(value.data(), 7);
+        CHIMERA_LAUNCH(gated_write, 1, 1, a)(value.data(), 7);
         CHECK(cudaEventRecord(written, a) == cudaSuccess);
         CHECK(cudaStreamWaitEvent(b, written, 0) == cudaSuccess);
         CHECK(cudaMemcpyAsync(copy.data(), value.data(), sizeof(int), cudaMemcpyDeviceToDevice, b) == cudaSuccess);
+        released = true;  // however late a's kernel writes, b's copy waits for it
         CHECK(cudaStreamSynchronize(b) == cudaSuccess);
         CHECK(copy.download()[0] == 7);
     }
     SUBCASE("waited on before it was recorded: no ordering (the local transport's pitfall)") {
         CHECK(cudaStreamWaitEvent(b, written, 0) == cudaSuccess);
-        CHIMERA_LAUNCH(slow_write, 1, 1, a)(value.data(), 7);
+        CHIMERA_LAUNCH(gated_write, 1, 1, a)(value.data(), 7);
         CHECK(cudaEventRecord(written, a) == cudaSuccess);
         CHECK(cudaMemcpyAsync(copy.data(), value.data(), sizeof(int), cudaMemcpyDeviceToDevice, b) == cudaSuccess);
-        CHECK(cudaStreamSynchronize(b) == cudaSuccess);
-        CHECK(copy.download()[0] == 0);  // b copied before a's kernel finished
+        CHECK(cudaStreamSynchronize(b) == cudaSuccess);  // completes while a's kernel is still held
+        CHECK(copy.download()[0] == 0);
+        released = true;
         CHECK(cudaStreamSynchronize(a) == cudaSuccess);
         CHECK(value.download()[0] == 7);
     }

@@ -108,23 +108,18 @@ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n, c
     launched("gelu_backward");
 }
 
-namespace {
-k::gemm_params to_params(const gemm_args& g) {
-    return {g.out, g.a, g.b, g.bias, g.a_m, g.a_k, g.b_k, g.b_n, g.M, g.N, g.K, g.ldc, g.accumulate};
-}
-}  // namespace
 
 void gemm_g0(const gemm_args& g, cudaStream_t stream) {
     if (g.M <= 0 || g.N <= 0) return;
     CHIMERA_LAUNCH(k::gemm_naive, dim3(grid_for(static_cast<size_t>(g.N), 128), static_cast<unsigned>(g.M)), 128, stream)(
-        to_params(g));
+        g);
     launched("gemm_g0");
 }
 
 void gemm_g1(const gemm_args& g, cudaStream_t stream) {
     if (g.M <= 0 || g.N <= 0) return;
     const dim3 grid(grid_for(static_cast<size_t>(g.N), k::g1_tile), grid_for(static_cast<size_t>(g.M), k::g1_tile));
-    CHIMERA_LAUNCH(k::gemm_tiled, grid, 256, stream)(to_params(g));
+    CHIMERA_LAUNCH(k::gemm_tiled, grid, 256, stream)(g);
     launched("gemm_g1");
 }
 

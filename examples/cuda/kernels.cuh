@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "cuda_api.hpp"
+#include "gpu_kernels.hpp"
 
 #include "../common/bf16.hpp"
 #include "../common/math.hpp"
@@ -163,13 +164,8 @@ __global__ void column_sum_add(float* out, const float* in, int rows, int cols) 
 
 // --- GEMM ladder --------------------------------------------------------------
 
-struct gemm_params {
-    float* out;
-    const float *a, *b, *bias;
-    long long a_m, a_k, b_k, b_n;
-    int M, N, K, ldc;
-    bool accumulate;
-};
+// The launchers' description of a GEMM (gpu_kernels.hpp), passed by value.
+using gemm_params = gemm_args;
 
 __device__ inline void gemm_store(const gemm_params& g, int m, int n, float sum) {
     if (m >= g.M || n >= g.N) return;
