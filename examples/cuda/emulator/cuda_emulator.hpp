@@ -261,7 +261,6 @@ struct block_run {
     std::vector<warp_exchange> warps;
     context scheduler;
     std::string failure;
-    int live = 0;
 };
 
 // Fiber stacks, reused by every block this host thread runs.
@@ -334,7 +333,6 @@ inline void run_block(block_run& b, stack_pool& pool) {
     b.fibers.assign(count, fiber{});
     b.warps.assign((count + warp_size - 1) / warp_size, warp_exchange{});
     b.failure.clear();
-    b.live = static_cast<int>(count);
     block_run* const saved_block = current_block;
     fiber* const saved_fiber = current_fiber;
     current_block = &b;
@@ -677,10 +675,6 @@ public:
             grid_.y > 65535 || grid_.z > 65535) {
             std::fprintf(stderr, "cuda emulator: invalid launch configuration for %s\n", name_);
             last_error = cudaErrorInvalidConfiguration;
-            return;
-        }
-        if (!known_stream(stream_)) {
-            last_error = cudaErrorInvalidResourceHandle;
             return;
         }
         auto parameters = std::make_shared<std::tuple<std::decay_t<P>...>>(std::forward<A>(args)...);
