@@ -158,6 +158,15 @@ TEST_CASE("json: lossless round trip, compute-only and lowered") {
                 }
     const schedule lowered = pytorch_lowered_oracle();
     CHECK(io::read_json(io::write_json(lowered)) == lowered);
+    // Found by fuzzing: params with "pipelines":0 (the default) were kept as
+    // 0 but written as the count in effect, so the round trip changed them.
+    std::string defaulted = io::write_json(make(algorithm::gpipe, 3, 2));
+    const auto at = defaulted.find("\"pipelines\":1");
+    REQUIRE(at != std::string::npos);
+    defaulted.replace(at, 13, "\"pipelines\":0");
+    const schedule read = io::read_json(defaulted);
+    CHECK(read.params().pipelines == 1);
+    CHECK(io::read_json(io::write_json(read)) == read);
 }
 
 TEST_CASE("json: malformed input gives the promised error") {

@@ -194,7 +194,9 @@ inline config read_params(const json& root, std::string_view name) {
     }
     if (p.contains("chunks") && !get_int("chunks", c.chunks)) return config{algorithm::custom};
     if (p.contains("group_size") && !get_int("group_size", c.group_size)) return config{algorithm::custom};
-    return c;
+    // As the writer echoes it (pipelines 0 = the algorithm's default), so
+    // that reading what was written gives back the same schedule.
+    return normalized(c);
 }
 
 }  // namespace detail
