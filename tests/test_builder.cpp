@@ -5,6 +5,9 @@
 #include <chimera/builder.hpp>
 #include <chimera/chimera.hpp>
 
+#include <algorithm>
+#include <vector>
+
 using namespace chimera;
 
 namespace {
@@ -107,4 +110,41 @@ TEST_CASE("out-of-range builder arguments are refused with S0") {
     } catch (const schedule_error& e) {
         CHECK(e.rule() == "S0");
     }
+}
+
+TEST_CASE("IR helpers: copy_frame, with_ops, filter_ops, compute_only, op text") {
+    const schedule s = generate({.schedule = algorithm::chimera, .stages = 4, .micro_batches = 8});
+    const schedule frame = copy_frame(s);
+    CHECK(frame.workers() == 0);
+    CHECK(frame.name() == s.name());
+    CHECK(frame.params() == s.params());
+    for (int m = 0; m < s.micro_batches(); ++m) CHECK(frame.pipeline_of(m) == s.pipeline_of(m));
+    for (int p = 0; p < s.pipelines(); ++p)
+        for (int st = 0; st < s.stages(); ++st) CHECK(frame.placement(p, st) == s.placement(p, st));
+
+    std::vector<std::vector<op>> lists;
+    for (int w = 0; w < s.workers(); ++w) lists.emplace_back(s.ops(w).begin(), s.ops(w).end());
+    CHECK(with_ops(s, lists) == s);
+    std::ranges::reverse(lists.front());
+    const schedule reversed = with_ops(s, lists);
+    CHECK_FALSE(reversed == s);
+    CHECK(reversed.ops(0).front() == s.ops(0).back());
+
+    const schedule forwards = filter_ops(s, [](const op& o) { return o.kind == op_kind::F; });
+    CHECK(forwards.op_count() * 2 == s.op_count());
+    // Stripping the comm ops of every lowered zoo schedule gives back its compute schedule.
+    for (const config& c : {config{.schedule = algorithm::gpipe, .stages = 4, .micro_batches = 6},
+                            config{.schedule = algorithm::chimera, .stages = 4, .micro_batches = 8, .pipelines = 4},
+                            config{.schedule = algorithm::zb_v, .stages = 4, .micro_batches = 8},
+                            config{.schedule = algorithm::dualpipe, .stages = 4, .micro_batches = 8}}) {
+        const schedule compute = generate(c);
+        const schedule lowered = lower(compute);
+        CHECK(lowered.op_count() > compute.op_count());
+        CHECK(compute_only(lowered) == compute);
+    }
+
+    CHECK(to_string(forward(1, 3, 2)) == "F3s2p1");
+    CHECK(to_string(op{op_kind::SEND_B, 1, 2, 0, 3}) == "SEND_B2s1p0@3");
+    CHECK(to_string(op{op_kind::REDUCE_GRAD, 2, no_micro_batch, 1, no_peer}) == "REDUCE_GRADs2p1");
+    CHECK(describe(op{op_kind::RECV_F, 1, 4, 0, 2}) == "RECV_F(micro-batch 4, stage 1, pipeline 0, peer 2)");
 }

@@ -89,16 +89,7 @@ schedule make_lowered(const options& o, schedule& compute) {
     if (!o.schedule_file.empty()) {
         schedule s = io::read_json(read_file(o.schedule_file));
         if (is_lowered(s)) {
-            compute = schedule{};
-            compute.set_shape(s.name(), s.stages(), s.micro_batches(), s.pipelines(), s.params());
-            for (int p = 0; p < s.pipelines(); ++p)
-                for (int st = 0; st < s.stages(); ++st) compute.set_placement(p, st, s.placement(p, st));
-            for (int m = 0; m < s.micro_batches(); ++m) compute.set_pipeline_of(m, s.pipeline_of(m));
-            for (int w = 0; w < s.workers(); ++w) {
-                compute.add_worker();
-                for (const op& x : s.ops(w))
-                    if (is_compute(x.kind)) compute.push_op(x);
-            }
+            compute = compute_only(s);
             return s;
         }
         compute = s;

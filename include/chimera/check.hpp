@@ -51,15 +51,6 @@ struct check_options {
     bool chimera_invariants = true;  // T*, M* for schedules named "chimera" with full units
 };
 
-constexpr std::string describe(const op& o) {
-    using detail::cat;
-    if (o.kind == op_kind::REDUCE_GRAD) return cat("REDUCE_GRAD(stage ", o.stage, ", pipeline ", o.pipeline, ")");
-    std::string text = cat(to_string(o.kind), "(micro-batch ", o.micro_batch, ", stage ", o.stage, ", pipeline ",
-                           o.pipeline);
-    if (o.peer != no_peer) text += cat(", peer ", o.peer);
-    return text + ")";
-}
-
 namespace detail {
 
 // The compute ops of a list, in order (lowered lists interleave comm ops).

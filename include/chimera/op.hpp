@@ -3,7 +3,10 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <string_view>
+
+#include "detail/text.hpp"
 
 namespace chimera {
 
@@ -54,6 +57,29 @@ struct op {
 
     friend constexpr bool operator==(const op&, const op&) = default;
 };
+
+// One op as compact text: kind, micro-batch (none for REDUCE_GRAD), stage,
+// pipeline, and the peer of a communication op: "F3s1p0", "SEND_B2s1p1@0",
+// "REDUCE_GRADs2p0". For logs, tests and tables; the file formats (JSON,
+// CSV, trace, SVG) have their own spellings.
+constexpr std::string to_string(const op& o) {
+    using detail::cat;
+    std::string text(to_string(o.kind));
+    if (o.kind != op_kind::REDUCE_GRAD) text += cat(o.micro_batch);
+    text += cat("s", o.stage, "p", o.pipeline);
+    if (o.peer != no_peer) text += cat("@", o.peer);
+    return text;
+}
+
+// One op in words, for diagnostics: "F(micro-batch 3, stage 1, pipeline 0, peer 2)".
+constexpr std::string describe(const op& o) {
+    using detail::cat;
+    if (o.kind == op_kind::REDUCE_GRAD) return cat("REDUCE_GRAD(stage ", o.stage, ", pipeline ", o.pipeline, ")");
+    std::string text = cat(to_string(o.kind), "(micro-batch ", o.micro_batch, ", stage ", o.stage, ", pipeline ",
+                           o.pipeline);
+    if (o.peer != no_peer) text += cat(", peer ", o.peer);
+    return text + ")";
+}
 
 // Shorthands for generators and tests.
 constexpr op forward(std::int32_t pipeline, std::int32_t micro_batch, std::int32_t stage) {

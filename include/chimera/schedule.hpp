@@ -160,15 +160,53 @@ template <std::size_t PlacementCapacity, std::size_t MicroBatchCapacity, std::si
 using fixed_schedule =
     basic_schedule<fixed_storage<PlacementCapacity, MicroBatchCapacity, WorkerCapacity, OpCapacity>>;
 
-// Copies a schedule into another storage (dynamic -> fixed at compile time,
-// fixed -> dynamic to hand a compile-time schedule to run-time code).
-template <class To, class From>
-constexpr basic_schedule<To> convert(const basic_schedule<From>& from) {
+// The frame of a schedule: name, params, shape, placement and routing, with
+// no workers yet (add_worker/push_op fill them in).
+template <class To = dynamic_storage, class From>
+constexpr basic_schedule<To> copy_frame(const basic_schedule<From>& from) {
     basic_schedule<To> to;
     to.set_shape(from.name(), from.stages(), from.micro_batches(), from.pipelines(), from.params());
     for (int p = 0; p < from.pipelines(); ++p)
         for (int s = 0; s < from.stages(); ++s) to.set_placement(p, s, from.placement(p, s));
     for (int m = 0; m < from.micro_batches(); ++m) to.set_pipeline_of(m, from.pipeline_of(m));
+    return to;
+}
+
+// The frame of `frame` with new op lists, one range of ops per worker.
+// Precondition: lists has one entry per worker the result should have.
+template <class From, class Lists>
+constexpr schedule with_ops(const basic_schedule<From>& frame, const Lists& lists) {
+    schedule out = copy_frame(frame);
+    for (const auto& list : lists) {
+        out.add_worker();
+        for (const op& o : list) out.push_op(o);
+    }
+    return out;
+}
+
+// The same schedule keeping only the ops for which keep(op) holds, in order.
+template <class From, class Keep>
+constexpr schedule filter_ops(const basic_schedule<From>& s, Keep keep) {
+    schedule out = copy_frame(s);
+    for (int w = 0; w < s.workers(); ++w) {
+        out.add_worker();
+        for (const op& o : s.ops(w))
+            if (keep(o)) out.push_op(o);
+    }
+    return out;
+}
+
+// The compute-only view of a lowered schedule: SEND/RECV/REDUCE_GRAD dropped.
+template <class From>
+constexpr schedule compute_only(const basic_schedule<From>& s) {
+    return filter_ops(s, [](const op& o) { return is_compute(o.kind); });
+}
+
+// Copies a schedule into another storage (dynamic -> fixed at compile time,
+// fixed -> dynamic to hand a compile-time schedule to run-time code).
+template <class To, class From>
+constexpr basic_schedule<To> convert(const basic_schedule<From>& from) {
+    basic_schedule<To> to = copy_frame<To>(from);
     for (int w = 0; w < from.workers(); ++w) {
         to.add_worker();
         for (const op& o : from.ops(w)) to.push_op(o);

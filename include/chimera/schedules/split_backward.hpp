@@ -82,16 +82,7 @@ constexpr schedule split_backward(const schedule& in, const std::vector<int>& ca
             }
         }
     }
-    schedule out;
-    out.set_shape(in.name(), in.stages(), in.micro_batches(), in.pipelines(), in.params());
-    for (int p = 0; p < in.pipelines(); ++p)
-        for (int st = 0; st < in.stages(); ++st) out.set_placement(p, st, in.placement(p, st));
-    for (int m = 0; m < in.micro_batches(); ++m) out.set_pipeline_of(m, in.pipeline_of(m));
-    for (const auto& list : lists) {
-        out.add_worker();
-        for (const op& o : list) out.push_op(o);
-    }
-    return out;
+    return with_ops(in, lists);
 }
 
 }  // namespace chimera::schedules
