@@ -1,9 +1,17 @@
 // Host-side helpers around device memory: an owning typed buffer with
 // upload/download, for the backend, the tests and the benchmarks.
+//
+// Ordering: upload() and zero() with a stream are ordered on that stream
+// (the backend passes its worker's non-blocking stream, so its kernels see
+// the data); without one they return only once the data is on the device,
+// so work submitted afterwards on any stream sees it. (A plain cudaMemcpy or
+// cudaMemset runs on the legacy default stream, which is not ordered with
+// non-blocking streams, and a pageable upload may land after it returns.)
 #pragma once
 
 #include <cstddef>
 #include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -20,7 +28,9 @@ public:
     explicit device_buffer(std::size_t count) : count_(count) {
         if (count_ > 0) check(cudaMalloc(reinterpret_cast<void**>(&data_), count_ * sizeof(T)), "cudaMalloc");
     }
-    explicit device_buffer(const std::vector<T>& host) : device_buffer(host.size()) { upload(host); }
+    explicit device_buffer(const std::vector<T>& host, cudaStream_t stream = nullptr) : device_buffer(host.size()) {
+        upload(host, stream);
+    }
     device_buffer(const device_buffer&) = delete;
     device_buffer& operator=(const device_buffer&) = delete;
     device_buffer(device_buffer&& other) noexcept
@@ -38,17 +48,25 @@ public:
     const T* data() const { return data_; }
     std::size_t size() const { return count_; }
 
-    void upload(const std::vector<T>& host) {
-        if (host.size() != count_) throw std::invalid_argument("device_buffer::upload: size mismatch");
-        if (count_ > 0) check(cudaMemcpy(data_, host.data(), count_ * sizeof(T), cudaMemcpyHostToDevice), "upload");
+    // `host` may be reused as soon as this returns (a pageable source is
+    // staged by the copy call).
+    void upload(const std::vector<T>& host, cudaStream_t stream = nullptr) {
+        if (host.size() != count_)
+            throw std::invalid_argument("device_buffer::upload: " + std::to_string(host.size()) +
+                                        " values for a buffer of " + std::to_string(count_));
+        if (count_ == 0) return;
+        check(cudaMemcpyAsync(data_, host.data(), count_ * sizeof(T), cudaMemcpyHostToDevice, stream), "upload");
+        if (!stream) check(cudaStreamSynchronize(nullptr), "upload");
     }
     std::vector<T> download() const {
         std::vector<T> host(count_);
         if (count_ > 0) check(cudaMemcpy(host.data(), data_, count_ * sizeof(T), cudaMemcpyDeviceToHost), "download");
         return host;
     }
-    void zero() {
-        if (count_ > 0) check(cudaMemset(data_, 0, count_ * sizeof(T)), "cudaMemset");
+    void zero(cudaStream_t stream = nullptr) {
+        if (count_ == 0) return;
+        check(cudaMemsetAsync(data_, 0, count_ * sizeof(T), stream), "cudaMemset");
+        if (!stream) check(cudaStreamSynchronize(nullptr), "cudaMemset");
     }
 
 private:
