@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <limits>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -12,7 +15,10 @@
 
 #include <cuda/cuda_api.hpp>
 #include <cuda/device.hpp>
+#include <cuda/stage.hpp>
 #include <cuda/transport.hpp>
+
+#include "runtime_fixture.hpp"
 
 using chimera::runtime::gpu::device_buffer;
 
@@ -312,4 +318,74 @@ TEST_CASE_FIXTURE(fresh_device, "local transport: an all-reduce on non-blocking 
         // first iteration, reused in the second.
         CHECK(pool.allocations() == 3);
     }
+}
+
+// --- the stage model's host side ------------------------------------------------------
+
+namespace {
+
+chimera::runtime::gpu::gpu_stage_model whole_model_stage(const chimera::runtime::gpu::gpu_stage_options& options = {}) {
+    const auto shape = test::test_shape(1, 1);
+    return {shape.model, chimera::gpt::partition(shape.model, 1)[0], shape.batch, shape.seq, options};
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(fresh_device, "stage model: a stash's tokens go up without a host synchronization") {
+    namespace gpu = chimera::runtime::gpu;
+    const auto model = whole_model_stage();
+    const auto shape = test::test_shape(1, 1);
+    std::vector<int> tokens, targets;
+    test::data().micro_batch(false, shape.data_seed, 0, 0, shape.batch, shape.seq, tokens, targets);
+    cudaStream_t s = non_blocking_stream();
+    device_buffer<int> gate(1);
+    released = false;
+    CHIMERA_LAUNCH(gated_write, 1, 1, s)(gate.data(), 1);  // holds the stream
+    std::atomic<bool> returned{false};
+    std::thread release_later([&] {
+        for (int i = 0; i < 200 && !returned; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        released = true;  // were make_stash to synchronize, it would return only now
+    });
+    gpu::gpu_stash a = model.make_stash(tokens, targets, s), b = model.make_stash(tokens, targets, s);
+    returned = true;
+    CHECK(!released);
+    release_later.join();
+    CHECK(model.staging_slots() == 2);  // two uploads in flight: two page-locked slots
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    gpu::gpu_stash c = model.make_stash(tokens, targets, s);
+    CHECK(model.staging_slots() == 2);  // reused once their copies completed
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    for (gpu::gpu_stash* st : {&a, &b, &c}) {
+        std::vector<int> got(tokens.size());
+        REQUIRE(cudaMemcpy(got.data(), st->ints, got.size() * sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess);
+        CHECK(got == tokens);
+        gpu::gpu_stage_model::free_stash(*st, s);
+    }
+    // The stashes' memory pool keeps what it frees (no release at each synchronization).
+    cudaMemPool_t pool = nullptr;
+    REQUIRE(cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess);
+    std::uint64_t threshold = 0;
+    REQUIRE(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold) == cudaSuccess);
+    CHECK(threshold == std::numeric_limits<std::uint64_t>::max());
+}
+
+TEST_CASE_FIXTURE(fresh_device, "stage model: bf16 matmuls are refused below compute capability 8.0") {
+    namespace gpu = chimera::runtime::gpu;
+    auto& device = chimera_emulator::device();
+    device.major = 7;
+    device.minor = 5;
+    try {
+        whole_model_stage({.arithmetic = gpu::precision::bf16});
+        FAIL("no error");
+    } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()) ==
+              "--precision bf16 (G2: mma.sync bf16, ldmatrix, cp.async) needs compute capability 8.0 or newer; "
+              "device 0 has 7.5");
+    }
+    CHECK_NOTHROW(whole_model_stage());  // fp32 runs anywhere
+    device.major = 8;
+    device.minor = 0;
+    CHECK_NOTHROW(whole_model_stage({.arithmetic = gpu::precision::bf16}));
+    device.major = 9;
+    device.minor = 0;
 }
