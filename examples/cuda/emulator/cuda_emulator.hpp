@@ -9,6 +9,11 @@
 //   recorded event is a no-op; the legacy default stream orders against
 //   blocking streams only; cudaFree synchronizes the device). Missing
 //   synchronization between streams is a real race here too.
+// * Copies into device memory and memsets on the legacy default stream
+//   (cudaMemcpy from pageable memory, cudaMemset) return before their write
+//   lands, as on a GPU: it lands at the next point ordered after it, and
+//   work on a non-blocking stream that touches the written allocation
+//   before then is reported ("unordered access"), not silently raced.
 // * A kernel runs its blocks one after the other; the threads of a block are
 //   fibers switched only at __syncthreads() and warp operations,
 //   so shared memory, barriers and warp shuffles behave as on a GPU.
