@@ -44,7 +44,7 @@ LAUNCH = {
     "gelu_backward": (256, 0),
     "column_sum_add": (128, 0),
     "column_sum_partial": (256, 0),
-    "column_sum_finish": (256, 0),
+    "column_partials_finish": (256, 0),
     "gemm_naive": (128, 0),
     "gemm_tiled": (256, 0),
     "gemm_bf16_mma": (256, "g2"),
