@@ -68,6 +68,10 @@ LAUNCH = {
     "cast_from_bf16": (256, 0),
 }
 
+# Opcodes counted in the GEMM's loops: tensor-core ops, ldmatrix, cp.async,
+# and the overhead of guards (WARPSYNC, BSSY) and spills (LDL).
+WATCH = ["HMMA", "LDSM", "LDGSTS", "WARPSYNC", "BSSY", "LDL"]
+
 SM = {"regs": 65536, "smem": 228 * 1024, "warps": 64, "blocks": 32, "reserved": 1024}
 
 
@@ -152,7 +156,8 @@ def occupancy(regs, smem, threads):
 
 
 def sass_loops(sass, kernel):
-    """Innermost loops of `kernel` holding HMMA: (start, end, instructions, hmma, predicated hmma)."""
+    """Innermost loops of `kernel` holding HMMA: (start, end, instructions,
+    {opcode: count} for the opcodes that matter here)."""
     body, inside = [], False
     for line in sass.splitlines():
         if "Function :" in line:
@@ -167,9 +172,10 @@ def sass_loops(sass, kernel):
         if m and int(m.group(1), 16) < addr:
             start = int(m.group(1), 16)
             part = [i for a, i in body if start <= a <= addr and not i.startswith("NOP")]
-            hmma = [i for i in part if "HMMA" in i]
-            if hmma:
-                loops.append((start, addr, len(part), len(hmma), sum(i.startswith("@") for i in hmma)))
+            ops = {k: sum(re.search(r"\b" + k + r"\b", i) is not None for i in part) for k in WATCH}
+            ops["@HMMA"] = sum(i.startswith("@") and "HMMA" in i for i in part)
+            if ops["HMMA"]:
+                loops.append((start, addr, len(part), ops))
     return [l for l in loops if not any(o != l and l[0] <= o[0] and o[1] <= l[1] for o in loops)]
 
 
@@ -196,10 +202,12 @@ def main():
         shared = f"{smem} + {dynamic}" if dynamic else f"{smem}"
         print(f"| `{name}` | {regs} | {shared} | {threads} | {blocks} | {warps} |")
     print()
-    print("| bf16 GEMM loop (SASS) | instructions | HMMA | predicated HMMA | instructions per HMMA |")
-    print("|---|---:|---:|---:|---:|")
-    for start, end, n, hmma, pred in sass_loops(sass, "gemm_bf16_mma"):
-        print(f"| 0x{start:04x}-0x{end:04x} | {n} | {hmma} | {pred} | {n / hmma:.1f} |")
+    print("| bf16 GEMM loop (SASS) | instructions | " + " | ".join(WATCH) + " | predicated HMMA | "
+          "instructions per HMMA |")
+    print("|---|" + "---:|" * (len(WATCH) + 3))
+    for start, end, n, ops in sass_loops(sass, "gemm_bf16_mma"):
+        counts = " | ".join(str(ops[k]) for k in WATCH)
+        print(f"| 0x{start:04x}-0x{end:04x} | {n} | {counts} | {ops['@HMMA']} | {n / ops['HMMA']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -178,28 +178,55 @@ TEST_CASE("matmul: the three layouts on G1, and G0 against G1") {
     }
 }
 
+// Block tile 128, K step 64: shapes with only edge tiles (small, ragged),
+// only full tiles (exact multiples), and both (full tiles plus a ragged
+// last row and column of tiles, K not a multiple of the K step).
 TEST_CASE("G2 bf16 tensor-core GEMM against an fp64 product of the rounded inputs") {
-    for (const auto& [M, N, K] : {std::tuple{130, 70, 72}, std::tuple{256, 128, 64}, std::tuple{7, 9, 8}}) {
+    for (const auto& [M, N, K] : {std::tuple{130, 70, 72}, std::tuple{256, 128, 64}, std::tuple{7, 9, 8},
+                                  std::tuple{128, 256, 192}, std::tuple{260, 135, 200}}) {
         const std::string shape = "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K);
         INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const auto a = random_floats(static_cast<std::size_t>(M) * K, 40), b = random_floats(static_cast<std::size_t>(N) * K, 41);
+        const auto bias = random_floats(static_cast<std::size_t>(N), 42);
         std::vector<std::uint16_t> a16(a.size()), b16(b.size());
         for (std::size_t i = 0; i < a.size(); ++i) a16[i] = math::to_bf16(a[i]);
         for (std::size_t i = 0; i < b.size(); ++i) b16[i] = math::to_bf16(b[i]);
-        std::vector<float> ref(static_cast<std::size_t>(M) * N);
+        std::vector<double> product(static_cast<std::size_t>(M) * N);
         for (int m = 0; m < M; ++m)
             for (int n = 0; n < N; ++n) {
                 double s = 0;
                 for (int k = 0; k < K; ++k)
                     s += static_cast<double>(math::from_bf16(a16[static_cast<std::size_t>(m) * K + k])) *
                          math::from_bf16(b16[static_cast<std::size_t>(n) * K + k]);
-                ref[static_cast<std::size_t>(m) * N + n] = static_cast<float>(s);
+                product[static_cast<std::size_t>(m) * N + n] = s;
             }
         device_buffer<std::uint16_t> d_a(a16), d_b(b16);
+        device_buffer<float> d_bias(bias);
+        std::vector<float> ref(product.begin(), product.end());
         device_buffer<float> d_out(ref.size());
         gpu::gemm_g2_bf16(d_out.data(), d_a.data(), d_b.data(), M, N, K, nullptr);
         device_sync();
-        expect_close(d_out.download(), ref, 1e-4 * K, 1.0 / 128, "gemm_g2_bf16");
+        const auto first = d_out.download();
+        expect_close(first, ref, 1e-4 * K, 1.0 / 128, "gemm_g2_bf16");
+        gpu::gemm_g2_bf16(d_out.data(), d_a.data(), d_b.data(), M, N, K, nullptr);
+        device_sync();
+        CHECK(d_out.download() == first);  // bitwise repeatable
+        // The epilogue: bias and accumulation into a wider output, odd ldc
+        // (scalar stores) and even ldc (8-byte stores in full tiles).
+        for (const int ldc : {N + 1, N + 2}) {
+            INFO("ldc=" << ldc);
+            const auto old = random_floats(static_cast<std::size_t>(M) * ldc, 43);
+            std::vector<float> wide(old);
+            for (int m = 0; m < M; ++m)
+                for (int n = 0; n < N; ++n)
+                    wide[static_cast<std::size_t>(m) * ldc + n] = static_cast<float>(
+                        old[static_cast<std::size_t>(m) * ldc + n] + bias[static_cast<std::size_t>(n)] +
+                        product[static_cast<std::size_t>(m) * N + n]);
+            device_buffer<float> d_wide(old);
+            gpu::gemm_g2_bf16(d_wide.data(), d_a.data(), d_b.data(), d_bias.data(), M, N, K, ldc, true, nullptr);
+            device_sync();
+            expect_close(d_wide.download(), wide, 1e-4 * K, 1.0 / 128, "gemm_g2_bf16 bias + accumulate");
+        }
     }
 }
 

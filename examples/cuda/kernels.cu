@@ -170,7 +170,12 @@ void gemm_g2_bf16(float* out, const std::uint16_t* a, const std::uint16_t* b, co
     if (M <= 0 || N <= 0) return;
     const dim3 grid(grid_for(static_cast<size_t>(N), k::g2_tile), grid_for(static_cast<size_t>(M), k::g2_tile));
     const k::gemm_params g{out, nullptr, nullptr, bias, 0, 0, 0, 0, M, N, K, ldc, accumulate};
-    CHIMERA_LAUNCH(k::gemm_bf16_mma, grid, 256, stream)(g, a, b);
+    // 108 KB of dynamic shared memory: above the default 48 KB, so the
+    // kernel's limit is raised (a host-side attribute, no synchronization).
+    check(cudaFuncSetAttribute(k::gemm_bf16_mma, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(k::g2_shared_bytes)),
+          "gemm_g2_bf16: cudaFuncSetAttribute");
+    CHIMERA_LAUNCH_SHARED(k::gemm_bf16_mma, grid, k::g2_threads, k::g2_shared_bytes, stream)(g, a, b);
     launched("gemm_g2_bf16");
 }
 

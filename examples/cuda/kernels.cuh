@@ -267,17 +267,20 @@ __global__ void __launch_bounds__(256) gemm_tiled(gemm_params g) {
 }
 
 // G2: bf16 tensor cores, NT layout (A [M,K], B [N,K], both K-contiguous).
-// 128x128 block tile, K step 32, 8 warps as 2 (m) x 4 (n), each warp 64x32
+// 128x128 block tile, K step 64, 8 warps as 2 (m) x 4 (n), each warp 64x32
 // = 4x4 mma.sync m16n8k16 tiles. Operands go global -> shared with
-// cp.async (16-byte chunks, zero-filled outside the matrix) into two
-// buffers, so the next K step loads while this one computes; shared ->
-// registers with ldmatrix.
-constexpr int g2_tile = 128, g2_k = 32, g2_pad = 8;
+// cp.async (16-byte chunks, zero-filled outside the matrix) through a ring
+// of g2_stages buffers in dynamic shared memory (108 KB: two blocks per
+// SM), so two K steps load while one computes; shared -> registers with
+// ldmatrix (rows padded by 16 bytes: conflict-free).
+constexpr int g2_tile = 128, g2_k = 64, g2_pad = 8, g2_stages = 3, g2_threads = 256;
+constexpr int g2_pitch = g2_k + g2_pad;                  // elements per shared row
+constexpr int g2_stage_elems = 2 * g2_tile * g2_pitch;  // A then B
+constexpr size_t g2_shared_bytes = static_cast<size_t>(g2_stages) * g2_stage_elems * sizeof(std::uint16_t);
 #if defined(CHIMERA_CUDA_EMULATION)
 using ::chimera_emulator::cp_async_16;
 using ::chimera_emulator::cp_async_commit;
 using ::chimera_emulator::cp_async_wait;
-using ::chimera_emulator::ldmatrix_x2;
 using ::chimera_emulator::ldmatrix_x4;
 using ::chimera_emulator::mma_bf16_16816;
 #else
@@ -294,17 +297,12 @@ template <int pending>
 __device__ inline void cp_async_wait() {
     asm volatile("cp.async.wait_group %0;\n" ::"n"(pending));
 }
-// Four (two) 8x8 b16 matrices from shared memory; lanes 8i..8i+7 give the
+// Four 8x8 b16 matrices from shared memory; lanes 8i..8i+7 give the
 // row addresses of matrix i, lane l receives row l/4, columns 2(l%4) and
 // 2(l%4)+1 of matrix i in r[i].
 __device__ inline void ldmatrix_x4(unsigned (&r)[4], const void* row) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(shared_address(row)));
-}
-__device__ inline void ldmatrix_x2(unsigned (&r)[2], const void* row) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x2.shared.b16 {%0,%1}, [%2];\n"
-                 : "=r"(r[0]), "=r"(r[1])
                  : "r"(shared_address(row)));
 }
 // d += A (16x16, row) * B (16x8, col), bf16 in, fp32 accumulate.
@@ -317,62 +315,137 @@ __device__ inline void mma_bf16_16816(float (&d)[4], const unsigned (&a)[4], con
 }
 #endif
 
-// The epilogue (bias, accumulate, ldc, bounds) is G0/G1's gemm_store; g.a and
-// g.b are unused (the operands are the bf16 a [M,K] and b [N,K]).
-__global__ void __launch_bounds__(256) gemm_bf16_mma(gemm_params g, const std::uint16_t* a, const std::uint16_t* b) {
-#if defined(CHIMERA_CUDA_EMULATION) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
-    const int M = g.M, N = g.N, K = g.K;
-    __shared__ __align__(16) std::uint16_t as[2][g2_tile][g2_k + g2_pad];
-    __shared__ __align__(16) std::uint16_t bs[2][g2_tile][g2_k + g2_pad];
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int warp_m = warp / 4, warp_n = warp % 4;
-    const int m0 = blockIdx.y * g2_tile, n0 = blockIdx.x * g2_tile;
-    float acc[4][4][4] = {};
-    auto load = [&](int buffer, int k0) {
-        // 128 rows x 4 chunks of 8 elements per operand; 2 chunks per thread.
-        for (int i = threadIdx.x; i < g2_tile * (g2_k / 8); i += 256) {
-            const int row = i / (g2_k / 8), chunk = i % (g2_k / 8), k = k0 + chunk * 8;
-            const bool in_a = m0 + row < M && k < K, in_b = n0 + row < N && k < K;
-            cp_async_16(&as[buffer][row][chunk * 8], in_a ? a + static_cast<size_t>(m0 + row) * K + k : a, in_a);
-            cp_async_16(&bs[buffer][row][chunk * 8], in_b ? b + static_cast<size_t>(n0 + row) * K + k : b, in_b);
+
+// This thread's share of one stage's loads: rows row0 + 32 j (j < 4) of the
+// A and B tiles, 16-byte chunk `chunk` of the K step. Offsets are computed
+// once; a K step only adds k0.
+struct g2_loader {
+    const std::uint16_t *a, *b;  // row row0 of the tile, chunk's first column
+    size_t row_step;             // 32 rows
+    int dst, chunk_k;            // element offset in a stage's A (and B) tile; the chunk's first k
+    unsigned a_rows = 0xf, b_rows = 0xf;  // which of the 4 rows lie inside the matrix (edge tiles)
+};
+
+template <bool edge>
+__device__ inline g2_loader g2_make_loader(const std::uint16_t* a, const std::uint16_t* b, int M, int N, int K, int m0,
+                                           int n0) {
+    const int row0 = threadIdx.x / (g2_k / 8), chunk = threadIdx.x % (g2_k / 8);
+    g2_loader l{a + static_cast<size_t>(m0 + row0) * K + chunk * 8, b + static_cast<size_t>(n0 + row0) * K + chunk * 8,
+                32 * static_cast<size_t>(K), row0 * g2_pitch + chunk * 8, chunk * 8};
+    if (edge) {
+        l.a_rows = l.b_rows = 0;
+        for (int j = 0; j < 4; ++j) {
+            l.a_rows |= (m0 + row0 + 32 * j < M ? 1u : 0u) << j;
+            l.b_rows |= (n0 + row0 + 32 * j < N ? 1u : 0u) << j;
         }
-        cp_async_commit();
-    };
-    // 16x8 tiles of this warp that hold outputs (warp-uniform, so skipping
-    // the others costs no divergence): small and ragged GEMMs skip most of
-    // the block tile's mma and ldmatrix work.
-    const int warp_tiles_m = min(4, max(0, (M - m0 - warp_m * 64 + 15) / 16));
-    const int warp_tiles_n = min(4, max(0, (N - n0 - warp_n * 32 + 7) / 8));
-    const int steps = (K + g2_k - 1) / g2_k;
-    load(0, 0);
-    for (int s = 0; s < steps; ++s) {
-        const int buffer = s & 1;
-        if (s + 1 < steps) {
-            load(buffer ^ 1, (s + 1) * g2_k);
-            cp_async_wait<1>();
-        } else {
-            cp_async_wait<0>();
-        }
-        __syncthreads();
-#pragma unroll
-        for (int kk = 0; kk < g2_k; kk += 16) {
-            unsigned af[4][4], bf[4][2];
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-                if (i < warp_tiles_m)
-                    ldmatrix_x4(af[i], &as[buffer][warp_m * 64 + i * 16 + lane % 16][kk + (lane / 16) * 8]);
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-                if (j < warp_tiles_n)
-                    ldmatrix_x2(bf[j], &bs[buffer][warp_n * 32 + j * 8 + lane % 8][kk + ((lane / 8) % 2) * 8]);
-#pragma unroll
-            for (int i = 0; i < 4; ++i)
-#pragma unroll
-                for (int j = 0; j < 4; ++j)
-                    if (i < warp_tiles_m && j < warp_tiles_n) mma_bf16_16816(acc[i][j], af[i], bf[j]);
-        }
-        __syncthreads();  // this buffer is refilled two steps later
     }
+    return l;
+}
+
+// One K step (k0) into `stage`; chunks past K (the last step when K is not
+// a multiple of g2_k) and rows outside the matrix are zero-filled, their
+// source address replaced by the (valid) matrix base. Steps wholly inside
+// K of full tiles check nothing.
+template <bool edge>
+__device__ inline void g2_load(std::uint16_t* stage, const g2_loader& l, const std::uint16_t* a,
+                               const std::uint16_t* b, int k0, int K) {
+    if (!edge && k0 + g2_k <= K) {
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            cp_async_16(stage + l.dst + j * 32 * g2_pitch, l.a + j * l.row_step + k0, true);
+            cp_async_16(stage + g2_tile * g2_pitch + l.dst + j * 32 * g2_pitch, l.b + j * l.row_step + k0, true);
+        }
+        return;
+    }
+    const bool k_in = k0 + l.chunk_k < K;
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+        const bool in_a = k_in && (!edge || (l.a_rows >> j & 1u)), in_b = k_in && (!edge || (l.b_rows >> j & 1u));
+        cp_async_16(stage + l.dst + j * 32 * g2_pitch, in_a ? l.a + j * l.row_step + k0 : a, in_a);
+        cp_async_16(stage + g2_tile * g2_pitch + l.dst + j * 32 * g2_pitch, in_b ? l.b + j * l.row_step + k0 : b, in_b);
+    }
+}
+
+// The warp's 4x4 mma tiles over one stage (4 k16 steps). Edge tiles skip
+// the 16x8 tiles wholly outside the output (warp-uniform, no divergence);
+// full tiles have no guard at all.
+template <bool edge>
+__device__ inline void g2_compute(float (&acc)[4][4][4], const std::uint16_t* a_frag, const std::uint16_t* b_frag,
+                                  int tiles_m, int tiles_n) {
+#pragma unroll
+    for (int kk = 0; kk < g2_k; kk += 16) {
+        unsigned af[4][4] = {}, bf[2][4] = {};  // edge tiles leave some unused
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+            if (!edge || i < tiles_m) ldmatrix_x4(af[i], a_frag + i * 16 * g2_pitch + kk);
+#pragma unroll
+        for (int j = 0; j < 2; ++j)
+            if (!edge || 2 * j < tiles_n) ldmatrix_x4(bf[j], b_frag + j * 16 * g2_pitch + kk);
+#pragma unroll
+        for (int i = 0; i < 4; ++i)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const unsigned b2[2] = {bf[j / 2][2 * (j % 2)], bf[j / 2][2 * (j % 2) + 1]};
+                if (!edge || (i < tiles_m && j < tiles_n)) mma_bf16_16816(acc[i][j], af[i], b2);
+            }
+    }
+}
+
+// out[m, n], out[m, n + 1] from one accumulator pair: one 8-byte store
+// (and load, when accumulating) where the tile is full and aligned.
+__device__ inline void g2_store_pair(const gemm_params& g, int m, int n, float x, float y, bool vector) {
+    if (!vector) {
+        gemm_store(g, m, n, x);
+        gemm_store(g, m, n + 1, y);
+        return;
+    }
+    float2 v = make_float2(x, y);
+    if (g.bias) {
+        const float2 bias = *reinterpret_cast<const float2*>(g.bias + n);
+        v.x += bias.x, v.y += bias.y;
+    }
+    float2* o = reinterpret_cast<float2*>(g.out + static_cast<size_t>(m) * g.ldc + n);
+    if (g.accumulate) {
+        const float2 old = *o;
+        v.x += old.x, v.y += old.y;
+    }
+    *o = v;
+}
+
+template <bool edge>
+__device__ inline void g2_block(const gemm_params& g, const std::uint16_t* a, const std::uint16_t* b,
+                                std::uint16_t* smem, int m0, int n0) {
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warp_m = warp / 4, warp_n = warp % 4;
+    const g2_loader loader = g2_make_loader<edge>(a, b, g.M, g.N, g.K, m0, n0);
+    // ldmatrix row addresses inside a stage: A rows lane % 16, k half lane / 16;
+    // B (x4: two n8 tiles) rows lane % 8 + 8 (lane / 16), k half (lane / 8) % 2.
+    const int a_off = (warp_m * 64 + lane % 16) * g2_pitch + (lane / 16) * 8;
+    const int b_off = g2_tile * g2_pitch + (warp_n * 32 + lane % 8 + (lane / 16) * 8) * g2_pitch + ((lane / 8) % 2) * 8;
+    const int tiles_m = edge ? min(4, max(0, (g.M - m0 - warp_m * 64 + 15) / 16)) : 4;
+    const int tiles_n = edge ? min(4, max(0, (g.N - n0 - warp_n * 32 + 7) / 8)) : 4;
+    float acc[4][4][4] = {};
+    const int steps = (g.K + g2_k - 1) / g2_k;
+#pragma unroll
+    for (int s = 0; s < g2_stages - 1; ++s) {
+        if (s < steps) g2_load<edge>(smem + s * g2_stage_elems, loader, a, b, s * g2_k, g.K);
+        cp_async_commit();
+    }
+    // Ring positions as running offsets (no modulo in the loop).
+    int read = 0, write = (g2_stages - 1) * g2_stage_elems;
+    constexpr int ring = g2_stages * g2_stage_elems;
+    for (int s = 0; s < steps; ++s) {
+        cp_async_wait<g2_stages - 2>();  // step s has landed (this thread's copies) ...
+        __syncthreads();                 // ... everyone's; and step s - 1's buffer is free
+        const int next = s + g2_stages - 1;
+        if (next < steps) g2_load<edge>(smem + write, loader, a, b, next * g2_k, g.K);
+        cp_async_commit();
+        g2_compute<edge>(acc, smem + read + a_off, smem + read + b_off, tiles_m, tiles_n);
+        read = read + g2_stage_elems == ring ? 0 : read + g2_stage_elems;
+        write = write + g2_stage_elems == ring ? 0 : write + g2_stage_elems;
+    }
+    cp_async_wait<0>();
+    const bool vector = !edge && g.ldc % 2 == 0 && reinterpret_cast<std::uintptr_t>(g.out) % 8 == 0 &&
+                        reinterpret_cast<std::uintptr_t>(g.bias) % 8 == 0;
 #pragma unroll
     for (int i = 0; i < 4; ++i)
 #pragma unroll
@@ -381,9 +454,26 @@ __global__ void __launch_bounds__(256) gemm_bf16_mma(gemm_params g, const std::u
             for (int h = 0; h < 2; ++h) {
                 const int m = m0 + warp_m * 64 + i * 16 + lane / 4 + h * 8;
                 const int n = n0 + warp_n * 32 + j * 8 + (lane % 4) * 2;
-                gemm_store(g, m, n, acc[i][j][2 * h]);
-                gemm_store(g, m, n + 1, acc[i][j][2 * h + 1]);
+                g2_store_pair(g, m, n, acc[i][j][2 * h], acc[i][j][2 * h + 1], vector);
             }
+}
+
+// The epilogue (bias, accumulate, ldc, bounds) is G0/G1's gemm_store; g.a and
+// g.b are unused (the operands are the bf16 a [M,K] and b [N,K]). Blocks
+// wholly inside the output take the guard-free path; only edge blocks
+// check rows and skip tiles.
+__global__ void __launch_bounds__(g2_threads, 2) gemm_bf16_mma(gemm_params g, const std::uint16_t* a,
+                                                               const std::uint16_t* b) {
+#if defined(CHIMERA_CUDA_EMULATION) || (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800)
+#if defined(CHIMERA_CUDA_EMULATION)
+    auto* smem = reinterpret_cast<std::uint16_t*>(::chimera_emulator::dynamic_shared());
+#else
+    extern __shared__ __align__(16) unsigned char g2_shared[];
+    auto* smem = reinterpret_cast<std::uint16_t*>(g2_shared);
+#endif
+    const int m0 = blockIdx.y * g2_tile, n0 = blockIdx.x * g2_tile;
+    if (m0 + g2_tile <= g.M && n0 + g2_tile <= g.N) g2_block<false>(g, a, b, smem, m0, n0);
+    else g2_block<true>(g, a, b, smem, m0, n0);
 #endif
 }
 
