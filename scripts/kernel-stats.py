@@ -87,7 +87,7 @@ def resolve(entry):
     if threads == "flash_fwd":
         threads = 32 * constant("flash_warps", constant("flash_rows", 4))
     if threads == "flash_bwd":
-        threads = 32 * constant("flash_warps", 1)
+        threads = 32 * constant("flash_warps", 1)  # 1: one-warp blocks before FA2 tiling
     if dynamic == "g2":
         tile, k, pad, stages = (constant(n, d) for n, d in (("g2_tile", 128), ("g2_k", 32), ("g2_pad", 8),
                                                            ("g2_stages", 0)))

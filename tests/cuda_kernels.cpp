@@ -340,8 +340,10 @@ TEST_CASE("attention v1 forward and backward, v2 flash forward") {
 }
 
 TEST_CASE("attention v2 flash backward: against the twin and v1, no T x T buffer") {
-    // Odd T (tails of the 32-row tiles), several heads and batches.
-    for (const auto& [B, T, C, NH] : {std::tuple{2, 13, 128, 2}, std::tuple{3, 37, 64, 1}, std::tuple{1, 70, 192, 3}}) {
+    // T not a multiple of the 32-row query and key tiles (one tile, a
+    // partial second, three), and an exact multiple; several heads and batches.
+    for (const auto& [B, T, C, NH] : {std::tuple{2, 13, 128, 2}, std::tuple{3, 37, 64, 1}, std::tuple{1, 70, 192, 3},
+                                      std::tuple{1, 64, 64, 1}}) {
         const std::string shape = "B=" + std::to_string(B) + " T=" + std::to_string(T) + " NH=" + std::to_string(NH);
         INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const std::size_t n = static_cast<std::size_t>(B) * T * C, scores = static_cast<std::size_t>(B) * NH * T * T;
@@ -370,6 +372,11 @@ TEST_CASE("attention v2 flash backward: against the twin and v1, no T x T buffer
         expect_close(flash_dqkv, v1_dqkv.download(), 1e-4, 1e-4, "flash backward vs v1");
 
         // Deterministic: the same inputs give the same bits.
+        const auto flash_lse = d_lse.download();
+        gpu::attention_forward_flash(d_out.data(), d_lse.data(), d_qkv.data(), B, T, C, NH, nullptr);
+        device_sync();
+        CHECK(d_out.download() == flash_out);
+        CHECK(d_lse.download() == flash_lse);
         d_dqkv.upload(dqkv0);
         gpu::attention_backward_flash(d_dqkv.data(), d_scratch.data(), d_dout.data(), d_qkv.data(), d_out.data(),
                                       d_lse.data(), B, T, C, NH, nullptr);

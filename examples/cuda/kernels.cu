@@ -285,8 +285,8 @@ void attention_forward_flash(float* out, float* lse, const float* qkv, int B, in
     if (C / NH != k::flash_hs || C % NH != 0)
         throw std::invalid_argument("attention_forward_flash: head size must be 64 (got C/NH = " +
                                     std::to_string(C / NH) + ")");
-    const dim3 grid(grid_for(static_cast<size_t>(T), k::flash_rows), static_cast<unsigned>(B * NH));
-    CHIMERA_LAUNCH(k::attention_flash_forward, grid, 32 * k::flash_rows, stream)(out, lse, qkv, B, T, C, NH);
+    const dim3 grid(grid_for(static_cast<size_t>(T), k::flash_tile), static_cast<unsigned>(B * NH));
+    CHIMERA_LAUNCH(k::attention_flash_forward, grid, k::flash_threads, stream)(out, lse, qkv, B, T, C, NH);
     launched("attention_forward_flash");
 }
 
@@ -298,8 +298,10 @@ void attention_backward_flash(float* dqkv, float* scratch, const float* dout, co
     const size_t rows = static_cast<size_t>(B) * NH * T;
     CHIMERA_LAUNCH(k::attention_flash_row_dot, grid_for(rows), threads, stream)(scratch, out, dout, B, T, C, NH);
     const dim3 grid(grid_for(static_cast<size_t>(T), k::flash_tile), static_cast<unsigned>(B * NH));
-    CHIMERA_LAUNCH(k::attention_flash_backward_kv, grid, k::flash_tile, stream)(dqkv, qkv, dout, lse, scratch, T, C, NH);
-    CHIMERA_LAUNCH(k::attention_flash_backward_q, grid, k::flash_tile, stream)(dqkv, qkv, dout, lse, scratch, T, C, NH);
+    CHIMERA_LAUNCH(k::attention_flash_backward_kv, grid, k::flash_threads, stream)(dqkv, qkv, dout, lse, scratch, T, C,
+                                                                                  NH);
+    CHIMERA_LAUNCH(k::attention_flash_backward_q, grid, k::flash_threads, stream)(dqkv, qkv, dout, lse, scratch, T, C,
+                                                                                 NH);
     launched("attention_backward_flash");
 }
 

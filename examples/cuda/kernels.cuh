@@ -609,55 +609,124 @@ __global__ void attention_dqkv(float* dqkv, const float* dpre, const float* att,
     dqkv[i] += s;
 }
 
-// --- attention v2: flash-style forward, head size 64 -------------------------
-// One warp per query row (4 rows per block, consecutive t); keys and values
-// stream through shared memory in tiles of 32; the row keeps the running
-// (max, sum) of the online softmax (math::online_softmax_update) and its
-// rescaled output accumulator (2 of 64 dims per lane).
-constexpr int flash_rows = 4, flash_keys = 32, flash_hs = 64;
-__global__ void __launch_bounds__(128) attention_flash_forward(float* out, float* lse, const float* qkv, int /*B*/,
-                                                               int T, int C, int NH) {
-    __shared__ float ks[flash_keys][flash_hs + 1];
-    __shared__ float vs[flash_keys][flash_hs + 1];
+// --- attention v2: flash attention, head size 64 -----------------------------
+// FlashAttention-2's tiling on fp32 SIMT: a block of flash_warps warps owns
+// a tile of flash_tile rows (queries in the forward and dq, keys in dk/dv),
+// flash_rows of them per warp; the other side streams through shared
+// memory in tiles of flash_tile. Each tile pair is two warp-level products:
+// scores with lane = the streamed row (flash_rows independent 64-long dot
+// products per lane, the warp's own rows broadcast as float4), then
+// weights x rows with lane = a dimension pair (d, d + 32), the weights
+// passed through shared memory. Every sum runs in one fixed order, so
+// results are bitwise reproducible; no atomics.
+constexpr int flash_tile = 32, flash_warps = 4, flash_rows = flash_tile / flash_warps, flash_hs = 64;
+constexpr int flash_threads = 32 * flash_warps;
+
+__device__ inline float warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ inline float warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// flash_tile rows of one head into shared memory (row pitch `pitch`), zeros
+// past T: dst[r][d] = src[(b T + first + r) stride + d].
+__device__ inline void flash_load(float* dst, int pitch, const float* src, size_t stride, int b, int first, int T) {
+    for (int i = threadIdx.x; i < flash_tile * flash_hs; i += blockDim.x) {
+        const int r = i / flash_hs, d = i % flash_hs, t = first + r;
+        dst[r * pitch + d] = t < T ? src[(static_cast<size_t>(b) * T + t) * stride + d] : 0.f;
+    }
+}
+
+// s[r] = rows[r] . own over the 64 dims: `rows` (R rows, pitch flash_hs,
+// 16-byte aligned) are the same for the whole warp (broadcast float4
+// reads), `own` is this lane's row. R independent chains, d in order.
+template <int R>
+__device__ inline void flash_dots(float (&s)[R], const float* rows, const float* own) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) s[r] = 0.f;
+#pragma unroll 2
+    for (int d = 0; d < flash_hs; d += 4) {
+        const float o0 = own[d], o1 = own[d + 1], o2 = own[d + 2], o3 = own[d + 3];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float4 x = *reinterpret_cast<const float4*>(rows + r * flash_hs + d);
+            s[r] = fmaf(x.w, o3, fmaf(x.z, o2, fmaf(x.y, o1, fmaf(x.x, o0, s[r]))));
+        }
+    }
+}
+
+// acc[r][h] += sum over i < flash_tile of w[r][i] vecs[i][lane + 32 h]: the
+// weights (R rows of flash_tile, 16-byte aligned) broadcast, `vecs` rows of
+// `pitch` floats read by all lanes at consecutive columns; i in order.
+template <int R>
+__device__ inline void flash_accumulate(float (&acc)[R][2], const float* w, const float* vecs, int pitch) {
+    const int lane = threadIdx.x % 32;
+#pragma unroll 2
+    for (int i = 0; i < flash_tile; i += 4) {
+        float v0[4], v1[4];
+#pragma unroll
+        for (int u = 0; u < 4; ++u) v0[u] = vecs[(i + u) * pitch + lane], v1[u] = vecs[(i + u) * pitch + lane + 32];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float4 x = *reinterpret_cast<const float4*>(w + r * flash_tile + i);
+            acc[r][0] = fmaf(x.w, v0[3], fmaf(x.z, v0[2], fmaf(x.y, v0[1], fmaf(x.x, v0[0], acc[r][0]))));
+            acc[r][1] = fmaf(x.w, v1[3], fmaf(x.z, v1[2], fmaf(x.y, v1[1], fmaf(x.x, v1[0], acc[r][1]))));
+        }
+    }
+}
+
+// Forward: per key tile, each row's tile maximum and sum take one warp
+// reduction each (not one per key), one exp per (row, key) and one per row
+// for the rescale; out = o / l and the row log-sum-exp m + log l.
+__global__ void __launch_bounds__(flash_threads) attention_flash_forward(float* out, float* lse, const float* qkv,
+                                                                         int /*B*/, int T, int C, int NH) {
+    __shared__ __align__(16) float qs[flash_tile][flash_hs];
+    __shared__ float ks[flash_tile][flash_hs + 1];  // lane = key reads its row: odd pitch, no conflicts
+    __shared__ float vs[flash_tile][flash_hs];
+    __shared__ __align__(16) float ps[flash_warps][flash_rows][flash_tile];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int bh = blockIdx.y, b = bh / NH, h = bh % NH;
-    const int t = blockIdx.x * flash_rows + warp;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, q0 = blockIdx.x * flash_tile;
     const size_t C3 = 3 * static_cast<size_t>(C);
     const float scale = 1.0f / sqrtf(static_cast<float>(flash_hs));
-    float q0 = 0.f, q1 = 0.f;
-    if (t < T) {
-        const float* q = qkv + (static_cast<size_t>(b) * T + t) * C3 + h * flash_hs;
-        q0 = q[lane], q1 = q[lane + 32];
-    }
-    float running_max = -INFINITY, running_sum = 0.f, o0 = 0.f, o1 = 0.f;
-    const int last = min(T - 1, static_cast<int>(blockIdx.x) * flash_rows + flash_rows - 1);
-    for (int k0 = 0; k0 <= last; k0 += flash_keys) {
+    flash_load(&qs[0][0], flash_hs, qkv + h * flash_hs, C3, b, q0, T);
+    float m[flash_rows], l[flash_rows], o[flash_rows][2];
+#pragma unroll
+    for (int r = 0; r < flash_rows; ++r) m[r] = -INFINITY, l[r] = 0.f, o[r][0] = o[r][1] = 0.f;
+    const int last = min(T - 1, q0 + flash_tile - 1);
+    for (int k0 = 0; k0 <= last; k0 += flash_tile) {
+        __syncthreads();  // the previous tile's readers are done
+        flash_load(&ks[0][0], flash_hs + 1, qkv + C + h * flash_hs, C3, b, k0, T);
+        flash_load(&vs[0][0], flash_hs, qkv + 2 * C + h * flash_hs, C3, b, k0, T);
         __syncthreads();
-        for (int i = threadIdx.x; i < flash_keys * flash_hs; i += blockDim.x) {
-            const int r = i / flash_hs, d = i % flash_hs, key = k0 + r;
-            const bool in = key < T;
-            const float* base = qkv + (static_cast<size_t>(b) * T + (in ? key : 0)) * C3 + h * flash_hs + d;
-            ks[r][d] = in ? base[C] : 0.f;
-            vs[r][d] = in ? base[2 * C] : 0.f;
+        float s[flash_rows];
+        flash_dots(s, &qs[warp * flash_rows][0], ks[lane]);
+        const int key = k0 + lane;
+#pragma unroll
+        for (int r = 0; r < flash_rows; ++r) {
+            const int t = q0 + warp * flash_rows + r;  // key k0 <= t: every row has a finite maximum
+            const float x = key <= t && key < T ? s[r] * scale : -INFINITY;
+            const float next = fmaxf(m[r], warp_max(x));
+            const float p = expf(x - next), factor = expf(m[r] - next);
+            m[r] = next;
+            l[r] = l[r] * factor + warp_sum(p);
+            o[r][0] *= factor, o[r][1] *= factor;
+            ps[warp][r][lane] = p;
         }
-        __syncthreads();
-        if (t >= T) continue;
-        for (int r = 0; r < flash_keys && k0 + r <= t; ++r) {
-            float s = q0 * ks[r][lane] + q1 * ks[r][lane + 32];
-            for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-            s *= scale;
-            const float previous = running_max;
-            math::online_softmax_update(running_max, running_sum, s);
-            const float factor = expf(previous - running_max), p = expf(s - running_max);
-            o0 = o0 * factor + p * vs[r][lane];
-            o1 = o1 * factor + p * vs[r][lane + 32];
-        }
+        __syncwarp();
+        flash_accumulate(o, &ps[warp][0][0], &vs[0][0], flash_hs);
     }
-    if (t >= T) return;
-    float* o = out + (static_cast<size_t>(b) * T + t) * C + h * flash_hs;
-    o[lane] = o0 / running_sum;
-    o[lane + 32] = o1 / running_sum;
-    if (lane == 0) lse[static_cast<size_t>(bh) * T + t] = running_max + logf(running_sum);
+#pragma unroll
+    for (int r = 0; r < flash_rows; ++r) {
+        const int t = q0 + warp * flash_rows + r;
+        if (t >= T) break;
+        float* row = out + (static_cast<size_t>(b) * T + t) * C + h * flash_hs;
+        row[lane] = o[r][0] / l[r];
+        row[lane + 32] = o[r][1] / l[r];
+        if (lane == 0) lse[static_cast<size_t>(bh) * T + t] = m[r] + logf(l[r]);
+    }
 }
 
 // Flash backward (head size 64), from the forward's out and lse: the
@@ -666,9 +735,7 @@ __global__ void __launch_bounds__(128) attention_flash_forward(float* out, float
 // backward is ds[t,j] = p[t,j] (dout_t.v_j - D_t) scale, so
 //   dq_t = sum_{j<=t} ds[t,j] k_j, dk_j = sum_{t>=j} ds[t,j] q_t,
 //   dv_j = sum_{t>=j} p[t,j] dout_t.
-// One thread per row in all three kernels and loops in index order, so each
-// sum has one fixed order and no two threads write the same element.
-constexpr int flash_tile = 32;
+// dk/dv and dq are separate kernels, so no two blocks write one element.
 
 // D[bh, t] = dout_t . out_t over the head's 64 dims.
 __global__ void attention_flash_row_dot(float* D, const float* out, const float* dout, int B, int T, int C, int NH) {
@@ -681,125 +748,111 @@ __global__ void attention_flash_row_dot(float* D, const float* out, const float*
     D[i] = s;
 }
 
-// Scaled score minus the row's log-sum-exp, then its exponential: p[t,j].
-__device__ inline float flash_probability(const float* q, const float* k, float lse, float scale) {
-    float s = 0.f;
-#pragma unroll 16
-    for (int d = 0; d < flash_hs; ++d) s += q[d] * k[d];
-    return expf(s * scale - lse);
-}
-
-// Tiles of 32 rows of one head into shared memory (any row pitch), zeros
-// past T: keys and values, or queries and their output gradients.
-template <int pitch>
-__device__ inline void flash_load_keys(float (*ks)[pitch], float (*vs)[pitch], const float* qkv, int b, int h,
-                                       int first, int T, int C) {
-    const size_t C3 = 3 * static_cast<size_t>(C);
-    for (int i = threadIdx.x; i < flash_tile * flash_hs; i += blockDim.x) {
-        const int r = i / flash_hs, d = i % flash_hs, key = first + r;
-        const float* base = qkv + (static_cast<size_t>(b) * T + (key < T ? key : 0)) * C3 + h * flash_hs + d;
-        ks[r][d] = key < T ? base[C] : 0.f;
-        vs[r][d] = key < T ? base[2 * C] : 0.f;
-    }
-}
-template <int pitch>
-__device__ inline void flash_load_queries(float (*qs)[pitch], float (*dos)[pitch], const float* qkv, const float* dout,
-                                          int b, int h, int first, int T, int C) {
-    for (int i = threadIdx.x; i < flash_tile * flash_hs; i += blockDim.x) {
-        const int r = i / flash_hs, d = i % flash_hs, t = first + r;
-        const size_t row = static_cast<size_t>(b) * T + (t < T ? t : 0);
-        qs[r][d] = t < T ? qkv[row * 3 * C + h * flash_hs + d] : 0.f;
-        dos[r][d] = t < T ? dout[row * C + h * flash_hs + d] : 0.f;
-    }
-}
-
-// dk, dv: one block per (key tile of 32, b*h), one thread per key; query
-// rows stream through shared memory in tiles of 32, from the tile's first
-// key on (causal).
-__global__ void __launch_bounds__(flash_tile) attention_flash_backward_kv(float* dqkv, const float* qkv,
-                                                                          const float* dout, const float* lse,
-                                                                          const float* D, int T, int C, int NH) {
-    __shared__ float ks[flash_tile][flash_hs + 1];  // +1: a thread per row reads conflict-free
-    __shared__ float vs[flash_tile][flash_hs + 1];
-    __shared__ float qs[flash_tile][flash_hs];  // read by all threads at once (broadcast)
-    __shared__ float dos[flash_tile][flash_hs];
+// dk, dv: one block per (key tile, b*h), each warp flash_rows keys; query
+// tiles stream from the block's first key on (causal), lane = query row.
+// 5 blocks per SM is what its 41 KB of shared memory allows; the bound caps
+// registers at 102 (without it, 120: 4 blocks).
+__global__ void __launch_bounds__(flash_threads, 5) attention_flash_backward_kv(float* dqkv, const float* qkv,
+                                                                             const float* dout, const float* lse,
+                                                                             const float* D, int T, int C, int NH) {
+    __shared__ __align__(16) float ks[flash_tile][flash_hs];  // the block's keys: broadcast reads
+    __shared__ __align__(16) float vs[flash_tile][flash_hs];
+    __shared__ float qs[flash_tile][flash_hs + 1];  // lane = query reads its row: odd pitch
+    __shared__ float dos[flash_tile][flash_hs + 1];
     __shared__ float lses[flash_tile], Ds[flash_tile];
-    const int bh = blockIdx.y, b = bh / NH, h = bh % NH;
-    const int k0 = blockIdx.x * flash_tile, j = k0 + static_cast<int>(threadIdx.x);
+    __shared__ __align__(16) float ps[flash_warps][flash_rows][flash_tile];
+    __shared__ __align__(16) float dss[flash_warps][flash_rows][flash_tile];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, k0 = blockIdx.x * flash_tile;
     const size_t C3 = 3 * static_cast<size_t>(C);
     const float scale = 1.0f / sqrtf(static_cast<float>(flash_hs));
-    flash_load_keys(ks, vs, qkv, b, h, k0, T, C);
-    float dk[flash_hs] = {}, dv[flash_hs] = {};
+    flash_load(&ks[0][0], flash_hs, qkv + C + h * flash_hs, C3, b, k0, T);
+    flash_load(&vs[0][0], flash_hs, qkv + 2 * C + h * flash_hs, C3, b, k0, T);
+    float dk[flash_rows][2] = {}, dv[flash_rows][2] = {};
     for (int t0 = k0; t0 < T; t0 += flash_tile) {
         __syncthreads();  // the previous tile's readers are done
-        flash_load_queries(qs, dos, qkv, dout, b, h, t0, T, C);
+        flash_load(&qs[0][0], flash_hs + 1, qkv + h * flash_hs, C3, b, t0, T);
+        flash_load(&dos[0][0], flash_hs + 1, dout + h * flash_hs, C, b, t0, T);
         for (int r = threadIdx.x; r < flash_tile; r += blockDim.x) {
             const int t = t0 + r;
             lses[r] = t < T ? lse[static_cast<size_t>(bh) * T + t] : 0.f;
             Ds[r] = t < T ? D[static_cast<size_t>(bh) * T + t] : 0.f;
         }
         __syncthreads();
-        if (j >= T) continue;
-        for (int r = 0; r < flash_tile && t0 + r < T; ++r) {
-            if (t0 + r < j) continue;  // causal: query t sees keys j <= t
-            const float p = flash_probability(qs[r], ks[threadIdx.x], lses[r], scale);
-            float dp = 0.f;
-#pragma unroll 16
-            for (int d = 0; d < flash_hs; ++d) dp += dos[r][d] * vs[threadIdx.x][d];
-            const float ds = p * (dp - Ds[r]) * scale;
+        float s[flash_rows], dp[flash_rows];
+        flash_dots(s, &ks[warp * flash_rows][0], qs[lane]);
+        flash_dots(dp, &vs[warp * flash_rows][0], dos[lane]);
+        const int t = t0 + lane;
 #pragma unroll
-            for (int d = 0; d < flash_hs; ++d) {
-                dk[d] += ds * qs[r][d];
-                dv[d] += p * dos[r][d];
-            }
+        for (int r = 0; r < flash_rows; ++r) {
+            const int j = k0 + warp * flash_rows + r;
+            const float p = t < T && j <= t ? expf(s[r] * scale - lses[lane]) : 0.f;
+            ps[warp][r][lane] = p;
+            dss[warp][r][lane] = p * (dp[r] - Ds[lane]) * scale;
         }
+        __syncwarp();
+        flash_accumulate(dv, &ps[warp][0][0], &dos[0][0], flash_hs + 1);
+        flash_accumulate(dk, &dss[warp][0][0], &qs[0][0], flash_hs + 1);
     }
-    if (j >= T) return;
-    float* g = dqkv + (static_cast<size_t>(b) * T + j) * C3 + h * flash_hs;
 #pragma unroll
-    for (int d = 0; d < flash_hs; ++d) {
-        g[C + d] += dk[d];
-        g[2 * C + d] += dv[d];
+    for (int r = 0; r < flash_rows; ++r) {
+        const int j = k0 + warp * flash_rows + r;
+        if (j >= T) break;
+        float* g = dqkv + (static_cast<size_t>(b) * T + j) * C3 + h * flash_hs;
+        g[C + lane] += dk[r][0], g[C + lane + 32] += dk[r][1];
+        g[2 * C + lane] += dv[r][0], g[2 * C + lane + 32] += dv[r][1];
     }
 }
 
-// dq: one block per (query tile of 32, b*h), one thread per query row; key
-// tiles stream through shared memory up to the tile's last row.
-__global__ void __launch_bounds__(flash_tile) attention_flash_backward_q(float* dqkv, const float* qkv,
-                                                                         const float* dout, const float* lse,
-                                                                         const float* D, int T, int C, int NH) {
-    __shared__ float qs[flash_tile][flash_hs + 1];
-    __shared__ float dos[flash_tile][flash_hs + 1];
-    __shared__ float ks[flash_tile][flash_hs];
-    __shared__ float vs[flash_tile][flash_hs];
-    const int bh = blockIdx.y, b = bh / NH, h = bh % NH;
-    const int t0 = blockIdx.x * flash_tile, t = t0 + static_cast<int>(threadIdx.x);
+// dq: one block per (query tile, b*h), each warp flash_rows queries; key
+// tiles stream up to the tile's last row, lane = key.
+__global__ void __launch_bounds__(flash_threads) attention_flash_backward_q(float* dqkv, const float* qkv,
+                                                                            const float* dout, const float* lse,
+                                                                            const float* D, int T, int C, int NH) {
+    __shared__ __align__(16) float qs[flash_tile][flash_hs];  // the block's queries: broadcast reads
+    __shared__ __align__(16) float dos[flash_tile][flash_hs];
+    __shared__ float ks[flash_tile][flash_hs + 1];  // lane = key reads its row: odd pitch
+    __shared__ float vs[flash_tile][flash_hs + 1];
+    __shared__ __align__(16) float dss[flash_warps][flash_rows][flash_tile];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int bh = blockIdx.y, b = bh / NH, h = bh % NH, t0 = blockIdx.x * flash_tile;
     const size_t C3 = 3 * static_cast<size_t>(C);
     const float scale = 1.0f / sqrtf(static_cast<float>(flash_hs));
-    flash_load_queries(qs, dos, qkv, dout, b, h, t0, T, C);
-    const float row_lse = t < T ? lse[static_cast<size_t>(bh) * T + t] : 0.f;
-    const float row_D = t < T ? D[static_cast<size_t>(bh) * T + t] : 0.f;
-    float dq[flash_hs] = {};
+    flash_load(&qs[0][0], flash_hs, qkv + h * flash_hs, C3, b, t0, T);
+    flash_load(&dos[0][0], flash_hs, dout + h * flash_hs, C, b, t0, T);
+    float row_lse[flash_rows], row_D[flash_rows], dq[flash_rows][2] = {};
+#pragma unroll
+    for (int r = 0; r < flash_rows; ++r) {
+        const int t = t0 + warp * flash_rows + r;
+        row_lse[r] = t < T ? lse[static_cast<size_t>(bh) * T + t] : 0.f;
+        row_D[r] = t < T ? D[static_cast<size_t>(bh) * T + t] : 0.f;
+    }
     const int last = min(T - 1, t0 + flash_tile - 1);
     for (int k0 = 0; k0 <= last; k0 += flash_tile) {
         __syncthreads();
-        flash_load_keys(ks, vs, qkv, b, h, k0, T, C);
+        flash_load(&ks[0][0], flash_hs + 1, qkv + C + h * flash_hs, C3, b, k0, T);
+        flash_load(&vs[0][0], flash_hs + 1, qkv + 2 * C + h * flash_hs, C3, b, k0, T);
         __syncthreads();
-        if (t >= T) continue;
-        for (int r = 0; r < flash_tile && k0 + r <= t; ++r) {
-            const float p = flash_probability(qs[threadIdx.x], ks[r], row_lse, scale);
-            float dp = 0.f;
-#pragma unroll 16
-            for (int d = 0; d < flash_hs; ++d) dp += dos[threadIdx.x][d] * vs[r][d];
-            const float ds = p * (dp - row_D) * scale;
+        float s[flash_rows], dp[flash_rows];
+        flash_dots(s, &qs[warp * flash_rows][0], ks[lane]);
+        flash_dots(dp, &dos[warp * flash_rows][0], vs[lane]);
+        const int j = k0 + lane;
 #pragma unroll
-            for (int d = 0; d < flash_hs; ++d) dq[d] += ds * ks[r][d];
+        for (int r = 0; r < flash_rows; ++r) {
+            const int t = t0 + warp * flash_rows + r;
+            const float p = t < T && j <= t ? expf(s[r] * scale - row_lse[r]) : 0.f;
+            dss[warp][r][lane] = p * (dp[r] - row_D[r]) * scale;
         }
+        __syncwarp();
+        flash_accumulate(dq, &dss[warp][0][0], &ks[0][0], flash_hs + 1);
     }
-    if (t >= T) return;
-    float* g = dqkv + (static_cast<size_t>(b) * T + t) * C3 + h * flash_hs;
 #pragma unroll
-    for (int d = 0; d < flash_hs; ++d) g[d] += dq[d];
+    for (int r = 0; r < flash_rows; ++r) {
+        const int t = t0 + warp * flash_rows + r;
+        if (t >= T) break;
+        float* g = dqkv + (static_cast<size_t>(b) * T + t) * C3 + h * flash_hs;
+        g[lane] += dq[r][0], g[lane + 32] += dq[r][1];
+    }
 }
 
 // --- fused classifier -----------------------------------------------------------
