@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <cstring>
@@ -64,6 +65,20 @@ __global__ void gated_write(int* out, int value) {
 std::vector<unsigned> block_order;  // host memory: the emulator runs kernels on the host
 __global__ void note_block() {
     if (threadIdx.x == 0) block_order.push_back(blockIdx.x);
+}
+
+// Dynamic shared memory (extern __shared__ on a GPU): out[0] = what thread 0
+// read before anyone wrote (uninitialised), out[1] = the block's sum.
+__global__ void dynamic_shared_sum(float* out) {
+    auto* tile = reinterpret_cast<float*>(chimera_emulator::dynamic_shared());
+    const float before = tile[threadIdx.x];
+    __syncthreads();
+    tile[threadIdx.x] = static_cast<float>(threadIdx.x);
+    __syncthreads();
+    if (threadIdx.x != 0) return;
+    float s = 0;
+    for (unsigned i = 0; i < blockDim.x; ++i) s += tile[i];
+    out[0] = before, out[1] = s;
 }
 
 struct fresh_device {
@@ -136,6 +151,32 @@ TEST_CASE_FIXTURE(fresh_device, "a bad launch configuration is reported by cudaG
     CHIMERA_LAUNCH(lane_sums, dim3(1, 70000), 32, nullptr)(out.data());
     CHECK(cudaGetLastError() == cudaErrorInvalidConfiguration);
     CHECK(cudaDeviceSynchronize() == cudaSuccess);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "dynamic shared memory: 48 KB unless cudaFuncSetAttribute raises it, up to 227 KB") {
+    const std::size_t big = 64 * 1024;
+    {
+        device_buffer<float> out(2);
+        CHIMERA_LAUNCH_SHARED(dynamic_shared_sum, 1, 256, big, nullptr)(out.data());
+        CHECK(cudaGetLastError() == cudaErrorInvalidValue);  // not raised: refused, not sticky
+        CHECK(cudaGetLastError() == cudaSuccess);
+        CHECK(cudaFuncSetAttribute(dynamic_shared_sum, cudaFuncAttributeMaxDynamicSharedMemorySize, 228 * 1024) ==
+              cudaErrorInvalidValue);
+        const int limit = static_cast<int>(big);
+        CHECK(cudaFuncSetAttribute(dynamic_shared_sum, cudaFuncAttributeMaxDynamicSharedMemorySize, limit) ==
+              cudaSuccess);
+        CHIMERA_LAUNCH_SHARED(dynamic_shared_sum, 1, 256, big, nullptr)(out.data());
+        REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+        const auto got = out.download();
+        CHECK(std::isnan(got[0]));  // uninitialised shared memory is garbage (NaN here), never zeros
+        CHECK(got[1] == 255 * 256 / 2);
+        CHIMERA_LAUNCH_SHARED(dynamic_shared_sum, 1, 256, big + 1, nullptr)(out.data());
+        CHECK(cudaGetLastError() == cudaErrorInvalidValue);
+    }
+    cudaDeviceReset();  // a new context: the limit is 48 KB again
+    device_buffer<float> out(2);
+    CHIMERA_LAUNCH_SHARED(dynamic_shared_sum, 1, 256, big, nullptr)(out.data());
+    CHECK(cudaGetLastError() == cudaErrorInvalidValue);
 }
 
 TEST_CASE_FIXTURE(fresh_device, "streams: an event orders two streams; a never-recorded event does not") {

@@ -88,7 +88,11 @@ TEST_CASE("encoder forward and deterministic backward") {
 }
 
 TEST_CASE("layernorm forward, input and weight backward") {
-    for (const auto& [N, C] : {std::pair{19, 77}, std::pair{5, 768}, std::pair{3, 1}}) {
+    // The weight backward's column sums: one row block (N <= 256) and several
+    // (the last one partial).
+    const int many = 3 * gpu::column_rows_per_block + 5;
+    for (const auto& [N, C] : {std::pair{19, 77}, std::pair{5, 768}, std::pair{3, 1}, std::pair{many, 77},
+                               std::pair{gpu::column_rows_per_block, 33}}) {
         const std::string shape = "N=" + std::to_string(N) + " C=" + std::to_string(C);
         INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const std::size_t n = static_cast<std::size_t>(N) * C;
@@ -114,6 +118,15 @@ TEST_CASE("layernorm forward, input and weight backward") {
         expect_close(d_dinp.download(), dinp, 1e-5, 1e-5, "layernorm dinp");
         expect_close(d_dw.download(), dw, 1e-5 * N, 1e-5, "layernorm dweight");
         expect_close(d_db.download(), db, 1e-5 * N, 1e-5, "layernorm dbias");
+        // Deterministic: the same inputs give the same bits.
+        const auto first_dw = d_dw.download(), first_db = d_db.download();
+        d_dw.upload(std::vector<float>(dw.size(), 0.5f));
+        d_db.upload(std::vector<float>(db.size(), 0.5f));
+        gpu::layernorm_backward_weight(d_dw.data(), d_db.data(), d_dout.data(), d_inp.data(), d_mean.data(),
+                                       d_rstd.data(), N, C, nullptr);
+        device_sync();
+        CHECK(d_dw.download() == first_dw);
+        CHECK(d_db.download() == first_db);
     }
 }
 
@@ -135,7 +148,9 @@ TEST_CASE("residual and GELU") {
 }
 
 TEST_CASE("matmul: the three layouts on G1, and G0 against G1") {
-    for (const auto& [N, C, OC] : {std::tuple{37, 45, 71}, std::tuple{130, 200, 96}, std::tuple{1, 3, 1}}) {
+    // 2 * 256 + 3 rows: the bias gradient's column sum over 3 row blocks.
+    for (const auto& [N, C, OC] : {std::tuple{37, 45, 71}, std::tuple{130, 200, 96}, std::tuple{1, 3, 1},
+                                   std::tuple{2 * gpu::column_rows_per_block + 3, 3, 40}}) {
         const std::string shape = "N=" + std::to_string(N) + " C=" + std::to_string(C) + " OC=" + std::to_string(OC);
         INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const auto inp = random_floats(static_cast<std::size_t>(N) * C, 30),
@@ -163,28 +178,55 @@ TEST_CASE("matmul: the three layouts on G1, and G0 against G1") {
     }
 }
 
+// Block tile 128, K step 64: shapes with only edge tiles (small, ragged),
+// only full tiles (exact multiples), and both (full tiles plus a ragged
+// last row and column of tiles, K not a multiple of the K step).
 TEST_CASE("G2 bf16 tensor-core GEMM against an fp64 product of the rounded inputs") {
-    for (const auto& [M, N, K] : {std::tuple{130, 70, 72}, std::tuple{256, 128, 64}, std::tuple{7, 9, 8}}) {
+    for (const auto& [M, N, K] : {std::tuple{130, 70, 72}, std::tuple{256, 128, 64}, std::tuple{7, 9, 8},
+                                  std::tuple{128, 256, 192}, std::tuple{260, 135, 200}}) {
         const std::string shape = "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K);
         INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const auto a = random_floats(static_cast<std::size_t>(M) * K, 40), b = random_floats(static_cast<std::size_t>(N) * K, 41);
+        const auto bias = random_floats(static_cast<std::size_t>(N), 42);
         std::vector<std::uint16_t> a16(a.size()), b16(b.size());
         for (std::size_t i = 0; i < a.size(); ++i) a16[i] = math::to_bf16(a[i]);
         for (std::size_t i = 0; i < b.size(); ++i) b16[i] = math::to_bf16(b[i]);
-        std::vector<float> ref(static_cast<std::size_t>(M) * N);
+        std::vector<double> product(static_cast<std::size_t>(M) * N);
         for (int m = 0; m < M; ++m)
             for (int n = 0; n < N; ++n) {
                 double s = 0;
                 for (int k = 0; k < K; ++k)
                     s += static_cast<double>(math::from_bf16(a16[static_cast<std::size_t>(m) * K + k])) *
                          math::from_bf16(b16[static_cast<std::size_t>(n) * K + k]);
-                ref[static_cast<std::size_t>(m) * N + n] = static_cast<float>(s);
+                product[static_cast<std::size_t>(m) * N + n] = s;
             }
         device_buffer<std::uint16_t> d_a(a16), d_b(b16);
+        device_buffer<float> d_bias(bias);
+        std::vector<float> ref(product.begin(), product.end());
         device_buffer<float> d_out(ref.size());
         gpu::gemm_g2_bf16(d_out.data(), d_a.data(), d_b.data(), M, N, K, nullptr);
         device_sync();
-        expect_close(d_out.download(), ref, 1e-4 * K, 1.0 / 128, "gemm_g2_bf16");
+        const auto first = d_out.download();
+        expect_close(first, ref, 1e-4 * K, 1.0 / 128, "gemm_g2_bf16");
+        gpu::gemm_g2_bf16(d_out.data(), d_a.data(), d_b.data(), M, N, K, nullptr);
+        device_sync();
+        CHECK(d_out.download() == first);  // bitwise repeatable
+        // The epilogue: bias and accumulation into a wider output, odd ldc
+        // (scalar stores) and even ldc (8-byte stores in full tiles).
+        for (const int ldc : {N + 1, N + 2}) {
+            INFO("ldc=" << ldc);
+            const auto old = random_floats(static_cast<std::size_t>(M) * ldc, 43);
+            std::vector<float> wide(old);
+            for (int m = 0; m < M; ++m)
+                for (int n = 0; n < N; ++n)
+                    wide[static_cast<std::size_t>(m) * ldc + n] = static_cast<float>(
+                        old[static_cast<std::size_t>(m) * ldc + n] + bias[static_cast<std::size_t>(n)] +
+                        product[static_cast<std::size_t>(m) * N + n]);
+            device_buffer<float> d_wide(old);
+            gpu::gemm_g2_bf16(d_wide.data(), d_a.data(), d_b.data(), d_bias.data(), M, N, K, ldc, true, nullptr);
+            device_sync();
+            expect_close(d_wide.download(), wide, 1e-4 * K, 1.0 / 128, "gemm_g2_bf16 bias + accumulate");
+        }
     }
 }
 
@@ -298,8 +340,10 @@ TEST_CASE("attention v1 forward and backward, v2 flash forward") {
 }
 
 TEST_CASE("attention v2 flash backward: against the twin and v1, no T x T buffer") {
-    // Odd T (tails of the 32-row tiles), several heads and batches.
-    for (const auto& [B, T, C, NH] : {std::tuple{2, 13, 128, 2}, std::tuple{3, 37, 64, 1}, std::tuple{1, 70, 192, 3}}) {
+    // T not a multiple of the 32-row query and key tiles (one tile, a
+    // partial second, three), and an exact multiple; several heads and batches.
+    for (const auto& [B, T, C, NH] : {std::tuple{2, 13, 128, 2}, std::tuple{3, 37, 64, 1}, std::tuple{1, 70, 192, 3},
+                                      std::tuple{1, 64, 64, 1}}) {
         const std::string shape = "B=" + std::to_string(B) + " T=" + std::to_string(T) + " NH=" + std::to_string(NH);
         INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const std::size_t n = static_cast<std::size_t>(B) * T * C, scores = static_cast<std::size_t>(B) * NH * T * T;
@@ -328,6 +372,11 @@ TEST_CASE("attention v2 flash backward: against the twin and v1, no T x T buffer
         expect_close(flash_dqkv, v1_dqkv.download(), 1e-4, 1e-4, "flash backward vs v1");
 
         // Deterministic: the same inputs give the same bits.
+        const auto flash_lse = d_lse.download();
+        gpu::attention_forward_flash(d_out.data(), d_lse.data(), d_qkv.data(), B, T, C, NH, nullptr);
+        device_sync();
+        CHECK(d_out.download() == flash_out);
+        CHECK(d_lse.download() == flash_lse);
         d_dqkv.upload(dqkv0);
         gpu::attention_backward_flash(d_dqkv.data(), d_scratch.data(), d_dout.data(), d_qkv.data(), d_out.data(),
                                       d_lse.data(), B, T, C, NH, nullptr);
@@ -354,6 +403,47 @@ TEST_CASE("fused classifier = softmax + cross-entropy + dlogits of the twin") {
     device_sync();
     expect_close(d_losses.download(), losses, 1e-5, 1e-5, "losses");
     expect_close(d_logits.download(), dlogits, 1e-5, 1e-5, "dlogits");
+}
+
+// The kernel against numbers worked out by hand (not against math.hpp, which
+// it shares): beta1 = 1/2, beta2 = 3/4, epsilon 0, lr 0.01, decay 0.5, so
+// every intermediate is a short fraction. Element 0 without decay, 1 with.
+//   step 1, p = 1, g = 2:  m = 1, v = 1, m^ = 1/(1/2) = 2, v^ = 1/(1/4) = 4,
+//     m^/sqrt(v^) = 1:   p = 1 - 0.01 = 0.99;   decayed 1 - 0.01 (1 + 0.5) = 0.985
+//   step 2, g = -2:  m = 1/2 - 1 = -1/2, v = 3/4 + 1 = 7/4, m^ = -(1/2)/(3/4) = -2/3,
+//     v^ = (7/4)/(7/16) = 4, ratio -1/3:  p = 0.99 + 0.01/3 = 0.993333...;
+//     decayed 0.985 - 0.01 (-1/3 + 0.5 * 0.985) = 0.98340833...
+// Step 1000 from zero moments, defaults (0.9, 0.999, 1e-8), lr 0.01, g = 2:
+//   1 - 0.9^1000 = 1 (in float), 1 - 0.999^1000 = 0.632304575, m^ = 0.2,
+//   v^ = 0.004 / 0.632304575 = 0.00632606525, sqrt 0.0795365, p = 1 - 0.01 * 2.51457 = 0.974854336.
+TEST_CASE("AdamW kernel: steps 1, 2 and 1000 against hand-computed values") {
+    math::adamw_params p{0.01, 0.5, 0.75, 0.0, 0.5};
+    device_buffer<float> d_p(std::vector<float>{1.f, 1.f}), d_m(std::vector<float>(2, 0.f)),
+        d_v(std::vector<float>(2, 0.f)), d_g(std::vector<float>{2.f, 2.f});
+    auto step = [&](int t) {
+        gpu::adamw(d_p.data(), d_m.data(), d_v.data(), d_g.data(), 1, t, p, false, nullptr);
+        gpu::adamw(d_p.data() + 1, d_m.data() + 1, d_v.data() + 1, d_g.data() + 1, 1, t, p, true, nullptr);
+        device_sync();
+        return d_p.download();
+    };
+    auto p1 = step(1);
+    CHECK(p1[0] == doctest::Approx(0.99).epsilon(1e-6));
+    CHECK(p1[1] == doctest::Approx(0.985).epsilon(1e-6));
+    CHECK(d_m.download() == std::vector<float>{1.f, 1.f});
+    CHECK(d_v.download() == std::vector<float>{1.f, 1.f});
+    d_g.upload(std::vector<float>{-2.f, -2.f});
+    auto p2 = step(2);
+    CHECK(p2[0] == doctest::Approx(0.99 + 0.01 / 3).epsilon(1e-6));
+    CHECK(p2[1] == doctest::Approx(0.985 - 0.01 * (-1.0 / 3 + 0.5 * 0.985)).epsilon(1e-6));
+    CHECK(d_m.download() == std::vector<float>{-0.5f, -0.5f});
+    CHECK(d_v.download() == std::vector<float>{1.75f, 1.75f});
+
+    p = math::adamw_params{0.01, 0.9, 0.999, 1e-8, 0.0};
+    device_buffer<float> e_p(std::vector<float>{1.f}), e_m(std::vector<float>{0.f}), e_v(std::vector<float>{0.f}),
+        e_g(std::vector<float>{2.f});
+    gpu::adamw(e_p.data(), e_m.data(), e_v.data(), e_g.data(), 1, 1000, p, false, nullptr);
+    device_sync();
+    CHECK(e_p.download()[0] == doctest::Approx(0.974854336).epsilon(1e-6));
 }
 
 TEST_CASE("AdamW, deterministic sums, replica sum and bf16 casts") {

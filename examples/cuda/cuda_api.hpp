@@ -11,7 +11,12 @@
 // kernel<<<grid, block, 0, stream>>>(args...) is not C++; launches go
 // through this macro in both builds.
 #define CHIMERA_LAUNCH(kernel, grid, block, stream) ::chimera_emulator::launcher(#kernel, kernel, grid, block, stream)
+#define CHIMERA_LAUNCH_SHARED(kernel, grid, block, shared, stream) \
+    ::chimera_emulator::launcher(#kernel, kernel, grid, block, shared, stream)
 #else
 #include <cuda_runtime.h>
 #define CHIMERA_LAUNCH(kernel, grid, block, stream) kernel<<<grid, block, 0, stream>>>
+// With `shared` bytes of dynamic shared memory (above 48 KB the kernel
+// needs cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize)).
+#define CHIMERA_LAUNCH_SHARED(kernel, grid, block, shared, stream) kernel<<<grid, block, shared, stream>>>
 #endif

@@ -86,11 +86,46 @@ void layernorm_backward_input(float* dinp, const float* dout, const float* inp, 
     launched("layernorm_backward_input");
 }
 
+namespace {
+// Runs pass 1 of a column reduction (`partial_kernel`, which gets the
+// partial buffer) and, with several row blocks, pass 2; the buffer is
+// stream-ordered and lives until pass 2 is done.
+template <class Launch>
+void column_reduction(float* out0, float* out1, int sums, int N, int C, cudaStream_t stream, const char* what,
+                      Launch partial_kernel) {
+    if (N <= 0 || C <= 0) return;
+    const unsigned row_blocks = grid_for(static_cast<size_t>(N), column_rows_per_block);
+    if (row_blocks > 65535)
+        throw std::invalid_argument(std::string(what) + ": " + std::to_string(N) + " rows exceed 65535 row blocks of " +
+                                    std::to_string(column_rows_per_block));
+    const dim3 grid(grid_for(static_cast<size_t>(C), k::colsum_cols), row_blocks);
+    float* partial = nullptr;
+    if (row_blocks > 1)
+        check(cudaMallocAsync(reinterpret_cast<void**>(&partial),
+                              sizeof(float) * static_cast<size_t>(sums) * row_blocks * static_cast<size_t>(C), stream),
+              what);
+    partial_kernel(grid, partial);
+    if (row_blocks > 1) {
+        CHIMERA_LAUNCH(k::column_partials_finish, grid_for(static_cast<size_t>(C)), threads, stream)(
+            out0, out1, partial, static_cast<int>(row_blocks), C);
+        check(cudaFreeAsync(partial, stream), what);
+    }
+    launched(what);
+}
+void column_sum_add(float* out, const float* in, int rows, int cols, cudaStream_t stream, const char* what) {
+    column_reduction(out, nullptr, 1, rows, cols, stream, what, [&](dim3 grid, float* partial) {
+        CHIMERA_LAUNCH(k::column_sum_partial, grid, k::colsum_cols * k::colsum_lanes, stream)(out, partial, in, rows,
+                                                                                             cols);
+    });
+}
+}  // namespace
+
 void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
                                const float* rstd, int N, int C, cudaStream_t stream) {
-    CHIMERA_LAUNCH(k::layernorm_backward_weight, grid_for(static_cast<size_t>(C), 128), 128, stream)(dweight, dbias, dout, inp,
-                                                                                          mean, rstd, N, C);
-    launched("layernorm_backward_weight");
+    column_reduction(dweight, dbias, 2, N, C, stream, "layernorm_backward_weight", [&](dim3 grid, float* partial) {
+        CHIMERA_LAUNCH(k::layernorm_backward_weight_partial, grid, k::colsum_cols * k::colsum_lanes, stream)(
+            dweight, dbias, partial, dout, inp, mean, rstd, N, C);
+    });
 }
 
 void residual_forward(float* out, const float* a, const float* b, size_t n, cudaStream_t stream) {
@@ -135,7 +170,12 @@ void gemm_g2_bf16(float* out, const std::uint16_t* a, const std::uint16_t* b, co
     if (M <= 0 || N <= 0) return;
     const dim3 grid(grid_for(static_cast<size_t>(N), k::g2_tile), grid_for(static_cast<size_t>(M), k::g2_tile));
     const k::gemm_params g{out, nullptr, nullptr, bias, 0, 0, 0, 0, M, N, K, ldc, accumulate};
-    CHIMERA_LAUNCH(k::gemm_bf16_mma, grid, 256, stream)(g, a, b);
+    // 108 KB of dynamic shared memory: above the default 48 KB, so the
+    // kernel's limit is raised (a host-side attribute, no synchronization).
+    check(cudaFuncSetAttribute(k::gemm_bf16_mma, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               static_cast<int>(k::g2_shared_bytes)),
+          "gemm_g2_bf16: cudaFuncSetAttribute");
+    CHIMERA_LAUNCH_SHARED(k::gemm_bf16_mma, grid, k::g2_threads, k::g2_shared_bytes, stream)(g, a, b);
     launched("gemm_g2_bf16");
 }
 
@@ -201,10 +241,7 @@ void matmul_backward_weight_bf16(float* dweight, float* dbias, const float* dout
     transpose_to_bf16_padded(a, dout, N, OC, Np, stream);
     transpose_to_bf16_padded(b, inp, N, C, Np, stream);
     gemm_g2_bf16(dweight, a, b, nullptr, OC, C, Np, C, true, stream);
-    if (dbias) {
-        CHIMERA_LAUNCH(k::column_sum_add, grid_for(static_cast<size_t>(OC), 128), 128, stream)(dbias, dout, N, OC);
-        launched("matmul_backward_weight_bf16 (bias)");
-    }
+    if (dbias) column_sum_add(dbias, dout, N, OC, stream, "matmul_backward_weight_bf16 (bias)");
 }
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,
@@ -220,10 +257,7 @@ void matmul_backward_input(float* dinp, const float* dout, const float* weight, 
 void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C, int OC,
                             cudaStream_t stream) {
     gemm_g1({dweight, dout, inp, nullptr, 1, OC, C, 1, OC, C, N, C, true}, stream);
-    if (dbias) {
-        CHIMERA_LAUNCH(k::column_sum_add, grid_for(static_cast<size_t>(OC), 128), 128, stream)(dbias, dout, N, OC);
-        launched("matmul_backward_weight (bias)");
-    }
+    if (dbias) column_sum_add(dbias, dout, N, OC, stream, "matmul_backward_weight (bias)");
 }
 
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH, cudaStream_t stream) {
@@ -251,8 +285,8 @@ void attention_forward_flash(float* out, float* lse, const float* qkv, int B, in
     if (C / NH != k::flash_hs || C % NH != 0)
         throw std::invalid_argument("attention_forward_flash: head size must be 64 (got C/NH = " +
                                     std::to_string(C / NH) + ")");
-    const dim3 grid(grid_for(static_cast<size_t>(T), k::flash_rows), static_cast<unsigned>(B * NH));
-    CHIMERA_LAUNCH(k::attention_flash_forward, grid, 32 * k::flash_rows, stream)(out, lse, qkv, B, T, C, NH);
+    const dim3 grid(grid_for(static_cast<size_t>(T), k::flash_tile), static_cast<unsigned>(B * NH));
+    CHIMERA_LAUNCH(k::attention_flash_forward, grid, k::flash_threads, stream)(out, lse, qkv, B, T, C, NH);
     launched("attention_forward_flash");
 }
 
@@ -264,8 +298,10 @@ void attention_backward_flash(float* dqkv, float* scratch, const float* dout, co
     const size_t rows = static_cast<size_t>(B) * NH * T;
     CHIMERA_LAUNCH(k::attention_flash_row_dot, grid_for(rows), threads, stream)(scratch, out, dout, B, T, C, NH);
     const dim3 grid(grid_for(static_cast<size_t>(T), k::flash_tile), static_cast<unsigned>(B * NH));
-    CHIMERA_LAUNCH(k::attention_flash_backward_kv, grid, k::flash_tile, stream)(dqkv, qkv, dout, lse, scratch, T, C, NH);
-    CHIMERA_LAUNCH(k::attention_flash_backward_q, grid, k::flash_tile, stream)(dqkv, qkv, dout, lse, scratch, T, C, NH);
+    CHIMERA_LAUNCH(k::attention_flash_backward_kv, grid, k::flash_threads, stream)(dqkv, qkv, dout, lse, scratch, T, C,
+                                                                                  NH);
+    CHIMERA_LAUNCH(k::attention_flash_backward_q, grid, k::flash_threads, stream)(dqkv, qkv, dout, lse, scratch, T, C,
+                                                                                 NH);
     launched("attention_backward_flash");
 }
 
@@ -278,7 +314,8 @@ void fused_classifier(float* logits, float* losses, const int* targets, float sc
 void adamw(float* params, float* first_moment, float* second_moment, const float* grads, size_t n, int step,
            const math::adamw_params& p, bool decay, cudaStream_t stream) {
     if (n == 0) return;
-    CHIMERA_LAUNCH(k::adamw, grid_for(n), threads, stream)(params, first_moment, second_moment, grads, n, step, p, decay);
+    const math::adamw_step<float> s = math::adamw_prepare<float>(p, step);  // once per step, on the host
+    CHIMERA_LAUNCH(k::adamw, grid_for(n), threads, stream)(params, first_moment, second_moment, grads, n, s, decay);
     launched("adamw");
 }
 

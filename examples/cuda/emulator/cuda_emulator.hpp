@@ -65,6 +65,13 @@ struct dim3 {
     constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
 };
 using uint3 = dim3;
+struct alignas(8) float2 {
+    float x, y;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
 
 enum cudaError_t {
     cudaSuccess = 0,
@@ -96,6 +103,10 @@ enum cudaDeviceAttr {
 
 enum cudaMemPoolAttr {
     cudaMemPoolAttrReleaseThreshold = 4,
+};
+
+enum cudaFuncAttribute {
+    cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
 };
 
 constexpr unsigned cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
@@ -272,6 +283,7 @@ struct block_run {
     const char* kernel = "";
     dim3 block_index, block_dim, grid_dim;
     const std::function<void()>* body = nullptr;
+    unsigned char* dynamic_shared = nullptr;  // extern __shared__ of the launch, 16-byte aligned
     std::vector<fiber> fibers;
     std::vector<warp_exchange> warps;
     context scheduler;
@@ -408,9 +420,12 @@ inline void run_block(block_run& b, stack_pool& pool) {
 // reads what another block of the same launch writes must not pass just
 // because block 0 happened to run first. The shuffle is seeded by the grid
 // shape, so runs are reproducible.
-inline void run_grid(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body) {
+inline void run_grid(const char* kernel, dim3 grid, dim3 block, const std::function<void()>& body,
+                     std::size_t dynamic_shared = 0) {
     if (sticky() != cudaSuccess) return;
     static thread_local stack_pool pool;
+    static thread_local std::vector<unsigned char> shared_storage;
+    shared_storage.resize(dynamic_shared + 16);
     block_run b;
     b.kernel = kernel;
     b.block_dim = block;
@@ -430,6 +445,11 @@ inline void run_grid(const char* kernel, dim3 grid, dim3 block, const std::funct
     for (const std::size_t i : order) {
         b.block_index = dim3(static_cast<unsigned>(i % grid.x), static_cast<unsigned>(i / grid.x % grid.y),
                              static_cast<unsigned>(i / grid.x / grid.y));
+        // Uninitialised shared memory reads as NaN (0xff bytes), not as
+        // the previous block's data or zeros.
+        const auto base = (reinterpret_cast<std::uintptr_t>(shared_storage.data()) + 15) / 16 * 16;
+        b.dynamic_shared = reinterpret_cast<unsigned char*>(base);
+        std::memset(b.dynamic_shared, 0xff, dynamic_shared);
         run_block(b, pool);
         if (!b.failure.empty()) {
             fail("kernel failure: " + b.failure);
@@ -441,6 +461,9 @@ inline void run_grid(const char* kernel, dim3 grid, dim3 block, const std::funct
 // --- device-side primitives ----------------------------------------------------------
 
 inline void syncthreads() { wait_at(fiber::state::block_barrier); }
+
+// The launch's dynamic shared memory (`extern __shared__` on a GPU).
+inline unsigned char* dynamic_shared() { return current_block->dynamic_shared; }
 
 template <class T>
 T shuffle(unsigned mask, T v, int source) {
@@ -764,11 +787,30 @@ inline cudaError_t release(void* p) {
 
 // --- kernel launches ---------------------------------------------------------------
 
+// Dynamic shared memory per block: 48 KB unless cudaFuncSetAttribute
+// raised the kernel's limit (at most 227 KB, sm_90).
+constexpr std::size_t default_dynamic_shared = 48 * 1024, max_dynamic_shared = 227 * 1024;
+struct function_attributes {
+    std::mutex mutex;
+    std::map<const void*, std::size_t> dynamic_shared;
+};
+inline function_attributes& attributes() {
+    static function_attributes a;
+    return a;
+}
+inline std::size_t dynamic_shared_limit(const void* kernel) {
+    std::lock_guard lock(attributes().mutex);
+    const auto it = attributes().dynamic_shared.find(kernel);
+    return it == attributes().dynamic_shared.end() ? default_dynamic_shared : it->second;
+}
+
 template <class... P>
 class launcher {
 public:
     launcher(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, cudaStream_t s)
-        : name_(name), kernel_(kernel), grid_(grid), block_(block), stream_(s) {}
+        : launcher(name, kernel, grid, block, 0, s) {}
+    launcher(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, std::size_t shared, cudaStream_t s)
+        : name_(name), kernel_(kernel), grid_(grid), block_(block), shared_(shared), stream_(s) {}
 
     template <class... A>
     void operator()(A&&... args) const {
@@ -779,17 +821,25 @@ public:
             last_error = cudaErrorInvalidConfiguration;
             return;
         }
+        if (shared_ > dynamic_shared_limit(reinterpret_cast<const void*>(kernel_))) {
+            std::fprintf(stderr, "cuda emulator: %s: %zu bytes of dynamic shared memory exceed the kernel's limit %zu "
+                                 "(cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize) raises it)\n",
+                         name_, shared_, dynamic_shared_limit(reinterpret_cast<const void*>(kernel_)));
+            last_error = cudaErrorInvalidValue;
+            return;
+        }
         auto parameters = std::make_shared<std::tuple<std::decay_t<P>...>>(std::forward<A>(args)...);
         auto kernel = kernel_;
         const char* name = name_;
         const dim3 grid = grid_, block = block_;
+        const std::size_t shared = shared_;
         std::vector<const void*> pointers;  // the arguments that may be device memory
         std::apply([&](const auto&... a) { (note_pointer(pointers, a), ...); }, *parameters);
         submit(
             stream_,
             [=] {
                 const std::function<void()> body = [&] { std::apply(kernel, *parameters); };
-                run_grid(name, grid, block, body);
+                run_grid(name, grid, block, body, shared);
             },
             name, pointers);
     }
@@ -802,6 +852,7 @@ private:
     const char* name_;
     void (*kernel_)(P...);
     dim3 grid_, block_;
+    std::size_t shared_;
     cudaStream_t stream_;
 };
 
@@ -827,6 +878,17 @@ inline const char* cudaGetErrorString(cudaError_t e) {
     }
     return "unknown error";
 }
+template <class... P>
+cudaError_t cudaFuncSetAttribute(void (*kernel)(P...), cudaFuncAttribute attribute, int value) {
+    using namespace chimera_emulator;
+    if (attribute != cudaFuncAttributeMaxDynamicSharedMemorySize || value < 0 ||
+        static_cast<std::size_t>(value) > max_dynamic_shared)
+        return result(cudaErrorInvalidValue);
+    std::lock_guard lock(attributes().mutex);
+    attributes().dynamic_shared[reinterpret_cast<const void*>(kernel)] = static_cast<std::size_t>(value);
+    return result();
+}
+
 inline cudaError_t cudaGetLastError() {
     const cudaError_t e = chimera_emulator::sticky() != cudaSuccess ? chimera_emulator::sticky()
                                                                     : chimera_emulator::last_error;
@@ -903,6 +965,8 @@ inline cudaError_t cudaDeviceReset() {
     chimera_emulator::errors().sticky = cudaSuccess;
     chimera_emulator::errors().sticky_reason.clear();
     chimera_emulator::last_error = cudaSuccess;
+    std::lock_guard attribute_lock(chimera_emulator::attributes().mutex);
+    chimera_emulator::attributes().dynamic_shared.clear();  // a new context: kernels' limits back to 48 KB
     return cudaSuccess;
 }
 
