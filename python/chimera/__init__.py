@@ -26,6 +26,12 @@ __all__ = [
     "TuneCandidate", "TuneResult", "WorkerReport", "generate", "presets", "read", "parse", "schedule_names", "tune",
 ]
 
+# Public classes report themselves as chimera.X (tracebacks, repr, pickling).
+for _public in (CheckReport, Diagnostic, FormatError, Op, OpKind, Schedule, ScheduleError, Simulation, TuneCandidate,
+                TuneResult, WorkerReport):
+    _public.__module__ = __name__
+del _public
+
 _INT32 = 2**31
 
 
