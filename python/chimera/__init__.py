@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Optional
+from typing import Optional, SupportsIndex
 
 from ._base import FormatError, OpKind, ScheduleError
 from ._core import (CheckReport, Diagnostic, Op, Schedule, Simulation, TuneCandidate, TuneResult, WorkerReport,
@@ -39,7 +39,7 @@ def _integer(name: str, value: object, default: Optional[int] = None) -> int:
     """An int argument (None allowed where there is a default); bools and floats are refused."""
     if value is None and default is not None:
         return default
-    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
         raise TypeError(f"{name} must be an int (got {type(value).__name__} {value!r})")
     number = operator.index(value)
     if not -_INT32 <= number < _INT32:
