@@ -21,8 +21,10 @@ from ._core import (CheckReport, Diagnostic, Op, Schedule, Simulation, TuneCandi
                     presets, tune)
 from . import _core
 
+__version__: str = _core.__version__
+
 __all__ = [
-    "CheckReport", "Diagnostic", "FormatError", "Op", "OpKind", "Schedule", "ScheduleError", "Simulation",
+    "__version__", "CheckReport", "Diagnostic", "FormatError", "Op", "OpKind", "Schedule", "ScheduleError", "Simulation",
     "TuneCandidate", "TuneResult", "WorkerReport", "generate", "presets", "read", "parse", "schedule_names", "tune",
 ]
 

@@ -295,6 +295,14 @@ void bind_op(py::module_& m) {
         .def_readonly("pipeline", &chimera::op::pipeline)
         .def_property_readonly("peer", [](const chimera::op& o) { return optional_index(o.peer); })
         .def("__eq__", [](const chimera::op& a, const chimera::op& b) { return a == b; }, py::is_operator())
+        .def(py::pickle(
+            [](const chimera::op& o) {
+                return py::make_tuple(std::string(to_string(o.kind)), o.stage, o.micro_batch, o.pipeline, o.peer);
+            },
+            [](const py::tuple& t) {
+                return chimera::op{parse_kind(t[0].cast<std::string>()), t[1].cast<int>(), t[2].cast<int>(),
+                                   t[3].cast<int>(), t[4].cast<int>()};
+            }))
         .def("__hash__", [](const chimera::op& o) {
             return py::hash(py::make_tuple(static_cast<int>(o.kind), o.stage, o.micro_batch, o.pipeline, o.peer));
         })
@@ -401,6 +409,8 @@ void bind_schedule(py::module_& m) {
         .def("to_csv", &to_csv, py::kw_only(), py::arg("format") = py::none())
         .def("to_text", [](const chimera::schedule& s) { return chimera::io::write_text(s); })
         .def("__eq__", [](const chimera::schedule& a, const chimera::schedule& b) { return a == b; }, py::is_operator())
+        .def(py::pickle([](const chimera::schedule& s) { return py::bytes(chimera::io::write_json(s)); },
+                        [](const py::bytes& state) { return chimera::io::read_json(std::string(state)); }))
         .def("__repr__", [](const chimera::schedule& s) {
             return cat("Schedule(", s.name(), ", stages=", s.stages(), ", micro_batches=", s.micro_batches(),
                        ", pipelines=", s.pipelines(), ", workers=", s.workers(), ", ops=", s.op_count(), ")");
@@ -438,6 +448,7 @@ void bind_tune(py::module_& m) {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "chimera's C++ library (use the chimera package, not this module)";
+    m.attr("__version__") = CHIMERA_PY_VERSION;
     py::register_exception_translator(&translate_exceptions);
     bind_op(m);
     bind_check(m);

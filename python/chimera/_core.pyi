@@ -4,6 +4,8 @@ from typing import Mapping, Optional, Sequence, Union
 
 from ._base import OpKind
 
+__version__: str
+
 class Op:
     """One operation: kind, stage, micro-batch (None for REDUCE_GRAD),
     pipeline, peer (the other worker of a SEND/RECV; None otherwise)."""

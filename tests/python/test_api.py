@@ -6,9 +6,13 @@ ones raise ScheduleError with the rule and message the CLI prints; lowered
 schedules, simulations and tune agree with the CLI's figures; bad arguments
 raise TypeError/ValueError/IndexError with a message naming them.
 """
+import copy
 import itertools
 import json
 import math
+import pathlib
+import pickle
+import re
 
 import pytest
 
@@ -382,3 +386,19 @@ def test_op_objects():
     reduce = [o for o in chimera.generate("gpipe", 2, 2).lower().ops(0) if o.kind == "REDUCE_GRAD"]
     assert reduce and all(o.micro_batch is None and o.peer is None for o in reduce)
     assert chimera.generate("gpipe", 2, 2).ops(0)[0] in {chimera.Op("F", 0, 0)}
+
+
+def test_pickle_and_copy():
+    """Schedules and ops survive pickling (torch.multiprocessing hands them to workers)."""
+    for s in (chimera.generate("chimera", 4, 8, pipelines=4), chimera.generate("zb-v", 4, 8).lower(sync="eager")):
+        for clone in (pickle.loads(pickle.dumps(s)), copy.deepcopy(s), copy.copy(s)):
+            assert clone == s and clone.to_json() == s.to_json() and clone.params == s.params
+    op = chimera.Op("SEND_F", 2, micro_batch=3, pipeline=1, peer=0)
+    assert pickle.loads(pickle.dumps(op)) == op
+    reduce = chimera.Op("REDUCE_GRAD", 1)
+    assert pickle.loads(pickle.dumps(reduce)) == reduce and pickle.loads(pickle.dumps(reduce)).micro_batch is None
+
+
+def test_version_is_the_projects():
+    meson_build = (pathlib.Path(__file__).resolve().parents[2] / "meson.build").read_text()
+    assert chimera.__version__ == re.search(r"version : '([^']+)'", meson_build).group(1)
