@@ -166,25 +166,42 @@ double cost_value(const py::handle& value, const std::string& what) {
     return v;
 }
 
-chimera::cost_model make_costs(const std::optional<py::dict>& costs, const std::optional<std::pair<py::object, py::object>>& p2p,
+// {"F": 1, "B": 2, "I": 1, "W": 1}: op times of one stage; missing keys keep 1.
+chimera::stage_profile stage_costs(const py::handle& costs, const std::string& what, double message_bytes,
+                                   double gradient_bytes) {
+    if (!py::isinstance<py::dict>(costs))
+        throw py::type_error(cat(what, " must be a dict like {'F': 1, 'B': 2} (got ", Py_TYPE(costs.ptr())->tp_name, ")"));
+    chimera::stage_profile p;
+    for (const auto& [key, value] : costs.cast<py::dict>()) {
+        const std::string k = py::str(key);
+        double* field = k == "F" ? &p.forward : k == "B" ? &p.backward : k == "I" ? &p.input_backward
+                      : k == "W" ? &p.weight_backward : nullptr;
+        if (field == nullptr) throw py::value_error(cat(what, ": unknown op kind '", k, "' (expected F, B, I, W)"));
+        *field = cost_value(value, cat(what, "['", k, "']"));
+    }
+    p.message_bytes = message_bytes;
+    p.gradient_bytes = gradient_bytes;
+    return p;
+}
+
+// costs: None (unit), one dict for every stage, or a list of dicts, one per
+// stage (the simulator refuses a list of another length, rule S0).
+chimera::cost_model make_costs(const py::object& costs, const std::optional<std::pair<py::object, py::object>>& p2p,
                                double message_bytes, double gradient_bytes, bool recompute) {
     chimera::cost_model m;
-    chimera::stage_profile& u = m.uniform;
-    if (costs) {
-        for (const auto& [key, value] : *costs) {
-            const std::string k = py::str(key);
-            double* field = k == "F" ? &u.forward : k == "B" ? &u.backward : k == "I" ? &u.input_backward
-                          : k == "W" ? &u.weight_backward : nullptr;
-            if (field == nullptr) throw py::value_error(cat("costs: unknown op kind '", k, "' (expected F, B, I, W)"));
-            *field = cost_value(value, cat("costs['", k, "']"));
-        }
+    message_bytes = cost_value(py::float_(message_bytes), "message_bytes");
+    gradient_bytes = cost_value(py::float_(gradient_bytes), "gradient_bytes");
+    if (py::isinstance<py::list>(costs) || py::isinstance<py::tuple>(costs)) {
+        std::size_t stage = 0;
+        for (const py::handle& entry : costs)
+            m.per_stage.push_back(stage_costs(entry, cat("costs[", stage++, "]"), message_bytes, gradient_bytes));
+    } else {
+        m.uniform = stage_costs(costs.is_none() ? py::dict() : costs, "costs", message_bytes, gradient_bytes);
     }
     if (p2p) {
         m.alpha = cost_value(p2p->first, "p2p alpha");
         m.beta = cost_value(p2p->second, "p2p beta");
     }
-    u.message_bytes = cost_value(py::float_(message_bytes), "message_bytes");
-    u.gradient_bytes = cost_value(py::float_(gradient_bytes), "gradient_bytes");
     m.recompute = recompute;
     return m;
 }
@@ -194,7 +211,7 @@ chimera::lower_options lower_options(const std::string& sync, std::optional<int>
     return {.sync = parse_sync(sync), .min_window = min_window.value_or(chimera::default_min_window)};
 }
 
-simulation_result simulate(const chimera::schedule& s, const std::optional<py::dict>& costs,
+simulation_result simulate(const chimera::schedule& s, const py::object& costs,
                            const std::optional<std::pair<py::object, py::object>>& p2p, const std::string& sync,
                            std::optional<int> min_window, double message_bytes, double gradient_bytes, bool recompute) {
     chimera::cost_model m = make_costs(costs, p2p, message_bytes, gradient_bytes, recompute);

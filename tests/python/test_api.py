@@ -193,6 +193,19 @@ def test_simulate_formula():
     assert s.simulate().makespan == chimera.generate("1f1b", 4, 8).simulate(sync="eager").makespan
 
 
+def test_per_stage_costs():
+    """A list of cost dicts, one per stage; a uniform list equals the dict."""
+    s = chimera.generate("1f1b", 4, 8)
+    uniform = s.simulate(costs={"F": 1, "B": 2})
+    assert s.simulate(costs=[{"F": 1, "B": 2}] * 4).makespan == uniform.makespan
+    slow_last = s.simulate(costs=[{"F": 1, "B": 2}] * 3 + [{"F": 2, "B": 4}])
+    assert slow_last.makespan > uniform.makespan
+    assert slow_last.workers[3].busy == 2 * uniform.workers[3].busy
+    with pytest.raises(chimera.ScheduleError) as error:
+        s.simulate(costs=[{"F": 1}] * 3)
+    assert error.value.rule == "S0" and "describes 3 stages, the schedule has 4" in str(error.value)
+
+
 def test_tune_equals_cli(cli):
     result = chimera.tune("gpt2-1.3b-p100", 2048, 2048)
     table = cli.out("tune", "--preset", "gpt2-1.3b-p100", "--devices", 2048, "--global-batch", 2048, "--top", 5)
@@ -328,6 +341,9 @@ def test_bad_arguments_of_methods(tmp_path):
         (lambda: s.lower(sync="later"), ValueError, "unknown sync policy 'later' (known: end, eager, eager-opt)"),
         (lambda: s.lower(sync="eager-opt", min_window=-1), ValueError, "min_window must be >= 0 (got -1)"),
         (lambda: s.simulate(costs={"X": 1}), ValueError, "costs: unknown op kind 'X' (expected F, B, I, W)"),
+        (lambda: s.simulate(costs=3), TypeError, "costs must be a dict like {'F': 1, 'B': 2} (got int)"),
+        (lambda: s.simulate(costs=[{"F": 1}, 2]), TypeError, "costs[1] must be a dict"),
+        (lambda: s.simulate(costs=[{}, {"F": -2}]), ValueError, "costs[1]['F'] must be a finite number >= 0 (got -2)"),
         (lambda: s.simulate(costs={"F": "1"}), TypeError, "costs['F'] must be a number (got str)"),
         (lambda: s.simulate(costs={"B": -1}), ValueError, "costs['B'] must be a finite number >= 0 (got -1)"),
         (lambda: s.simulate(costs={"F": math.nan}), ValueError, "costs['F'] must be a finite number >= 0 (got nan)"),
