@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Optional, SupportsIndex
+from typing import Optional, Sequence, SupportsIndex
 
 from ._base import FormatError, OpKind, ScheduleError
 from ._core import (CheckReport, Diagnostic, Op, Schedule, Simulation, TuneCandidate, TuneResult, WorkerReport,
-                    presets, tune)
+                    presets)
 from . import _core
 
 __version__: str = _core.__version__
@@ -116,3 +116,23 @@ def read(path: str | os.PathLike[str], *, format: Optional[str] = None) -> Sched
         return parse(data, format)
     except FormatError as error:
         raise FormatError(f"{os.fspath(path)}: {error.message}", error.rule, error.where) from None
+
+
+def tune(preset: str, devices: int, global_batch: int, *, memory_gib: Optional[float] = None,
+         max_micro_batch: int = 64, schedules: Optional[Sequence[str]] = None, depths: Optional[Sequence[int]] = None,
+         max_pipelines: Optional[int] = None, sync: str = "eager") -> TuneResult:
+    """Rank the configurations of a preset model (:func:`presets`) on
+    ``devices`` devices by simulated throughput, as ``chimera-sched tune``:
+    ``TuneResult.ranked`` holds those that fit in memory, best first."""
+    if memory_gib is not None and (isinstance(memory_gib, bool) or not isinstance(memory_gib, (int, float))):
+        raise TypeError(f"memory_gib must be a number (got {type(memory_gib).__name__} {memory_gib!r})")
+    for name, values in (("schedules", schedules), ("depths", depths)):
+        if isinstance(values, (str, bytes)):
+            raise TypeError(f"{name} must be a list (got {type(values).__name__} {values!r})")
+    return _core.tune(
+        _string("preset", preset), _integer("devices", devices), _integer("global_batch", global_batch),
+        memory_gib=memory_gib, max_micro_batch=_integer("max_micro_batch", max_micro_batch),
+        schedules=None if schedules is None else [_string("schedules[]", name) for name in schedules],
+        depths=None if depths is None else [_integer("depths[]", depth) for depth in depths],
+        max_pipelines=None if max_pipelines is None else _integer("max_pipelines", max_pipelines),
+        sync=_string("sync", sync))

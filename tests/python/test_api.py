@@ -359,12 +359,22 @@ def test_bad_arguments_of_methods(tmp_path):
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, memory_gib=0), ValueError, "memory_gib must be > 0 (got 0)"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, schedules=["zb-v"]), ValueError, "gpipe, 1f1b and chimera only"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, sync="now"), ValueError, "unknown sync policy 'now'"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8.5, 8), TypeError, "devices must be an int (got float 8.5)"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8, True), TypeError, "global_batch must be an int (got bool True)"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8, 8, schedules="chimera"), TypeError, "schedules must be a list"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8, 8, depths=[2.0]), TypeError, "depths[] must be an int"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8, 8, memory_gib="8"), TypeError, "memory_gib must be a number"),
+        (lambda: chimera.tune(None, 8, 8), TypeError, "preset must be a str (got NoneType None)"),
     ]:
         with pytest.raises(error_type) as error:
             call()
         assert text in str(error.value), str(error.value)
-    with pytest.raises(TypeError):
-        s.simulate(p2p=(1,))
+    for call, text in [(lambda: s.simulate(p2p=(1,)), "p2p"), (lambda: s.lower(sync=3), "sync"),
+                       (lambda: s.ops("0"), "worker"), (lambda: s.check(max_diagnostics="all"), "max_diagnostics"),
+                       ]:
+        with pytest.raises(TypeError) as error:  # pybind11's message names the parameters and their types
+            call()
+        assert text in str(error.value) and "incompatible function arguments" in str(error.value)
     with pytest.raises(chimera.ScheduleError) as error:
         s.lower().lower()
     assert error.value.rule == "C0" and "already holds communication ops" in str(error.value)
