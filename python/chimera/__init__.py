@@ -37,16 +37,18 @@ del _public
 _INT32 = 2**31
 
 
-def _integer(name: str, value: object, default: Optional[int] = None) -> int:
-    """An int argument (None allowed where there is a default); bools and floats are refused."""
-    if value is None and default is not None:
-        return default
+def _integer(name: str, value: object) -> int:
+    """An int argument; bools, floats and strings are refused."""
     if isinstance(value, bool) or not isinstance(value, SupportsIndex):
         raise TypeError(f"{name} must be an int (got {type(value).__name__} {value!r})")
     number = operator.index(value)
     if not -_INT32 <= number < _INT32:
         raise ValueError(f"{name} must fit in a 32-bit int (got {number})")
     return number
+
+
+def _optional_integer(name: str, value: object) -> Optional[int]:
+    return None if value is None else _integer(name, value)
 
 
 def _string(name: str, value: object) -> str:
@@ -75,8 +77,8 @@ def generate(schedule: str, stages: int, micro_batches: int, *, pipelines: Optio
         raise TypeError(f"split_backward must be a bool (got {type(split_backward).__name__} {split_backward!r})")
     return _core.generate(
         _string("schedule", schedule), _integer("stages", stages), _integer("micro_batches", micro_batches),
-        _integer("pipelines", pipelines, 0), _string("scaling", scaling), split_backward,
-        _integer("chunks", chunks, 2), _integer("group_size", group_size, 0),
+        _optional_integer("pipelines", pipelines), _string("scaling", scaling), split_backward,
+        _optional_integer("chunks", chunks), _optional_integer("group_size", group_size),
         _integer("data_parallel", data_parallel))
 
 
@@ -134,5 +136,5 @@ def tune(preset: str, devices: int, global_batch: int, *, memory_gib: Optional[f
         memory_gib=memory_gib, max_micro_batch=_integer("max_micro_batch", max_micro_batch),
         schedules=None if schedules is None else [_string("schedules[]", name) for name in schedules],
         depths=None if depths is None else [_integer("depths[]", depth) for depth in depths],
-        max_pipelines=None if max_pipelines is None else _integer("max_pipelines", max_pipelines),
+        max_pipelines=_optional_integer("max_pipelines", max_pipelines),
         sync=_string("sync", sync))

@@ -111,20 +111,25 @@ py::dict params_dict(const chimera::config& c) {
     return d;
 }
 
-chimera::schedule generate(const std::string& name, int stages, int micro_batches, int pipelines,
-                           const std::string& scaling, bool split_backward, int chunks, int group_size,
-                           int data_parallel) {
+// None means the schedule's default (0 in the C++ config); an explicit 0 is refused.
+int optional_count(const std::optional<int>& value, const char* what) {
+    if (value && *value < 1) throw py::value_error(cat(what, " must be >= 1 or None (got ", *value, ")"));
+    return value.value_or(0);
+}
+
+chimera::schedule generate(const std::string& name, int stages, int micro_batches, std::optional<int> pipelines,
+                           const std::string& scaling, bool split_backward, std::optional<int> chunks,
+                           std::optional<int> group_size, int data_parallel) {
     chimera::config c;
     c.schedule = parse_algorithm(name);
     c.stages = stages;
     c.micro_batches = micro_batches;
-    c.pipelines = pipelines;
+    c.pipelines = optional_count(pipelines, "pipelines");
     c.scaling_mode = parse_scaling(scaling);
     c.split_backward = split_backward;
-    c.chunks = chunks;
-    c.group_size = group_size;
+    c.chunks = chunks.value_or(c.chunks);
+    c.group_size = optional_count(group_size, "group_size");
     c.data_parallel = data_parallel;
-    if (pipelines < 0) throw py::value_error(cat("pipelines must be >= 1 or None (got ", pipelines, ")"));
     return chimera::generate(c);  // schedule_error (rule S1) for an invalid config
 }
 
@@ -270,7 +275,6 @@ chimera::tune_result tune(const std::string& preset, int devices, int global_bat
     if (global_batch < 1) throw py::value_error(cat("global_batch must be >= 1 (got ", global_batch, ")"));
     if (memory_gib && !(*memory_gib > 0)) throw py::value_error(cat("memory_gib must be > 0 (got ", number(*memory_gib), ")"));
     if (max_micro_batch < 1) throw py::value_error(cat("max_micro_batch must be >= 1 (got ", max_micro_batch, ")"));
-    if (max_pipelines && *max_pipelines < 1) throw py::value_error(cat("max_pipelines must be >= 1 (got ", *max_pipelines, ")"));
     chimera::tune_request r{
         .model = find_named(chimera::model_presets, p.model, "model"),
         .machine = {find_named(chimera::device_presets, p.device, "device"),
@@ -279,7 +283,7 @@ chimera::tune_result tune(const std::string& preset, int devices, int global_bat
         .global_batch = global_batch,
         .memory_limit_bytes = memory_gib.value_or(0) * double(1LL << 30),
         .max_micro_batch_size = max_micro_batch,
-        .max_pipelines = max_pipelines.value_or(0),
+        .max_pipelines = optional_count(max_pipelines, "max_pipelines"),
         .depths = depths.value_or(std::vector<int>{}),
         .sync = parse_sync(sync)};
     if (schedules) {

@@ -317,6 +317,8 @@ def test_invalid_config_raises_schedule_error(args, kwargs, rule, text):
     ({"schedule": "pipedream"}, ValueError, "unknown schedule 'pipedream' (known: gpipe, 1f1b, chimera"),
     ({"scaling": "tripling"}, ValueError, "unknown scaling 'tripling'"),
     ({"pipelines": -2}, ValueError, "pipelines must be >= 1 or None (got -2)"),
+    ({"pipelines": 0}, ValueError, "pipelines must be >= 1 or None (got 0)"),
+    ({"schedule": "interleaved", "group_size": 0}, ValueError, "group_size must be >= 1 or None (got 0)"),
     ({"stages": 2**40}, ValueError, "stages must fit in a 32-bit int (got 1099511627776)"),
 ])
 def test_bad_arguments(kwargs, error_type, text):
@@ -365,6 +367,8 @@ def test_bad_arguments_of_methods(tmp_path):
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, depths=[2.0]), TypeError, "depths[] must be an int"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, memory_gib="8"), TypeError, "memory_gib must be a number"),
         (lambda: chimera.tune(None, 8, 8), TypeError, "preset must be a str (got NoneType None)"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8, 8, max_pipelines=0), ValueError,
+         "max_pipelines must be >= 1 or None (got 0)"),
     ]:
         with pytest.raises(error_type) as error:
             call()
