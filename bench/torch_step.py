@@ -6,7 +6,7 @@ Usage: torch_step.py [--workers 4] [--micro-batches 8] [--steps 5] [--channels 6
 
 Runs each schedule on WORKERS processes (gloo, 127.0.0.1), one warm-up step
 then STEPS timed steps of a GPT (LAYERS blocks, CHANNELS wide, context 32)
-with N micro-batches; prints a markdown table of the median step time (the
+with N micro-batches (the GPT of tests/python/torch_models.py); prints a markdown table of the median step time (the
 slowest rank's, per step) and the spread. Record results in
 bench/results/torch.md with the machine and the command.
 """
@@ -18,6 +18,7 @@ import math
 import os
 import socket
 import statistics
+import sys
 import time
 
 import torch
@@ -31,12 +32,16 @@ from torch.distributed.pipelining import schedules as S
 import chimera
 import chimera.torch as ct
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
+from torch_models import Block, Embed, Head  # noqa: E402  (the tests' GPT, at the bench's size)
+
 VOCAB, CONTEXT, HEADS = 64, 32, 4
 # name -> (runner kind, chimera.generate name and options, torch class)
 RUNS = {
     "chimera k=2 (chimera.torch)": ("replicated", "chimera", {}, None),
     "chimera k=2 zero-bubble (chimera.torch)": ("replicated", "chimera", {"split_backward": True}, None),
     "dualpipe (chimera.torch)": ("replicated", "dualpipe", {}, None),
+    "1f1b (chimera.torch executor)": ("replicated", "1f1b", {}, None),
     "1f1b (chimera order, torch runtime)": ("chain", "1f1b", {}, None),
     "zb-v (chimera order, torch runtime)": ("chain", "zb-v", {}, None),
     "1f1b (torch Schedule1F1B)": ("builtin", "1f1b", {}, "Schedule1F1B"),
@@ -47,39 +52,15 @@ RUNS = {
 }
 
 
-class Block(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(c), nn.LayerNorm(c)
-        self.qkv, self.proj = nn.Linear(c, 3 * c), nn.Linear(c, c)
-        self.fc, self.fc_proj = nn.Linear(c, 4 * c), nn.Linear(4 * c, c)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, c = x.shape
-        q, k, v = (y.view(b, t, HEADS, c // HEADS).transpose(1, 2) for y in self.qkv(self.ln1(x)).split(c, dim=2))
-        att = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + self.proj(att.transpose(1, 2).reshape(b, t, c))
-        return x + self.fc_proj(F.gelu(self.fc(self.ln2(x))))
-
-
-class Embed(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.wte, self.wpe = nn.Embedding(VOCAB, c), nn.Embedding(CONTEXT, c)
-
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.wte(tokens) + self.wpe(torch.arange(tokens.shape[1]))
-
-
 def model(stages: int, layers: int, c: int) -> list[nn.Module]:
     """LAYERS blocks cut evenly into STAGES parts; embedding first, head last."""
     if layers % stages:
         raise SystemExit(f"--layers {layers} must be a multiple of the stage count {stages}")
     torch.manual_seed(0)
     per = layers // stages
-    parts = [[Block(c) for _ in range(per)] for _ in range(stages)]
-    parts[0].insert(0, Embed(c))
-    parts[-1] += [nn.LayerNorm(c), nn.Linear(c, VOCAB)]
+    parts = [[Block(c, HEADS) for _ in range(per)] for _ in range(stages)]
+    parts[0].insert(0, Embed(VOCAB, CONTEXT, c))
+    parts[-1].append(Head(c, VOCAB))
     return [nn.Sequential(*p) for p in parts]
 
 

@@ -130,6 +130,10 @@ def test_one_worker_run_equals_plain_training(one_rank):
         nn.functional.mse_loss(model(xm), ym).backward()
     assert torch.equal(replica.weight.grad, model.weight.grad / 4)
     assert len(losses) == 4 and all(loss is not None for loss in losses)
+    by_name = ct.pipeline_schedule("1f1b", [model], 4, nn.functional.mse_loss)
+    by_name.step(x, target=y)
+    assert by_name.schedule.name == "1f1b"
+    assert torch.equal(by_name.replicas[(0, 0)].weight.grad, replica.weight.grad)
 
 
 def test_split_sequential():

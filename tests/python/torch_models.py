@@ -30,17 +30,18 @@ def linear_batch(step: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 class Block(nn.Module):
     """Pre-norm transformer block with causal self-attention."""
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = CHANNELS, heads: int = HEADS) -> None:
         super().__init__()
-        self.ln1, self.ln2 = nn.LayerNorm(CHANNELS), nn.LayerNorm(CHANNELS)
-        self.qkv, self.proj = nn.Linear(CHANNELS, 3 * CHANNELS), nn.Linear(CHANNELS, CHANNELS)
-        self.fc, self.fc_proj = nn.Linear(CHANNELS, 4 * CHANNELS), nn.Linear(4 * CHANNELS, CHANNELS)
+        self.heads = heads
+        self.ln1, self.ln2 = nn.LayerNorm(channels), nn.LayerNorm(channels)
+        self.qkv, self.proj = nn.Linear(channels, 3 * channels), nn.Linear(channels, channels)
+        self.fc, self.fc_proj = nn.Linear(channels, 4 * channels), nn.Linear(4 * channels, channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, c = x.shape
         q, k, v = self.qkv(self.ln1(x)).split(c, dim=2)
-        q, k, v = (y.view(b, t, HEADS, c // HEADS).transpose(1, 2) for y in (q, k, v))
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(c // HEADS)
+        q, k, v = (y.view(b, t, self.heads, c // self.heads).transpose(1, 2) for y in (q, k, v))
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(c // self.heads)
         mask = torch.ones(t, t, dtype=torch.bool, device=x.device).tril()
         att = scores.masked_fill(~mask, float("-inf")).softmax(dim=-1)
         x = x + self.proj((att @ v).transpose(1, 2).reshape(b, t, c))
@@ -48,18 +49,18 @@ class Block(nn.Module):
 
 
 class Embed(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, vocab: int = VOCAB, context: int = CONTEXT, channels: int = CHANNELS) -> None:
         super().__init__()
-        self.wte, self.wpe = nn.Embedding(VOCAB, CHANNELS), nn.Embedding(CONTEXT, CHANNELS)
+        self.wte, self.wpe = nn.Embedding(vocab, channels), nn.Embedding(context, channels)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.wte(tokens) + self.wpe(torch.arange(tokens.shape[1], device=tokens.device))
 
 
 class Head(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, channels: int = CHANNELS, vocab: int = VOCAB) -> None:
         super().__init__()
-        self.ln, self.out = nn.LayerNorm(CHANNELS), nn.Linear(CHANNELS, VOCAB)
+        self.ln, self.out = nn.LayerNorm(channels), nn.Linear(channels, vocab)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.ln(x))
