@@ -61,7 +61,8 @@ def train(case: dict, rank: int, run_step, modules: dict) -> dict:
 def run_replicated(case: dict, rank: int, world: int) -> dict:
     build, loss_fn, _ = MODELS[case["model"]]
     schedule = generate(case, world)
-    runner = ct.PipelineScheduleReplicated(build(schedule.stages, case["seed"]), schedule, loss_fn,
+    seed = case["seed"] + (rank if case.get("skew") else 0)  # skew: every rank builds another model
+    runner = ct.PipelineScheduleReplicated(build(schedule.stages, seed), schedule, loss_fn,
                                            sync=case.get("sync", "eager"))
 
     def run_step(x, y, losses):

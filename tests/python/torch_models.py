@@ -91,12 +91,15 @@ def gpt_batch(step: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
 MODELS = {"linear": (linear_stack, linear_loss, linear_batch), "gpt": (gpt, gpt_loss, gpt_batch)}
 
 
-def reference(model: str, stages: int, seed: int, micro_batches: int, batch: int, steps: int, lr: float) -> dict:
+def reference(model: str, stages: int, seed: int, micro_batches: int, batch: int, steps: int, lr: float,
+              stage_seeds: list[int] | None = None) -> dict:
     """Plain single-process training with the same micro-batches: per step the
     per-micro-batch losses; at the end each stage's parameters and the last
-    step's gradients (mean over micro-batches)."""
+    step's gradients (mean over micro-batches). ``stage_seeds``: stage s is
+    taken from the model built with seed stage_seeds[s] (default: all seed)."""
     build, loss_fn, data = MODELS[model]
-    parts = build(stages, seed)
+    seeds = stage_seeds or [seed] * stages
+    parts = [build(stages, seeds[s])[s] for s in range(stages)]
     params = [q for part in parts for q in part.parameters()]
     optimizer = torch.optim.SGD(params, lr=lr)
     losses = []

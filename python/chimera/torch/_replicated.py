@@ -56,6 +56,8 @@ class PipelineScheduleReplicated:
                         for p in range(schedule.pipelines) for s in range(schedule.stages)}
         self.replicas: dict[tuple[int, int], nn.Module] = {
             key: copy.deepcopy(self._model[key[1]]) for key in replicas_of(schedule, self.rank)}
+        params = [q for module in self.replicas.values() for q in module.parameters()]
+        self._device = params[0].device if params else torch.device("cpu")  # where messages are received
         self._reduce_groups = self._make_reduce_groups(stage_ranks(schedule))
         self._broadcast_replicas(stage_ranks(schedule))
 
@@ -215,7 +217,7 @@ class PipelineScheduleReplicated:
         if kind == "SEND_B":
             return dist.P2POp(dist.isend, self._outbox.pop(("B", p, s, m)).contiguous(), peer, self._group)
         shape, dtype = self._message_shape(m, s - 1 if kind == "RECV_F" else s)
-        buffer = torch.empty(shape, dtype=dtype)
+        buffer = torch.empty(shape, dtype=dtype, device=self._device)
         (self._inbox_f if kind == "RECV_F" else self._inbox_b)[(p, s, m)] = buffer
         return dist.P2POp(dist.irecv, buffer, peer, self._group)
 
