@@ -81,6 +81,12 @@ def test_stage_count_must_match_schedule(one_rank):
         ct.PipelineScheduleReplicated(stages(2), chimera.generate("gpipe", 1, 2), nn.functional.mse_loss)
 
 
+def test_data_parallel_is_refused(one_rank):
+    with pytest.raises(ValueError, match="has data_parallel=2; chimera.torch runs W=1"):
+        ct.PipelineScheduleReplicated(stages(1), chimera.generate("gpipe", 1, 2, data_parallel=2),
+                                      nn.functional.mse_loss)
+
+
 def test_stages_must_be_modules(one_rank):
     with pytest.raises(TypeError, match=r"stages\[0\] is a str"):
         ct.PipelineScheduleReplicated(["layer"], chimera.generate("gpipe", 1, 2), nn.functional.mse_loss)

@@ -33,6 +33,14 @@ def compute_only(schedule):
     return _ComputeView(schedule) if is_lowered(schedule) else schedule
 
 
+def check_single_group(schedule) -> None:
+    """chimera.torch runs one data-parallel group (W = 1): one process per worker."""
+    width = schedule.params.get("data_parallel", 1)
+    if width != 1:
+        raise ValueError(f"the {schedule.name} schedule has data_parallel={width}; chimera.torch runs W=1 (one "
+                         "process per worker); generate it with data_parallel=1")
+
+
 def stage_workers(schedule, pipeline: int) -> dict[int, int]:
     """stage -> worker of one pipeline."""
     return {stage: schedule.worker_of(pipeline, stage) for stage in range(schedule.stages)}

@@ -15,7 +15,7 @@ from torch import nn
 from torch.distributed.pipelining.microbatch import split_args_kwargs_into_chunks
 
 from ._compat import require_torch
-from ._plan import COMPUTE_KINDS, is_lowered, lowered, replicas_of, stage_ranks
+from ._plan import COMPUTE_KINDS, check_single_group, is_lowered, lowered, replicas_of, stage_ranks
 
 
 class PipelineScheduleReplicated:
@@ -267,6 +267,7 @@ class PipelineScheduleReplicated:
 
 
 def _check_model(stages: Sequence[nn.Module], schedule, world: int) -> None:
+    check_single_group(schedule)
     if schedule.workers != world:
         raise ValueError(f"the {schedule.name} schedule has {schedule.workers} workers but the process group has "
                          f"{world} ranks (world size must equal the worker count)")

@@ -11,7 +11,7 @@ from typing import Any, Callable, Sequence
 
 from torch.distributed.pipelining.schedules import _Action, _ComputationType, _PipelineScheduleRuntime
 
-from ._plan import compute_only, is_lowered, lowered, stage_workers
+from ._plan import check_single_group, compute_only, is_lowered, lowered, stage_workers
 
 _COMPUTE = {"F": _ComputationType.FORWARD, "B": _ComputationType.FULL_BACKWARD,
             "I": _ComputationType.BACKWARD_INPUT, "W": _ComputationType.BACKWARD_WEIGHT}
@@ -102,6 +102,7 @@ class PipelineScheduleChain(_PipelineScheduleRuntime):
 def _check_stages(stages: Sequence[Any], schedule) -> None:
     """The stage count, world size and this rank's stage indices must be the
     schedule's; a mismatch names both sides."""
+    check_single_group(schedule)
     first = stages[0]
     if first.num_stages != schedule.stages:
         raise ValueError(f"the model is cut into {first.num_stages} stages but the {schedule.name} schedule has "
