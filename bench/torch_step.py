@@ -4,10 +4,11 @@
 Usage: torch_step.py [--workers 4] [--micro-batches 8] [--steps 5] [--channels 64] [--layers 8] [--batch 32]
                      [--threads 1] [--only NAME,NAME]
 
-Runs each schedule on WORKERS processes (gloo, 127.0.0.1), one warm-up step
-then STEPS timed steps of a GPT (LAYERS blocks, CHANNELS wide, context 32)
-with N micro-batches (the GPT of tests/python/torch_models.py); prints a markdown table of the median step time (the
-slowest rank's, per step) and the spread. Record results in
+Runs every schedule on WORKERS processes (gloo, 127.0.0.1): a GPT (the
+blocks of tests/python/torch_models.py; LAYERS blocks, CHANNELS wide,
+context 32) with N micro-batches; one warm-up round, then STEPS rounds of
+one timed step of each schedule in turn. Prints a markdown table of the
+median step time (the slowest rank's) and the spread. Record results in
 bench/results/torch.md with the machine and the command.
 """
 from __future__ import annotations
@@ -84,38 +85,41 @@ def runner(kind: str, name: str, options: dict, cls: str | None, args, rank: int
     return torch_cls(stages[0] if single else stages, args.micro_batches, loss_fn), params
 
 
-def time_run(spec, args, rank: int) -> list[float]:
-    run, params = runner(*spec, args, rank)
-    optimizer = torch.optim.AdamW(params, lr=1e-3)
-    g = torch.Generator().manual_seed(0)
-    tokens = torch.randint(VOCAB, (args.batch, CONTEXT + 1), generator=g)
-    x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
-    times = []
-    for step in range(args.steps + 1):
-        dist.barrier()
-        start = time.perf_counter()
-        optimizer.zero_grad()
-        run.step(x, target=y)
-        optimizer.step()
-        elapsed = torch.tensor([time.perf_counter() - start])
-        dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
-        if step:
-            times.append(elapsed.item())
-    return times
+def timed_step(run, optimizer, x, y) -> float:
+    """One step; the slowest rank's wall time."""
+    dist.barrier()
+    start = time.perf_counter()
+    optimizer.zero_grad()
+    run.step(x, target=y)
+    optimizer.step()
+    elapsed = torch.tensor([time.perf_counter() - start])
+    dist.all_reduce(elapsed, op=dist.ReduceOp.MAX)
+    return elapsed.item()
 
 
 def worker(rank: int, args, port: int, names: list[str]) -> None:
+    """Every schedule is built first; then each round times one step of each
+    (round-robin, so that a busy spell of the machine hits all alike)."""
     torch.set_num_threads(args.threads)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=args.workers,
                             timeout=datetime.timedelta(seconds=300))
-    rows = []
+    runs = []
     for name in names:
-        times = time_run(RUNS[name], args, rank)
-        rows.append(f"| {name} | {1e3 * statistics.median(times):.1f} | {1e3 * min(times):.1f} | "
-                    f"{1e3 * max(times):.1f} |")
+        run, params = runner(*RUNS[name], args, rank)
+        runs.append((run, torch.optim.AdamW(params, lr=1e-3)))
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(VOCAB, (args.batch, CONTEXT + 1), generator=g)
+    x, y = tokens[:, :-1].contiguous(), tokens[:, 1:].contiguous()
+    times: list[list[float]] = [[] for _ in names]
+    for round_ in range(args.steps + 1):
+        for i, (run, optimizer) in enumerate(runs):
+            elapsed = timed_step(run, optimizer, x, y)
+            if round_:  # round 0 warms up
+                times[i].append(elapsed)
     if rank == 0:
         print("| schedule | median ms/step | min | max |\n|---|---:|---:|---:|")
-        print("\n".join(rows))
+        for name, t in zip(names, times):
+            print(f"| {name} | {1e3 * statistics.median(t):.1f} | {1e3 * min(t):.1f} | {1e3 * max(t):.1f} |")
     dist.destroy_process_group()
 
 

@@ -13,6 +13,8 @@ REQUIRED = (
     ("torch.distributed.pipelining.schedules", "_ComputationType"),
     ("torch.distributed.pipelining.schedules", "_PipelineScheduleRuntime"),
     ("torch.distributed.pipelining.microbatch", "split_args_kwargs_into_chunks"),
+    ("torch.distributed.pipelining._backward", "stage_backward_input"),
+    ("torch.distributed.pipelining._backward", "stage_backward_weight"),
 )
 # _ComputationType members the lowered (compute_comms) path emits.
 REQUIRED_ACTIONS = ("SEND_F", "RECV_F", "SEND_B", "RECV_B", "WAIT_SEND_F", "WAIT_SEND_B", "REDUCE_GRAD",

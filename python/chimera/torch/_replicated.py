@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.distributed.pipelining._backward import stage_backward_input, stage_backward_weight
 from torch.distributed.pipelining.microbatch import split_args_kwargs_into_chunks
 
 from ._compat import require_torch
@@ -163,7 +164,10 @@ class PipelineScheduleReplicated:
                 self._outbox[("F",) + key] = out.detach()
 
     def _backward(self, key: tuple[int, int, int], full: bool) -> None:
-        """B (full backward) or I (input gradient only; W follows)."""
+        """B (full backward) or I (input gradient only; W follows). I splits
+        the stage's graph as torch's zero-bubble stages do: the input
+        gradient now, the weight gradients later from the saved intermediates
+        (the first stage has no input gradient: its W is the whole backward)."""
         x, out, loss, _ = self._stash[key]
         root, grad = (loss, None) if key[1] == self._last else (out, self._inbox_b.pop(key))
         if full:
@@ -171,16 +175,21 @@ class PipelineScheduleReplicated:
             del self._stash[key]
             self._pass_input_grad(key, None if x is None else x.grad)
             return
-        if x is not None:
-            (dx,) = torch.autograd.grad(root, x, grad, retain_graph=True, allow_unused=True)
-            self._pass_input_grad(key, torch.zeros_like(x) if dx is None else dx)
-        self._stash[key][3] = (root, grad)
+        if x is None:
+            self._stash[key][3] = ("whole", root, grad)
+            return
+        params = [q for q in self.replicas[key[:2]].parameters() if q.requires_grad]
+        (dx,), groups = stage_backward_input([root], None if grad is None else [grad], [x], iter(params))
+        self._pass_input_grad(key, torch.zeros_like(x) if dx is None else dx)
+        self._stash[key][3] = ("groups", groups, None)
 
     def _backward_weight(self, key: tuple[int, int, int]) -> None:
-        root, grad = self._stash.pop(key)[3]
+        how, saved, grad = self._stash.pop(key)[3]
         params = [q for q in self.replicas[key[:2]].parameters() if q.requires_grad]
-        if params:
-            torch.autograd.backward(root, grad, inputs=params)
+        if how == "groups":
+            stage_backward_weight(iter(params), saved)
+        elif params:
+            torch.autograd.backward(saved, grad, inputs=params)
 
     def _pass_input_grad(self, key: tuple[int, int, int], dx: torch.Tensor | None) -> None:
         p, s, m = key
