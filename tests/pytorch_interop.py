@@ -31,6 +31,9 @@ except Exception as error:  # ImportError, or a broken torch install
     if other and not os.environ.get("CHIMERA_TORCH_REEXEC"):
         os.environ["CHIMERA_TORCH_REEXEC"] = "1"  # once: no loop if that one lacks torch too
         os.execv(other, [other] + sys.argv)
+    if os.environ.get("CI"):  # CI installs torch (.ci/install-deps): a missing one is a failure there
+        print(f"FAIL: torch.distributed.pipelining is not importable under CI ({error})")
+        sys.exit(1)
     print(f"SKIP: torch.distributed.pipelining is not importable ({error}); see docs/pytorch.md")
     sys.exit(77)
 
