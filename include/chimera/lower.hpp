@@ -192,11 +192,7 @@ constexpr schedule lower(const S& s, const lower_options& options = {}) {
                 {gap_at(holder, b), b, 1, st, op{op_kind::REDUCE_GRAD, st, no_micro_batch, p, no_peer}});
         }
 
-    schedule out;
-    out.set_shape(s.name(), s.stages(), s.micro_batches(), s.pipelines(), s.params());
-    for (int p = 0; p < s.pipelines(); ++p)
-        for (int st = 0; st < s.stages(); ++st) out.set_placement(p, st, s.placement(p, st));
-    for (int m = 0; m < s.micro_batches(); ++m) out.set_pipeline_of(m, s.pipeline_of(m));
+    schedule out = copy_frame(s);
     for (int w = 0; w < workers; ++w) {
         auto& mine = comms[static_cast<std::size_t>(w)];
         std::sort(mine.begin(), mine.end(), [](const auto& a, const auto& b) { return a.key() < b.key(); });
