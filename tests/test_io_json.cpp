@@ -1,8 +1,11 @@
 // chimera.schedule/1: lossless, deterministic round trips and strict reading.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <chimera/io/json.hpp>
 #include <chimera/io/text.hpp>
+#include <chimera/lower.hpp>
 
 #include "helpers.hpp"
 
@@ -94,6 +97,42 @@ TEST_CASE("strict reader: each problem names its JSON path and what was expected
             CHECK(std::string(e.what()).find(b.what) != std::string::npos);
         }
     }
+}
+
+TEST_CASE("strict reader: every op field one past its range, or -1, is refused with JSON3 and the value") {
+    // Lowered chimera D=4 N=4: 4 stages, 4 micro-batches, 2 pipelines, 4 workers.
+    const schedule s = lower(generate({.schedule = algorithm::chimera, .stages = 4, .micro_batches = 4}));
+    const nlohmann::json good = nlohmann::json::parse(io::write_json(s));
+    REQUIRE(io::read_json(good.dump()) == s);
+    // Worker 0's first op is a compute op; its first SEND carries a peer.
+    const auto ops0 = s.ops(0);
+    const auto send = std::ranges::find_if(ops0, [](const op& o) { return is_p2p(o.kind); }) - ops0.begin();
+    REQUIRE(send < static_cast<long>(ops0.size()));
+    struct field {
+        const char* key;
+        long index;  // op of worker 0
+        int size;    // values must be in [0, size)
+    };
+    for (const field f : {field{"stage", 0, 4}, field{"micro_batch", 0, 4}, field{"pipeline", 0, 2},
+                          field{"peer", send, 4}})
+        for (const int value : {f.size, -1}) {
+            nlohmann::json bad = good;
+            bad["ops"][0][static_cast<std::size_t>(f.index)][f.key] = value;
+            const std::string path = "$.ops[0][" + std::to_string(f.index) + "]." + f.key;
+            CAPTURE(path);
+            CAPTURE(value);
+            try {
+                (void)io::read_json(bad.dump());
+                FAIL("accepted");
+            } catch (const io::format_error& e) {
+                CHECK(e.rule() == "JSON3");
+                CHECK(e.where() == path);
+                CHECK(std::string(e.what()).find("in [0, " + std::to_string(f.size - 1) + "], got " +
+                                                 std::to_string(value)) != std::string::npos);
+            }
+            bad["ops"][0][static_cast<std::size_t>(f.index)][f.key] = value < 0 ? 0 : f.size - 1;  // in range again
+            CHECK_NOTHROW((void)io::read_json(bad.dump()));
+        }
 }
 
 TEST_CASE("syntax errors report line and column") {

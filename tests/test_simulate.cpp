@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <tuple>
 #include <vector>
 
 #include <chimera/generate.hpp>
@@ -201,6 +202,32 @@ TEST_CASE("hand-checked timeline: GPipe D=2 N=2 lowered, t_F = 1, t_B = 2, p2p a
     CHECK(r.workers[0].communication == 2);
 }
 
+TEST_CASE("hand-checked timeline: 1F1B D=2 N=2 compute-only, every cross-worker input pays one p2p message") {
+    // Worker 0 runs F0 F1 B0 B1 (stage 0), worker 1 F0 B0 F1 B1 (stage 1).
+    // With message cost c = alpha + bytes * beta and unit compute:
+    //   w0 F0 [0,1]  F1 [1,2]                 B0 [3+2c,4+2c]  B1 [5+2c,6+2c]
+    //   w1 F0 [1+c,2+c] B0 [2+c,3+c] F1 [3+c,4+c] B1 [4+c,5+c]
+    // so the makespan is 6 + 2c (6 with free communication).
+    const schedule s = generate({algorithm::one_f_one_b, 2, 2});
+    for (const auto& [alpha, bytes, beta] : {std::tuple{0.0, 0.0, 0.0}, std::tuple{0.5, 0.0, 0.0},
+                                             std::tuple{0.5, 10.0, 0.05}, std::tuple{0.0, 100.0, 0.02}}) {
+        cost_model m;
+        m.alpha = alpha;
+        m.beta = beta;
+        m.uniform.message_bytes = bytes;
+        const double c = alpha + bytes * beta;
+        INFO("alpha ", alpha, " bytes ", bytes, " beta ", beta);
+        const simulation r = simulate(s, m);
+        REQUIRE(r.complete);
+        CHECK(r.makespan == doctest::Approx(6 + 2 * c));
+        CHECK(r.start[position(s, 1, op_kind::F, 0, 1)] == doctest::Approx(1 + c));
+        CHECK(r.start[position(s, 1, op_kind::F, 1, 1)] == doctest::Approx(3 + c));
+        CHECK(r.start[position(s, 0, op_kind::B, 0, 0)] == doctest::Approx(3 + 2 * c));
+        CHECK(r.start[position(s, 0, op_kind::B, 1, 0)] == doctest::Approx(5 + 2 * c));
+        CHECK(r.workers[0].busy == doctest::Approx(4));  // communication is not compute
+    }
+}
+
 TEST_CASE("unequal per-stage costs: the slowest stage paces GPipe") {
     cost_model costs;
     costs.per_stage = {{.forward = 1, .backward = 2}, {.forward = 3, .backward = 6}, {.forward = 1, .backward = 2}};
@@ -250,13 +277,7 @@ TEST_CASE("a deadlocked schedule is reported incomplete, not timed") {
     std::vector<std::vector<op>> lists;
     for (int w = 0; w < 2; ++w) lists.emplace_back(lowered.ops(w).begin(), lowered.ops(w).end());
     std::rotate(lists[0].begin(), lists[0].begin() + 4, lists[0].begin() + 5);  // RECV_B0 first
-    schedule broken;
-    broken.set_shape("gpipe", 2, 2, 1, lowered.params());
-    broken.set_placement(0, 0, 0), broken.set_placement(0, 1, 1);
-    for (const auto& list : lists) {
-        broken.add_worker();
-        for (const op& o : list) broken.push_op(o);
-    }
+    const schedule broken = with_ops(lowered, lists);
     const simulation r = simulate(broken);
     CHECK_FALSE(r.complete);
     CHECK(std::ranges::count(r.start, -1.0) > 0);
