@@ -31,7 +31,7 @@ def expect_usage_error(args, needle):
     expect(r.stdout == "", f"{args}: nothing on stdout")
 
 
-# lower: JSON per formats.md, comm ops carry peer, and the checker accepts it.
+# lower: JSON per docs/design/formats.md, comm ops carry peer, and the checker accepts it.
 r = run("lower", "--stages", "4", "--micro-batches", "8", "--sync", "eager")
 expect(r.returncode == 0, "lower exits 0")
 doc = json.loads(r.stdout)
@@ -53,7 +53,8 @@ for schedule in ("gpipe", "1f1b"):
 expect_usage_error(["lower", "--stages", "5", "--micro-batches", "4"], "D must be even")
 expect_usage_error(["lower", "--stages", "4", "--micro-batches", "4", "--sync", "sometimes"], "--sync")
 
-# simulate: the spec's D=4 N=4 numbers (chimera.md §5.2, §9.3).
+# simulate: the spec's D=4 N=4 numbers
+# (docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches, #iteration-time).
 r = run("simulate", "--stages", "4", "--micro-batches", "4", "--cost", "F=1,B=2")
 expect(r.returncode == 0, "simulate exits 0")
 sim = json.loads(r.stdout)

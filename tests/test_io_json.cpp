@@ -33,7 +33,7 @@ TEST_CASE("round trip: write -> read -> equal schedule -> same bytes") {
     }
 }
 
-TEST_CASE("the example of formats.md §1 reads into 1F1B D=2 N=2") {
+TEST_CASE("the example of docs/design/formats.md#the-native-json-form reads into 1F1B D=2 N=2") {
     const char* text = R"({"format":"chimera.schedule/1","name":"1f1b","stages":2,"micro_batches":2,
  "pipelines":1,"workers":2,"placement":[[0,1]],"micro_batch_pipeline":[0,0],
  "ops":[[{"kind":"F","stage":0,"micro_batch":0,"pipeline":0},
@@ -144,7 +144,7 @@ TEST_CASE("syntax errors report line and column") {
     }
 }
 
-TEST_CASE("text grid of chimera D=4 N=4 is the slot table of chimera.md §5.2") {
+TEST_CASE("text grid of chimera D=4 N=4 is the slot table of docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches") {
     const std::string grid = io::write_text(generate({.schedule = algorithm::chimera, .stages = 4, .micro_batches = 4}));
     CHECK(grid.find("P0  F0 .  F1 F2 B2 F3 B3 B0 .  B1\n") != std::string::npos);
     CHECK(grid.find("P1  .  F0 F2 F1 F3 B2 B0 B3 B1 .\n") != std::string::npos);

@@ -1,5 +1,5 @@
-// Lowering (schedules.md §1.3), the lowered-level checks (C1-C3, G1, G3)
-// and the rendezvous deadlock replay (§1.4).
+// Lowering (docs/design/lowering.md#the-placement-rule), the lowered-level checks (C1-C3, G1, G3)
+// and the rendezvous deadlock replay (docs/design/lowering.md#deadlock-check-two-levels).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -63,7 +63,7 @@ std::string name_of(const config& c) {
 
 }  // namespace
 
-TEST_CASE("1F1B D=2 N=2 lowers to PyTorch's rank-0 row (schedules.md §14)") {
+TEST_CASE("1F1B D=2 N=2 lowers to PyTorch's rank-0 row (docs/design/schedule-zoo.md#reference-numbers-from-other-projects)") {
     const schedule s = lower(generate({algorithm::one_f_one_b, 2, 2}));
     CHECK(row(s, 0) ==
           "F0s0p0 SEND_F0s0p0@1 F1s0p0 SEND_F1s0p0@1 "

@@ -1,6 +1,8 @@
 // The cost-model simulator against the spec's unit-time formulas
-// (chimera.md §5, §7, §9, §11, §12; schedules.md §2, §3), hand-checked
-// timelines with unequal costs and communication, and memory (Tables 2, 3).
+// (docs/design/chimera-closed-form.md#the-closed-form, #more-micro-batches-than-stages, #analytical-model,
+// docs/design/schedule-rules.md, docs/design/chimera-closed-form.md#expected-numbers;
+// docs/design/schedule-zoo.md#gpipe, #1f1b), hand-checked timelines with unequal costs and communication, and
+// memory (Tables 2, 3).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -43,7 +45,7 @@ cost_model memory_costs(bool recompute = false) {
 
 }  // namespace
 
-TEST_CASE("chimera.md §12 oracle table: span, makespan at t_B = 2 t_F, peaks") {
+TEST_CASE("docs/design/chimera-closed-form.md#expected-numbers oracle table: span, makespan at t_B = 2 t_F, peaks") {
     struct row {
         int d, n, span, makespan;
         std::vector<int> peaks;
@@ -70,7 +72,7 @@ TEST_CASE("chimera.md §12 oracle table: span, makespan at t_B = 2 t_F, peaks") 
     }
 }
 
-TEST_CASE("the §5.2 ASAP table with t_F = 1, t_B = 2: makespan 16, idle 4 per worker") {
+TEST_CASE("the docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches ASAP table with t_F = 1, t_B = 2: makespan 16, idle 4 per worker") {
     const simulation r = simulate(generate({algorithm::chimera, 4, 4}), unit_costs(1, 2));
     CHECK(r.makespan == 16);
     for (const auto& w : r.workers) CHECK(w.idle == 4);
@@ -106,7 +108,7 @@ TEST_CASE("Chimera with 2f pipelines (T3, Table 3): span 2N + D/f - 2, bubble (D
             }
 }
 
-TEST_CASE("C_f and C_b (chimera.md §7.1, §9.3): D + 2(U-1) and U(2D-2); GPipe N + D - 1 each") {
+TEST_CASE("C_f and C_b (docs/design/chimera-closed-form.md#direct-concatenation, #iteration-time): D + 2(U-1) and U(2D-2); GPipe N + D - 1 each") {
     for (int d : {2, 4, 6, 8})
         for (int units : {1, 2, 3}) {
             INFO("D=", d, " U=", units);
@@ -137,14 +139,14 @@ TEST_CASE("GPipe and 1F1B: makespan (N + D - 1)(t_F + t_B) for unequal costs, Ta
                 const simulation m = simulate(s, memory_costs());
                 for (int w = 0; w < d; ++w) {
                     CHECK(m.workers[static_cast<std::size_t>(w)].weight_bytes == 1);
-                    // GPipe keeps N micro-batches; 1F1B min(D - w, N) (schedules.md §3).
+                    // GPipe keeps N micro-batches; 1F1B min(D - w, N) (docs/design/schedule-zoo.md#1f1b).
                     const double expected = a == algorithm::gpipe ? n : std::min(d - w, n);
                     CHECK(m.workers[static_cast<std::size_t>(w)].peak_activation_bytes == expected);
                 }
             }
 }
 
-TEST_CASE("forward doubling (chimera.md §7.2): (N + D/2 - 1)(t_F + t_B) when t_B <= 2 t_F; M2 peaks") {
+TEST_CASE("forward doubling (docs/design/chimera-closed-form.md#forward-doubling): (N + D/2 - 1)(t_F + t_B) when t_B <= 2 t_F; M2 peaks") {
     for (int d : {4, 8})
         for (int n : {2 * d, 4 * d}) {
             INFO("D=", d, " N=", n);
@@ -163,7 +165,7 @@ TEST_CASE("forward doubling (chimera.md §7.2): (N + D/2 - 1)(t_F + t_B) when t_
         }
 }
 
-TEST_CASE("direct mode with t_B = 2 t_F: idle (U + 1)(D - 2) per worker, growing with N (§7.1)") {
+TEST_CASE("direct mode with t_B = 2 t_F: idle (U + 1)(D - 2) per worker, growing with N (docs/design/chimera-closed-form.md#direct-concatenation)") {
     for (int d : {4, 6, 8})
         for (int units : {1, 2, 4}) {
             const simulation r = simulate(generate({algorithm::chimera, d, d * units}), unit_costs(1, 2));
@@ -238,7 +240,7 @@ TEST_CASE("unequal per-stage costs: the slowest stage paces GPipe") {
     CHECK(r.workers[1].idle == r.makespan - 36);
 }
 
-TEST_CASE("all-reduce cost and eager overlap (chimera.md §8, §9.3)") {
+TEST_CASE("all-reduce cost and eager overlap (docs/design/chimera-closed-form.md#gradient-synchronisation-facts, #iteration-time)") {
     cost_model costs;
     costs.uniform.gradient_bytes = 2;  // L
     costs.beta = 1;                     // p2p messages are empty: only all-reduces cost

@@ -2,7 +2,7 @@
 // per-kind costs, and the numbers the spec's formulas are about (span, busy
 // and idle per worker, bubble ratio, peak in-flight activations).
 //
-// ASAP (chimera.md §5): a worker runs its list strictly in order; an op
+// ASAP (docs/design/chimera-closed-form.md#the-closed-form): a worker runs its list strictly in order; an op
 // starts at max(end of the worker's previous op, end of its dependencies).
 // With every cost 1 the start times are the unit-time slots.
 #pragma once
@@ -220,7 +220,7 @@ constexpr timing asap(const S& s, const op_costs& costs = {}, const compute_inde
 }
 
 // Peak number of micro-batches whose activations a worker holds: +1 at F,
-// -1 at B (or at W when the backward is split), schedules.md §1.2.
+// -1 at B (or at W when the backward is split), docs/design/schedule-rules.md#memory-accounting.
 template <schedule_like S>
 constexpr int peak_activations(const S& s, int worker) {
     int live = 0, peak = 0;

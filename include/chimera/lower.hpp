@@ -1,4 +1,4 @@
-// Lowering (schedules.md §1.3): from a compute-only schedule to what an
+// Lowering (docs/design/lowering.md#the-placement-rule): from a compute-only schedule to what an
 // executor runs. Adds SEND_F/RECV_F (activations), SEND_B/RECV_B (input
 // gradients) between workers and one REDUCE_GRAD per (pipeline, stage)
 // replica, placed so that rendezvous semantics (NCCL: a send completes only
@@ -29,7 +29,7 @@
 
 namespace chimera {
 
-// Where each replica's REDUCE_GRAD goes (chimera.md §8.3).
+// Where each replica's REDUCE_GRAD goes (docs/design/lowering.md#gradient-sync-policies).
 enum class sync_policy : std::uint8_t {
     end,        // after the worker's last compute op
     eager,      // right after the last backward of the stage (latest replica decides)
@@ -61,7 +61,7 @@ constexpr int effective_min_window(const lower_options& options, int stages) {
 }
 
 // The boundary at which every replica of `stage` issues its REDUCE_GRAD,
-// per stage, for a schedule with unit-time slots `u` (schedules.md §1.3 rule
+// per stage, for a schedule with unit-time slots `u` (docs/design/lowering.md#the-placement-rule rule
 // 4). Non-increasing in the stage, so collectives also come out in
 // decreasing stage order on every worker (G3): a stage never syncs before a
 // higher stage it shares a worker with.

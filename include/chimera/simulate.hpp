@@ -1,6 +1,6 @@
 // The cost-model simulator: times every op of a schedule (compute-only or
 // lowered) and reports makespan, per-worker busy/idle, bubble ratio, the
-// critical-path counts C_f/C_b of chimera.md §9.3 and memory per worker.
+// critical-path counts C_f/C_b of docs/design/chimera-closed-form.md#iteration-time and memory per worker.
 //
 // Model (docs/performance-model.md):
 // * every worker has a compute stream and a communication stream, each
@@ -85,7 +85,7 @@ struct cost_model {
     }
 };
 
-// Unit costs (chimera.md's unit-time model) with t_B = backward.
+// Unit costs (docs/design/chimera-closed-form.md's unit-time model) with t_B = backward.
 constexpr cost_model unit_costs(double forward = 1, double backward = 1) {
     cost_model m;
     m.uniform.forward = forward;
@@ -97,7 +97,7 @@ struct worker_report {
     double busy = 0;  // compute time
     double idle = 0;  // makespan - busy
     double communication = 0;  // time its comm stream is busy
-    int peak_activations = 0;  // micro-batches held at once (schedules.md §1.2)
+    int peak_activations = 0;  // micro-batches held at once (docs/design/schedule-rules.md#memory-accounting)
     double weight_bytes = 0, optimizer_bytes = 0, peak_activation_bytes = 0;
 
     constexpr double memory_bytes() const { return weight_bytes + optimizer_bytes + peak_activation_bytes; }
@@ -134,8 +134,9 @@ constexpr double peak_activation_bytes(const S& s, int worker, const cost_model&
     return peak;
 }
 
-// Memory of a worker: weights and optimizer state of every replica it
-// holds (chimera.md Tables 2/3: 2f M_theta for Chimera) and peak activations.
+// Memory of a worker: weights and optimizer state of every replica it holds
+// (docs/design/chimera-closed-form.md#per-worker-costs-of-pipeline-schemes, #chimera-with-2f-pipelines: 2f
+// M_theta for Chimera) and peak activations.
 struct worker_memory {
     double weight_bytes = 0, optimizer_bytes = 0, peak_activation_bytes = 0;
     constexpr double total() const { return weight_bytes + optimizer_bytes + peak_activation_bytes; }
@@ -369,7 +370,7 @@ constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
     return detail::simulator<S>(s, costs).run();
 }
 
-// C_f and C_b of chimera.md §9.3: forwards and backwards on the critical
+// C_f and C_b of docs/design/chimera-closed-form.md#iteration-time: forwards and backwards on the critical
 // path when t_B > t_F, from ASAP makespans at (t_F, t_B) = (1, 2), (1, 3)
 // and, to confirm linearity, (1, 4). Communication costs nothing here.
 struct critical_path {

@@ -1,4 +1,5 @@
-// PyTorch pipelining CSV (formats.md §2, schedules.md §13): the files that
+// PyTorch pipelining CSV (docs/design/formats.md#pytorch-pipelining-csv,
+// docs/design/schedule-zoo.md#pytorch-naming-and-csv): the files that
 // `torch.distributed.pipelining._PipelineScheduleRuntime._load_csv` reads.
 //
 // Row r is pipeline rank r, one cell per action, no header. Two flavours:

@@ -1,4 +1,4 @@
-// `chimera.schedule/1` JSON (formats.md §1): the native, lossless form.
+// `chimera.schedule/1` JSON (docs/design/formats.md#the-native-json-form): the native, lossless form.
 //
 // The writer needs only the standard library and prints one op per line
 // with a fixed key order, so the same schedule always gives the same bytes.
