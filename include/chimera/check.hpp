@@ -170,7 +170,9 @@ struct op_counts {
     std::size_t cells = 0;
     std::vector<std::uint8_t> count;
 
-    constexpr int of(op_kind kind, std::size_t key) const { return count[static_cast<std::size_t>(kind) * cells + key]; }
+    constexpr int of(op_kind kind, std::size_t key) const {
+        return count[static_cast<std::size_t>(kind) * cells + key];
+    }
 };
 
 // S2 (ops on the worker their stage is placed on), S4 (ops in their
@@ -208,7 +210,9 @@ constexpr void check_multisets(const S& s, checker_state& st, const compute_inde
             const std::size_t k = index.key(m, stage);
             const int f = counts.of(op_kind::F, k), b = counts.of(op_kind::B, k);
             const int i = counts.of(op_kind::I, k), wg = counts.of(op_kind::W, k);
-            const auto what = [&] { return cat("micro-batch ", m, ", stage ", stage, ", pipeline ", s.pipeline_of(m), ": "); };
+            const auto what = [&] {
+                return cat("micro-batch ", m, ", stage ", stage, ", pipeline ", s.pipeline_of(m), ": ");
+            };
             if (f == 0) st.add("S5", -1, -1, cat(what(), "F is missing"));
             if (b == 0 && i == 0 && wg == 0) st.add("S5", -1, -1, cat(what(), "backward (B, or I and W) is missing"));
             else if (b > 0 && (i > 0 || wg > 0))
@@ -442,13 +446,15 @@ struct lowered_context {
 // when it does.
 template <schedule_like S>
 constexpr std::string p2p_home_problem(const S& s, const op& o, int w) {
-    const int peer_stage = is_send(o.kind) ? receiving_stage(o) : (o.kind == op_kind::RECV_F ? o.stage - 1 : o.stage + 1);
+    const int peer_stage =
+        is_send(o.kind) ? receiving_stage(o) : (o.kind == op_kind::RECV_F ? o.stage - 1 : o.stage + 1);
     if (peer_stage < 0 || peer_stage >= s.stages())
         return cat("stage ", peer_stage, " does not exist, nothing to exchange with");
     if (s.pipeline_of(o.micro_batch) != o.pipeline)
         return cat("micro-batch ", o.micro_batch, " travels through pipeline ", s.pipeline_of(o.micro_batch));
     if (s.placement(o.pipeline, o.stage) != w)
-        return cat("stage ", o.stage, " of pipeline ", o.pipeline, " is placed on worker ", s.placement(o.pipeline, o.stage));
+        return cat("stage ", o.stage, " of pipeline ", o.pipeline, " is placed on worker ",
+                   s.placement(o.pipeline, o.stage));
     if (const int expected = s.placement(o.pipeline, peer_stage); o.peer != expected)
         return cat("peer must be worker ", expected, " (holder of stage ", peer_stage, ")");
     return {};
@@ -464,11 +470,13 @@ constexpr void check_p2p_pairs(lowered_context<S>& x) {
             x.add("C1", i, problem);
             continue;
         }
-        const std::size_t key = x.matching.channel(x.s.stages(), is_gradient_p2p(o.kind), o.micro_batch, receiving_stage(o));
+        const std::size_t key =
+            x.matching.channel(x.s.stages(), is_gradient_p2p(o.kind), o.micro_batch, receiving_stage(o));
         const int own = is_send(o.kind) ? x.matching.send_count[key] : x.matching.recv_count[key];
         const int other = is_send(o.kind) ? x.matching.recv_count[key] : x.matching.send_count[key];
         if (own > 1) x.add("C1", i, "is duplicated");
-        else if (other == 0) x.add("C1", i, cat("has no matching ", is_send(o.kind) ? "RECV" : "SEND", " on worker ", o.peer));
+        else if (other == 0)
+            x.add("C1", i, cat("has no matching ", is_send(o.kind) ? "RECV" : "SEND", " on worker ", o.peer));
     }
 }
 

@@ -313,7 +313,8 @@ inline void read_row(std::string_view line, const csv_read_options& options, csv
             parse_cell(cell, at, tokens);
             for (const auto& t : tokens) {
                 if (is_comm(t.kind) && options.format == csv_format::compute_only)
-                    at.fail("CSV5", cat(detail::quoted(cell), " is a communication action, not allowed in a compute_only file"));
+                    at.fail("CSV5", cat(detail::quoted(cell),
+                                        " is a communication action, not allowed in a compute_only file"));
                 if (t.dropped) continue;
                 any_action = true;  // a row of waits and UNSHARDs alone would write back as a blank line
                 row.push_back({op{t.kind, t.stage, t.micro_batch, 0, no_peer}, at.line, at.column});
@@ -388,7 +389,8 @@ inline void place_action(csv_layout& layout, std::unordered_set<std::uint64_t>& 
         layout.micro_batch_seen[static_cast<std::size_t>(o.micro_batch)] = true;
     }
     if (!seen.insert(csv_key(o)).second)
-        at.fail("CSV6", cat("duplicate action ", detail::quoted(csv_cell(o)), ": each (kind, stage, micro-batch) occurs once"));
+        at.fail("CSV6", cat("duplicate action ", detail::quoted(csv_cell(o)),
+                            ": each (kind, stage, micro-batch) occurs once"));
 }
 
 // Reader phase 2: stage -> rank and the micro-batches, from every action.
