@@ -67,7 +67,7 @@ with tempfile.TemporaryDirectory() as tmp:
             expect(r.returncode == 0 and "pytorch-csv" in r.stdout, f"{tag}: exported csv checks", r)
             os.remove(path("s.csv"))
 
-    # The smallest example of formats.md.
+    # The smallest example of docs/design/formats.md.
     r = run("export", "--schedule", "1f1b", "--stages", "2", "--micro-batches", "2", "--format", "pytorch-csv")
     expect(r.stdout == "0F0,0F1,,0B0,,0B1\n,1F0,1B0,1F1,1B1,\n", "1F1B D=2 N=2 is PyTorch's example", r)
 

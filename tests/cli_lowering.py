@@ -31,7 +31,7 @@ def expect_usage_error(args, needle):
     expect(r.stdout == "", f"{args}: nothing on stdout")
 
 
-# lower: JSON per formats.md, comm ops carry peer, and the checker accepts it.
+# lower: JSON per docs/design/formats.md, comm ops carry peer, and the checker accepts it.
 r = run("lower", "--stages", "4", "--micro-batches", "8", "--sync", "eager")
 expect(r.returncode == 0, "lower exits 0")
 doc = json.loads(r.stdout)
@@ -53,7 +53,8 @@ for schedule in ("gpipe", "1f1b"):
 expect_usage_error(["lower", "--stages", "5", "--micro-batches", "4"], "D must be even")
 expect_usage_error(["lower", "--stages", "4", "--micro-batches", "4", "--sync", "sometimes"], "--sync")
 
-# simulate: the spec's D=4 N=4 numbers (chimera.md §5.2, §9.3).
+# simulate: the spec's D=4 N=4 numbers
+# (docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches, #iteration-time).
 r = run("simulate", "--stages", "4", "--micro-batches", "4", "--cost", "F=1,B=2")
 expect(r.returncode == 0, "simulate exits 0")
 sim = json.loads(r.stdout)
@@ -68,6 +69,21 @@ r = run("simulate", "--stages", "4", "--micro-batches", "4", "--cost", "F=1,B=2"
 expect(r.returncode == 0 and "makespan" in r.stdout and "timeline" in r.stdout and "P3" in r.stdout, "simulate text")
 r = run("simulate", "--schedule", "gpipe", "--stages", "2", "--micro-batches", "2", "--cost", "F=1,B=2", "--p2p", "0.5,0")
 expect(json.loads(r.stdout)["makespan"] == 10, "GPipe D=2 N=2 with alpha 0.5: makespan 10 (tests/test_simulate.cpp)")
+# --message-bytes reaches the cost model: lowered 1F1B D=2 N=2 with unit
+# compute and one message cost c = alpha + bytes * beta per transfer runs
+# F0 [0,1], its send [1,1+c], stage 1's F0 B0 [1+c,3+c], the crossing pair
+# (F1 forward, B0 back) [3+c,3+2c], stage 0's B0 and stage 1's F1 B1
+# [3+2c,5+2c], B1's gradient [5+2c,5+3c] and stage 0's B1: makespan 6 + 3c.
+for alpha, beta, size in ((0, 0, 0), (1, 0.01, 0), (1, 0.01, 100), (1, 0.01, 300), (0, 0.5, 4)):
+    r = run("simulate", "--schedule", "1f1b", "--stages", "2", "--micro-batches", "2",
+            "--p2p", f"{alpha},{beta}", "--message-bytes", str(size))
+    c = alpha + size * beta
+    got = json.loads(r.stdout)["makespan"] if r.returncode == 0 else None
+    expect(got is not None and abs(got - (6 + 3 * c)) < 1e-9,
+           f"1F1B D=2 N=2, alpha {alpha}, beta {beta}, {size} bytes: makespan 6 + 3c = {6 + 3 * c} (got {got})")
+    comm = [w["communication"] for w in json.loads(r.stdout)["workers"]] if r.returncode == 0 else None
+    expect(comm is not None and all(abs(x - 4 * c) < 1e-9 for x in comm),
+           f"each worker's comm stream is busy 4 transfers x c = {4 * c} (got {comm})")
 expect_usage_error(["simulate", "--stages", "4", "--micro-batches", "4", "--cost", "F=1,X=2"], "bad --cost")
 expect_usage_error(["simulate", "--stages", "4", "--micro-batches", "4", "--cost", "F=-1"], "bad --cost")
 expect_usage_error(["simulate", "--stages", "4", "--micro-batches", "4", "--cost", "F=1,,B=2"], "bad --cost")

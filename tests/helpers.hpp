@@ -36,18 +36,11 @@ op_lists lists_of(const S& s) {
     return lists;
 }
 
-// Same shape and params as `s`, with other op lists.
+// Same frame as `s` (params replaced when given), with other op lists.
 template <class S>
 chimera::schedule with_lists(const S& s, const op_lists& lists, const chimera::config* params = nullptr) {
-    chimera::schedule out;
-    out.set_shape(s.name(), s.stages(), s.micro_batches(), s.pipelines(), params ? *params : s.params());
-    for (int p = 0; p < s.pipelines(); ++p)
-        for (int st = 0; st < s.stages(); ++st) out.set_placement(p, st, s.placement(p, st));
-    for (int m = 0; m < s.micro_batches(); ++m) out.set_pipeline_of(m, s.pipeline_of(m));
-    for (const auto& list : lists) {
-        out.add_worker();
-        for (const auto& o : list) out.push_op(o);
-    }
+    chimera::schedule out = chimera::with_ops(s, lists);
+    if (params) out.set_identity(out.name(), *params);
     return out;
 }
 

@@ -163,11 +163,7 @@ TEST_CASE("the watchdog stops a run that makes no progress") {
     // worker finishes, so the detector fires; with a tiny watchdog either
     // report is a clean failure, never a hang.
     const auto& good = chimera4();
-    schedule s;
-    s.set_shape(good.name(), good.stages(), good.micro_batches(), good.pipelines(), good.params());
-    for (int p = 0; p < good.pipelines(); ++p)
-        for (int st = 0; st < good.stages(); ++st) s.set_placement(p, st, good.placement(p, st));
-    for (int m = 0; m < good.micro_batches(); ++m) s.set_pipeline_of(m, good.pipeline_of(m));
+    schedule s = copy_frame(good);
     for (int w = 0; w < good.workers(); ++w) {
         s.add_worker();
         if (w == 1) s.push_op({op_kind::RECV_F, 1, 0, 0, 0});

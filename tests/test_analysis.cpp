@@ -1,5 +1,5 @@
-// Unit-time and ASAP numbers against every formula of chimera.md and
-// schedules.md §2-§3, over wide parameter grids.
+// Unit-time and ASAP numbers against every formula of docs/design/chimera-closed-form.md and
+// docs/design/schedule-zoo.md#gpipe to #1f1b, over wide parameter grids.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -26,7 +26,7 @@ std::vector<int> micro_batch_grid(int d) {
 }
 }  // namespace
 
-TEST_CASE("expected numbers of chimera.md §12") {
+TEST_CASE("expected numbers of docs/design/chimera-closed-form.md#expected-numbers") {
     struct row {
         int d, n, span, idle;
         double ratio;
@@ -54,7 +54,7 @@ TEST_CASE("expected numbers of chimera.md §12") {
     }
 }
 
-TEST_CASE("ASAP with t_F = 1, t_B = 2 on D=4, N=4 reproduces the second table of chimera.md §5.2") {
+TEST_CASE("ASAP with t_F = 1, t_B = 2 on D=4, N=4 reproduces the second table of docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches") {
     const schedule s = generate(chimera_config(4, 4));
     const timing t = asap(s, backward_twice);
     // Start times per worker in list order, read off the table.
@@ -108,7 +108,8 @@ TEST_CASE("property sweep: chimera, every even D <= 32, f | D/2, N <= 4D, every 
                                 CHECK(peaks[static_cast<std::size_t>(w)] == d / 2 + 1 + std::min(w, d - 1 - w));
                         CHECK(*std::max_element(peaks.begin(), peaks.end()) == d);
                         CHECK(*std::min_element(peaks.begin(), peaks.end()) == d - d / (2 * f) + 1);
-                        // §7.1 / §9.3: makespan = C_f t_F + C_b t_B for t_B >= 2 t_F (f = 1).
+                        // docs/design/chimera-closed-form.md#direct-concatenation and #iteration-time:
+                        // makespan = C_f t_F + C_b t_B for t_B >= 2 t_F (f = 1).
                         if (f == 1) {
                             const int c_f = d + 2 * (units - 1), c_b = units * (2 * d - 2);
                             for (double tb : {2.0, 3.0, 5.0})
@@ -119,7 +120,8 @@ TEST_CASE("property sweep: chimera, every even D <= 32, f | D/2, N <= 4D, every 
                         }
                     }
                     if (mode != scaling::direct && emitted % (2 * d) == 0) {
-                        // M2 and §7.2: (N + D/2 - 1)(t_F + t_B) when t_B <= 2 t_F.
+                        // M2 and docs/design/chimera-closed-form.md#forward-doubling: (N + D/2 - 1)(t_F +
+                        // t_B) when t_B <= 2 t_F.
                         for (int w = 0; w < d; ++w)
                             CHECK(peaks[static_cast<std::size_t>(w)] == d + d / 2 + 1 + std::min(w, d - 1 - w));
                         for (double tb : {1.0, 1.5, 2.0}) {
@@ -134,7 +136,7 @@ TEST_CASE("property sweep: chimera, every even D <= 32, f | D/2, N <= 4D, every 
     CHECK(configs > 1000);
 }
 
-TEST_CASE("property sweep: gpipe and 1f1b, D <= 32, N <= 4D (schedules.md §2, §3)") {
+TEST_CASE("property sweep: gpipe and 1f1b, D <= 32, N <= 4D (docs/design/schedule-zoo.md#gpipe, #1f1b)") {
     for (auto a : {algorithm::gpipe, algorithm::one_f_one_b})
         for (int d = 1; d <= 32; ++d)
             for (int n : micro_batch_grid(d)) {

@@ -49,7 +49,7 @@ TEST_CASE("a rebuilt generated schedule is the same IR and passes the checker") 
         }
 }
 
-TEST_CASE("the builder works in constant expressions (formats.md §1 example)") {
+TEST_CASE("the builder works in constant expressions (docs/design/formats.md#the-native-json-form example)") {
 #if defined(__clang__)
     // clang 14 rejects libstdc++'s constexpr std::vector<bool> (used by asap): check at run time there
     CHECK(check(two_stage_by_hand()).ok());

@@ -59,7 +59,8 @@ refusal refuse_json(std::string_view text) {
     return refuse([&] { io::read_json(text); });
 }
 
-// PyTorch's lowering of its smallest example (schedules.md §14), by hand.
+// PyTorch's lowering of its smallest example
+// (docs/design/schedule-zoo.md#reference-numbers-from-other-projects), by hand.
 schedule pytorch_lowered_oracle() {
     schedule s;
     s.set_shape("lowered", 2, 2, 1);
@@ -79,7 +80,7 @@ schedule pytorch_lowered_oracle() {
 
 }  // namespace
 
-TEST_CASE("text: the D=4, N=4 Chimera grid is the slot table of chimera.md 5.2") {
+TEST_CASE("text: the D=4, N=4 Chimera grid is the slot table of docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches") {
     const std::string text = io::write_text(make(algorithm::chimera, 4, 4));
     CHECK(text == golden("chimera-d4-n4.txt"));
     // The table of the spec, '·' written as '.'.
@@ -243,7 +244,7 @@ TEST_CASE("json: malformed input gives the promised error") {
     }
 }
 
-TEST_CASE("csv: PyTorch's smallest example (formats.md 2) is exactly 1F1B with D=2, N=2") {
+TEST_CASE("csv: PyTorch's smallest example (docs/design/formats.md#pytorch-pipelining-csv) is exactly 1F1B with D=2, N=2") {
     const std::string example = "0F0,0F1,,0B0,,0B1\n,1F0,1B0,1F1,1B1,\n";
     const schedule expected = make(algorithm::one_f_one_b, 2, 2);
     CHECK(io::write_csv(expected) == example);
@@ -296,7 +297,7 @@ TEST_CASE("csv: schedules with replicated stages are refused with a reason") {
     CHECK_FALSE(io::csv_refusal(make(algorithm::gpipe, 4, 4)).has_value());
 }
 
-TEST_CASE("csv: compute_comms of a lowered schedule (PyTorch's oracle, schedules.md 14)") {
+TEST_CASE("csv: compute_comms of a lowered schedule (PyTorch's oracle, docs/design/schedule-zoo.md#reference-numbers-from-other-projects)") {
     const schedule lowered = pytorch_lowered_oracle();
     const std::string text = io::write_csv(lowered, io::csv_format::compute_comms);
     CHECK(text ==
@@ -457,7 +458,7 @@ TEST_CASE("chrome trace: one complete event per op with the cost model's times")
         end = std::max(end, e["ts"].get<double>() + dur);
     }
     CHECK(complete == s.op_count());
-    CHECK(end == 16000.0);  // chimera.md 5.2: makespan 16 with t_F = 1, t_B = 2
+    CHECK(end == 16000.0);  // docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches: makespan 16 with t_F = 1, t_B = 2
     CHECK(text.find("\"name\":\"F m0 s0 p0\"") != std::string::npos);
     CHECK(io::write_chrome_trace(s) == io::write_chrome_trace(s));  // deterministic
 }

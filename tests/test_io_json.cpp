@@ -1,8 +1,11 @@
 // chimera.schedule/1: lossless, deterministic round trips and strict reading.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <chimera/io/json.hpp>
 #include <chimera/io/text.hpp>
+#include <chimera/lower.hpp>
 
 #include "helpers.hpp"
 
@@ -30,7 +33,7 @@ TEST_CASE("round trip: write -> read -> equal schedule -> same bytes") {
     }
 }
 
-TEST_CASE("the example of formats.md §1 reads into 1F1B D=2 N=2") {
+TEST_CASE("the example of docs/design/formats.md#the-native-json-form reads into 1F1B D=2 N=2") {
     const char* text = R"({"format":"chimera.schedule/1","name":"1f1b","stages":2,"micro_batches":2,
  "pipelines":1,"workers":2,"placement":[[0,1]],"micro_batch_pipeline":[0,0],
  "ops":[[{"kind":"F","stage":0,"micro_batch":0,"pipeline":0},
@@ -96,6 +99,42 @@ TEST_CASE("strict reader: each problem names its JSON path and what was expected
     }
 }
 
+TEST_CASE("strict reader: every op field one past its range, or -1, is refused with JSON3 and the value") {
+    // Lowered chimera D=4 N=4: 4 stages, 4 micro-batches, 2 pipelines, 4 workers.
+    const schedule s = lower(generate({.schedule = algorithm::chimera, .stages = 4, .micro_batches = 4}));
+    const nlohmann::json good = nlohmann::json::parse(io::write_json(s));
+    REQUIRE(io::read_json(good.dump()) == s);
+    // Worker 0's first op is a compute op; its first SEND carries a peer.
+    const auto ops0 = s.ops(0);
+    const auto send = std::ranges::find_if(ops0, [](const op& o) { return is_p2p(o.kind); }) - ops0.begin();
+    REQUIRE(send < static_cast<long>(ops0.size()));
+    struct field {
+        const char* key;
+        long index;  // op of worker 0
+        int size;    // values must be in [0, size)
+    };
+    for (const field f : {field{"stage", 0, 4}, field{"micro_batch", 0, 4}, field{"pipeline", 0, 2},
+                          field{"peer", send, 4}})
+        for (const int value : {f.size, -1}) {
+            nlohmann::json bad = good;
+            bad["ops"][0][static_cast<std::size_t>(f.index)][f.key] = value;
+            const std::string path = "$.ops[0][" + std::to_string(f.index) + "]." + f.key;
+            CAPTURE(path);
+            CAPTURE(value);
+            try {
+                (void)io::read_json(bad.dump());
+                FAIL("accepted");
+            } catch (const io::format_error& e) {
+                CHECK(e.rule() == "JSON3");
+                CHECK(e.where() == path);
+                CHECK(std::string(e.what()).find("in [0, " + std::to_string(f.size - 1) + "], got " +
+                                                 std::to_string(value)) != std::string::npos);
+            }
+            bad["ops"][0][static_cast<std::size_t>(f.index)][f.key] = value < 0 ? 0 : f.size - 1;  // in range again
+            CHECK_NOTHROW((void)io::read_json(bad.dump()));
+        }
+}
+
 TEST_CASE("syntax errors report line and column") {
     try {
         (void)io::read_json("{\"format\":\n  \"chimera.schedule/1\",,}");
@@ -105,7 +144,7 @@ TEST_CASE("syntax errors report line and column") {
     }
 }
 
-TEST_CASE("text grid of chimera D=4 N=4 is the slot table of chimera.md §5.2") {
+TEST_CASE("text grid of chimera D=4 N=4 is the slot table of docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches") {
     const std::string grid = io::write_text(generate({.schedule = algorithm::chimera, .stages = 4, .micro_batches = 4}));
     CHECK(grid.find("P0  F0 .  F1 F2 B2 F3 B3 B0 .  B1\n") != std::string::npos);
     CHECK(grid.find("P1  .  F0 F2 F1 F3 B2 B0 B3 B1 .\n") != std::string::npos);

@@ -1,9 +1,12 @@
 // The cost-model simulator against the spec's unit-time formulas
-// (chimera.md §5, §7, §9, §11, §12; schedules.md §2, §3), hand-checked
-// timelines with unequal costs and communication, and memory (Tables 2, 3).
+// (docs/design/chimera-closed-form.md#the-closed-form, #more-micro-batches-than-stages, #analytical-model,
+// docs/design/schedule-rules.md, docs/design/chimera-closed-form.md#expected-numbers;
+// docs/design/schedule-zoo.md#gpipe, #1f1b), hand-checked timelines with unequal costs and communication, and
+// memory (Tables 2, 3).
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <tuple>
 #include <vector>
 
 #include <chimera/generate.hpp>
@@ -42,7 +45,7 @@ cost_model memory_costs(bool recompute = false) {
 
 }  // namespace
 
-TEST_CASE("chimera.md §12 oracle table: span, makespan at t_B = 2 t_F, peaks") {
+TEST_CASE("docs/design/chimera-closed-form.md#expected-numbers oracle table: span, makespan at t_B = 2 t_F, peaks") {
     struct row {
         int d, n, span, makespan;
         std::vector<int> peaks;
@@ -69,7 +72,7 @@ TEST_CASE("chimera.md §12 oracle table: span, makespan at t_B = 2 t_F, peaks") 
     }
 }
 
-TEST_CASE("the §5.2 ASAP table with t_F = 1, t_B = 2: makespan 16, idle 4 per worker") {
+TEST_CASE("the docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches ASAP table with t_F = 1, t_B = 2: makespan 16, idle 4 per worker") {
     const simulation r = simulate(generate({algorithm::chimera, 4, 4}), unit_costs(1, 2));
     CHECK(r.makespan == 16);
     for (const auto& w : r.workers) CHECK(w.idle == 4);
@@ -105,7 +108,7 @@ TEST_CASE("Chimera with 2f pipelines (T3, Table 3): span 2N + D/f - 2, bubble (D
             }
 }
 
-TEST_CASE("C_f and C_b (chimera.md §7.1, §9.3): D + 2(U-1) and U(2D-2); GPipe N + D - 1 each") {
+TEST_CASE("C_f and C_b (docs/design/chimera-closed-form.md#direct-concatenation, #iteration-time): D + 2(U-1) and U(2D-2); GPipe N + D - 1 each") {
     for (int d : {2, 4, 6, 8})
         for (int units : {1, 2, 3}) {
             INFO("D=", d, " U=", units);
@@ -136,14 +139,14 @@ TEST_CASE("GPipe and 1F1B: makespan (N + D - 1)(t_F + t_B) for unequal costs, Ta
                 const simulation m = simulate(s, memory_costs());
                 for (int w = 0; w < d; ++w) {
                     CHECK(m.workers[static_cast<std::size_t>(w)].weight_bytes == 1);
-                    // GPipe keeps N micro-batches; 1F1B min(D - w, N) (schedules.md §3).
+                    // GPipe keeps N micro-batches; 1F1B min(D - w, N) (docs/design/schedule-zoo.md#1f1b).
                     const double expected = a == algorithm::gpipe ? n : std::min(d - w, n);
                     CHECK(m.workers[static_cast<std::size_t>(w)].peak_activation_bytes == expected);
                 }
             }
 }
 
-TEST_CASE("forward doubling (chimera.md §7.2): (N + D/2 - 1)(t_F + t_B) when t_B <= 2 t_F; M2 peaks") {
+TEST_CASE("forward doubling (docs/design/chimera-closed-form.md#forward-doubling): (N + D/2 - 1)(t_F + t_B) when t_B <= 2 t_F; M2 peaks") {
     for (int d : {4, 8})
         for (int n : {2 * d, 4 * d}) {
             INFO("D=", d, " N=", n);
@@ -162,7 +165,7 @@ TEST_CASE("forward doubling (chimera.md §7.2): (N + D/2 - 1)(t_F + t_B) when t_
         }
 }
 
-TEST_CASE("direct mode with t_B = 2 t_F: idle (U + 1)(D - 2) per worker, growing with N (§7.1)") {
+TEST_CASE("direct mode with t_B = 2 t_F: idle (U + 1)(D - 2) per worker, growing with N (docs/design/chimera-closed-form.md#direct-concatenation)") {
     for (int d : {4, 6, 8})
         for (int units : {1, 2, 4}) {
             const simulation r = simulate(generate({algorithm::chimera, d, d * units}), unit_costs(1, 2));
@@ -201,6 +204,32 @@ TEST_CASE("hand-checked timeline: GPipe D=2 N=2 lowered, t_F = 1, t_B = 2, p2p a
     CHECK(r.workers[0].communication == 2);
 }
 
+TEST_CASE("hand-checked timeline: 1F1B D=2 N=2 compute-only, every cross-worker input pays one p2p message") {
+    // Worker 0 runs F0 F1 B0 B1 (stage 0), worker 1 F0 B0 F1 B1 (stage 1).
+    // With message cost c = alpha + bytes * beta and unit compute:
+    //   w0 F0 [0,1]  F1 [1,2]                 B0 [3+2c,4+2c]  B1 [5+2c,6+2c]
+    //   w1 F0 [1+c,2+c] B0 [2+c,3+c] F1 [3+c,4+c] B1 [4+c,5+c]
+    // so the makespan is 6 + 2c (6 with free communication).
+    const schedule s = generate({algorithm::one_f_one_b, 2, 2});
+    for (const auto& [alpha, bytes, beta] : {std::tuple{0.0, 0.0, 0.0}, std::tuple{0.5, 0.0, 0.0},
+                                             std::tuple{0.5, 10.0, 0.05}, std::tuple{0.0, 100.0, 0.02}}) {
+        cost_model m;
+        m.alpha = alpha;
+        m.beta = beta;
+        m.uniform.message_bytes = bytes;
+        const double c = alpha + bytes * beta;
+        INFO("alpha ", alpha, " bytes ", bytes, " beta ", beta);
+        const simulation r = simulate(s, m);
+        REQUIRE(r.complete);
+        CHECK(r.makespan == doctest::Approx(6 + 2 * c));
+        CHECK(r.start[position(s, 1, op_kind::F, 0, 1)] == doctest::Approx(1 + c));
+        CHECK(r.start[position(s, 1, op_kind::F, 1, 1)] == doctest::Approx(3 + c));
+        CHECK(r.start[position(s, 0, op_kind::B, 0, 0)] == doctest::Approx(3 + 2 * c));
+        CHECK(r.start[position(s, 0, op_kind::B, 1, 0)] == doctest::Approx(5 + 2 * c));
+        CHECK(r.workers[0].busy == doctest::Approx(4));  // communication is not compute
+    }
+}
+
 TEST_CASE("unequal per-stage costs: the slowest stage paces GPipe") {
     cost_model costs;
     costs.per_stage = {{.forward = 1, .backward = 2}, {.forward = 3, .backward = 6}, {.forward = 1, .backward = 2}};
@@ -211,7 +240,7 @@ TEST_CASE("unequal per-stage costs: the slowest stage paces GPipe") {
     CHECK(r.workers[1].idle == r.makespan - 36);
 }
 
-TEST_CASE("all-reduce cost and eager overlap (chimera.md §8, §9.3)") {
+TEST_CASE("all-reduce cost and eager overlap (docs/design/chimera-closed-form.md#gradient-synchronisation-facts, #iteration-time)") {
     cost_model costs;
     costs.uniform.gradient_bytes = 2;  // L
     costs.beta = 1;                     // p2p messages are empty: only all-reduces cost
@@ -250,13 +279,7 @@ TEST_CASE("a deadlocked schedule is reported incomplete, not timed") {
     std::vector<std::vector<op>> lists;
     for (int w = 0; w < 2; ++w) lists.emplace_back(lowered.ops(w).begin(), lowered.ops(w).end());
     std::rotate(lists[0].begin(), lists[0].begin() + 4, lists[0].begin() + 5);  // RECV_B0 first
-    schedule broken;
-    broken.set_shape("gpipe", 2, 2, 1, lowered.params());
-    broken.set_placement(0, 0, 0), broken.set_placement(0, 1, 1);
-    for (const auto& list : lists) {
-        broken.add_worker();
-        for (const op& o : list) broken.push_op(o);
-    }
+    const schedule broken = with_ops(lowered, lists);
     const simulation r = simulate(broken);
     CHECK_FALSE(r.complete);
     CHECK(std::ranges::count(r.start, -1.0) > 0);

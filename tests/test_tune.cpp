@@ -1,4 +1,5 @@
-// Performance model and configuration search (chimera.md §9.3, §9.4).
+// Performance model and configuration search (docs/design/chimera-closed-form.md#iteration-time,
+// #choosing-a-configuration).
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -16,7 +17,7 @@ hardware machine(std::string_view device, std::string_view network) {
 
 }  // namespace
 
-TEST_CASE("model presets reproduce the paper's parameter counts (chimera.md §10)") {
+TEST_CASE("model presets reproduce the paper's parameter counts (docs/design/chimera-closed-form.md#what-the-paper-reports)") {
     CHECK(find_preset(model_presets, "gpt2-1.3b")->parameters() == 1'389'327'360);
     CHECK(find_preset(model_presets, "bert-48")->parameters() == 669'790'012);
     CHECK(find_preset(model_presets, "gpt2-124m")->parameters() == 124'439'808);  // GPT-2 small, tied head

@@ -255,14 +255,7 @@ TEST_CASE("I/W mutations are caught: W before its I (D2), W on another worker (S
         std::vector<std::vector<op>> lists;
         for (int w = 0; w < good.workers(); ++w) lists.emplace_back(good.ops(w).begin(), good.ops(w).end());
         edit(lists);
-        schedule s;
-        s.set_shape(good.name(), good.stages(), good.micro_batches(), good.pipelines(), good.params());
-        for (int st = 0; st < good.stages(); ++st) s.set_placement(0, st, good.placement(0, st));
-        for (const auto& list : lists) {
-            s.add_worker();
-            for (const op& o : list) s.push_op(o);
-        }
-        return s;
+        return with_ops(good, lists);
     };
     const schedule early = rebuild([](auto& lists) {
         auto& l = lists[1];

@@ -2,15 +2,17 @@
 // per-kind costs, and the numbers the spec's formulas are about (span, busy
 // and idle per worker, bubble ratio, peak in-flight activations).
 //
-// ASAP (chimera.md §5): a worker runs its list strictly in order; an op
+// ASAP (docs/design/chimera-closed-form.md#the-closed-form): a worker runs its list strictly in order; an op
 // starts at max(end of the worker's previous op, end of its dependencies).
 // With every cost 1 the start times are the unit-time slots.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "detail/wait_lists.hpp"
 #include "op.hpp"
 #include "schedule.hpp"
 
@@ -115,98 +117,110 @@ struct timing {
     }
 };
 
+namespace detail {
+
+// The state of one ASAP replay: a position and a clock per worker, and the
+// workers waiting for an op that has not run yet.
+template <schedule_like S>
+class asap_replay {
+public:
+    constexpr asap_replay(const S& s, const op_costs& costs, const compute_index& index)
+        : s_(s), costs_(costs), index_(index), position_(static_cast<std::size_t>(s.workers()), 0),
+          clock_(static_cast<std::size_t>(s.workers()), 0), started_(static_cast<std::size_t>(s.workers()), 0),
+          waiting_(s.op_count(), s.workers()) {
+        t_.start.assign(s.op_count(), -1);
+        t_.finish.assign(s.op_count(), -1);
+        t_.workers.assign(static_cast<std::size_t>(s.workers()), {});
+        t_.stuck_at.assign(static_cast<std::size_t>(s.workers()), -1);
+    }
+
+    // Runs every worker as far as it gets, then sums up per worker.
+    constexpr timing run() && {
+        for (int w = 0; waiting_.pop(w);) advance(w);
+        sum_up();
+        return std::move(t_);
+    }
+
+private:
+    // Raises `ready` to the end of o's dependencies; false when one has not
+    // run yet (w waits for it) or never will (w stays stuck).
+    constexpr bool dependencies_done(int w, const op& o, double& ready) {
+        std::int32_t deps[2];
+        const int n = index_.dependencies(o, deps);
+        for (int i = 0; i < n; ++i) {
+            if (deps[i] == no_op) return false;
+            const double end = t_.finish[static_cast<std::size_t>(deps[i])];
+            if (end < 0) {
+                waiting_.wait(w, deps[i]);
+                return false;
+            }
+            ready = std::max(ready, end);
+        }
+        return true;
+    }
+
+    // Runs worker w's ops in order until one must wait.
+    constexpr void advance(int w) {
+        const auto list = s_.ops(w);
+        const std::size_t base = s_.first_op_index(w);
+        std::size_t& pos = position_[static_cast<std::size_t>(w)];
+        double& now = clock_[static_cast<std::size_t>(w)];
+        auto& wt = t_.workers[static_cast<std::size_t>(w)];
+        for (; pos < list.size(); ++pos) {
+            const op& o = list[pos];
+            double ready = now;
+            if (is_compute(o.kind) && in_range(s_, o) && !dependencies_done(w, o, ready)) return;
+            const double duration = costs_.of(o.kind);
+            t_.start[base + pos] = ready;
+            t_.finish[base + pos] = now = ready + duration;
+            if (!started_[static_cast<std::size_t>(w)] && is_compute(o.kind)) {
+                started_[static_cast<std::size_t>(w)] = 1;
+                wt.first_start = ready;
+            }
+            wt.busy += duration;
+            waiting_.wake(static_cast<std::int32_t>(base + pos));
+        }
+    }
+
+    // Makespan, completeness, where each worker got stuck, and idle times.
+    constexpr void sum_up() {
+        t_.complete = true;
+        for (int w = 0; w < s_.workers(); ++w) {
+            auto& wt = t_.workers[static_cast<std::size_t>(w)];
+            wt.last_finish = clock_[static_cast<std::size_t>(w)];
+            t_.makespan = std::max(t_.makespan, wt.last_finish);
+            const std::size_t pos = position_[static_cast<std::size_t>(w)];
+            const bool stuck = pos < s_.ops(w).size();
+            t_.complete = t_.complete && !stuck;
+            t_.stuck_at[static_cast<std::size_t>(w)] = stuck ? static_cast<std::int32_t>(pos) : -1;
+        }
+        for (auto& wt : t_.workers) wt.idle = t_.makespan - wt.busy;
+    }
+
+    const S& s_;
+    const op_costs& costs_;
+    const compute_index& index_;
+    std::vector<std::size_t> position_;
+    std::vector<double> clock_;
+    std::vector<std::uint8_t> started_;  // not vector<bool>: clang constexpr
+    wait_lists waiting_;
+    timing t_;
+};
+
+}  // namespace detail
+
 // ASAP execution of the compute ops (communication ops take no time here).
 // Linear in the number of ops: each worker advances until it needs an op
 // that has not run, and is woken when that op runs.
 template <schedule_like S>
 constexpr timing asap(const S& s, const op_costs& costs = {}, const compute_index* prebuilt = nullptr) {
-    compute_index local;
-    if (prebuilt == nullptr) local = make_compute_index(s);
-    const compute_index& index = prebuilt ? *prebuilt : local;
-    const int workers = s.workers();
-    const std::size_t total = s.op_count();
-    timing t;
-    t.start.assign(total, -1);
-    t.finish.assign(total, -1);
-    t.workers.assign(static_cast<std::size_t>(workers), {});
-    t.stuck_at.assign(static_cast<std::size_t>(workers), -1);
-
-    std::vector<std::size_t> position(static_cast<std::size_t>(workers), 0);
-    std::vector<std::size_t> base(static_cast<std::size_t>(workers), 0);
-    std::vector<double> clock(static_cast<std::size_t>(workers), 0);
-    std::vector<std::uint8_t> started(static_cast<std::size_t>(workers), 0);  // not vector<bool>: clang constexpr
-    // waiter lists: first waiting worker per op, next waiting worker per worker
-    std::vector<std::int32_t> first_waiter(total, -1), next_waiter(static_cast<std::size_t>(workers), -1);
-    std::vector<std::int32_t> runnable;
-    for (int w = 0; w < workers; ++w) {
-        base[static_cast<std::size_t>(w)] = s.first_op_index(w);
-        runnable.push_back(w);
-    }
-    while (!runnable.empty()) {
-        const int w = runnable.back();
-        runnable.pop_back();
-        const auto list = s.ops(w);
-        auto& pos = position[static_cast<std::size_t>(w)];
-        double& now = clock[static_cast<std::size_t>(w)];
-        while (pos < list.size()) {
-            const op& o = list[pos];
-            const std::size_t self = base[static_cast<std::size_t>(w)] + pos;
-            double ready = now;
-            if (is_compute(o.kind) && in_range(s, o)) {
-                std::int32_t deps[2];
-                const int n = index.dependencies(o, deps);
-                bool blocked = false;
-                for (int i = 0; i < n && !blocked; ++i) {
-                    if (deps[i] == no_op) {
-                        blocked = true;  // never runs: reported as stuck
-                        t.stuck_at[static_cast<std::size_t>(w)] = static_cast<std::int32_t>(pos);
-                    } else if (t.finish[static_cast<std::size_t>(deps[i])] < 0) {
-                        blocked = true;
-                        next_waiter[static_cast<std::size_t>(w)] = first_waiter[static_cast<std::size_t>(deps[i])];
-                        first_waiter[static_cast<std::size_t>(deps[i])] = w;
-                    } else {
-                        ready = std::max(ready, t.finish[static_cast<std::size_t>(deps[i])]);
-                    }
-                }
-                if (blocked) break;
-            }
-            const double duration = costs.of(o.kind);
-            t.start[self] = ready;
-            t.finish[self] = ready + duration;
-            auto& wt = t.workers[static_cast<std::size_t>(w)];
-            if (!started[static_cast<std::size_t>(w)] && is_compute(o.kind)) {
-                started[static_cast<std::size_t>(w)] = 1;
-                wt.first_start = ready;
-            }
-            wt.busy += duration;
-            now = ready + duration;
-            ++pos;
-            for (std::int32_t v = first_waiter[self]; v != -1;) {
-                const std::int32_t after = next_waiter[static_cast<std::size_t>(v)];
-                runnable.push_back(v);
-                v = after;
-            }
-            first_waiter[self] = -1;
-        }
-    }
-    t.complete = true;
-    for (int w = 0; w < workers; ++w) {
-        auto& wt = t.workers[static_cast<std::size_t>(w)];
-        wt.last_finish = clock[static_cast<std::size_t>(w)];
-        t.makespan = std::max(t.makespan, wt.last_finish);
-        if (position[static_cast<std::size_t>(w)] < s.ops(w).size()) {
-            t.complete = false;
-            t.stuck_at[static_cast<std::size_t>(w)] = static_cast<std::int32_t>(position[static_cast<std::size_t>(w)]);
-        } else {
-            t.stuck_at[static_cast<std::size_t>(w)] = -1;
-        }
-    }
-    for (auto& wt : t.workers) wt.idle = t.makespan - wt.busy;
-    return t;
+    if (prebuilt != nullptr) return detail::asap_replay<S>(s, costs, *prebuilt).run();
+    const compute_index index = make_compute_index(s);
+    return detail::asap_replay<S>(s, costs, index).run();
 }
 
 // Peak number of micro-batches whose activations a worker holds: +1 at F,
-// -1 at B (or at W when the backward is split), schedules.md §1.2.
+// -1 at B (or at W when the backward is split), docs/design/schedule-rules.md#memory-accounting.
 template <schedule_like S>
 constexpr int peak_activations(const S& s, int worker) {
     int live = 0, peak = 0;

@@ -80,17 +80,13 @@ public:
     }
 
     constexpr schedule build() const {
-        schedule s;
-        s.set_shape(name_.view(), shape_.stages, shape_.micro_batches, shape_.pipelines);
+        schedule frame;
+        frame.set_shape(name_.view(), shape_.stages, shape_.micro_batches, shape_.pipelines);
         for (int p = 0; p < shape_.pipelines; ++p)
             for (int st = 0; st < shape_.stages; ++st)
-                s.set_placement(p, st, placement_[static_cast<std::size_t>(p) * shape_.stages + st]);
-        for (int m = 0; m < shape_.micro_batches; ++m) s.set_pipeline_of(m, routing_[static_cast<std::size_t>(m)]);
-        for (const auto& list : ops_) {
-            s.add_worker();
-            for (const op& o : list) s.push_op(o);
-        }
-        return s;
+                frame.set_placement(p, st, placement_[static_cast<std::size_t>(p) * shape_.stages + st]);
+        for (int m = 0; m < shape_.micro_batches; ++m) frame.set_pipeline_of(m, routing_[static_cast<std::size_t>(m)]);
+        return with_ops(frame, ops_);
     }
 
 private:

@@ -1,4 +1,4 @@
-// Lowering (schedules.md §1.3): from a compute-only schedule to what an
+// Lowering (docs/design/lowering.md#the-placement-rule): from a compute-only schedule to what an
 // executor runs. Adds SEND_F/RECV_F (activations), SEND_B/RECV_B (input
 // gradients) between workers and one REDUCE_GRAD per (pipeline, stage)
 // replica, placed so that rendezvous semantics (NCCL: a send completes only
@@ -29,7 +29,7 @@
 
 namespace chimera {
 
-// Where each replica's REDUCE_GRAD goes (chimera.md §8.3).
+// Where each replica's REDUCE_GRAD goes (docs/design/lowering.md#gradient-sync-policies).
 enum class sync_policy : std::uint8_t {
     end,        // after the worker's last compute op
     eager,      // right after the last backward of the stage (latest replica decides)
@@ -61,7 +61,7 @@ constexpr int effective_min_window(const lower_options& options, int stages) {
 }
 
 // The boundary at which every replica of `stage` issues its REDUCE_GRAD,
-// per stage, for a schedule with unit-time slots `u` (schedules.md §1.3 rule
+// per stage, for a schedule with unit-time slots `u` (docs/design/lowering.md#the-placement-rule rule
 // 4). Non-increasing in the stage, so collectives also come out in
 // decreasing stage order on every worker (G3): a stage never syncs before a
 // higher stage it shares a worker with.
@@ -192,11 +192,7 @@ constexpr schedule lower(const S& s, const lower_options& options = {}) {
                 {gap_at(holder, b), b, 1, st, op{op_kind::REDUCE_GRAD, st, no_micro_batch, p, no_peer}});
         }
 
-    schedule out;
-    out.set_shape(s.name(), s.stages(), s.micro_batches(), s.pipelines(), s.params());
-    for (int p = 0; p < s.pipelines(); ++p)
-        for (int st = 0; st < s.stages(); ++st) out.set_placement(p, st, s.placement(p, st));
-    for (int m = 0; m < s.micro_batches(); ++m) out.set_pipeline_of(m, s.pipeline_of(m));
+    schedule out = copy_frame(s);
     for (int w = 0; w < workers; ++w) {
         auto& mine = comms[static_cast<std::size_t>(w)];
         std::sort(mine.begin(), mine.end(), [](const auto& a, const auto& b) { return a.key() < b.key(); });

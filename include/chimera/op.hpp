@@ -10,7 +10,7 @@
 
 namespace chimera {
 
-// Spellings follow PyTorch's pipelining actions (formats.md), so that CSV
+// Spellings follow PyTorch's pipelining actions (docs/design/formats.md), so that CSV
 // export is a direct print.
 enum class op_kind : std::uint8_t {
     F,            // forward

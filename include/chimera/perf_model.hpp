@@ -1,8 +1,7 @@
-// Performance model (chimera.md §9.3-§9.4): from a model description
-// (layers, hidden size, heads, sequence length, vocabulary), a device (peak
-// FLOP/s, achieved fraction, memory) and a network (alpha, beta) to the
-// per-stage cost model the simulator runs. Presets for the paper's models
-// and two hardware generations. Assumptions are in docs/performance-model.md.
+// Performance model (docs/design/chimera-closed-form.md#iteration-time to #choosing-a-configuration): from a
+// model description (layers, hidden size, heads, sequence length, vocabulary), a device (peak FLOP/s,
+// achieved fraction, memory) and a network (alpha, beta) to the per-stage cost model the simulator runs.
+// Presets for the paper's models and two hardware generations. Assumptions are in docs/performance-model.md.
 #pragma once
 
 #include <algorithm>
@@ -76,7 +75,7 @@ struct network_description {
     double beta = 0;   // seconds per byte
 };
 
-// Parameter counts match the paper exactly (chimera.md §10): GPT-2 64
+// Parameter counts match the paper exactly (docs/design/chimera-closed-form.md#what-the-paper-reports): GPT-2 64
 // layers 1,389,327,360 (untied output layer), Bert-48 669,790,012.
 inline constexpr std::array<model_description, 3> model_presets = {{
     {"gpt2-1.3b", 64, 1280, 20, 1024, 50257, false, 0},

@@ -1,4 +1,4 @@
-// Where replicas live: Chimera's stage -> worker maps (chimera.md §2), the
+// Where replicas live: Chimera's stage -> worker maps (docs/design/chimera-closed-form.md#placement), the
 // data-parallel rank layouts, and the all-reduce group of every stage.
 #pragma once
 
@@ -28,7 +28,7 @@ constexpr int chimera_stage(int stages, int pipelines, int pipeline, int worker)
 }
 
 // Class of a worker: workers with equal class hold replicas of the same
-// stages (chimera.md §2.2), so one all-reduce communicator per class.
+// stages (docs/design/chimera-closed-form.md#placement), so one all-reduce communicator per class.
 constexpr int chimera_replica_class(int stages, int pipelines, int worker) {
     const int period = stages / (pipelines / 2);
     const int r = worker % period;

@@ -1,4 +1,4 @@
-// Rendezvous semantics of a lowered schedule (schedules.md §1.3, §1.4):
+// Rendezvous semantics of a lowered schedule (docs/design/lowering.md#the-placement-rule, #deadlock-check-two-levels):
 // which comm ops match, which ops form a group, and a replay that says
 // whether every worker gets through its list.
 //

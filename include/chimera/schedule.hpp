@@ -88,6 +88,12 @@ public:
         placement_[static_cast<std::size_t>(pipeline) * stages_ + stage] = worker;
     }
     constexpr void set_pipeline_of(int micro_batch, int pipeline) { routing_[micro_batch] = pipeline; }
+    // Renames the schedule and replaces its params; shape, placement,
+    // routing and ops stay (a generated schedule passed off as a custom one).
+    constexpr void set_identity(std::string_view name, const config& params) {
+        name_ = name;
+        params_ = params;
+    }
     // Opens the op list of the next worker; push_op appends to it.
     constexpr void add_worker() { worker_end_.push_back(ops_.size()); }
     constexpr void push_op(const op& o) {

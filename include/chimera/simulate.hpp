@@ -1,6 +1,6 @@
 // The cost-model simulator: times every op of a schedule (compute-only or
 // lowered) and reports makespan, per-worker busy/idle, bubble ratio, the
-// critical-path counts C_f/C_b of chimera.md §9.3 and memory per worker.
+// critical-path counts C_f/C_b of docs/design/chimera-closed-form.md#iteration-time and memory per worker.
 //
 // Model (docs/performance-model.md):
 // * every worker has a compute stream and a communication stream, each
@@ -28,6 +28,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <span>
+#include <utility>
 #include <vector>
 
 #include "analysis.hpp"
@@ -83,7 +85,7 @@ struct cost_model {
     }
 };
 
-// Unit costs (chimera.md's unit-time model) with t_B = backward.
+// Unit costs (docs/design/chimera-closed-form.md's unit-time model) with t_B = backward.
 constexpr cost_model unit_costs(double forward = 1, double backward = 1) {
     cost_model m;
     m.uniform.forward = forward;
@@ -95,7 +97,7 @@ struct worker_report {
     double busy = 0;  // compute time
     double idle = 0;  // makespan - busy
     double communication = 0;  // time its comm stream is busy
-    int peak_activations = 0;  // micro-batches held at once (schedules.md §1.2)
+    int peak_activations = 0;  // micro-batches held at once (docs/design/schedule-rules.md#memory-accounting)
     double weight_bytes = 0, optimizer_bytes = 0, peak_activation_bytes = 0;
 
     constexpr double memory_bytes() const { return weight_bytes + optimizer_bytes + peak_activation_bytes; }
@@ -132,14 +134,9 @@ constexpr double peak_activation_bytes(const S& s, int worker, const cost_model&
     return peak;
 }
 
-namespace detail {
-constexpr std::string describe_kind_stage(const op& o) {
-    return cat(to_string(o.kind), "(micro-batch ", o.micro_batch, ", stage ", o.stage, ")");
-}
-}  // namespace detail
-
-// Memory of a worker: weights and optimizer state of every replica it
-// holds (chimera.md Tables 2/3: 2f M_theta for Chimera) and peak activations.
+// Memory of a worker: weights and optimizer state of every replica it holds
+// (docs/design/chimera-closed-form.md#per-worker-costs-of-pipeline-schemes, #chimera-with-2f-pipelines: 2f
+// M_theta for Chimera) and peak activations.
 struct worker_memory {
     double weight_bytes = 0, optimizer_bytes = 0, peak_activation_bytes = 0;
     constexpr double total() const { return weight_bytes + optimizer_bytes + peak_activation_bytes; }
@@ -158,167 +155,222 @@ constexpr worker_memory memory_of(const S& s, int worker, const cost_model& cost
     return m;
 }
 
+namespace detail {
+
+// Throws S0 when the cost model or an op does not fit the schedule.
+template <schedule_like S>
+constexpr void require_simulable(const S& s, const cost_model& costs) {
+    if (!costs.per_stage.empty() && costs.per_stage.size() != static_cast<std::size_t>(s.stages()))
+        throw schedule_error("S0", cat("simulate: the cost model describes ", costs.per_stage.size(),
+                                       " stages, the schedule has ", s.stages()));
+    for (const op& o : s.all_ops())
+        if (o.stage < 0 || o.stage >= s.stages() || (o.kind != op_kind::REDUCE_GRAD && !in_range(s, o)))
+            throw schedule_error("S0", cat("simulate: ", describe(o), " is out of range; run check first"));
+}
+
 // One pass over the lists, like analysis.hpp's asap: a worker advances
 // until it needs a time that is not known yet (a partner's group not yet
 // reached, or, for compute-only schedules, a producer on another worker)
 // and is woken when it is. Linear in ops and group members; no graph is
 // stored. A worker that never gets through its list means a deadlock.
 template <schedule_like S>
-constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
-    using ::chimera::detail::cat;
-    const auto all = s.all_ops();
-    const std::size_t total = all.size();
-    const int workers = s.workers();
-    if (!costs.per_stage.empty() && costs.per_stage.size() != static_cast<std::size_t>(s.stages()))
-        throw schedule_error("S0", cat("simulate: the cost model describes ", costs.per_stage.size(),
-                                       " stages, the schedule has ", s.stages()));
-    for (const op& o : all)
-        if (o.stage < 0 || o.stage >= s.stages() || (o.kind != op_kind::REDUCE_GRAD && !in_range(s, o)))
-            throw schedule_error("S0", cat("simulate: ", detail::describe_kind_stage(o), " is out of range; run check first"));
-    const compute_index index = make_compute_index(s);
-    const comm_matching matching = make_comm_matching(s);
-    const bool lowered = std::any_of(all.begin(), all.end(), [](const op& o) { return is_comm(o.kind); });
-    std::vector<int> replicas(static_cast<std::size_t>(s.stages()), 0);
-    for (int p = 0; p < s.pipelines(); ++p)
-        for (int st = 0; st < s.stages(); ++st) ++replicas[static_cast<std::size_t>(st)];
-    auto duration = [&](const op& o) {
-        if (is_p2p(o.kind)) return costs.p2p(o.kind == op_kind::RECV_F || o.kind == op_kind::SEND_B ? o.stage - 1 : o.stage);
-        if (o.kind == op_kind::REDUCE_GRAD) return costs.allreduce(o.stage, replicas[static_cast<std::size_t>(o.stage)]);
-        return costs.duration(o.kind, o.stage);
-    };
+class simulator {
+public:
+    constexpr simulator(const S& s, const cost_model& costs)
+        : s_(s), costs_(costs), all_(s.all_ops()), index_(make_compute_index(s)), matching_(make_comm_matching(s)),
+          lowered_(std::any_of(all_.begin(), all_.end(), [](const op& o) { return is_comm(o.kind); })),
+          replicas_(static_cast<std::size_t>(s.stages()), s.pipelines()), ready_(all_.size(), -1),
+          at_(static_cast<std::size_t>(s.workers())), waiting_(all_.size(), s.workers()) {
+        r_.start.assign(all_.size(), -1);
+        r_.finish.assign(all_.size(), -1);
+        r_.workers.assign(static_cast<std::size_t>(s.workers()), {});
+        for (int w = 0; w < s.workers(); ++w) {
+            cursor& c = at_[static_cast<std::size_t>(w)];
+            c.position = static_cast<std::int32_t>(s.first_op_index(w));
+            c.end = c.position + static_cast<std::int32_t>(s.ops(w).size());
+        }
+    }
 
-    simulation r;
-    r.start.assign(total, -1);
-    r.finish.assign(total, -1);
-    r.workers.assign(static_cast<std::size_t>(workers), {});
-    std::vector<double> ready(total, -1);  // comm ops: when their group was ready (posted)
-    const std::vector<std::int32_t>& owner = matching.owner;
+    // Runs every worker as far as it gets, then sums up times and memory.
+    constexpr simulation run() && {
+        for (int w = 0; waiting_.pop(w);) advance(w);
+        sum_times();
+        fill_memory();
+        return std::move(r_);
+    }
+
+private:
     struct cursor {
         std::int32_t position = 0, end = 0, member = -1;  // member: next group member to resolve
         double compute_free = 0, group_end = 0, collective_end = 0, group_finish = 0;
     };
-    std::vector<cursor> at(static_cast<std::size_t>(workers));
-    for (int w = 0; w < workers; ++w) {
-        auto& c = at[static_cast<std::size_t>(w)];
-        c.position = static_cast<std::int32_t>(s.first_op_index(w));
-        c.end = c.position + static_cast<std::int32_t>(s.ops(w).size());
+
+    static constexpr std::size_t at(std::int32_t i) { return static_cast<std::size_t>(i); }
+
+    constexpr double duration(const op& o) const {
+        if (is_p2p(o.kind))
+            return costs_.p2p(o.kind == op_kind::RECV_F || o.kind == op_kind::SEND_B ? o.stage - 1 : o.stage);
+        if (o.kind == op_kind::REDUCE_GRAD) return costs_.allreduce(o.stage, replicas_[at(o.stage)]);
+        return costs_.duration(o.kind, o.stage);
     }
-    detail::wait_lists waiting(total, workers);
-    for (int w = 0; waiting.pop(w);) {
-        cursor& c = at[static_cast<std::size_t>(w)];
-        while (c.position < c.end) {
-            const auto i = static_cast<std::size_t>(c.position);
-            const op& o = all[i];
-            if (is_compute(o.kind)) {
-                double begin = c.compute_free;
-                bool blocked = false;
-                if (in_range(s, o)) {
-                    std::int32_t deps[2];
-                    const int count = index.dependencies(o, deps);
-                    for (int k = 0; k < count && !blocked; ++k) {
-                        const std::int32_t dep = deps[k];
-                        if (dep == no_op) {
-                            blocked = true;  // never produced
-                        } else if (owner[static_cast<std::size_t>(dep)] == w) {
-                            begin = std::max(begin, r.finish[static_cast<std::size_t>(dep)]);
-                        } else if (lowered) {  // through the RECV earlier in this list
-                            const std::int32_t recv = matching.recv_at[matching.channel(
-                                s.stages(), o.kind != op_kind::F, o.micro_batch, o.stage)];
-                            if (recv == no_op || r.finish[static_cast<std::size_t>(recv)] < 0) blocked = true;
-                            else begin = std::max(begin, r.finish[static_cast<std::size_t>(recv)]);
-                        } else if (r.finish[static_cast<std::size_t>(dep)] < 0) {
-                            blocked = true;
-                            waiting.wait(w, dep);
-                        } else {
-                            begin = std::max(begin, r.finish[static_cast<std::size_t>(dep)] +
-                                                        costs.p2p(o.kind == op_kind::F ? o.stage - 1 : o.stage));
-                        }
-                    }
-                }
-                if (blocked) break;
-                r.start[i] = begin;
-                r.finish[i] = c.compute_free = begin + duration(o);
-                ++c.position;
-                waiting.wake(static_cast<std::int32_t>(i));
+
+    // Runs worker w's ops until one needs a time that is not known yet.
+    constexpr void advance(int w) {
+        cursor& c = at_[static_cast<std::size_t>(w)];
+        while (c.position < c.end)
+            if (!(is_compute(all_[at(c.position)].kind) ? run_compute(w, c) : run_group(w, c))) return;
+    }
+
+    // Raises `begin` to when the inputs of compute op `o` on worker w are
+    // there; false when one is not known yet (w waits for it, or forever
+    // when it is never produced).
+    constexpr bool inputs_ready(int w, const op& o, double& begin) {
+        std::int32_t deps[2];
+        const int count = index_.dependencies(o, deps);
+        for (int k = 0; k < count; ++k) {
+            const std::int32_t dep = deps[k];
+            if (dep == no_op) return false;
+            if (matching_.owner[at(dep)] == w) {
+                begin = std::max(begin, r_.finish[at(dep)]);
+            } else if (lowered_) {  // through the RECV earlier in this list
+                const std::int32_t recv = matching_.recv_at[matching_.channel(
+                    s_.stages(), o.kind != op_kind::F, o.micro_batch, o.stage)];
+                if (recv == no_op || r_.finish[at(recv)] < 0) return false;
+                begin = std::max(begin, r_.finish[at(recv)]);
+            } else if (r_.finish[at(dep)] < 0) {
+                waiting_.wait(w, dep);
+                return false;
+            } else {  // compute-only: one p2p message from the producer
+                begin = std::max(begin, r_.finish[at(dep)] + costs_.p2p(o.kind == op_kind::F ? o.stage - 1 : o.stage));
+            }
+        }
+        return true;
+    }
+
+    // Times the compute op at the cursor; false when it must wait.
+    constexpr bool run_compute(int w, cursor& c) {
+        const std::size_t i = at(c.position);
+        const op& o = all_[i];
+        double begin = c.compute_free;
+        if (in_range(s_, o) && !inputs_ready(w, o, begin)) return false;
+        r_.start[i] = begin;
+        r_.finish[i] = c.compute_free = begin + duration(o);
+        ++c.position;
+        waiting_.wake(static_cast<std::int32_t>(i));
+        return true;
+    }
+
+    // Posts the group at the cursor: ready once the worker's previous group
+    // has ended and the data of its SENDs exists (earlier in this list).
+    constexpr void post_group(cursor& c, std::int32_t group_end) {
+        double posted = c.group_end;
+        for (std::int32_t k = c.position; k < group_end; ++k) {
+            const op& m = all_[at(k)];
+            if (!is_send(m.kind) || !in_range(s_, m)) continue;
+            const auto& table = m.kind == op_kind::SEND_F ? index_.forward : index_.input_backward;
+            if (const std::int32_t producer = table[index_.key(m.micro_batch, m.stage)]; producer != no_op)
+                posted = std::max(posted, r_.finish[at(producer)]);
+        }
+        for (std::int32_t k = c.position; k < group_end; ++k) ready_[at(k)] = posted;
+        c.member = c.position;
+        c.group_finish = posted;
+        for (std::int32_t k = c.position; k < group_end; ++k) waiting_.wake(k);
+    }
+
+    // Times an all-reduce: its own stream, one after another, once the
+    // gradients are complete and every replica's group is posted.
+    constexpr bool resolve_reduce(int w, cursor& c, std::size_t k) {
+        const op& m = all_[k];
+        double begin = std::max({ready_[k], c.collective_end, c.compute_free});
+        for (std::int32_t q : matching_.collective[at(m.stage)]) {
+            if (ready_[at(q)] < 0) {
+                waiting_.wait(w, q);
+                return false;
+            }
+            begin = std::max(begin, ready_[at(q)]);
+        }
+        r_.start[k] = begin;
+        r_.finish[k] = c.collective_end = begin + duration(m);
+        return true;
+    }
+
+    // Times group member k: a p2p transfer starts when both sides' groups
+    // are posted. False when the partner's group is not posted yet.
+    constexpr bool resolve_member(int w, cursor& c, std::size_t k) {
+        if (all_[k].kind == op_kind::REDUCE_GRAD) return resolve_reduce(w, c, k);
+        const std::int32_t q = matching_.partner[k];
+        if (q == no_op || ready_[at(q)] < 0) {
+            if (q != no_op) waiting_.wait(w, q);
+            return false;
+        }
+        r_.start[k] = std::max(ready_[k], ready_[at(q)]);
+        r_.finish[k] = r_.start[k] + duration(all_[k]);
+        c.group_finish = std::max(c.group_finish, r_.finish[k]);
+        return true;
+    }
+
+    // Posts the group at the cursor once, then resolves its members; false
+    // when one must wait (the cursor keeps the member to resume at).
+    constexpr bool run_group(int w, cursor& c) {
+        const std::int32_t group_end = matching_.group_end[at(c.position)];
+        if (c.member < c.position) post_group(c, group_end);
+        for (; c.member < group_end; ++c.member)
+            if (!resolve_member(w, c, at(c.member))) return false;
+        c.group_end = c.group_finish;
+        c.position = group_end;
+        return true;
+    }
+
+    // Makespan, completeness, and busy/communication time per worker.
+    constexpr void sum_times() {
+        r_.complete = true;
+        for (std::size_t i = 0; i < all_.size(); ++i) {
+            if (r_.start[i] < 0) {
+                r_.complete = false;
                 continue;
             }
-            // A group: post it once (its ready time), then resolve its members.
-            const std::int32_t group_end = matching.group_end[i];
-            if (c.member < c.position) {
-                double posted = c.group_end;
-                for (std::int32_t k = c.position; k < group_end; ++k) {
-                    const op& m = all[static_cast<std::size_t>(k)];
-                    if (!is_send(m.kind) || !in_range(s, m)) continue;
-                    // Launched once the data it sends exists (earlier in this list).
-                    const auto& table = m.kind == op_kind::SEND_F ? index.forward : index.input_backward;
-                    if (const std::int32_t producer = table[index.key(m.micro_batch, m.stage)]; producer != no_op)
-                        posted = std::max(posted, r.finish[static_cast<std::size_t>(producer)]);
-                }
-                for (std::int32_t k = c.position; k < group_end; ++k) ready[static_cast<std::size_t>(k)] = posted;
-                c.member = c.position;
-                c.group_finish = posted;
-                for (std::int32_t k = c.position; k < group_end; ++k) waiting.wake(k);
-            }
-            bool blocked = false;
-            for (; c.member < group_end && !blocked; ++c.member) {
-                const auto k = static_cast<std::size_t>(c.member);
-                const op& m = all[k];
-                double begin = ready[k];
-                if (m.kind == op_kind::REDUCE_GRAD) {
-                    // Own stream, one after another, once the gradients are complete.
-                    begin = std::max({begin, c.collective_end, c.compute_free});
-                    for (std::int32_t q : matching.collective[static_cast<std::size_t>(m.stage)]) {
-                        if (ready[static_cast<std::size_t>(q)] < 0) {
-                            blocked = true;
-                            waiting.wait(w, q);
-                            break;
-                        }
-                        begin = std::max(begin, ready[static_cast<std::size_t>(q)]);
-                    }
-                    if (blocked) break;
-                    r.start[k] = begin;
-                    r.finish[k] = c.collective_end = begin + duration(m);
-                    continue;
-                }
-                const std::int32_t q = matching.partner[k];
-                if (q == no_op || ready[static_cast<std::size_t>(q)] < 0) {
-                    blocked = true;
-                    if (q != no_op) waiting.wait(w, q);
-                    break;
-                }
-                r.start[k] = std::max(begin, ready[static_cast<std::size_t>(q)]);
-                r.finish[k] = r.start[k] + duration(m);
-                c.group_finish = std::max(c.group_finish, r.finish[k]);
-            }
-            if (blocked) break;
-            c.group_end = c.group_finish;
-            c.position = group_end;
+            r_.makespan = std::max(r_.makespan, r_.finish[i]);
+            auto& wr = r_.workers[static_cast<std::size_t>(matching_.owner[i])];
+            (is_compute(all_[i].kind) ? wr.busy : wr.communication) += r_.finish[i] - r_.start[i];
         }
     }
 
-    r.complete = true;
-    for (std::size_t i = 0; i < total; ++i) {
-        if (r.start[i] < 0) {
-            r.complete = false;
-            continue;
+    // Idle time, peak activations and memory per worker.
+    constexpr void fill_memory() {
+        for (int w = 0; w < s_.workers(); ++w) {
+            auto& wr = r_.workers[static_cast<std::size_t>(w)];
+            wr.idle = r_.makespan - wr.busy;
+            wr.peak_activations = peak_activations(s_, w);
+            const worker_memory memory = memory_of(s_, w, costs_);
+            wr.weight_bytes = memory.weight_bytes;
+            wr.optimizer_bytes = memory.optimizer_bytes;
+            wr.peak_activation_bytes = memory.peak_activation_bytes;
         }
-        r.makespan = std::max(r.makespan, r.finish[i]);
-        auto& wr = r.workers[static_cast<std::size_t>(owner[i])];
-        (is_compute(all[i].kind) ? wr.busy : wr.communication) += r.finish[i] - r.start[i];
     }
-    for (int w = 0; w < workers; ++w) {
-        auto& wr = r.workers[static_cast<std::size_t>(w)];
-        wr.idle = r.makespan - wr.busy;
-        wr.peak_activations = peak_activations(s, w);
-        const worker_memory memory = memory_of(s, w, costs);
-        wr.weight_bytes = memory.weight_bytes;
-        wr.optimizer_bytes = memory.optimizer_bytes;
-        wr.peak_activation_bytes = memory.peak_activation_bytes;
-    }
-    return r;
+
+    const S& s_;
+    const cost_model& costs_;
+    std::span<const op> all_;
+    compute_index index_;
+    comm_matching matching_;
+    bool lowered_;
+    std::vector<int> replicas_;  // per stage: pipelines holding it (all-reduce members)
+    std::vector<double> ready_;  // comm ops: when their group was ready (posted)
+    std::vector<cursor> at_;
+    wait_lists waiting_;
+    simulation r_;
+};
+
+}  // namespace detail
+
+// Times every op of `s` under `costs` (see the model at the top of this file).
+template <schedule_like S>
+constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
+    detail::require_simulable(s, costs);
+    return detail::simulator<S>(s, costs).run();
 }
 
-// C_f and C_b of chimera.md §9.3: forwards and backwards on the critical
+// C_f and C_b of docs/design/chimera-closed-form.md#iteration-time: forwards and backwards on the critical
 // path when t_B > t_F, from ASAP makespans at (t_F, t_B) = (1, 2), (1, 3)
 // and, to confirm linearity, (1, 4). Communication costs nothing here.
 struct critical_path {

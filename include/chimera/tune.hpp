@@ -1,4 +1,4 @@
-// Configuration search (chimera.md §9.4): for P devices and a global batch,
+// Configuration search (docs/design/chimera-closed-form.md#choosing-a-configuration): for P devices and a global batch,
 // enumerate data-parallel width W, depth D, micro-batch size B, pipelines k,
 // scaling mode, recomputation and schedule; drop what does not fit in
 // memory; rank the rest by simulated throughput (generate -> lower ->

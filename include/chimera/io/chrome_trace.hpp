@@ -1,4 +1,4 @@
-// Chrome trace JSON (formats.md §3): {"traceEvents": [...]} with one
+// Chrome trace JSON (docs/design/formats.md#chrome-trace): {"traceEvents": [...]} with one
 // complete event ("ph":"X") per op, pid = worker, tid 0 = compute and
 // tid 1 = communication; opens unchanged in ui.perfetto.dev and
 // chrome://tracing.

@@ -1,4 +1,5 @@
-// PyTorch pipelining CSV (formats.md §2, schedules.md §13): the files that
+// PyTorch pipelining CSV (docs/design/formats.md#pytorch-pipelining-csv,
+// docs/design/schedule-zoo.md#pytorch-naming-and-csv): the files that
 // `torch.distributed.pipelining._PipelineScheduleRuntime._load_csv` reads.
 //
 // Row r is pipeline rank r, one cell per action, no header. Two flavours:
@@ -294,139 +295,186 @@ inline std::uint64_t csv_key(const op& o) {
            static_cast<std::uint64_t>(o.micro_batch + 1);
 }
 
+// Reader phase 1, one line: its cells' actions (waits and UNSHARDs read
+// and dropped) appended to `row`; CSV1 when none is kept.
+inline void read_row(std::string_view line, const csv_read_options& options, csv_cursor& at, std::size_t rank,
+                     std::vector<csv_placed>& row) {
+    using ::chimera::detail::cat;
+    std::vector<csv_token> tokens;
+    bool any_action = false;
+    std::size_t cell_begin = 0;
+    while (true) {
+        const std::size_t comma = line.find(',', cell_begin);
+        const std::string_view cell =
+            line.substr(cell_begin, comma == std::string_view::npos ? std::string_view::npos : comma - cell_begin);
+        at.column = cell_begin + 1;
+        if (!cell.empty()) {
+            tokens.clear();
+            parse_cell(cell, at, tokens);
+            for (const auto& t : tokens) {
+                if (is_comm(t.kind) && options.format == csv_format::compute_only)
+                    at.fail("CSV5", cat(detail::quoted(cell),
+                                        " is a communication action, not allowed in a compute_only file"));
+                if (t.dropped) continue;
+                any_action = true;  // a row of waits and UNSHARDs alone would write back as a blank line
+                row.push_back({op{t.kind, t.stage, t.micro_batch, 0, no_peer}, at.line, at.column});
+            }
+        }
+        if (comma == std::string_view::npos) break;
+        cell_begin = comma + 1;
+    }
+    if (!any_action) {
+        at.column = 1;
+        at.fail("CSV1", cat("row ", rank, " (rank ", rank, ") holds no action: every rank must run at least one stage"));
+    }
+}
+
+// Reader phase 1: the file as rows of actions, one row per rank, with the
+// line and column each action came from.
+inline std::vector<std::vector<csv_placed>> read_rows(std::string_view text, const csv_read_options& options,
+                                                      csv_cursor& at) {
+    if (text.empty()) at.fail("CSV1", "empty file: expected one row per pipeline rank");
+    if (text.starts_with("\xef\xbb\xbf")) at.fail("CSV1", "the file starts with a UTF-8 byte-order mark; remove it");
+    std::vector<std::vector<csv_placed>> rows;
+    for (std::size_t begin = 0; begin < text.size(); ++at.line) {
+        const std::size_t end = text.find('\n', begin);
+        std::string_view line = text.substr(begin, end == std::string_view::npos ? std::string_view::npos : end - begin);
+        if (line.ends_with('\r')) line.remove_suffix(1);  // CRLF, as Python's csv.writer writes
+        at.column = 1;
+        if (line.empty()) at.fail("CSV1", "blank line: expected one row per pipeline rank and no blank lines");
+        rows.emplace_back();
+        read_row(line, options, at, rows.size() - 1, rows.back());
+        if (end == std::string_view::npos) break;
+        begin = end + 1;
+    }
+    return rows;
+}
+
+// What the rows say about the shape: the rank of every stage and which
+// micro-batches occur.
+struct csv_layout {
+    std::vector<int> rank_of;  // -1: stage not seen
+    std::vector<bool> micro_batch_seen;
+};
+
+// Grows `seen` to hold index `value`; CSV4 when the index is larger than the
+// file could number densely (which bounds every size by the file's length).
+inline void grow_to(std::vector<bool>& seen, int value, std::size_t text_size, const csv_cursor& at) {
+    if (static_cast<std::size_t>(value) < seen.size()) return;
+    if (static_cast<std::size_t>(value) > text_size)
+        at.fail("CSV4", ::chimera::detail::cat("micro-batch ", value, " cannot be a micro-batch of this file: "
+                                               "micro-batches 0 to ", value, " must each appear"));
+    seen.resize(static_cast<std::size_t>(value) + 1, false);
+}
+
+// Reader phase 2, one action on rank r: its stage's rank (CSV4 when the
+// stage is on two ranks), its micro-batch, and no duplicate (CSV6).
+inline void place_action(csv_layout& layout, std::unordered_set<std::uint64_t>& seen, const op& o, std::size_t r,
+                         std::size_t text_size, const csv_cursor& at) {
+    using ::chimera::detail::cat;
+    if (static_cast<std::size_t>(o.stage) >= layout.rank_of.size()) {
+        if (static_cast<std::size_t>(o.stage) > text_size)
+            at.fail("CSV4", cat("stage ", o.stage, " cannot be a stage of this file: stages 0 to ", o.stage,
+                                " must each appear"));
+        layout.rank_of.resize(static_cast<std::size_t>(o.stage) + 1, -1);
+    }
+    int& rank = layout.rank_of[static_cast<std::size_t>(o.stage)];
+    if (rank == -1) rank = static_cast<int>(r);
+    if (rank != static_cast<int>(r))
+        at.fail("CSV4", cat("stage ", o.stage, " appears on rank ", r, " but also on rank ", rank,
+                            ": in PyTorch's CSV each stage lives on exactly one rank (replicated stages need "
+                            "the chimera.schedule/1 JSON form)"));
+    if (o.micro_batch >= 0) {
+        grow_to(layout.micro_batch_seen, o.micro_batch, text_size, at);
+        layout.micro_batch_seen[static_cast<std::size_t>(o.micro_batch)] = true;
+    }
+    if (!seen.insert(csv_key(o)).second)
+        at.fail("CSV6", cat("duplicate action ", detail::quoted(csv_cell(o)),
+                            ": each (kind, stage, micro-batch) occurs once"));
+}
+
+// Reader phase 2: stage -> rank and the micro-batches, from every action.
+inline csv_layout infer_layout(const std::vector<std::vector<csv_placed>>& rows, std::size_t text_size,
+                               csv_cursor& at) {
+    csv_layout layout;
+    std::unordered_set<std::uint64_t> seen;
+    for (std::size_t r = 0; r < rows.size(); ++r)
+        for (const auto& placed : rows[r]) {
+            at.line = placed.line;
+            at.column = placed.column;
+            place_action(layout, seen, placed.value, r, text_size, at);
+        }
+    return layout;
+}
+
+// Reader phase 3: stages and micro-batches are numbered 0 to D-1 and 0 to
+// N-1 with no gap (CSV4), and D x N is within the limit (CSV3).
+inline void require_dense_numbering(const csv_layout& layout, csv_cursor& at) {
+    using ::chimera::detail::cat;
+    at.line = 1;
+    at.column = 1;
+    for (std::size_t st = 0; st < layout.rank_of.size(); ++st)
+        if (layout.rank_of[st] == -1)
+            at.fail("CSV4", cat("stage ", st, " appears in no row, but stage ", layout.rank_of.size() - 1,
+                                " does: stages must be numbered 0 to D-1"));
+    const auto& seen = layout.micro_batch_seen;
+    for (std::size_t m = 0; m < seen.size(); ++m)
+        if (!seen[m])
+            at.fail("CSV4", cat("micro-batch ", m, " appears in no row, but micro-batch ", seen.size() - 1,
+                                " does: micro-batches must be numbered 0 to N-1"));
+    if (seen.empty()) at.fail("CSV4", "no action names a micro-batch");
+    const long long product = static_cast<long long>(layout.rank_of.size()) * static_cast<long long>(seen.size());
+    if (product > max_stage_micro_batch_product)
+        at.fail("CSV3", cat("stages x micro-batches = ", product, " exceeds the limit ", max_stage_micro_batch_product));
+}
+
+// Reader phase 4, one p2p action on rank r: the rank holding the stage it
+// talks to (SEND_F/RECV_B the next stage, RECV_F/SEND_B the previous one).
+inline int peer_of(const op& o, std::size_t r, const csv_layout& layout, const csv_cursor& at) {
+    using ::chimera::detail::cat;
+    const int stages = static_cast<int>(layout.rank_of.size());
+    const bool next = o.kind == op_kind::SEND_F || o.kind == op_kind::RECV_B;
+    const int other = o.stage + (next ? 1 : -1);
+    if (other < 0 || other >= stages)
+        at.fail("CSV4", cat(detail::quoted(csv_cell(o)), " talks to stage ", other, ", which does not exist (stages 0 to ",
+                            stages - 1, ")"));
+    const int peer = layout.rank_of[static_cast<std::size_t>(other)];
+    if (peer == static_cast<int>(r))
+        at.fail("CSV4", cat(detail::quoted(csv_cell(o)), ": stages ", o.stage, " and ", other, " are both on rank ", r,
+                            "; a hand-over on one rank needs no communication"));
+    return peer;
+}
+
+// Reader phase 4: the schedule, one pipeline, with the peers of p2p ops.
+inline schedule build_csv_schedule(const std::vector<std::vector<csv_placed>>& rows, const csv_layout& layout,
+                                   csv_cursor& at) {
+    const int stages = static_cast<int>(layout.rank_of.size());
+    schedule s;
+    s.set_shape(csv_schedule_name, stages, static_cast<int>(layout.micro_batch_seen.size()), 1);
+    for (int st = 0; st < stages; ++st) s.set_placement(0, st, layout.rank_of[static_cast<std::size_t>(st)]);
+    for (std::size_t r = 0; r < rows.size(); ++r) {
+        s.add_worker();
+        for (const auto& placed : rows[r]) {
+            op o = placed.value;
+            at.line = placed.line;
+            at.column = placed.column;
+            if (is_p2p(o.kind)) o.peer = peer_of(o, r, layout, at);
+            s.push_op(o);
+        }
+    }
+    return s;
+}
+
 }  // namespace detail
 
 // Reads a PyTorch pipelining CSV; throws format_error ("line L, column C:
 // [Cn] ..."). Accepts LF or CRLF line ends and a missing final newline.
 inline schedule read_csv(std::string_view text, const csv_read_options& options = {}) {
-    using ::chimera::detail::cat;
-    using detail::csv_cursor;
-    csv_cursor at;
-    if (text.empty()) at.fail("CSV1", "empty file: expected one row per pipeline rank");
-    if (text.starts_with("\xef\xbb\xbf")) at.fail("CSV1", "the file starts with a UTF-8 byte-order mark; remove it");
-
-    std::vector<std::vector<detail::csv_placed>> rows;
-    std::vector<detail::csv_token> tokens;
-    std::size_t begin = 0;
-    while (begin < text.size()) {
-        std::size_t end = text.find('\n', begin);
-        const bool last = end == std::string_view::npos;
-        std::string_view line = text.substr(begin, last ? std::string_view::npos : end - begin);
-        if (line.ends_with('\r')) line.remove_suffix(1);  // CRLF, as Python's csv.writer writes
-        at.column = 1;
-        if (line.empty()) at.fail("CSV1", "blank line: expected one row per pipeline rank and no blank lines");
-        rows.emplace_back();
-        bool any_action = false;
-        std::size_t cell_begin = 0;
-        while (true) {
-            const std::size_t comma = line.find(',', cell_begin);
-            const std::string_view cell = line.substr(cell_begin, comma == std::string_view::npos
-                                                                      ? std::string_view::npos
-                                                                      : comma - cell_begin);
-            at.column = cell_begin + 1;
-            if (!cell.empty()) {
-                tokens.clear();
-                detail::parse_cell(cell, at, tokens);
-                for (const auto& t : tokens) {
-                    if (is_comm(t.kind) && options.format == csv_format::compute_only)
-                        at.fail("CSV5", cat(detail::quoted(cell), " is a communication action, not allowed in a "
-                                                                "compute_only file"));
-                    if (t.dropped) continue;
-                    any_action = true;  // a row of waits and UNSHARDs alone would write back as a blank line
-                    op o{t.kind, t.stage, t.micro_batch, 0, no_peer};
-                    rows.back().push_back({o, at.line, at.column});
-                }
-            }
-            if (comma == std::string_view::npos) break;
-            cell_begin = comma + 1;
-        }
-        if (!any_action) {
-            at.column = 1;
-            at.fail("CSV1", cat("row ", rows.size() - 1, " (rank ", rows.size() - 1,
-                              ") holds no action: every rank must run at least one stage"));
-        }
-        if (last) break;
-        begin = end + 1;
-        ++at.line;
-    }
-
-    // Stage -> rank from the rows; every stage and micro-batch index below
-    // the largest must occur, which also bounds the sizes by the file's length.
-    std::vector<int> rank_of;  // grown as stages appear
-    std::vector<bool> micro_batch_seen;
-    std::unordered_set<std::uint64_t> seen;
-    for (std::size_t r = 0; r < rows.size(); ++r)
-        for (const auto& placed : rows[r]) {
-            const op& o = placed.value;
-            at.line = placed.line;
-            at.column = placed.column;
-            if (static_cast<std::size_t>(o.stage) >= rank_of.size()) {
-                if (static_cast<std::size_t>(o.stage) > text.size())
-                    at.fail("CSV4", cat("stage ", o.stage, " cannot be a stage of this file: stages 0 to ", o.stage,
-                                      " must each appear"));
-                rank_of.resize(static_cast<std::size_t>(o.stage) + 1, -1);
-            }
-            int& rank = rank_of[static_cast<std::size_t>(o.stage)];
-            if (rank == -1) rank = static_cast<int>(r);
-            if (rank != static_cast<int>(r))
-                at.fail("CSV4", cat("stage ", o.stage, " appears on rank ", r, " but also on rank ", rank,
-                                  ": in PyTorch's CSV each stage lives on exactly one rank (replicated stages need "
-                                  "the chimera.schedule/1 JSON form)"));
-            if (o.micro_batch >= 0) {
-                if (static_cast<std::size_t>(o.micro_batch) >= micro_batch_seen.size()) {
-                    if (static_cast<std::size_t>(o.micro_batch) > text.size())
-                        at.fail("CSV4", cat("micro-batch ", o.micro_batch, " cannot be a micro-batch of this file: "
-                                          "micro-batches 0 to ", o.micro_batch, " must each appear"));
-                    micro_batch_seen.resize(static_cast<std::size_t>(o.micro_batch) + 1, false);
-                }
-                micro_batch_seen[static_cast<std::size_t>(o.micro_batch)] = true;
-            }
-            if (!seen.insert(detail::csv_key(o)).second)
-                at.fail("CSV6", cat("duplicate action ", detail::quoted(detail::csv_cell(o)),
-                                  ": each (kind, stage, micro-batch) occurs once"));
-        }
-    at.line = 1;
-    at.column = 1;
-    for (std::size_t st = 0; st < rank_of.size(); ++st)
-        if (rank_of[st] == -1)
-            at.fail("CSV4", cat("stage ", st, " appears in no row, but stage ", rank_of.size() - 1,
-                              " does: stages must be numbered 0 to D-1"));
-    for (std::size_t m = 0; m < micro_batch_seen.size(); ++m)
-        if (!micro_batch_seen[m])
-            at.fail("CSV4", cat("micro-batch ", m, " appears in no row, but micro-batch ", micro_batch_seen.size() - 1,
-                              " does: micro-batches must be numbered 0 to N-1"));
-    if (micro_batch_seen.empty()) at.fail("CSV4", "no action names a micro-batch");
-
-    const int stages = static_cast<int>(rank_of.size());
-    const int micro_batches = static_cast<int>(micro_batch_seen.size());
-    if (static_cast<long long>(stages) * micro_batches > max_stage_micro_batch_product)
-        at.fail("CSV3", cat("stages x micro-batches = ", static_cast<long long>(stages) * micro_batches,
-                          " exceeds the limit ", max_stage_micro_batch_product));
-    schedule s;
-    s.set_shape(csv_schedule_name, stages, micro_batches, 1);
-    for (int st = 0; st < stages; ++st) s.set_placement(0, st, rank_of[static_cast<std::size_t>(st)]);
-    for (std::size_t r = 0; r < rows.size(); ++r) {
-        s.add_worker();
-        for (const auto& placed : rows[r]) {
-            op o = placed.value;
-            if (is_p2p(o.kind)) {
-                // SEND_F/RECV_B talk to the next stage, RECV_F/SEND_B to the previous one.
-                const bool next = o.kind == op_kind::SEND_F || o.kind == op_kind::RECV_B;
-                const int other = o.stage + (next ? 1 : -1);
-                at.line = placed.line;
-                at.column = placed.column;
-                if (other < 0 || other >= stages)
-                    at.fail("CSV4", cat(detail::quoted(detail::csv_cell(o)), " talks to stage ", other,
-                                      ", which does not exist (stages 0 to ", stages - 1, ")"));
-                o.peer = rank_of[static_cast<std::size_t>(other)];
-                if (o.peer == static_cast<int>(r))
-                    at.fail("CSV4", cat(detail::quoted(detail::csv_cell(o)), ": stages ", o.stage, " and ", other,
-                                      " are both on rank ", r, "; a hand-over on one rank needs no communication"));
-            }
-            s.push_op(o);
-        }
-    }
-    return s;
+    detail::csv_cursor at;
+    const auto rows = detail::read_rows(text, options, at);
+    const detail::csv_layout layout = detail::infer_layout(rows, text.size(), at);
+    detail::require_dense_numbering(layout, at);
+    return detail::build_csv_schedule(rows, layout, at);
 }
 
 }  // namespace chimera::io

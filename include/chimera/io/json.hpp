@@ -1,4 +1,4 @@
-// `chimera.schedule/1` JSON (formats.md §1): the native, lossless form.
+// `chimera.schedule/1` JSON (docs/design/formats.md#the-native-json-form): the native, lossless form.
 //
 // The writer needs only the standard library and prints one op per line
 // with a fixed key order, so the same schedule always gives the same bytes.
@@ -199,12 +199,10 @@ inline config read_params(const json& root, std::string_view name) {
     return normalized(c);
 }
 
-}  // namespace detail
-
-// Reads a `chimera.schedule/1` document; throws format_error.
-inline schedule read_json(std::string_view text) {
+// Reader phase 1: the text as a JSON object (JSON1 on a syntax error, an
+// out-of-range number or another top-level value).
+inline json parse_document(std::string_view text) {
     using ::chimera::detail::cat;
-    using detail::json;
     json root;
     try {
         root = json::parse(text.begin(), text.end());
@@ -214,81 +212,130 @@ inline schedule read_json(std::string_view text) {
     } catch (const json::parse_error& e) {
         std::string reason = e.what();
         if (auto colon = reason.rfind(": "); colon != std::string::npos) reason = reason.substr(colon + 2);
-        throw format_error(detail::line_column(text, e.byte == 0 ? 0 : e.byte - 1), cat("invalid JSON: ", reason), "JSON1");
+        throw format_error(line_column(text, e.byte == 0 ? 0 : e.byte - 1), cat("invalid JSON: ", reason), "JSON1");
     }
     if (!root.is_object()) throw format_error("$", cat("expected a JSON object, got ", root.type_name()), "JSON1");
-    const json& format = detail::member(root, "format", "$");
+    return root;
+}
+
+// The document's format tag, name and sizes.
+struct json_header {
+    std::string name;
+    int stages = 0, micro_batches = 0, pipelines = 0, workers = 0;
+};
+
+// Reader phase 2: format tag (JSON1), name (JSON2/JSON3) and sizes, each
+// in [1, 2^24] with stages x micro_batches and stages x pipelines bounded.
+inline json_header read_header(const json& root) {
+    using ::chimera::detail::cat;
+    const json& format = member(root, "format", "$");
     if (!format.is_string() || format.get<std::string>() != schedule_format)
         throw format_error("$.format", cat("expected \"", schedule_format, "\", got ", format.dump()), "JSON1");
-    const json& name_value = detail::member(root, "name", "$");
+    const json& name_value = member(root, "name", "$");
     if (!name_value.is_string()) throw format_error("$.name", cat("expected a string, got ", name_value.type_name()), "JSON2");
-    const std::string name = name_value.get<std::string>();
-    if (name.empty() || name.size() > schedule_name::max_length)
-        throw format_error("$.name", cat("expected 1 to ", schedule_name::max_length, " characters, got ", name.size()), "JSON3");
+    json_header h;
+    h.name = name_value.get<std::string>();
+    if (h.name.empty() || h.name.size() > schedule_name::max_length)
+        throw format_error("$.name", cat("expected 1 to ", schedule_name::max_length, " characters, got ", h.name.size()),
+                           "JSON3");
     const int limit = 1 << 24;
-    const int stages = detail::integer(detail::member(root, "stages", "$"), "$.stages", 1, limit);
-    const int micro_batches = detail::integer(detail::member(root, "micro_batches", "$"), "$.micro_batches", 1, limit);
-    const int pipelines = detail::integer(detail::member(root, "pipelines", "$"), "$.pipelines", 1, limit);
-    const int workers = detail::integer(detail::member(root, "workers", "$"), "$.workers", 1, limit);
-    if (static_cast<long long>(stages) * micro_batches > max_stage_micro_batch_product ||
-        static_cast<long long>(stages) * pipelines > max_stage_micro_batch_product)
+    h.stages = integer(member(root, "stages", "$"), "$.stages", 1, limit);
+    h.micro_batches = integer(member(root, "micro_batches", "$"), "$.micro_batches", 1, limit);
+    h.pipelines = integer(member(root, "pipelines", "$"), "$.pipelines", 1, limit);
+    h.workers = integer(member(root, "workers", "$"), "$.workers", 1, limit);
+    if (static_cast<long long>(h.stages) * h.micro_batches > max_stage_micro_batch_product ||
+        static_cast<long long>(h.stages) * h.pipelines > max_stage_micro_batch_product)
         throw format_error("$", cat("stages x micro_batches and stages x pipelines must be <= ",
                                     max_stage_micro_batch_product), "JSON3");
+    return h;
+}
 
-    // Every size is checked against the arrays before anything is allocated,
-    // so memory stays proportional to the input (a 20-byte file cannot ask
-    // for 2^24 placement entries).
-    const json& placement = detail::array(detail::member(root, "placement", "$"), "$.placement",
-                                          static_cast<std::size_t>(pipelines), "one row per pipeline");
-    for (int p = 0; p < pipelines; ++p)
-        detail::array(placement[static_cast<std::size_t>(p)], cat("$.placement[", p, "]"),
-                      static_cast<std::size_t>(stages), "one worker per stage");
-    const json& routing = detail::array(detail::member(root, "micro_batch_pipeline", "$"), "$.micro_batch_pipeline",
-                                        static_cast<std::size_t>(micro_batches), "one pipeline per micro-batch");
-    const json& ops = detail::array(detail::member(root, "ops", "$"), "$.ops", static_cast<std::size_t>(workers),
-                                    "one op list per worker");
+// The document's arrays, their sizes checked against the header.
+struct json_arrays {
+    const json& placement;
+    const json& routing;
+    const json& ops;
+};
 
-    schedule s;
-    s.set_shape(name, stages, micro_batches, pipelines, detail::read_params(root, name));
-    for (int p = 0; p < pipelines; ++p) {
-        const json& row = placement[static_cast<std::size_t>(p)];
-        for (int st = 0; st < stages; ++st)
-            s.set_placement(p, st, detail::integer(row[static_cast<std::size_t>(st)],
-                                                   cat("$.placement[", p, "][", st, "]"), 0, workers - 1));
+// Reader phase 3: the sizes of placement, routing and op lists. Every size
+// is checked before anything is allocated, so memory stays proportional to
+// the input (a 20-byte file cannot ask for 2^24 placement entries).
+inline json_arrays read_array_sizes(const json& root, const json_header& h) {
+    using ::chimera::detail::cat;
+    const json& placement = array(member(root, "placement", "$"), "$.placement",
+                                  static_cast<std::size_t>(h.pipelines), "one row per pipeline");
+    for (int p = 0; p < h.pipelines; ++p)
+        array(placement[static_cast<std::size_t>(p)], cat("$.placement[", p, "]"), static_cast<std::size_t>(h.stages),
+              "one worker per stage");
+    const json& routing = array(member(root, "micro_batch_pipeline", "$"), "$.micro_batch_pipeline",
+                                static_cast<std::size_t>(h.micro_batches), "one pipeline per micro-batch");
+    const json& ops = array(member(root, "ops", "$"), "$.ops", static_cast<std::size_t>(h.workers),
+                            "one op list per worker");
+    return {placement, routing, ops};
+}
+
+// Reader phase 4: placement and routing values into `s` (shape already set).
+inline void read_frame(const json_arrays& in, const json_header& h, schedule& s) {
+    using ::chimera::detail::cat;
+    for (int p = 0; p < h.pipelines; ++p) {
+        const json& row = in.placement[static_cast<std::size_t>(p)];
+        for (int st = 0; st < h.stages; ++st)
+            s.set_placement(p, st, integer(row[static_cast<std::size_t>(st)], cat("$.placement[", p, "][", st, "]"), 0,
+                                           h.workers - 1));
     }
-    for (int m = 0; m < micro_batches; ++m)
-        s.set_pipeline_of(m, detail::integer(routing[static_cast<std::size_t>(m)],
-                                             cat("$.micro_batch_pipeline[", m, "]"), 0, pipelines - 1));
-    for (int w = 0; w < workers; ++w) {
+    for (int m = 0; m < h.micro_batches; ++m)
+        s.set_pipeline_of(m, integer(in.routing[static_cast<std::size_t>(m)], cat("$.micro_batch_pipeline[", m, "]"), 0,
+                                     h.pipelines - 1));
+}
+
+// Reader phase 5, one op at `path`: kind (JSON5), stage, pipeline and
+// micro-batch in range (JSON3), and a peer exactly on communication ops.
+inline op read_op(const json& item, const std::string& path, const json_header& h) {
+    using ::chimera::detail::cat;
+    if (!item.is_object()) throw format_error(path, cat("expected an op object, got ", item.type_name()), "JSON2");
+    const json& kind_value = member(item, "kind", path);
+    const auto kind = kind_value.is_string() ? parse_op_kind(kind_value.get<std::string>()) : std::nullopt;
+    if (!kind)
+        throw format_error(path + ".kind",
+                           cat("unknown op kind ", kind_value.dump(),
+                               " (expected F, B, I, W, SEND_F, RECV_F, SEND_B, RECV_B or REDUCE_GRAD)"), "JSON5");
+    op o;
+    o.kind = *kind;
+    o.stage = integer(member(item, "stage", path), path + ".stage", 0, h.stages - 1);
+    o.pipeline = integer(member(item, "pipeline", path), path + ".pipeline", 0, h.pipelines - 1);
+    if (o.kind != op_kind::REDUCE_GRAD)
+        o.micro_batch = integer(member(item, "micro_batch", path), path + ".micro_batch", 0, h.micro_batches - 1);
+    if (is_p2p(o.kind))
+        o.peer = integer(member(item, "peer", path), path + ".peer", 0, h.workers - 1);
+    else if (item.contains("peer"))
+        throw format_error(path + ".peer", cat("only communication ops have a peer (this op is ", to_string(o.kind), ")"),
+                           "JSON5");
+    return o;
+}
+
+// Reader phase 5: one op list per worker into `s`.
+inline void read_op_lists(const json& ops, const json_header& h, schedule& s) {
+    using ::chimera::detail::cat;
+    for (int w = 0; w < h.workers; ++w) {
         const std::string list_path = cat("$.ops[", w, "]");
         const json& list = ops[static_cast<std::size_t>(w)];
         if (!list.is_array()) throw format_error(list_path, cat("expected an array of ops, got ", list.type_name()), "JSON2");
         s.add_worker();
-        for (std::size_t i = 0; i < list.size(); ++i) {
-            const std::string path = cat(list_path, "[", i, "]");
-            const json& item = list[i];
-            if (!item.is_object()) throw format_error(path, cat("expected an op object, got ", item.type_name()), "JSON2");
-            const json& kind_value = detail::member(item, "kind", path);
-            const auto kind = kind_value.is_string() ? parse_op_kind(kind_value.get<std::string>()) : std::nullopt;
-            if (!kind)
-                throw format_error(path + ".kind",
-                                   cat("unknown op kind ", kind_value.dump(),
-                                       " (expected F, B, I, W, SEND_F, RECV_F, SEND_B, RECV_B or REDUCE_GRAD)"), "JSON5");
-            op o;
-            o.kind = *kind;
-            o.stage = detail::integer(detail::member(item, "stage", path), path + ".stage", 0, stages - 1);
-            o.pipeline = detail::integer(detail::member(item, "pipeline", path), path + ".pipeline", 0, pipelines - 1);
-            if (o.kind != op_kind::REDUCE_GRAD)
-                o.micro_batch = detail::integer(detail::member(item, "micro_batch", path), path + ".micro_batch", 0,
-                                                micro_batches - 1);
-            if (is_p2p(o.kind))
-                o.peer = detail::integer(detail::member(item, "peer", path), path + ".peer", 0, workers - 1);
-            else if (item.contains("peer"))
-                throw format_error(path + ".peer", cat("only communication ops have a peer (this op is ",
-                                                       to_string(o.kind), ")"), "JSON5");
-            s.push_op(o);
-        }
+        for (std::size_t i = 0; i < list.size(); ++i) s.push_op(read_op(list[i], cat(list_path, "[", i, "]"), h));
     }
+}
+
+}  // namespace detail
+
+// Reads a `chimera.schedule/1` document; throws format_error.
+inline schedule read_json(std::string_view text) {
+    const detail::json root = detail::parse_document(text);
+    const detail::json_header h = detail::read_header(root);
+    const detail::json_arrays arrays = detail::read_array_sizes(root, h);
+    schedule s;
+    s.set_shape(h.name, h.stages, h.micro_batches, h.pipelines, detail::read_params(root, h.name));
+    detail::read_frame(arrays, h, s);
+    detail::read_op_lists(arrays.ops, h, s);
     return s;
 }
 

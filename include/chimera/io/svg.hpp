@@ -1,4 +1,4 @@
-// SVG timeline (formats.md §4): one row of boxes per worker, one colour per
+// SVG timeline (docs/design/formats.md#text-grid-and-svg): one row of boxes per worker, one colour per
 // pipeline (forward light, backward dark, weight-gradient in between), the
 // micro-batch number inside each box, a time axis and worker labels.
 // Self-contained: no scripts, no external fonts or links, so it renders in

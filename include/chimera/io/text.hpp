@@ -1,4 +1,4 @@
-// The text grid (formats.md §4): one line per worker, one column per
+// The text grid (docs/design/formats.md#text-grid-and-svg): one line per worker, one column per
 // unit-time slot, cells like F3 / B3 / '.', a legend beneath. Colour (ANSI,
 // one colour per pipeline) only when asked for, i.e. on a terminal.
 #pragma once
