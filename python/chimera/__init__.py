@@ -14,31 +14,41 @@ from __future__ import annotations
 
 import operator
 import os
-from typing import Optional
+from typing import Optional, Sequence, SupportsIndex
 
 from ._base import FormatError, OpKind, ScheduleError
 from ._core import (CheckReport, Diagnostic, Op, Schedule, Simulation, TuneCandidate, TuneResult, WorkerReport,
-                    presets, tune)
+                    presets)
 from . import _core
 
+__version__: str = _core.__version__
+
 __all__ = [
-    "CheckReport", "Diagnostic", "FormatError", "Op", "OpKind", "Schedule", "ScheduleError", "Simulation",
+    "__version__", "CheckReport", "Diagnostic", "FormatError", "Op", "OpKind", "Schedule", "ScheduleError", "Simulation",
     "TuneCandidate", "TuneResult", "WorkerReport", "generate", "presets", "read", "parse", "schedule_names", "tune",
 ]
+
+# Public classes report themselves as chimera.X (tracebacks, repr, pickling).
+for _public in (CheckReport, Diagnostic, FormatError, Op, OpKind, Schedule, ScheduleError, Simulation, TuneCandidate,
+                TuneResult, WorkerReport):
+    _public.__module__ = __name__
+del _public
 
 _INT32 = 2**31
 
 
-def _integer(name: str, value: object, default: Optional[int] = None) -> int:
-    """An int argument (None allowed where there is a default); bools and floats are refused."""
-    if value is None and default is not None:
-        return default
-    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+def _integer(name: str, value: object) -> int:
+    """An int argument; bools, floats and strings are refused."""
+    if isinstance(value, bool) or not isinstance(value, SupportsIndex):
         raise TypeError(f"{name} must be an int (got {type(value).__name__} {value!r})")
     number = operator.index(value)
     if not -_INT32 <= number < _INT32:
         raise ValueError(f"{name} must fit in a 32-bit int (got {number})")
     return number
+
+
+def _optional_integer(name: str, value: object) -> Optional[int]:
+    return None if value is None else _integer(name, value)
 
 
 def _string(name: str, value: object) -> str:
@@ -67,8 +77,8 @@ def generate(schedule: str, stages: int, micro_batches: int, *, pipelines: Optio
         raise TypeError(f"split_backward must be a bool (got {type(split_backward).__name__} {split_backward!r})")
     return _core.generate(
         _string("schedule", schedule), _integer("stages", stages), _integer("micro_batches", micro_batches),
-        _integer("pipelines", pipelines, 0), _string("scaling", scaling), split_backward,
-        _integer("chunks", chunks, 2), _integer("group_size", group_size, 0),
+        _optional_integer("pipelines", pipelines), _string("scaling", scaling), split_backward,
+        _optional_integer("chunks", chunks), _optional_integer("group_size", group_size),
         _integer("data_parallel", data_parallel))
 
 
@@ -108,3 +118,23 @@ def read(path: str | os.PathLike[str], *, format: Optional[str] = None) -> Sched
         return parse(data, format)
     except FormatError as error:
         raise FormatError(f"{os.fspath(path)}: {error.message}", error.rule, error.where) from None
+
+
+def tune(preset: str, devices: int, global_batch: int, *, memory_gib: Optional[float] = None,
+         max_micro_batch: int = 64, schedules: Optional[Sequence[str]] = None, depths: Optional[Sequence[int]] = None,
+         max_pipelines: Optional[int] = None, sync: str = "eager") -> TuneResult:
+    """Rank the configurations of a preset model (:func:`presets`) on
+    ``devices`` devices by simulated throughput, as ``chimera-sched tune``:
+    ``TuneResult.ranked`` holds those that fit in memory, best first."""
+    if memory_gib is not None and (isinstance(memory_gib, bool) or not isinstance(memory_gib, (int, float))):
+        raise TypeError(f"memory_gib must be a number (got {type(memory_gib).__name__} {memory_gib!r})")
+    for name, values in (("schedules", schedules), ("depths", depths)):
+        if isinstance(values, (str, bytes)):
+            raise TypeError(f"{name} must be a list (got {type(values).__name__} {values!r})")
+    return _core.tune(
+        _string("preset", preset), _integer("devices", devices), _integer("global_batch", global_batch),
+        memory_gib=memory_gib, max_micro_batch=_integer("max_micro_batch", max_micro_batch),
+        schedules=None if schedules is None else [_string("schedules[]", name) for name in schedules],
+        depths=None if depths is None else [_integer("depths[]", depth) for depth in depths],
+        max_pipelines=_optional_integer("max_pipelines", max_pipelines),
+        sync=_string("sync", sync))

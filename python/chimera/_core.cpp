@@ -111,20 +111,25 @@ py::dict params_dict(const chimera::config& c) {
     return d;
 }
 
-chimera::schedule generate(const std::string& name, int stages, int micro_batches, int pipelines,
-                           const std::string& scaling, bool split_backward, int chunks, int group_size,
-                           int data_parallel) {
+// None means the schedule's default (0 in the C++ config); an explicit 0 is refused.
+int optional_count(const std::optional<int>& value, const char* what) {
+    if (value && *value < 1) throw py::value_error(cat(what, " must be >= 1 or None (got ", *value, ")"));
+    return value.value_or(0);
+}
+
+chimera::schedule generate(const std::string& name, int stages, int micro_batches, std::optional<int> pipelines,
+                           const std::string& scaling, bool split_backward, std::optional<int> chunks,
+                           std::optional<int> group_size, int data_parallel) {
     chimera::config c;
     c.schedule = parse_algorithm(name);
     c.stages = stages;
     c.micro_batches = micro_batches;
-    c.pipelines = pipelines;
+    c.pipelines = optional_count(pipelines, "pipelines");
     c.scaling_mode = parse_scaling(scaling);
     c.split_backward = split_backward;
-    c.chunks = chunks;
-    c.group_size = group_size;
+    c.chunks = chunks.value_or(c.chunks);
+    c.group_size = optional_count(group_size, "group_size");
     c.data_parallel = data_parallel;
-    if (pipelines < 0) throw py::value_error(cat("pipelines must be >= 1 or None (got ", pipelines, ")"));
     return chimera::generate(c);  // schedule_error (rule S1) for an invalid config
 }
 
@@ -166,25 +171,42 @@ double cost_value(const py::handle& value, const std::string& what) {
     return v;
 }
 
-chimera::cost_model make_costs(const std::optional<py::dict>& costs, const std::optional<std::pair<py::object, py::object>>& p2p,
+// {"F": 1, "B": 2, "I": 1, "W": 1}: op times of one stage; missing keys keep 1.
+chimera::stage_profile stage_costs(const py::handle& costs, const std::string& what, double message_bytes,
+                                   double gradient_bytes) {
+    if (!py::isinstance<py::dict>(costs))
+        throw py::type_error(cat(what, " must be a dict like {'F': 1, 'B': 2} (got ", Py_TYPE(costs.ptr())->tp_name, ")"));
+    chimera::stage_profile p;
+    for (const auto& [key, value] : costs.cast<py::dict>()) {
+        const std::string k = py::str(key);
+        double* field = k == "F" ? &p.forward : k == "B" ? &p.backward : k == "I" ? &p.input_backward
+                      : k == "W" ? &p.weight_backward : nullptr;
+        if (field == nullptr) throw py::value_error(cat(what, ": unknown op kind '", k, "' (expected F, B, I, W)"));
+        *field = cost_value(value, cat(what, "['", k, "']"));
+    }
+    p.message_bytes = message_bytes;
+    p.gradient_bytes = gradient_bytes;
+    return p;
+}
+
+// costs: None (unit), one dict for every stage, or a list of dicts, one per
+// stage (the simulator refuses a list of another length, rule S0).
+chimera::cost_model make_costs(const py::object& costs, const std::optional<std::pair<py::object, py::object>>& p2p,
                                double message_bytes, double gradient_bytes, bool recompute) {
     chimera::cost_model m;
-    chimera::stage_profile& u = m.uniform;
-    if (costs) {
-        for (const auto& [key, value] : *costs) {
-            const std::string k = py::str(key);
-            double* field = k == "F" ? &u.forward : k == "B" ? &u.backward : k == "I" ? &u.input_backward
-                          : k == "W" ? &u.weight_backward : nullptr;
-            if (field == nullptr) throw py::value_error(cat("costs: unknown op kind '", k, "' (expected F, B, I, W)"));
-            *field = cost_value(value, cat("costs['", k, "']"));
-        }
+    message_bytes = cost_value(py::float_(message_bytes), "message_bytes");
+    gradient_bytes = cost_value(py::float_(gradient_bytes), "gradient_bytes");
+    if (py::isinstance<py::list>(costs) || py::isinstance<py::tuple>(costs)) {
+        std::size_t stage = 0;
+        for (const py::handle& entry : costs)
+            m.per_stage.push_back(stage_costs(entry, cat("costs[", stage++, "]"), message_bytes, gradient_bytes));
+    } else {
+        m.uniform = stage_costs(costs.is_none() ? py::dict() : costs, "costs", message_bytes, gradient_bytes);
     }
     if (p2p) {
         m.alpha = cost_value(p2p->first, "p2p alpha");
         m.beta = cost_value(p2p->second, "p2p beta");
     }
-    u.message_bytes = cost_value(py::float_(message_bytes), "message_bytes");
-    u.gradient_bytes = cost_value(py::float_(gradient_bytes), "gradient_bytes");
     m.recompute = recompute;
     return m;
 }
@@ -194,7 +216,7 @@ chimera::lower_options lower_options(const std::string& sync, std::optional<int>
     return {.sync = parse_sync(sync), .min_window = min_window.value_or(chimera::default_min_window)};
 }
 
-simulation_result simulate(const chimera::schedule& s, const std::optional<py::dict>& costs,
+simulation_result simulate(const chimera::schedule& s, const py::object& costs,
                            const std::optional<std::pair<py::object, py::object>>& p2p, const std::string& sync,
                            std::optional<int> min_window, double message_bytes, double gradient_bytes, bool recompute) {
     chimera::cost_model m = make_costs(costs, p2p, message_bytes, gradient_bytes, recompute);
@@ -253,7 +275,6 @@ chimera::tune_result tune(const std::string& preset, int devices, int global_bat
     if (global_batch < 1) throw py::value_error(cat("global_batch must be >= 1 (got ", global_batch, ")"));
     if (memory_gib && !(*memory_gib > 0)) throw py::value_error(cat("memory_gib must be > 0 (got ", number(*memory_gib), ")"));
     if (max_micro_batch < 1) throw py::value_error(cat("max_micro_batch must be >= 1 (got ", max_micro_batch, ")"));
-    if (max_pipelines && *max_pipelines < 1) throw py::value_error(cat("max_pipelines must be >= 1 (got ", *max_pipelines, ")"));
     chimera::tune_request r{
         .model = find_named(chimera::model_presets, p.model, "model"),
         .machine = {find_named(chimera::device_presets, p.device, "device"),
@@ -262,7 +283,7 @@ chimera::tune_result tune(const std::string& preset, int devices, int global_bat
         .global_batch = global_batch,
         .memory_limit_bytes = memory_gib.value_or(0) * double(1LL << 30),
         .max_micro_batch_size = max_micro_batch,
-        .max_pipelines = max_pipelines.value_or(0),
+        .max_pipelines = optional_count(max_pipelines, "max_pipelines"),
         .depths = depths.value_or(std::vector<int>{}),
         .sync = parse_sync(sync)};
     if (schedules) {
@@ -295,6 +316,14 @@ void bind_op(py::module_& m) {
         .def_readonly("pipeline", &chimera::op::pipeline)
         .def_property_readonly("peer", [](const chimera::op& o) { return optional_index(o.peer); })
         .def("__eq__", [](const chimera::op& a, const chimera::op& b) { return a == b; }, py::is_operator())
+        .def(py::pickle(
+            [](const chimera::op& o) {
+                return py::make_tuple(std::string(to_string(o.kind)), o.stage, o.micro_batch, o.pipeline, o.peer);
+            },
+            [](const py::tuple& t) {
+                return chimera::op{parse_kind(t[0].cast<std::string>()), t[1].cast<int>(), t[2].cast<int>(),
+                                   t[3].cast<int>(), t[4].cast<int>()};
+            }))
         .def("__hash__", [](const chimera::op& o) {
             return py::hash(py::make_tuple(static_cast<int>(o.kind), o.stage, o.micro_batch, o.pipeline, o.peer));
         })
@@ -401,6 +430,8 @@ void bind_schedule(py::module_& m) {
         .def("to_csv", &to_csv, py::kw_only(), py::arg("format") = py::none())
         .def("to_text", [](const chimera::schedule& s) { return chimera::io::write_text(s); })
         .def("__eq__", [](const chimera::schedule& a, const chimera::schedule& b) { return a == b; }, py::is_operator())
+        .def(py::pickle([](const chimera::schedule& s) { return py::bytes(chimera::io::write_json(s)); },
+                        [](const py::bytes& state) { return chimera::io::read_json(std::string(state)); }))
         .def("__repr__", [](const chimera::schedule& s) {
             return cat("Schedule(", s.name(), ", stages=", s.stages(), ", micro_batches=", s.micro_batches(),
                        ", pipelines=", s.pipelines(), ", workers=", s.workers(), ", ops=", s.op_count(), ")");
@@ -438,6 +469,7 @@ void bind_tune(py::module_& m) {
 
 PYBIND11_MODULE(_core, m) {
     m.doc() = "chimera's C++ library (use the chimera package, not this module)";
+    m.attr("__version__") = CHIMERA_PY_VERSION;
     py::register_exception_translator(&translate_exceptions);
     bind_op(m);
     bind_check(m);

@@ -6,9 +6,13 @@ ones raise ScheduleError with the rule and message the CLI prints; lowered
 schedules, simulations and tune agree with the CLI's figures; bad arguments
 raise TypeError/ValueError/IndexError with a message naming them.
 """
+import copy
 import itertools
 import json
 import math
+import pathlib
+import pickle
+import re
 
 import pytest
 
@@ -189,6 +193,19 @@ def test_simulate_formula():
     assert s.simulate().makespan == chimera.generate("1f1b", 4, 8).simulate(sync="eager").makespan
 
 
+def test_per_stage_costs():
+    """A list of cost dicts, one per stage; a uniform list equals the dict."""
+    s = chimera.generate("1f1b", 4, 8)
+    uniform = s.simulate(costs={"F": 1, "B": 2})
+    assert s.simulate(costs=[{"F": 1, "B": 2}] * 4).makespan == uniform.makespan
+    slow_last = s.simulate(costs=[{"F": 1, "B": 2}] * 3 + [{"F": 2, "B": 4}])
+    assert slow_last.makespan > uniform.makespan
+    assert slow_last.workers[3].busy == 2 * uniform.workers[3].busy
+    with pytest.raises(chimera.ScheduleError) as error:
+        s.simulate(costs=[{"F": 1}] * 3)
+    assert error.value.rule == "S0" and "describes 3 stages, the schedule has 4" in str(error.value)
+
+
 def test_tune_equals_cli(cli):
     result = chimera.tune("gpt2-1.3b-p100", 2048, 2048)
     table = cli.out("tune", "--preset", "gpt2-1.3b-p100", "--devices", 2048, "--global-batch", 2048, "--top", 5)
@@ -300,6 +317,8 @@ def test_invalid_config_raises_schedule_error(args, kwargs, rule, text):
     ({"schedule": "pipedream"}, ValueError, "unknown schedule 'pipedream' (known: gpipe, 1f1b, chimera"),
     ({"scaling": "tripling"}, ValueError, "unknown scaling 'tripling'"),
     ({"pipelines": -2}, ValueError, "pipelines must be >= 1 or None (got -2)"),
+    ({"pipelines": 0}, ValueError, "pipelines must be >= 1 or None (got 0)"),
+    ({"schedule": "interleaved", "group_size": 0}, ValueError, "group_size must be >= 1 or None (got 0)"),
     ({"stages": 2**40}, ValueError, "stages must fit in a 32-bit int (got 1099511627776)"),
 ])
 def test_bad_arguments(kwargs, error_type, text):
@@ -324,6 +343,9 @@ def test_bad_arguments_of_methods(tmp_path):
         (lambda: s.lower(sync="later"), ValueError, "unknown sync policy 'later' (known: end, eager, eager-opt)"),
         (lambda: s.lower(sync="eager-opt", min_window=-1), ValueError, "min_window must be >= 0 (got -1)"),
         (lambda: s.simulate(costs={"X": 1}), ValueError, "costs: unknown op kind 'X' (expected F, B, I, W)"),
+        (lambda: s.simulate(costs=3), TypeError, "costs must be a dict like {'F': 1, 'B': 2} (got int)"),
+        (lambda: s.simulate(costs=[{"F": 1}, 2]), TypeError, "costs[1] must be a dict"),
+        (lambda: s.simulate(costs=[{}, {"F": -2}]), ValueError, "costs[1]['F'] must be a finite number >= 0 (got -2)"),
         (lambda: s.simulate(costs={"F": "1"}), TypeError, "costs['F'] must be a number (got str)"),
         (lambda: s.simulate(costs={"B": -1}), ValueError, "costs['B'] must be a finite number >= 0 (got -1)"),
         (lambda: s.simulate(costs={"F": math.nan}), ValueError, "costs['F'] must be a finite number >= 0 (got nan)"),
@@ -339,12 +361,24 @@ def test_bad_arguments_of_methods(tmp_path):
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, memory_gib=0), ValueError, "memory_gib must be > 0 (got 0)"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, schedules=["zb-v"]), ValueError, "gpipe, 1f1b and chimera only"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, sync="now"), ValueError, "unknown sync policy 'now'"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8.5, 8), TypeError, "devices must be an int (got float 8.5)"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8, True), TypeError, "global_batch must be an int (got bool True)"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8, 8, schedules="chimera"), TypeError, "schedules must be a list"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8, 8, depths=[2.0]), TypeError, "depths[] must be an int"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8, 8, memory_gib="8"), TypeError, "memory_gib must be a number"),
+        (lambda: chimera.tune(None, 8, 8), TypeError, "preset must be a str (got NoneType None)"),
+        (lambda: chimera.tune("gpt2-124m-p100", 8, 8, max_pipelines=0), ValueError,
+         "max_pipelines must be >= 1 or None (got 0)"),
     ]:
         with pytest.raises(error_type) as error:
             call()
         assert text in str(error.value), str(error.value)
-    with pytest.raises(TypeError):
-        s.simulate(p2p=(1,))
+    for call, text in [(lambda: s.simulate(p2p=(1,)), "p2p"), (lambda: s.lower(sync=3), "sync"),
+                       (lambda: s.ops("0"), "worker"), (lambda: s.check(max_diagnostics="all"), "max_diagnostics"),
+                       ]:
+        with pytest.raises(TypeError) as error:  # pybind11's message names the parameters and their types
+            call()
+        assert text in str(error.value) and "incompatible function arguments" in str(error.value)
     with pytest.raises(chimera.ScheduleError) as error:
         s.lower().lower()
     assert error.value.rule == "C0" and "already holds communication ops" in str(error.value)
@@ -382,3 +416,19 @@ def test_op_objects():
     reduce = [o for o in chimera.generate("gpipe", 2, 2).lower().ops(0) if o.kind == "REDUCE_GRAD"]
     assert reduce and all(o.micro_batch is None and o.peer is None for o in reduce)
     assert chimera.generate("gpipe", 2, 2).ops(0)[0] in {chimera.Op("F", 0, 0)}
+
+
+def test_pickle_and_copy():
+    """Schedules and ops survive pickling (torch.multiprocessing hands them to workers)."""
+    for s in (chimera.generate("chimera", 4, 8, pipelines=4), chimera.generate("zb-v", 4, 8).lower(sync="eager")):
+        for clone in (pickle.loads(pickle.dumps(s)), copy.deepcopy(s), copy.copy(s)):
+            assert clone == s and clone.to_json() == s.to_json() and clone.params == s.params
+    op = chimera.Op("SEND_F", 2, micro_batch=3, pipeline=1, peer=0)
+    assert pickle.loads(pickle.dumps(op)) == op
+    reduce = chimera.Op("REDUCE_GRAD", 1)
+    assert pickle.loads(pickle.dumps(reduce)) == reduce and pickle.loads(pickle.dumps(reduce)).micro_batch is None
+
+
+def test_version_is_the_projects():
+    meson_build = (pathlib.Path(__file__).resolve().parents[2] / "meson.build").read_text()
+    assert chimera.__version__ == re.search(r"version : '([^']+)'", meson_build).group(1)
