@@ -164,3 +164,4 @@ def test_missing_torch_api_is_named(monkeypatch):
     from chimera.torch import _compat
     monkeypatch.setattr(_compat, "REQUIRED_ACTIONS", _compat.REQUIRED_ACTIONS + ("SEND_NOTHING",))
     assert ct.missing_api() == ["_ComputationType.SEND_NOTHING"]
+
