@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@
 #include <chimera/lower.hpp>
 #include <cuda/device.hpp>
 #include <cuda/gpu_kernels.hpp>
+#include <cuda/peak_flops.hpp>
 #include <cuda/trainer.hpp>
 
 namespace gpu = chimera::runtime::gpu;
@@ -57,6 +59,13 @@ double median_ms(const std::function<void()>& run, int reps = 20) {
     return times[times.size() / 2];
 }
 
+// The device's dense bf16 peak from the table (peak_flops.hpp), if known.
+std::optional<gpu::peak_flops> device_peak() {
+    cudaDeviceProp p{};
+    gpu::check(cudaGetDeviceProperties(&p, 0), "properties");
+    return gpu::find_peak(p.major, p.minor, p.multiProcessorCount, p.name);
+}
+
 void print_device() {
     cudaDeviceProp p{};
     gpu::check(cudaGetDeviceProperties(&p, 0), "properties");
@@ -66,6 +75,12 @@ void print_device() {
     cudaDeviceGetAttribute(&clock_khz, cudaDevAttrClockRate, 0);  // CUDA 13: no cudaDeviceProp::clockRate
     std::printf("device: %s (sm_%d%d, %d SMs, %.0f MHz), driver %d, runtime %d\n", p.name, p.major, p.minor,
                 p.multiProcessorCount, clock_khz / 1e3, driver, runtime);
+    const auto peak = device_peak();
+    if (peak)
+        std::printf("MFU peak: %.0f TFLOPS dense bf16 (%.*s)\n", peak->bf16_dense / 1e12,
+                    static_cast<int>(peak->of.size()), peak->of.data());
+    else
+        std::printf("MFU peak: unknown device: MFU not reported (add it to examples/cuda/peak_flops.hpp)\n");
 }
 
 // out[M,N] = A[M,K] B[N,K]^T for every rung and cuBLAS (row-major: cuBLAS
@@ -141,11 +156,14 @@ void model(const chimera::config& c, const char* label, int steps, const gpu::gp
     const double tokens = static_cast<double>(lowered.micro_batches()) * shape.batch * shape.seq * steps;
     const double params = static_cast<double>(gpt::parameter_count(shape.model));
     const double flop_per_token = 6 * params + 6.0 * 12 * 768 * 1024;  // llm.c's MFU convention
-    cudaDeviceProp p{};
-    cudaGetDeviceProperties(&p, 0);
-    const double peak_bf16 = std::strstr(p.name, "H100") ? 989e12 : 312e12;  // dense bf16 (SXM; PCIe is 756e12)
-    std::printf("GPT-2 124M, %s: %.0f tokens/s, MFU %.2f %% of %.0f TFLOPS\n", label, tokens / seconds,
-                100 * tokens / seconds * flop_per_token / peak_bf16, peak_bf16 / 1e12);
+    const auto peak = device_peak();
+    if (!peak) {
+        std::printf("GPT-2 124M, %s: %.0f tokens/s (unknown device: MFU not reported)\n", label, tokens / seconds);
+        return;
+    }
+    std::printf("GPT-2 124M, %s: %.0f tokens/s, MFU %.2f %% of %.0f TFLOPS dense bf16 (%.*s)\n", label,
+                tokens / seconds, 100 * tokens / seconds * flop_per_token / peak->bf16_dense, peak->bf16_dense / 1e12,
+                static_cast<int>(peak->of.size()), peak->of.data());
 }
 
 }  // namespace

@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <limits>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -12,6 +15,10 @@
 
 #include <cuda/cuda_api.hpp>
 #include <cuda/device.hpp>
+#include <cuda/stage.hpp>
+#include <cuda/transport.hpp>
+
+#include "runtime_fixture.hpp"
 
 using chimera::runtime::gpu::device_buffer;
 
@@ -136,7 +143,7 @@ TEST_CASE_FIXTURE(fresh_device, "streams: an event orders two streams; a never-r
     REQUIRE(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking) == cudaSuccess);
     REQUIRE(cudaStreamCreateWithFlags(&b, cudaStreamNonBlocking) == cudaSuccess);
     device_buffer<int> value(1), copy(1);
-    value.zero();
+    value.zero();  // without a stream: done when it returns
     cudaEvent_t written = nullptr;
     REQUIRE(cudaEventCreateWithFlags(&written, cudaEventDisableTiming) == cudaSuccess);
 
@@ -174,4 +181,211 @@ TEST_CASE_FIXTURE(fresh_device, "cudaFree synchronizes; freeing a pointer twice 
     CHECK(cudaFree(p) == cudaSuccess);
     CHECK(cudaFree(p) == cudaErrorInvalidDevicePointer);
     CHECK(cudaGetLastError() == cudaErrorInvalidDevicePointer);
+}
+
+// --- the legacy default stream against non-blocking streams --------------------------
+
+namespace {
+
+cudaStream_t non_blocking_stream() {
+    cudaStream_t s = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+    return s;
+}
+// The device memory as it is now (the emulator's device memory is host memory).
+int now_in(const device_buffer<int>& b) { return *b.data(); }
+bool reported_unordered(cudaError_t e) {
+    return e == cudaErrorLaunchFailure &&
+           std::string(cudaGetErrorString(e)).find("unordered access") != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(fresh_device, "legacy stream: a pageable upload returns before its write lands") {
+    device_buffer<int> value(std::vector<int>{1});
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    REQUIRE(now_in(value) == 1);
+    const std::vector<int> two{2};
+    REQUIRE(cudaMemcpy(value.data(), two.data(), sizeof(int), cudaMemcpyHostToDevice) == cudaSuccess);
+    CHECK(now_in(value) == 1);  // staged, not landed
+    SUBCASE("landed by cudaDeviceSynchronize") { REQUIRE(cudaDeviceSynchronize() == cudaSuccess); }
+    SUBCASE("landed by cudaStreamSynchronize(0)") { REQUIRE(cudaStreamSynchronize(nullptr) == cudaSuccess); }
+    SUBCASE("landed before the next legacy-stream operation (a download)") { CHECK(value.download()[0] == 2); }
+    SUBCASE("landed before work on a blocking stream") {
+        cudaStream_t blocking = nullptr;
+        REQUIRE(cudaStreamCreate(&blocking) == cudaSuccess);
+        device_buffer<int> copy(1);
+        REQUIRE(cudaMemcpyAsync(copy.data(), value.data(), sizeof(int), cudaMemcpyDeviceToDevice, blocking) ==
+                cudaSuccess);
+        REQUIRE(cudaStreamSynchronize(blocking) == cudaSuccess);
+        CHECK(copy.download()[0] == 2);
+    }
+    CHECK(now_in(value) == 2);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "legacy stream: a memset is asynchronous too") {
+    device_buffer<int> value(std::vector<int>{5});
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    REQUIRE(cudaMemset(value.data(), 0, sizeof(int)) == cudaSuccess);
+    CHECK(now_in(value) == 5);
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    CHECK(now_in(value) == 0);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "legacy stream: a pageable upload may be reused at once (the source is staged)") {
+    std::vector<int> host{3};
+    device_buffer<int> value(host);
+    host[0] = 4;  // after cudaMemcpy returned: must not change what lands
+    CHECK(value.download()[0] == 3);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "legacy stream: non-blocking work on memory it is still writing is reported") {
+    cudaStream_t s = non_blocking_stream();
+    device_buffer<int> value(1), copy(1);
+    SUBCASE("after an upload") {
+        const std::vector<int> seven{7};
+        REQUIRE(cudaMemcpy(value.data(), seven.data(), sizeof(int), cudaMemcpyHostToDevice) == cudaSuccess);
+    }
+    SUBCASE("after a memset") { REQUIRE(cudaMemset(value.data(), 0, sizeof(int)) == cudaSuccess); }
+    SUBCASE("a kernel's pointer argument") {
+        REQUIRE(cudaMemset(value.data(), 0, sizeof(int)) == cudaSuccess);
+        released = true;  // were it not reported, it would run
+        CHIMERA_LAUNCH(gated_write, 1, 1, s)(value.data(), 1);
+        const cudaError_t e = cudaGetLastError();
+        CHECK(reported_unordered(e));
+        CHECK(std::string(cudaGetErrorString(e)).find("gated_write") != std::string::npos);
+        return;
+    }
+    const cudaError_t e =
+        cudaMemcpyAsync(copy.data(), value.data(), sizeof(int), cudaMemcpyDeviceToDevice, s);
+    CHECK(reported_unordered(e));
+    CHECK(std::string(cudaGetErrorString(e)).find("legacy default stream") != std::string::npos);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "legacy stream: after a synchronization, or on the stream itself, it is ordered") {
+    cudaStream_t s = non_blocking_stream();
+    const std::vector<int> seven{7};
+    device_buffer<int> value(1), copy(1);
+    SUBCASE("cudaStreamSynchronize(0) between") {
+        REQUIRE(cudaMemcpy(value.data(), seven.data(), sizeof(int), cudaMemcpyHostToDevice) == cudaSuccess);
+        REQUIRE(cudaStreamSynchronize(nullptr) == cudaSuccess);
+    }
+    SUBCASE("the upload on the non-blocking stream") {
+        REQUIRE(cudaMemcpyAsync(value.data(), seven.data(), sizeof(int), cudaMemcpyHostToDevice, s) == cudaSuccess);
+    }
+    SUBCASE("device_buffer's upload on the stream") { value.upload(seven, s); }
+    SUBCASE("device_buffer's upload without a stream (lands before it returns)") { value.upload(seven); }
+    REQUIRE(cudaMemcpyAsync(copy.data(), value.data(), sizeof(int), cudaMemcpyDeviceToDevice, s) == cudaSuccess);
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    CHECK(copy.download()[0] == 7);
+}
+
+TEST_CASE_FIXTURE(fresh_device, "page-locked memory: cudaMemcpy from it is synchronous") {
+    int* pinned = nullptr;
+    REQUIRE(cudaMallocHost(&pinned, sizeof(int)) == cudaSuccess);
+    *pinned = 9;
+    device_buffer<int> value(1);
+    REQUIRE(cudaMemcpy(value.data(), pinned, sizeof(int), cudaMemcpyHostToDevice) == cudaSuccess);
+    CHECK(now_in(value) == 9);
+    CHECK(cudaFreeHost(pinned) == cudaSuccess);
+    CHECK(cudaFreeHost(pinned) == cudaErrorInvalidValue);
+}
+
+// The local transport's all-reduce on two workers' non-blocking streams:
+// its pointer table must be ordered with replica_sum (issue: it went up on
+// the legacy stream, and the kernel could read stale pointers).
+TEST_CASE_FIXTURE(fresh_device, "local transport: an all-reduce on non-blocking streams is ordered and sums") {
+    cudaStream_t a = non_blocking_stream(), b = non_blocking_stream();
+    device_buffer<float> x(3), y(3);
+    chimera::runtime::gpu::buffer_pool pool;
+    for (int iteration = 0; iteration < 2; ++iteration) {
+        x.upload({1, 2, 3}, a);
+        y.upload({10, 20, 30}, b);
+        {
+            chimera::runtime::gpu::local_transport transport(std::chrono::seconds(10), &pool);
+            transport.post_all_reduce(0, 0, 2, x.data(), 3, a);
+            transport.post_all_reduce(0, 1, 2, y.data(), 3, b);
+            transport.send({0, 0, 0, 0, 1, 0}, x.data(), 3, a);
+            const float* got = transport.receive({0, 0, 0, 0, 1, 0}, 3, b);
+            transport.finish_all_reduce(0, x.data(), a);
+            transport.finish_all_reduce(0, y.data(), b);
+            REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+            CHECK(std::vector<float>(got, got + 3) == std::vector<float>{1, 2, 3});  // emulator: host memory
+        }
+        CHECK(x.download() == std::vector<float>{11, 22, 33});
+        CHECK(y.download() == std::vector<float>{11, 22, 33});
+        // A message buffer, the sum and its pointer table: allocated in the
+        // first iteration, reused in the second.
+        CHECK(pool.allocations() == 3);
+    }
+}
+
+// --- the stage model's host side ------------------------------------------------------
+
+namespace {
+
+chimera::runtime::gpu::gpu_stage_model whole_model_stage(const chimera::runtime::gpu::gpu_stage_options& options = {}) {
+    const auto shape = test::test_shape(1, 1);
+    return {shape.model, chimera::gpt::partition(shape.model, 1)[0], shape.batch, shape.seq, options};
+}
+
+}  // namespace
+
+TEST_CASE_FIXTURE(fresh_device, "stage model: a stash's tokens go up without a host synchronization") {
+    namespace gpu = chimera::runtime::gpu;
+    const auto model = whole_model_stage();
+    const auto shape = test::test_shape(1, 1);
+    std::vector<int> tokens, targets;
+    test::data().micro_batch(false, shape.data_seed, 0, 0, shape.batch, shape.seq, tokens, targets);
+    cudaStream_t s = non_blocking_stream();
+    device_buffer<int> gate(1);
+    released = false;
+    CHIMERA_LAUNCH(gated_write, 1, 1, s)(gate.data(), 1);  // holds the stream
+    std::atomic<bool> returned{false};
+    std::thread release_later([&] {
+        for (int i = 0; i < 200 && !returned; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        released = true;  // were make_stash to synchronize, it would return only now
+    });
+    gpu::gpu_stash a = model.make_stash(tokens, targets, s), b = model.make_stash(tokens, targets, s);
+    returned = true;
+    CHECK(!released);
+    release_later.join();
+    CHECK(model.staging_slots() == 2);  // two uploads in flight: two page-locked slots
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    gpu::gpu_stash c = model.make_stash(tokens, targets, s);
+    CHECK(model.staging_slots() == 2);  // reused once their copies completed
+    REQUIRE(cudaStreamSynchronize(s) == cudaSuccess);
+    for (gpu::gpu_stash* st : {&a, &b, &c}) {
+        std::vector<int> got(tokens.size());
+        REQUIRE(cudaMemcpy(got.data(), st->ints, got.size() * sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess);
+        CHECK(got == tokens);
+        gpu::gpu_stage_model::free_stash(*st, s);
+    }
+    // The stashes' memory pool keeps what it frees (no release at each synchronization).
+    cudaMemPool_t pool = nullptr;
+    REQUIRE(cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess);
+    std::uint64_t threshold = 0;
+    REQUIRE(cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold) == cudaSuccess);
+    CHECK(threshold == std::numeric_limits<std::uint64_t>::max());
+}
+
+TEST_CASE_FIXTURE(fresh_device, "stage model: bf16 matmuls are refused below compute capability 8.0") {
+    namespace gpu = chimera::runtime::gpu;
+    auto& device = chimera_emulator::device();
+    device.major = 7;
+    device.minor = 5;
+    try {
+        whole_model_stage({.arithmetic = gpu::precision::bf16});
+        FAIL("no error");
+    } catch (const std::runtime_error& e) {
+        CHECK(std::string(e.what()) ==
+              "--precision bf16 (G2: mma.sync bf16, ldmatrix, cp.async) needs compute capability 8.0 or newer; "
+              "device 0 has 7.5");
+    }
+    CHECK_NOTHROW(whole_model_stage());  // fp32 runs anywhere
+    device.major = 8;
+    device.minor = 0;
+    CHECK_NOTHROW(whole_model_stage({.arithmetic = gpu::precision::bf16}));
+    device.major = 9;
+    device.minor = 0;
 }

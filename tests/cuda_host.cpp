@@ -12,6 +12,7 @@
 
 #include <common/bf16.hpp>
 #include <cuda/gpu_kernels.hpp>
+#include <cuda/peak_flops.hpp>
 
 namespace math = chimera::runtime::math;
 
@@ -53,4 +54,20 @@ TEST_CASE("bf16 GEMM launchers: bad shapes are rejected before any launch") {
                     std::invalid_argument);  // ldc < N
     CHECK_THROWS_AS(gpu::cast_to_bf16_padded(nullptr, nullptr, 2, 9, 8, nullptr), std::invalid_argument);
     CHECK_THROWS_AS(gpu::transpose_to_bf16_padded(nullptr, nullptr, 9, 2, 8, nullptr), std::invalid_argument);
+}
+
+TEST_CASE("MFU peaks: by compute capability and SM count; an unknown device has none") {
+    using chimera::runtime::gpu::find_peak;
+    CHECK(find_peak(9, 0, 132, "NVIDIA H200")->bf16_dense == 989e12);
+    CHECK(find_peak(9, 0, 132, "NVIDIA H100 80GB HBM3")->bf16_dense == 989e12);
+    CHECK(find_peak(9, 0, 132, "NVIDIA H100 NVL")->bf16_dense == 835e12);
+    CHECK(find_peak(9, 0, 132, "NVIDIA H200 NVL")->bf16_dense == 835e12);
+    CHECK(find_peak(9, 0, 114, "NVIDIA H100 PCIe")->bf16_dense == 756e12);
+    CHECK(find_peak(8, 0, 108, "NVIDIA A100-SXM4-80GB")->bf16_dense == 312e12);
+    CHECK(find_peak(8, 0, 108, "NVIDIA A100-SXM4-80GB")->of.find("A100") != std::string_view::npos);
+    // Not in the table: no guess (an A30 is sm_80 with 56 SMs; an L40S sm_89).
+    CHECK_FALSE(find_peak(8, 0, 56, "NVIDIA A30").has_value());
+    CHECK_FALSE(find_peak(8, 9, 142, "NVIDIA L40S").has_value());
+    CHECK_FALSE(find_peak(10, 0, 148, "NVIDIA B200").has_value());
+    CHECK_FALSE(find_peak(9, 0, 1, "Chimera CUDA emulator (CPU)").has_value());
 }

@@ -50,15 +50,16 @@ public:
             gpu_replica rep;
             rep.id = r;
             rep.model = std::make_unique<gpu_stage_model>(shape.model, l, shape.batch, shape.seq, options);
+            // On the worker's stream: its kernels are ordered after these.
             rep.params = device_buffer<float>(std::vector<float>(
                 whole_model.begin() + static_cast<std::ptrdiff_t>(l.offset),
-                whole_model.begin() + static_cast<std::ptrdiff_t>(l.offset + l.size)));
+                whole_model.begin() + static_cast<std::ptrdiff_t>(l.offset + l.size)), stream_);
             rep.grads = device_buffer<float>(l.size);
             rep.first_moment = device_buffer<float>(l.size);
             rep.second_moment = device_buffer<float>(l.size);
-            rep.grads.zero();
-            rep.first_moment.zero();
-            rep.second_moment.zero();
+            rep.grads.zero(stream_);
+            rep.first_moment.zero(stream_);
+            rep.second_moment.zero(stream_);
             replicas_.push_back(std::move(rep));
         }
     }
@@ -76,6 +77,8 @@ public:
     }
 
     int rank() const { return group_ * s_->workers() + worker_; }
+    // The worker's stream: uploads into its replicas go here (trainer load).
+    cudaStream_t stream() const { return stream_; }
     std::vector<gpu_replica>& replicas() { return replicas_; }
     const std::vector<gpu_replica>& replicas() const { return replicas_; }
     std::vector<replica> owned() const {

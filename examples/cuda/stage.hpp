@@ -1,8 +1,10 @@
 // One model stage on the GPU: the same sequence of kernels as
 // cpu::stage_model<float>, on one stream. Activations of one micro-batch
-// live in one stream-ordered device allocation (the stash); temporaries of a
-// backward live in a per-stage workspace, which is safe because everything
-// of a worker runs in order on its stream.
+// live in one stream-ordered device allocation (the stash; the memory pool
+// keeps what it frees, keep_pool_memory); its tokens and targets go up
+// through page-locked slots, without a host synchronization. Temporaries of
+// a backward live in a per-stage workspace, which is safe because
+// everything of a worker runs in order on its stream.
 #pragma once
 
 #include <algorithm>
@@ -16,6 +18,7 @@
 
 #include "../gpt/model.hpp"
 #include "../gpt/stash.hpp"
+#include "device.hpp"
 #include "gpu_kernels.hpp"
 
 namespace chimera::runtime::gpu {
@@ -44,7 +47,12 @@ class gpu_stage_model {
 public:
     gpu_stage_model(const gpt::gpt_config& config, const gpt::stage_layout& layout, int batch, int seq,
                     const gpu_stage_options& options = {})
-        : c_(config), l_(layout), B_(batch), T_(seq), attention_(options.attention), precision_(options.arithmetic) {
+        : c_(config), l_(layout), B_(batch), T_(seq), attention_(options.attention), precision_(options.arithmetic),
+          staging_(max_ints() * sizeof(int)) {
+        // G2's body is empty below sm_80: refuse rather than compute nothing.
+        if (precision_ == precision::bf16)
+            require_compute_capability(8, 0, "--precision bf16 (G2: mma.sync bf16, ldmatrix, cp.async)");
+        keep_pool_memory();
         if (attention_ == gpt::attention_kind::flash && (c_.channels % c_.heads != 0 || c_.channels / c_.heads != 64))
             throw std::invalid_argument("flash attention needs head size 64; this model has C/NH = " +
                                         std::to_string(c_.channels) + "/" + std::to_string(c_.heads));
@@ -108,13 +116,12 @@ public:
         if (l_.head) ints.insert(ints.end(), targets.begin(), targets.end());
         if (!ints.empty()) {
             check(cudaMallocAsync(reinterpret_cast<void**>(&s.ints), ints.size() * sizeof(int), stream), "stash ints");
-            // Synchronous from pageable memory: `ints` may go out of scope.
-            check(cudaMemcpyAsync(s.ints, ints.data(), ints.size() * sizeof(int), cudaMemcpyHostToDevice, stream),
-                  "upload tokens");
-            check(cudaStreamSynchronize(stream), "upload tokens");
+            staging_.upload(s.ints, ints, stream);  // no host synchronization
         }
         return s;
     }
+    // Page-locked slots of the token uploads (one per upload in flight).
+    std::size_t staging_slots() const { return staging_.slots(); }
     static void free_stash(gpu_stash& s, cudaStream_t stream) {
         if (s.values) cudaFreeAsync(s.values, stream);
         if (s.ints) cudaFreeAsync(s.ints, stream);
@@ -274,6 +281,12 @@ private:
         else gpu::matmul_backward_weight(dweight, dbias, dout, inp, N, C, OC, st);
     }
 
+    // The most ints make_stash uploads: tokens and their buckets
+    // (1 + 2U + 1 + BT, U <= BT) on stage 0, targets on the last stage.
+    std::size_t max_ints() const {
+        const std::size_t BT = static_cast<std::size_t>(B_) * T_;
+        return (l_.embedding ? BT + 3 * BT + 2 : 0) + (l_.head ? BT : 0);
+    }
     std::size_t tensor(std::size_t local_index) const { return tensor_offset_[local_index]; }
     std::size_t block_tensor(std::size_t block, int k) const {
         return tensor((l_.embedding ? 2 : 0) + block * gpt::block_tensor_count + static_cast<std::size_t>(k));
@@ -297,6 +310,7 @@ private:
     std::size_t workspace_size_ = 0;
     precision precision_ = precision::fp32;
     std::uint16_t* bf16_scratch_ = nullptr;  // bf16 only: the operands of one matmul
+    mutable pinned_uploader staging_;         // make_stash's tokens and targets
 };
 
 }  // namespace chimera::runtime::gpu

@@ -53,7 +53,7 @@ public:
     const cuda_backend& worker(int rank) const { return *workers_[static_cast<std::size_t>(rank)]; }
 
     step_result step(int step_index) {
-        local_transport transport(watchdog_);
+        local_transport transport(watchdog_, &buffers_);
         std::vector<std::string> errors(workers_.size());
         const auto start = std::chrono::steady_clock::now();
         std::vector<std::thread> threads;
@@ -93,7 +93,9 @@ public:
     }
     // Resume: every replica takes its stage's slice of the whole-model state
     // (parameters and AdamW moments), as cpu::pipeline_trainer::load. Call
-    // between steps (nothing is in flight on the worker streams then).
+    // between steps (nothing is in flight on the worker streams then). The
+    // uploads go on each worker's own stream, so its next step's kernels are
+    // ordered after them (resume is bitwise equal).
     void load(const train_state<float>& state) {
         const std::size_t count = gpt::parameter_count(shape_.model);
         if (state.params.size() != count || state.first_moment.size() != count || state.second_moment.size() != count)
@@ -103,9 +105,9 @@ public:
         for (auto& b : workers_)
             for (auto& rep : b->replicas()) {
                 const auto& l = rep.model->layout();
-                rep.params.upload(slice(state.params, l));
-                rep.first_moment.upload(slice(state.first_moment, l));
-                rep.second_moment.upload(slice(state.second_moment, l));
+                rep.params.upload(slice(state.params, l), b->stream());
+                rep.first_moment.upload(slice(state.first_moment, l), b->stream());
+                rep.second_moment.upload(slice(state.second_moment, l), b->stream());
             }
     }
     // Whole-model gradient of the last step (after the reduction).
@@ -145,6 +147,7 @@ private:
     run_shape shape_;
     const gpt::dataset& data_;
     std::chrono::milliseconds watchdog_;
+    buffer_pool buffers_;  // the transport's device buffers, reused every step
     std::vector<std::unique_ptr<cuda_backend>> workers_;
 };
 

@@ -8,12 +8,17 @@
 // event; the last member to arrive makes its stream wait on all of them,
 // sums the members in fixed order (replica_sum) into a result buffer and
 // records a result event; each member's stream waits on it and copies the
-// sum back.
+// sum back. Everything a member enqueues is on its own stream (the member
+// pointer table of the sum included: the legacy default stream would not
+// be ordered with the non-blocking worker streams). Device buffers come from
+// a buffer_pool that outlives the iteration, so after the first iteration
+// the transport allocates nothing.
 #pragma once
 
 #include <chrono>
 #include <condition_variable>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -29,31 +34,86 @@ namespace chimera::runtime::gpu {
 // (kind, pipeline, micro-batch, sending stage, receiving stage, data-parallel group)
 using message_id = std::tuple<int, int, int, int, int, int>;
 
+// Device buffers reused from one iteration to the next, by exact size in
+// bytes (each request's own size: a schedule sends the same messages every
+// iteration). take() allocates only when no free buffer of that size is
+// left, and never under the transport's lock. give_back() only once the
+// device is done with the buffer (the transport's destructor runs after
+// every stream was synchronized).
+class buffer_pool {
+public:
+    buffer_pool() = default;
+    buffer_pool(const buffer_pool&) = delete;
+    buffer_pool& operator=(const buffer_pool&) = delete;
+    ~buffer_pool() {
+        for (auto& [bytes, list] : free_)
+            for (void* p : list) cudaFree(p);
+    }
+    void* take(std::size_t bytes) {
+        {
+            std::lock_guard lock(mutex_);
+            auto& list = free_[bytes];
+            if (!list.empty()) {
+                void* p = list.back();
+                list.pop_back();
+                return p;
+            }
+            ++allocations_;
+        }
+        void* p = nullptr;
+        check(cudaMalloc(&p, bytes), "transport buffer");
+        return p;
+    }
+    void give_back(void* p, std::size_t bytes) {
+        if (!p) return;
+        std::lock_guard lock(mutex_);
+        free_[bytes].push_back(p);
+    }
+    // cudaMalloc calls so far.
+    std::size_t allocations() {
+        std::lock_guard lock(mutex_);
+        return allocations_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::map<std::size_t, std::vector<void*>> free_;
+    std::size_t allocations_ = 0;
+};
+
 class local_transport {
 public:
-    explicit local_transport(std::chrono::milliseconds watchdog) : watchdog_(watchdog) {}
+    // `pool`: where buffers come from and go back to (a trainer passes one
+    // that lives across iterations); without one the transport has its own.
+    explicit local_transport(std::chrono::milliseconds watchdog, buffer_pool* pool = nullptr)
+        : watchdog_(watchdog), own_pool_(pool ? nullptr : std::make_unique<buffer_pool>()),
+          pool_(pool ? pool : own_pool_.get()) {}
     local_transport(const local_transport&) = delete;
     local_transport& operator=(const local_transport&) = delete;
     ~local_transport() {
         // Called after every stream was synchronized.
         for (auto& [id, m] : messages_) {
             if (m.event) cudaEventDestroy(m.event);
-            if (m.buffer) cudaFree(m.buffer);
+            pool_->give_back(m.buffer, m.count * sizeof(float));
         }
         for (auto& [id, r] : reductions_) {
             if (r.result_event) cudaEventDestroy(r.result_event);
             for (cudaEvent_t e : r.member_events) cudaEventDestroy(e);
-            if (r.result) cudaFree(r.result);
-            if (r.member_pointers) cudaFree(r.member_pointers);
+            pool_->give_back(r.result, r.count * sizeof(float));
+            pool_->give_back(r.member_pointers, r.buffers.size() * sizeof(float*));
         }
     }
 
     void send(const message_id& id, const float* source, std::size_t count, cudaStream_t stream) {
+        auto* buffer = static_cast<float*>(pool_->take(count * sizeof(float)));
         std::unique_lock lock(mutex_);
         auto& m = messages_[id];
-        if (m.recorded) throw std::runtime_error("local transport: message sent twice in one iteration");
+        if (m.recorded) {
+            pool_->give_back(buffer, count * sizeof(float));
+            throw std::runtime_error("local transport: message sent twice in one iteration");
+        }
         m.count = count;
-        check(cudaMalloc(reinterpret_cast<void**>(&m.buffer), count * sizeof(float)), "message buffer");
+        m.buffer = buffer;
         check(cudaMemcpyAsync(m.buffer, source, count * sizeof(float), cudaMemcpyDeviceToDevice, stream), "send");
         check(cudaEventCreateWithFlags(&m.event, cudaEventDisableTiming), "event");
         check(cudaEventRecord(m.event, stream), "cudaEventRecord");
@@ -93,18 +153,25 @@ public:
         check(cudaEventCreateWithFlags(&r.member_events[static_cast<std::size_t>(order)], cudaEventDisableTiming),
               "event");
         check(cudaEventRecord(r.member_events[static_cast<std::size_t>(order)], stream), "cudaEventRecord");
-        if (++r.arrived == members) {
-            for (cudaEvent_t e : r.member_events) check(cudaStreamWaitEvent(stream, e, 0), "cudaStreamWaitEvent");
-            check(cudaMalloc(reinterpret_cast<void**>(&r.result), count * sizeof(float)), "reduce buffer");
-            check(cudaMalloc(reinterpret_cast<void**>(&r.member_pointers), members * sizeof(float*)), "reduce list");
-            check(cudaMemcpy(r.member_pointers, r.buffers.data(), members * sizeof(float*), cudaMemcpyHostToDevice),
-                  "reduce list");
-            replica_sum(r.result, r.member_pointers, members, count, stream);
-            check(cudaEventCreateWithFlags(&r.result_event, cudaEventDisableTiming), "event");
-            check(cudaEventRecord(r.result_event, stream), "cudaEventRecord");
-            r.done = true;
-            cv_.notify_all();
-        }
+        if (++r.arrived < members) return;
+        // The last member: nobody else touches `r` until `done`, so the
+        // buffers are taken without the lock.
+        lock.unlock();
+        auto* result = static_cast<float*>(pool_->take(count * sizeof(float)));
+        auto* table = static_cast<float**>(pool_->take(r.buffers.size() * sizeof(float*)));
+        lock.lock();
+        r.result = result;
+        r.member_pointers = table;
+        for (cudaEvent_t e : r.member_events) check(cudaStreamWaitEvent(stream, e, 0), "cudaStreamWaitEvent");
+        // On the kernel's stream: r.buffers lives until the transport ends.
+        check(cudaMemcpyAsync(table, r.buffers.data(), r.buffers.size() * sizeof(float*), cudaMemcpyHostToDevice,
+                              stream),
+              "reduce list");
+        replica_sum(result, table, members, count, stream);
+        check(cudaEventCreateWithFlags(&r.result_event, cudaEventDisableTiming), "event");
+        check(cudaEventRecord(r.result_event, stream), "cudaEventRecord");
+        r.done = true;
+        cv_.notify_all();
     }
 
     void finish_all_reduce(int key, float* buffer, cudaStream_t stream) {
@@ -158,6 +225,8 @@ private:
         bool done = false;
     };
     std::chrono::milliseconds watchdog_;
+    std::unique_ptr<buffer_pool> own_pool_;
+    buffer_pool* pool_;
     std::mutex mutex_;
     std::condition_variable cv_;
     std::map<message_id, message> messages_;

@@ -41,6 +41,7 @@
 #include <cstring>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -67,6 +68,7 @@ enum cudaError_t {
     cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidDevicePointer = 17,
     cudaErrorInvalidResourceHandle = 400,
+    cudaErrorNotReady = 600,
     cudaErrorLaunchFailure = 719,
 };
 using cudaError = cudaError_t;
@@ -83,6 +85,12 @@ enum cudaDeviceAttr {
     cudaDevAttrMaxThreadsPerBlock = 1,
     cudaDevAttrClockRate = 13,
     cudaDevAttrMultiProcessorCount = 16,
+    cudaDevAttrComputeCapabilityMajor = 75,
+    cudaDevAttrComputeCapabilityMinor = 76,
+};
+
+enum cudaMemPoolAttr {
+    cudaMemPoolAttrReleaseThreshold = 4,
 };
 
 constexpr unsigned cudaStreamDefault = 0, cudaStreamNonBlocking = 1;
@@ -105,6 +113,8 @@ class event;
 }  // namespace chimera_emulator
 using cudaStream_t = chimera_emulator::stream*;
 using cudaEvent_t = chimera_emulator::event*;
+// The device's one memory pool (its release threshold is all it models).
+using cudaMemPool_t = struct cuda_emulator_mem_pool*;
 
 namespace chimera_emulator {
 
@@ -608,19 +618,74 @@ private:
     std::thread worker_;  // last: starts after the members it uses
 };
 
-// The device: its streams and allocations.
+// A write of the legacy default stream that has not landed yet: copies and
+// memsets there are asynchronous to the host (a pageable host-to-device
+// cudaMemcpy returns once the source is staged), and nothing orders them
+// with non-blocking streams. They land at the next point that is ordered
+// after them: the next legacy-stream operation, work submitted to a
+// blocking stream, cudaStreamSynchronize(0), cudaDeviceSynchronize, cudaFree.
+struct legacy_write {
+    const void* allocation;  // the device allocation written
+    std::function<void()> land;
+    std::string what;
+};
+
+// The device: its streams, allocations (base -> bytes), pinned host
+// buffers, the legacy stream's pending writes.
 struct device_state {
     std::mutex mutex;
     std::set<stream*> streams;
-    std::set<void*> allocations;
+    std::map<const void*, std::size_t> allocations;
+    std::map<const void*, std::size_t> pinned;
+    std::mutex legacy_mutex;  // taken alone, never with `mutex` held
+    std::vector<legacy_write> legacy_pending;
+    std::uint64_t release_threshold = 0;  // of the default memory pool, as CUDA's default
+    int major = 9, minor = 0;             // compute capability reported (tests may lower it)
     ~device_state() {
         for (stream* s : streams) delete s;
-        for (void* p : allocations) std::free(p);
+        for (auto [p, bytes] : allocations) std::free(const_cast<void*>(p));
     }
 };
 inline device_state& device() {
     static device_state d;
     return d;
+}
+
+// The block of `blocks` (base -> bytes) holding `p`, or nullptr.
+inline const void* containing(const std::map<const void*, std::size_t>& blocks, const void* p) {
+    std::lock_guard lock(device().mutex);
+    auto it = blocks.upper_bound(p);
+    if (it == blocks.begin()) return nullptr;
+    --it;
+    return static_cast<const char*>(p) < static_cast<const char*>(it->first) + it->second ? it->first : nullptr;
+}
+// The device allocation holding `p`, or nullptr (host memory).
+inline const void* allocation_of(const void* p) { return containing(device().allocations, p); }
+inline bool pinned(const void* p) { return containing(device().pinned, p) != nullptr; }
+
+// Lands the legacy stream's pending writes, in their order.
+inline void land_legacy_writes() {
+    std::lock_guard lock(device().legacy_mutex);
+    for (auto& w : device().legacy_pending) w.land();
+    device().legacy_pending.clear();
+}
+// Work on a non-blocking stream touching an allocation that a pending
+// legacy-stream write targets is unordered with that write: on a GPU it
+// may read stale data. Reported as a sticky failure naming both.
+inline bool unordered_with_legacy(const char* what, const std::vector<const void*>& touches) {
+    std::vector<const void*> allocations;
+    for (const void* p : touches)
+        if (const void* a = p ? allocation_of(p) : nullptr) allocations.push_back(a);
+    if (allocations.empty()) return false;
+    std::lock_guard lock(device().legacy_mutex);
+    for (const auto& w : device().legacy_pending)
+        if (std::find(allocations.begin(), allocations.end(), w.allocation) != allocations.end()) {
+            fail(std::string("unordered access: ") + what + " on a non-blocking stream uses device memory that " +
+                 w.what + " on the legacy default stream is still writing (the legacy stream is not ordered with " +
+                 "non-blocking streams: copy on the same stream, or synchronize first)");
+            return true;
+        }
+    return false;
 }
 
 inline std::vector<stream*> streams(bool blocking_only) {
@@ -630,8 +695,15 @@ inline std::vector<stream*> streams(bool blocking_only) {
         if (!blocking_only || s->blocking()) out.push_back(s);
     return out;
 }
+// What the legacy default stream waits for before each of its operations:
+// the blocking streams' work and its own earlier writes.
+inline void join_legacy() {
+    for (stream* b : streams(true)) b->synchronize();
+    land_legacy_writes();
+}
 inline void synchronize_device() {
     for (stream* s : streams(false)) s->synchronize();
+    land_legacy_writes();
 }
 inline bool known_stream(cudaStream_t s) {
     std::lock_guard lock(device().mutex);
@@ -639,16 +711,31 @@ inline bool known_stream(cudaStream_t s) {
 }
 
 // Work on `s`: queued on its thread, or, for the legacy default stream
-// (nullptr), run now after the blocking streams finished theirs.
-inline cudaError_t submit(cudaStream_t s, std::function<void()> work) {
+// (nullptr), run now after the blocking streams finished theirs. `touches`:
+// the device pointers the work uses, checked against the legacy stream's
+// pending writes when `s` is non-blocking.
+inline cudaError_t submit(cudaStream_t s, std::function<void()> work, const char* what = "work",
+                          const std::vector<const void*>& touches = {}) {
     if (!known_stream(s)) return result(cudaErrorInvalidResourceHandle);
     if (sticky() != cudaSuccess) return result();
     if (s == nullptr) {
-        for (stream* b : streams(true)) b->synchronize();
+        join_legacy();
         work();
-    } else {
+    } else if (s->blocking()) {
+        land_legacy_writes();  // a blocking stream's work is ordered after the legacy stream's
+        s->enqueue(std::move(work));
+    } else if (!unordered_with_legacy(what, touches)) {
         s->enqueue(std::move(work));
     }
+    return result();
+}
+// A write on the legacy stream that lands lazily (see legacy_write).
+inline cudaError_t submit_legacy_write(const void* destination, std::function<void()> land, std::string what) {
+    if (sticky() != cudaSuccess) return result();
+    join_legacy();
+    const void* allocation = allocation_of(destination);
+    std::lock_guard lock(device().legacy_mutex);
+    device().legacy_pending.push_back({allocation, std::move(land), std::move(what)});
     return result();
 }
 
@@ -681,13 +768,22 @@ public:
         auto kernel = kernel_;
         const char* name = name_;
         const dim3 grid = grid_, block = block_;
-        submit(stream_, [=] {
-            const std::function<void()> body = [&] { std::apply(kernel, *parameters); };
-            run_grid(name, grid, block, body);
-        });
+        std::vector<const void*> pointers;  // the arguments that may be device memory
+        std::apply([&](const auto&... a) { (note_pointer(pointers, a), ...); }, *parameters);
+        submit(
+            stream_,
+            [=] {
+                const std::function<void()> body = [&] { std::apply(kernel, *parameters); };
+                run_grid(name, grid, block, body);
+            },
+            name, pointers);
     }
 
 private:
+    template <class T>
+    static void note_pointer(std::vector<const void*>& to, const T& a) {
+        if constexpr (std::is_pointer_v<T>) to.push_back(static_cast<const void*>(a));
+    }
     const char* name_;
     void (*kernel_)(P...);
     dim3 grid_, block_;
@@ -706,6 +802,7 @@ inline const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevicePointer: return "invalid device pointer";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
+    case cudaErrorNotReady: return "device not ready";
     case cudaErrorLaunchFailure: {
         static thread_local std::string reason;
         std::lock_guard lock(chimera_emulator::errors().mutex);
@@ -729,6 +826,10 @@ inline cudaError_t cudaGetDeviceCount(int* count) {
     *count = 1;
     return cudaSuccess;
 }
+inline cudaError_t cudaGetDevice(int* device) {
+    *device = 0;
+    return cudaSuccess;
+}
 inline cudaError_t cudaSetDevice(int device) {
     return chimera_emulator::result(device == 0 ? cudaSuccess : cudaErrorInvalidValue);
 }
@@ -741,8 +842,8 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
     p->warpSize = chimera_emulator::warp_size;
     p->maxThreadsPerBlock = 1024;
     p->multiProcessorCount = 1;
-    p->major = 9;
-    p->minor = 0;
+    p->major = chimera_emulator::device().major;
+    p->minor = chimera_emulator::device().minor;
     p->clockRate = 1000000;
     return cudaSuccess;
 }
@@ -752,6 +853,8 @@ inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d
     case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
     case cudaDevAttrClockRate: *value = 1000000; break;
     case cudaDevAttrMultiProcessorCount: *value = 1; break;
+    case cudaDevAttrComputeCapabilityMajor: *value = chimera_emulator::device().major; break;
+    case cudaDevAttrComputeCapabilityMinor: *value = chimera_emulator::device().minor; break;
     }
     return cudaSuccess;
 }
@@ -775,9 +878,12 @@ inline cudaError_t cudaDeviceReset() {
     chimera_emulator::synchronize_device();
     std::lock_guard lock(chimera_emulator::device().mutex);
     for (auto* s : chimera_emulator::device().streams) delete s;
-    for (void* p : chimera_emulator::device().allocations) std::free(p);
+    for (auto [p, bytes] : chimera_emulator::device().allocations) std::free(const_cast<void*>(p));
+    for (auto [p, bytes] : chimera_emulator::device().pinned) std::free(const_cast<void*>(p));
     chimera_emulator::device().streams.clear();
     chimera_emulator::device().allocations.clear();
+    chimera_emulator::device().pinned.clear();
+    chimera_emulator::device().release_threshold = 0;
     std::lock_guard error_lock(chimera_emulator::errors().mutex);
     chimera_emulator::errors().sticky = cudaSuccess;
     chimera_emulator::errors().sticky_reason.clear();
@@ -786,10 +892,11 @@ inline cudaError_t cudaDeviceReset() {
 }
 
 inline cudaError_t cudaMalloc(void** p, std::size_t bytes) {
-    *p = std::aligned_alloc(256, (std::max<std::size_t>(bytes, 1) + 255) / 256 * 256);
+    const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + 255) / 256 * 256;
+    *p = std::aligned_alloc(256, rounded);
     if (!*p) return chimera_emulator::result(cudaErrorMemoryAllocation);
     std::lock_guard lock(chimera_emulator::device().mutex);
-    chimera_emulator::device().allocations.insert(*p);
+    chimera_emulator::device().allocations.emplace(*p, rounded);
     return chimera_emulator::result();
 }
 template <class T>
@@ -807,21 +914,82 @@ cudaError_t cudaMallocAsync(T** p, std::size_t bytes, cudaStream_t s) {
     return cudaMallocAsync(reinterpret_cast<void**>(p), bytes, s);
 }
 inline cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
-    return chimera_emulator::submit(s, [p] {
-        if (chimera_emulator::release(p) != cudaSuccess) chimera_emulator::fail("cudaFreeAsync of a pointer that is not allocated");
-    });
+    return chimera_emulator::submit(
+        s,
+        [p] {
+            if (chimera_emulator::release(p) != cudaSuccess)
+                chimera_emulator::fail("cudaFreeAsync of a pointer that is not allocated");
+        },
+        "cudaFreeAsync", {p});
+}
+inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
+    if (device != 0) return chimera_emulator::result(cudaErrorInvalidValue);
+    static int the_pool;
+    *pool = reinterpret_cast<cudaMemPool_t>(&the_pool);
+    return chimera_emulator::result();
+}
+inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+    if (!pool || attr != cudaMemPoolAttrReleaseThreshold) return chimera_emulator::result(cudaErrorInvalidValue);
+    std::lock_guard lock(chimera_emulator::device().mutex);
+    chimera_emulator::device().release_threshold = *static_cast<std::uint64_t*>(value);
+    return chimera_emulator::result();
+}
+inline cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+    if (!pool || attr != cudaMemPoolAttrReleaseThreshold) return chimera_emulator::result(cudaErrorInvalidValue);
+    std::lock_guard lock(chimera_emulator::device().mutex);
+    *static_cast<std::uint64_t*>(value) = chimera_emulator::device().release_threshold;
+    return chimera_emulator::result();
 }
 
-inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind, cudaStream_t s) {
-    if (bytes == 0) return chimera_emulator::result();
-    return chimera_emulator::submit(s, [=] { std::memmove(dst, src, bytes); });
+// Page-locked host memory: copies from it need no staging.
+inline cudaError_t cudaMallocHost(void** p, std::size_t bytes) {
+    *p = std::aligned_alloc(256, (std::max<std::size_t>(bytes, 1) + 255) / 256 * 256);
+    if (!*p) return chimera_emulator::result(cudaErrorMemoryAllocation);
+    std::lock_guard lock(chimera_emulator::device().mutex);
+    chimera_emulator::device().pinned.emplace(*p, bytes);
+    return chimera_emulator::result();
 }
+template <class T>
+cudaError_t cudaMallocHost(T** p, std::size_t bytes) {
+    return cudaMallocHost(reinterpret_cast<void**>(p), bytes);
+}
+// Synchronizes the device first, as CUDA's does.
+inline cudaError_t cudaFreeHost(void* p) {
+    chimera_emulator::synchronize_device();
+    if (!p) return chimera_emulator::result();
+    std::lock_guard lock(chimera_emulator::device().mutex);
+    if (chimera_emulator::device().pinned.erase(p) == 0) return chimera_emulator::result(cudaErrorInvalidValue);
+    std::free(p);
+    return chimera_emulator::result();
+}
+
+// On the legacy default stream a copy into device memory is asynchronous:
+// the source is staged at the call, the write lands later (legacy_write).
+// On other streams a pageable host source is staged at the call (the caller
+// may reuse it at once); a page-locked one is read when the copy runs.
+inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind, cudaStream_t s) {
+    using namespace chimera_emulator;
+    if (bytes == 0) return result();
+    const bool legacy_write = s == nullptr && allocation_of(dst);
+    if (legacy_write && sticky() == cudaSuccess) join_legacy();  // the source as the stream would read it
+    if (!legacy_write && (allocation_of(src) || pinned(src) || !allocation_of(dst)))
+        return submit(s, [=] { std::memmove(dst, src, bytes); }, "cudaMemcpyAsync", {dst, src});
+    auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
+    auto land = [=] { std::memcpy(dst, staged->data(), bytes); };
+    if (legacy_write) return submit_legacy_write(dst, land, "a copy");
+    return submit(s, land, "cudaMemcpyAsync", {dst});
+}
+// Synchronous only from page-locked memory or into host memory; a pageable
+// upload returns once staged (the write lands later, see legacy_write).
 inline cudaError_t cudaMemcpy(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind kind) {
+    if (bytes > 0 && chimera_emulator::pinned(src))
+        return chimera_emulator::submit(nullptr, [=] { std::memmove(dst, src, bytes); });
     return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
 }
 inline cudaError_t cudaMemsetAsync(void* p, int value, std::size_t bytes, cudaStream_t s) {
     if (bytes == 0) return chimera_emulator::result();
-    return chimera_emulator::submit(s, [=] { std::memset(p, value, bytes); });
+    if (s == nullptr) return chimera_emulator::submit_legacy_write(p, [=] { std::memset(p, value, bytes); }, "a memset");
+    return chimera_emulator::submit(s, [=] { std::memset(p, value, bytes); }, "cudaMemsetAsync", {p});
 }
 inline cudaError_t cudaMemset(void* p, int value, std::size_t bytes) { return cudaMemsetAsync(p, value, bytes, nullptr); }
 
@@ -835,7 +1003,7 @@ inline cudaError_t cudaStreamCreate(cudaStream_t* s) { return cudaStreamCreateWi
 inline cudaError_t cudaStreamSynchronize(cudaStream_t s) {
     if (!chimera_emulator::known_stream(s)) return chimera_emulator::result(cudaErrorInvalidResourceHandle);
     if (s == nullptr) {
-        for (auto* b : chimera_emulator::streams(true)) b->synchronize();
+        chimera_emulator::join_legacy();
     } else {
         s->synchronize();
     }
@@ -877,6 +1045,11 @@ inline cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned =
     const std::uint64_t generation = state->last_recorded();
     if (generation == 0) return chimera_emulator::result();
     return chimera_emulator::submit(s, [state, generation] { state->wait(generation); });
+}
+inline cudaError_t cudaEventQuery(cudaEvent_t e) {
+    if (!e) return chimera_emulator::result(cudaErrorInvalidResourceHandle);
+    const cudaError_t r = chimera_emulator::result();
+    return r != cudaSuccess ? r : e->state->done() ? cudaSuccess : cudaErrorNotReady;
 }
 inline cudaError_t cudaEventSynchronize(cudaEvent_t e) {
     if (!e) return chimera_emulator::result(cudaErrorInvalidResourceHandle);
