@@ -88,7 +88,11 @@ TEST_CASE("encoder forward and deterministic backward") {
 }
 
 TEST_CASE("layernorm forward, input and weight backward") {
-    for (const auto& [N, C] : {std::pair{19, 77}, std::pair{5, 768}, std::pair{3, 1}}) {
+    // The weight backward's column sums: one row block (N <= 256) and several
+    // (the last one partial).
+    const int many = 3 * gpu::column_rows_per_block + 5;
+    for (const auto& [N, C] : {std::pair{19, 77}, std::pair{5, 768}, std::pair{3, 1}, std::pair{many, 77},
+                               std::pair{gpu::column_rows_per_block, 33}}) {
         const std::string shape = "N=" + std::to_string(N) + " C=" + std::to_string(C);
         INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const std::size_t n = static_cast<std::size_t>(N) * C;
@@ -114,6 +118,15 @@ TEST_CASE("layernorm forward, input and weight backward") {
         expect_close(d_dinp.download(), dinp, 1e-5, 1e-5, "layernorm dinp");
         expect_close(d_dw.download(), dw, 1e-5 * N, 1e-5, "layernorm dweight");
         expect_close(d_db.download(), db, 1e-5 * N, 1e-5, "layernorm dbias");
+        // Deterministic: the same inputs give the same bits.
+        const auto first_dw = d_dw.download(), first_db = d_db.download();
+        d_dw.upload(std::vector<float>(dw.size(), 0.5f));
+        d_db.upload(std::vector<float>(db.size(), 0.5f));
+        gpu::layernorm_backward_weight(d_dw.data(), d_db.data(), d_dout.data(), d_inp.data(), d_mean.data(),
+                                       d_rstd.data(), N, C, nullptr);
+        device_sync();
+        CHECK(d_dw.download() == first_dw);
+        CHECK(d_db.download() == first_db);
     }
 }
 
@@ -135,7 +148,9 @@ TEST_CASE("residual and GELU") {
 }
 
 TEST_CASE("matmul: the three layouts on G1, and G0 against G1") {
-    for (const auto& [N, C, OC] : {std::tuple{37, 45, 71}, std::tuple{130, 200, 96}, std::tuple{1, 3, 1}}) {
+    // 2 * 256 + 3 rows: the bias gradient's column sum over 3 row blocks.
+    for (const auto& [N, C, OC] : {std::tuple{37, 45, 71}, std::tuple{130, 200, 96}, std::tuple{1, 3, 1},
+                                   std::tuple{2 * gpu::column_rows_per_block + 3, 3, 40}}) {
         const std::string shape = "N=" + std::to_string(N) + " C=" + std::to_string(C) + " OC=" + std::to_string(OC);
         INFO(shape);  // not CAPTURE: clang < 16 cannot capture structured bindings
         const auto inp = random_floats(static_cast<std::size_t>(N) * C, 30),
@@ -354,6 +369,47 @@ TEST_CASE("fused classifier = softmax + cross-entropy + dlogits of the twin") {
     device_sync();
     expect_close(d_losses.download(), losses, 1e-5, 1e-5, "losses");
     expect_close(d_logits.download(), dlogits, 1e-5, 1e-5, "dlogits");
+}
+
+// The kernel against numbers worked out by hand (not against math.hpp, which
+// it shares): beta1 = 1/2, beta2 = 3/4, epsilon 0, lr 0.01, decay 0.5, so
+// every intermediate is a short fraction. Element 0 without decay, 1 with.
+//   step 1, p = 1, g = 2:  m = 1, v = 1, m^ = 1/(1/2) = 2, v^ = 1/(1/4) = 4,
+//     m^/sqrt(v^) = 1:   p = 1 - 0.01 = 0.99;   decayed 1 - 0.01 (1 + 0.5) = 0.985
+//   step 2, g = -2:  m = 1/2 - 1 = -1/2, v = 3/4 + 1 = 7/4, m^ = -(1/2)/(3/4) = -2/3,
+//     v^ = (7/4)/(7/16) = 4, ratio -1/3:  p = 0.99 + 0.01/3 = 0.993333...;
+//     decayed 0.985 - 0.01 (-1/3 + 0.5 * 0.985) = 0.98340833...
+// Step 1000 from zero moments, defaults (0.9, 0.999, 1e-8), lr 0.01, g = 2:
+//   1 - 0.9^1000 = 1 (in float), 1 - 0.999^1000 = 0.632304575, m^ = 0.2,
+//   v^ = 0.004 / 0.632304575 = 0.00632606525, sqrt 0.0795365, p = 1 - 0.01 * 2.51457 = 0.974854336.
+TEST_CASE("AdamW kernel: steps 1, 2 and 1000 against hand-computed values") {
+    math::adamw_params p{0.01, 0.5, 0.75, 0.0, 0.5};
+    device_buffer<float> d_p(std::vector<float>{1.f, 1.f}), d_m(std::vector<float>(2, 0.f)),
+        d_v(std::vector<float>(2, 0.f)), d_g(std::vector<float>{2.f, 2.f});
+    auto step = [&](int t) {
+        gpu::adamw(d_p.data(), d_m.data(), d_v.data(), d_g.data(), 1, t, p, false, nullptr);
+        gpu::adamw(d_p.data() + 1, d_m.data() + 1, d_v.data() + 1, d_g.data() + 1, 1, t, p, true, nullptr);
+        device_sync();
+        return d_p.download();
+    };
+    auto p1 = step(1);
+    CHECK(p1[0] == doctest::Approx(0.99).epsilon(1e-6));
+    CHECK(p1[1] == doctest::Approx(0.985).epsilon(1e-6));
+    CHECK(d_m.download() == std::vector<float>{1.f, 1.f});
+    CHECK(d_v.download() == std::vector<float>{1.f, 1.f});
+    d_g.upload(std::vector<float>{-2.f, -2.f});
+    auto p2 = step(2);
+    CHECK(p2[0] == doctest::Approx(0.99 + 0.01 / 3).epsilon(1e-6));
+    CHECK(p2[1] == doctest::Approx(0.985 - 0.01 * (-1.0 / 3 + 0.5 * 0.985)).epsilon(1e-6));
+    CHECK(d_m.download() == std::vector<float>{-0.5f, -0.5f});
+    CHECK(d_v.download() == std::vector<float>{1.75f, 1.75f});
+
+    p = math::adamw_params{0.01, 0.9, 0.999, 1e-8, 0.0};
+    device_buffer<float> e_p(std::vector<float>{1.f}), e_m(std::vector<float>{0.f}), e_v(std::vector<float>{0.f}),
+        e_g(std::vector<float>{2.f});
+    gpu::adamw(e_p.data(), e_m.data(), e_v.data(), e_g.data(), 1, 1000, p, false, nullptr);
+    device_sync();
+    CHECK(e_p.download()[0] == doctest::Approx(0.974854336).epsilon(1e-6));
 }
 
 TEST_CASE("AdamW, deterministic sums, replica sum and bf16 casts") {

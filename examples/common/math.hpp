@@ -58,19 +58,41 @@ struct adamw_params {
     double weight_decay = 0.0;
 };
 
-// One AdamW update of one parameter; step is 1-based (bias correction).
-// decay is 0 or the weight decay of this tensor.
+// AdamW's constants for one step in the parameters' type, with the bias
+// corrections 1 - beta^step: computed once per step (on the host for the
+// GPU kernel, which then does no pow and no double arithmetic per element).
 template <class R>
-CHIMERA_HD inline void adamw_update(R& parameter, R& first_moment, R& second_moment, R gradient, int step,
-                                    const adamw_params& p, bool decay) {
-    const R b1 = static_cast<R>(p.beta1), b2 = static_cast<R>(p.beta2);
-    first_moment = b1 * first_moment + (static_cast<R>(1) - b1) * gradient;
-    second_moment = b2 * second_moment + (static_cast<R>(1) - b2) * gradient * gradient;
-    const R m_hat = first_moment / (static_cast<R>(1) - static_cast<R>(std::pow(p.beta1, step)));
-    const R v_hat = second_moment / (static_cast<R>(1) - static_cast<R>(std::pow(p.beta2, step)));
-    const R wd = decay ? static_cast<R>(p.weight_decay) : static_cast<R>(0);
-    parameter -= static_cast<R>(p.learning_rate) *
-                 (m_hat / (std::sqrt(v_hat) + static_cast<R>(p.epsilon)) + wd * parameter);
+struct adamw_step {
+    R learning_rate, beta1, beta2, epsilon, weight_decay, correction1, correction2;
+};
+template <class R>
+inline adamw_step<R> adamw_prepare(const adamw_params& p, int step) {
+    return {static_cast<R>(p.learning_rate),
+            static_cast<R>(p.beta1),
+            static_cast<R>(p.beta2),
+            static_cast<R>(p.epsilon),
+            static_cast<R>(p.weight_decay),
+            static_cast<R>(1) - static_cast<R>(std::pow(p.beta1, step)),
+            static_cast<R>(1) - static_cast<R>(std::pow(p.beta2, step))};
+}
+
+// One AdamW update of one parameter; decay: apply this step's weight decay.
+template <class R>
+CHIMERA_HD inline void adamw_update(R& parameter, R& first_moment, R& second_moment, R gradient,
+                                    const adamw_step<R>& s, bool decay) {
+    first_moment = s.beta1 * first_moment + (static_cast<R>(1) - s.beta1) * gradient;
+    second_moment = s.beta2 * second_moment + (static_cast<R>(1) - s.beta2) * gradient * gradient;
+    const R m_hat = first_moment / s.correction1;
+    const R v_hat = second_moment / s.correction2;
+    const R wd = decay ? s.weight_decay : static_cast<R>(0);
+    parameter -= s.learning_rate * (m_hat / (std::sqrt(v_hat) + s.epsilon) + wd * parameter);
+}
+
+// The same with the step's constants computed here; step is 1-based.
+template <class R>
+inline void adamw_update(R& parameter, R& first_moment, R& second_moment, R gradient, int step,
+                         const adamw_params& p, bool decay) {
+    adamw_update(parameter, first_moment, second_moment, gradient, adamw_prepare<R>(p, step), decay);
 }
 
 }  // namespace chimera::runtime::math

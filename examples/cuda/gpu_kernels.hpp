@@ -40,6 +40,11 @@ void layernorm_forward(float* out, float* mean, float* rstd, const float* inp, c
                        int N, int C, cudaStream_t stream);
 void layernorm_backward_input(float* dinp, const float* dout, const float* inp, const float* weight,
                               const float* mean, const float* rstd, int N, int C, cudaStream_t stream);
+// Column reductions (layernorm_backward_weight, the bias gradients of the
+// matmuls) run in two passes over blocks of this many rows: ceil(N / it)
+// row blocks, their partial sums in a stream-ordered temporary
+// (cudaMallocAsync) when there is more than one; fixed order, no atomics.
+constexpr int column_rows_per_block = 256;
 void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
                                const float* rstd, int N, int C, cudaStream_t stream);
 void residual_forward(float* out, const float* a, const float* b, std::size_t n, cudaStream_t stream);

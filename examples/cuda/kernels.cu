@@ -86,11 +86,46 @@ void layernorm_backward_input(float* dinp, const float* dout, const float* inp, 
     launched("layernorm_backward_input");
 }
 
+namespace {
+// Runs pass 1 of a column reduction (`partial_kernel`, which gets the
+// partial buffer) and, with several row blocks, pass 2; the buffer is
+// stream-ordered and lives until pass 2 is done.
+template <class Launch>
+void column_reduction(float* out0, float* out1, int sums, int N, int C, cudaStream_t stream, const char* what,
+                      Launch partial_kernel) {
+    if (N <= 0 || C <= 0) return;
+    const unsigned row_blocks = grid_for(static_cast<size_t>(N), column_rows_per_block);
+    if (row_blocks > 65535)
+        throw std::invalid_argument(std::string(what) + ": " + std::to_string(N) + " rows exceed 65535 row blocks of " +
+                                    std::to_string(column_rows_per_block));
+    const dim3 grid(grid_for(static_cast<size_t>(C), k::colsum_cols), row_blocks);
+    float* partial = nullptr;
+    if (row_blocks > 1)
+        check(cudaMallocAsync(reinterpret_cast<void**>(&partial),
+                              sizeof(float) * static_cast<size_t>(sums) * row_blocks * static_cast<size_t>(C), stream),
+              what);
+    partial_kernel(grid, partial);
+    if (row_blocks > 1) {
+        CHIMERA_LAUNCH(k::column_partials_finish, grid_for(static_cast<size_t>(C)), threads, stream)(
+            out0, out1, partial, static_cast<int>(row_blocks), C);
+        check(cudaFreeAsync(partial, stream), what);
+    }
+    launched(what);
+}
+void column_sum_add(float* out, const float* in, int rows, int cols, cudaStream_t stream, const char* what) {
+    column_reduction(out, nullptr, 1, rows, cols, stream, what, [&](dim3 grid, float* partial) {
+        CHIMERA_LAUNCH(k::column_sum_partial, grid, k::colsum_cols * k::colsum_lanes, stream)(out, partial, in, rows,
+                                                                                             cols);
+    });
+}
+}  // namespace
+
 void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, const float* mean,
                                const float* rstd, int N, int C, cudaStream_t stream) {
-    CHIMERA_LAUNCH(k::layernorm_backward_weight, grid_for(static_cast<size_t>(C), 128), 128, stream)(dweight, dbias, dout, inp,
-                                                                                          mean, rstd, N, C);
-    launched("layernorm_backward_weight");
+    column_reduction(dweight, dbias, 2, N, C, stream, "layernorm_backward_weight", [&](dim3 grid, float* partial) {
+        CHIMERA_LAUNCH(k::layernorm_backward_weight_partial, grid, k::colsum_cols * k::colsum_lanes, stream)(
+            dweight, dbias, partial, dout, inp, mean, rstd, N, C);
+    });
 }
 
 void residual_forward(float* out, const float* a, const float* b, size_t n, cudaStream_t stream) {
@@ -201,10 +236,7 @@ void matmul_backward_weight_bf16(float* dweight, float* dbias, const float* dout
     transpose_to_bf16_padded(a, dout, N, OC, Np, stream);
     transpose_to_bf16_padded(b, inp, N, C, Np, stream);
     gemm_g2_bf16(dweight, a, b, nullptr, OC, C, Np, C, true, stream);
-    if (dbias) {
-        CHIMERA_LAUNCH(k::column_sum_add, grid_for(static_cast<size_t>(OC), 128), 128, stream)(dbias, dout, N, OC);
-        launched("matmul_backward_weight_bf16 (bias)");
-    }
+    if (dbias) column_sum_add(dbias, dout, N, OC, stream, "matmul_backward_weight_bf16 (bias)");
 }
 
 void matmul_forward(float* out, const float* inp, const float* weight, const float* bias, int N, int C, int OC,
@@ -220,10 +252,7 @@ void matmul_backward_input(float* dinp, const float* dout, const float* weight, 
 void matmul_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp, int N, int C, int OC,
                             cudaStream_t stream) {
     gemm_g1({dweight, dout, inp, nullptr, 1, OC, C, 1, OC, C, N, C, true}, stream);
-    if (dbias) {
-        CHIMERA_LAUNCH(k::column_sum_add, grid_for(static_cast<size_t>(OC), 128), 128, stream)(dbias, dout, N, OC);
-        launched("matmul_backward_weight (bias)");
-    }
+    if (dbias) column_sum_add(dbias, dout, N, OC, stream, "matmul_backward_weight (bias)");
 }
 
 void attention_forward(float* out, float* att, const float* qkv, int B, int T, int C, int NH, cudaStream_t stream) {
@@ -278,7 +307,8 @@ void fused_classifier(float* logits, float* losses, const int* targets, float sc
 void adamw(float* params, float* first_moment, float* second_moment, const float* grads, size_t n, int step,
            const math::adamw_params& p, bool decay, cudaStream_t stream) {
     if (n == 0) return;
-    CHIMERA_LAUNCH(k::adamw, grid_for(n), threads, stream)(params, first_moment, second_moment, grads, n, step, p, decay);
+    const math::adamw_step<float> s = math::adamw_prepare<float>(p, step);  // once per step, on the host
+    CHIMERA_LAUNCH(k::adamw, grid_for(n), threads, stream)(params, first_moment, second_moment, grads, n, s, decay);
     launched("adamw");
 }
 

@@ -121,19 +121,68 @@ __global__ void layernorm_backward_input(float* dinp, const float* dout, const f
     }
 }
 
-// One thread per channel, rows in order: deterministic, coalesced over c.
-__global__ void layernorm_backward_weight(float* dweight, float* dbias, const float* dout, const float* inp,
-                                          const float* mean, const float* rstd, int N, int C) {
+// Column reductions (layernorm weight and bias gradients, bias gradients of
+// the matmuls) in two passes, no atomics, one fixed order per shape:
+// pass 1, grid (column tiles of 32, row blocks of column_rows_per_block
+// rows), 256 threads as 32 columns x 8 row lanes; lane r sums rows r,
+// r + 8, ... of its block, then lane 0 adds the 8 lane sums in order. With
+// one row block it adds into the output directly; otherwise it writes its
+// partial sums [row block][column] and pass 2 adds them, row blocks in
+// order, into the output. `sums` is 1 (out[c] += sum in[r, c]) or 2 (the
+// layernorm's dweight, dbias).
+constexpr int colsum_cols = 32, colsum_lanes = 8;
+template <int sums>
+__device__ inline void column_partial(float* out0, float* out1, float* partial, const float* dout, const float* inp,
+                                      const float* mean, const float* rstd, int N, int C) {
+    __shared__ float lanes[sums][colsum_lanes][colsum_cols + 1];
+    const int cx = threadIdx.x % colsum_cols, ry = threadIdx.x / colsum_cols;
+    const int c = blockIdx.x * colsum_cols + cx;
+    const int first = blockIdx.y * column_rows_per_block, last = min(N, first + column_rows_per_block);
+    float s0 = 0.f, s1 = 0.f;
+    if (c < C)
+        for (int n = first + ry; n < last; n += colsum_lanes) {
+            const size_t i = static_cast<size_t>(n) * C + c;
+            if constexpr (sums == 2) {
+                s0 += (inp[i] - mean[n]) * rstd[n] * dout[i];
+                s1 += dout[i];
+            } else {
+                s0 += dout[i];
+            }
+        }
+    lanes[0][ry][cx] = s0;
+    if constexpr (sums == 2) lanes[1][ry][cx] = s1;
+    __syncthreads();
+    if (ry != 0 || c >= C) return;
+    for (int k = 0; k < sums; ++k) {
+        float t = 0.f;
+        for (int r = 0; r < colsum_lanes; ++r) t += lanes[k][r][cx];
+        if (gridDim.y == 1) (k == 0 ? out0 : out1)[c] += t;
+        else partial[(static_cast<size_t>(k) * gridDim.y + blockIdx.y) * C + c] = t;
+    }
+}
+
+__global__ void __launch_bounds__(256) column_sum_partial(float* out, float* partial, const float* in, int N, int C) {
+    column_partial<1>(out, nullptr, partial, in, nullptr, nullptr, nullptr, N, C);
+}
+
+__global__ void __launch_bounds__(256) layernorm_backward_weight_partial(float* dweight, float* dbias, float* partial,
+                                                                         const float* dout, const float* inp,
+                                                                         const float* mean, const float* rstd, int N,
+                                                                         int C) {
+    column_partial<2>(dweight, dbias, partial, dout, inp, mean, rstd, N, C);
+}
+
+// Pass 2: out0[c] += sum over row blocks of partial[0][b][c] (out1 likewise
+// from partial[1] when not null), row blocks in order.
+__global__ void column_partials_finish(float* out0, float* out1, const float* partial, int row_blocks, int C) {
     const int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
-    float dw = 0.f, db = 0.f;
-    for (int n = 0; n < N; ++n) {
-        const size_t i = static_cast<size_t>(n) * C + c;
-        dw += (inp[i] - mean[n]) * rstd[n] * dout[i];
-        db += dout[i];
-    }
-    dweight[c] += dw;
-    dbias[c] += db;
+    float s0 = 0.f, s1 = 0.f;
+    for (int b = 0; b < row_blocks; ++b) s0 += partial[static_cast<size_t>(b) * C + c];
+    out0[c] += s0;
+    if (!out1) return;
+    for (int b = 0; b < row_blocks; ++b) s1 += partial[(static_cast<size_t>(row_blocks) + b) * C + c];
+    out1[c] += s1;
 }
 
 // --- element-wise -----------------------------------------------------------
@@ -151,15 +200,6 @@ __global__ void gelu_forward(float* out, const float* inp, size_t n) {
 __global__ void gelu_backward(float* dinp, const float* inp, const float* dout, size_t n) {
     const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
     if (i < n) dinp[i] += math::gelu_derivative(inp[i]) * dout[i];
-}
-
-// out[c] += sum over rows of in[r, c] (bias gradients), rows in order.
-__global__ void column_sum_add(float* out, const float* in, int rows, int cols) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols) return;
-    float s = 0.f;
-    for (int r = 0; r < rows; ++r) s += in[static_cast<size_t>(r) * cols + c];
-    out[c] += s;
 }
 
 // --- GEMM ladder --------------------------------------------------------------
@@ -696,10 +736,12 @@ __global__ void fused_classifier(float* logits, float* losses, const int* target
 
 // --- optimizer, reductions, casts -------------------------------------------------
 
-__global__ void adamw(float* params, float* first_moment, float* second_moment, const float* grads, size_t n, int step,
-                      math::adamw_params p, bool decay) {
+// `s` carries the step's bias corrections (computed once on the host): no
+// pow and no double arithmetic per element.
+__global__ void adamw(float* params, float* first_moment, float* second_moment, const float* grads, size_t n,
+                      math::adamw_step<float> s, bool decay) {
     const size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x;
-    if (i < n) math::adamw_update(params[i], first_moment[i], second_moment[i], grads[i], step, p, decay);
+    if (i < n) math::adamw_update(params[i], first_moment[i], second_moment[i], grads[i], s, decay);
 }
 
 __global__ void deterministic_sum(float* out, const float* in, size_t n, bool squares) {
