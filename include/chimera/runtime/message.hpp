@@ -42,7 +42,7 @@ constexpr int producer_stage(const message_key& k) {
 
 // "activation of micro-batch 3, pipeline 0, stage 1 -> 2, rank 0 -> 1"
 constexpr std::string to_string(const message_key& k) {
-    return detail::cat(to_string(k.kind), " of micro-batch ", k.micro_batch, ", pipeline ", k.pipeline, ", stage ",
+    return chimera::detail::cat(to_string(k.kind), " of micro-batch ", k.micro_batch, ", pipeline ", k.pipeline, ", stage ",
                        producer_stage(k), " -> ", k.stage, ", rank ", k.from, " -> ", k.to);
 }
 
