@@ -162,8 +162,14 @@ public:
     void release_activations(const op& o) { stashes_.erase(stash_key(o)); }
 
     void comm(std::span<const op> group) {
-        const auto start = clock::now();
         channel<R> transport(*hub_, rank(), "comm group " + std::to_string(groups_++) + " of its list");
+        comm(group, transport);
+    }
+    // The same over any runtime::transport of host spans (the mpi transport
+    // of examples/distributed).
+    template <class Transport>
+    void comm(std::span<const op> group, Transport& transport) {
+        const auto start = clock::now();
         std::vector<message_key> sent;  // outputs to drop once sent
         for (const op& o : group) {
             if (o.kind == op_kind::REDUCE_GRAD) {

@@ -27,6 +27,10 @@
 
 #include <common/checkpoint.hpp>
 #include <cpu/trainer.hpp>
+#include <distributed/sha256.hpp>
+#if CHIMERA_HAVE_MPI
+#include <distributed/train_mpi.hpp>
+#endif
 #if CHIMERA_HAVE_CUDA
 #include <cuda/trainer.hpp>
 #endif
@@ -54,6 +58,8 @@ struct options {
     std::string backend = "cpu";
     std::string precision = "fp32";
     std::string attention = "v1";  // cuda only: v1 or flash (head size 64)
+    std::string transport = "local";  // local (threads) or mpi (one process per worker)
+    std::string rank_layout = "group-major";
 };
 
 struct usage_error : std::runtime_error {
@@ -114,6 +120,36 @@ run_shape shape_of(const options& o, const gpt::dataset& data) {
     return shape;
 }
 
+// --transport mpi: this process is one rank of D x W (docs/distributed.md).
+template <class R>
+int train_mpi(const options& o, const schedule& lowered, const run_shape& shape, const gpt::dataset& data,
+              std::vector<R> params) {
+#if CHIMERA_HAVE_MPI
+    mpi::run_options run;
+    train_state<R> state{std::move(params), {}, {}};
+    state.first_moment.assign(state.params.size(), R(0));
+    state.second_moment.assign(state.params.size(), R(0));
+    if (o.resume) {
+        if (o.checkpoint_dir.empty()) throw usage_error("--resume needs --checkpoint DIR");
+        auto c = load_checkpoint<R>(o.checkpoint_dir, shape.model, o.seed);
+        run.first_step = static_cast<int>(c.next_step);
+        state = {std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)};
+    }
+    run.steps = o.steps, run.eval_batches = o.eval_batches, run.json = o.json;
+    run.watchdog = std::chrono::milliseconds(o.watchdog_ms);
+    run.layout = o.rank_layout == "stage-major" ? rank_layout::stage_major : rank_layout::group_major;
+    run.config_text = fmt::format("{} D={} N={} k={} {} W={} sync={} steps={} model={} seed={} batch={} lr={} wd={} "
+                                  "fp{} layout={} first_step={}",
+                                  o.schedule, o.stages, o.micro_batches, o.pipelines, o.scaling, o.data_parallel,
+                                  o.sync, o.steps, o.model, o.seed, o.batch, o.learning_rate, o.weight_decay,
+                                  sizeof(R) * 8, o.rank_layout, run.first_step);
+    return mpi::train<R>(lowered, shape, data, state, run);
+#else
+    (void)lowered, (void)shape, (void)data, (void)params;
+    throw usage_error("--transport " + o.transport + ": this chimera-train was configured without MPI (-Dmpi)");
+#endif
+}
+
 template <class R>
 int train(const options& o) {
     const gpt::dataset data(65536, 1);
@@ -139,6 +175,10 @@ int train(const options& o) {
     const double tokens_per_step = static_cast<double>(global_micro_batches) * shape.batch * shape.seq;
 
     auto params = gpt::initial_parameters<R>(shape.model, o.seed);
+    if (o.transport == "mpi") {
+        if (sequential) throw usage_error("--transport mpi runs a pipeline schedule (not --schedule sequential)");
+        return train_mpi<R>(o, lowered, shape, data, std::move(params));
+    }
     std::optional<pipeline_trainer<R>> pipelined;
     std::optional<sequential_trainer<R>> reference;
     if (sequential)
@@ -211,7 +251,9 @@ int train(const options& o) {
                            {"last_loss", last_loss},
                            {"held_out_loss", held_out},
                            {"tokens_per_s", steps_run > 0 ? tokens_per_step * steps_run / total_seconds : 0.0},
-                           {"mean_step_seconds", steps_run > 0 ? total_seconds / steps_run : 0.0}};
+                           {"mean_step_seconds", steps_run > 0 ? total_seconds / steps_run : 0.0},
+                           {"transport", "local"},
+                           {"params_sha256", sha256_hex(final_state.params)}};
     if (!sequential) {
         const auto measured = pipelined->measured_peaks(), predicted = pipelined->predicted_peaks();
         summary["peak_activations_measured"] = measured;
@@ -375,6 +417,14 @@ int main(int argc, char** argv) {
     app.add_option("--attention", o.attention, "cuda: v1 (unfused) or flash (head size 64, e.g. --model wide)")
         ->check(CLI::IsMember({"v1", "flash"}))
         ->capture_default_str();
+    app.add_option("--transport", o.transport,
+                   "local (one thread per worker) or mpi (one process per worker: mpirun -np D*W chimera-train ...)")
+        ->check(CLI::IsMember({"local", "mpi"}))
+        ->capture_default_str();
+    app.add_option("--rank-layout", o.rank_layout,
+                   "mpi: MPI rank of (group g, worker w): group-major g*D+w, or stage-major w*W+g")
+        ->check(CLI::IsMember({"group-major", "stage-major"}))
+        ->capture_default_str();
     app.add_option("--schedule-file", o.schedule_file,
                    "Run a schedule from a chimera.schedule/1 JSON file (compute-only or lowered) instead");
     app.add_flag("--no-check", o.no_check,
@@ -393,6 +443,8 @@ int main(int argc, char** argv) {
             throw usage_error("--precision bf16 needs --backend cuda (the CPU backend runs fp32 or --fp64)");
         if (o.attention != "v1" && o.backend != "cuda")
             throw usage_error("--attention " + o.attention + " needs --backend cuda (the CPU backend runs v1)");
+        if (o.transport != "local" && o.backend != "cpu")
+            throw usage_error("--transport " + o.transport + " runs the CPU backend (--backend cpu)");
         if (o.backend == "cuda") return train_cuda(o);
         return o.fp64 ? train<double>(o) : train<float>(o);
     } catch (const usage_error& e) {
