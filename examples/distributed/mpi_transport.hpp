@@ -102,7 +102,7 @@ private:
         return static_cast<std::size_t>(std::count(requests_.begin(), requests_.end(), MPI_REQUEST_NULL));
     }
     std::string report(std::chrono::milliseconds watchdog, int rank) const {
-        std::string text = "rank " + std::to_string(rank) + ": watchdog: no message arrived for " +
+        std::string text = "watchdog: no message arrived on MPI rank " + std::to_string(rank) + " for " +
                            std::to_string(watchdog.count()) + " ms (a rank died, hangs, or runs another schedule); " +
                            "still waiting for:";
         for (std::size_t i = 0; i < requests_.size(); ++i)
