@@ -29,4 +29,9 @@ struct run_shape {
     }
 };
 
+// The spelling of the time when only the CPU backend had it.
+namespace cpu {
+using runtime::run_shape;
+}
+
 }  // namespace chimera::runtime

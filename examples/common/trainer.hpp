@@ -76,14 +76,16 @@ struct times_snapshot {
 };
 
 // What the trainer needs from a backend besides runtime::backend: its
-// value type, transport (one per step: (ranks, watchdog); finish(rank),
-// abort(reason), failure(), order_mismatches()), options, and host access
-// to one replica's state.
+// value type, options, transport (one per step, made from (ranks, watchdog,
+// resources), where the resources live as long as the trainer: a buffer
+// pool, ...; with finish(rank), abort(reason), failure(),
+// order_mismatches()), and host access to one replica's state.
 template <class B>
 concept trainable = runtime::backend<B> &&
     requires(B& b, const B& cb, const replica& r, const train_state<typename B::value_type>& whole, int step,
              typename B::transport_type& t) {
         typename B::options;
+        typename B::transport_resources;
         { B::default_watchdog } -> std::convertible_to<std::chrono::milliseconds>;
         b.begin(step, t);
         { cb.owned() } -> std::convertible_to<std::vector<replica>>;
@@ -135,7 +137,7 @@ public:
     // One iteration on all workers; throws std::runtime_error with the
     // per-worker report when a worker fails, deadlocks or times out.
     step_result step(int step_index) {
-        typename Backend::transport_type transport(ranks(), watchdog_);
+        typename Backend::transport_type transport(ranks(), watchdog_, resources_);
         std::vector<std::string> errors(workers_.size());
         const auto start = std::chrono::steady_clock::now();
         std::vector<std::thread> threads;
@@ -262,6 +264,7 @@ private:
     run_shape shape_;
     const gpt::dataset& data_;
     std::chrono::milliseconds watchdog_;
+    typename Backend::transport_resources resources_;
     std::vector<std::unique_ptr<Backend>> workers_;
     int order_mismatches_ = 0;
 };

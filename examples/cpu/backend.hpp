@@ -47,6 +47,7 @@ class cpu_backend {
 public:
     using value_type = R;
     using transport_type = hub<R>;
+    using transport_resources = hub_resources;
     struct options {};
     static constexpr std::chrono::milliseconds default_watchdog{10000};
 

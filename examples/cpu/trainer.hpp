@@ -55,14 +55,17 @@ public:
         for (int i = 0; i < micro_batches; ++i) all.push_back(i);
         return {all};
     }
-    // One accumulator per (group g, pipeline p), as the replicas of `s`.
+    // One accumulator per (group g, pipeline p), as the replicas of `s`,
+    // each summing its micro-batches in the order its first stage forms
+    // their weight gradients (B or W ops), as the pipelined replica does.
     static std::vector<std::vector<int>> by_replica(const schedule& s, int data_parallel) {
         std::vector<std::vector<int>> groups;
         for (int g = 0; g < data_parallel; ++g)
             for (int p = 0; p < s.pipelines(); ++p) {
                 groups.emplace_back();
-                for (int m = 0; m < s.micro_batches(); ++m)
-                    if (s.pipeline_of(m) == p) groups.back().push_back(g * s.micro_batches() + m);
+                for (const op& o : s.ops(s.placement(p, 0)))
+                    if ((o.kind == op_kind::B || o.kind == op_kind::W) && o.pipeline == p && o.stage == 0)
+                        groups.back().push_back(g * s.micro_batches() + o.micro_batch);
             }
         return groups;
     }

@@ -44,10 +44,14 @@ struct comm_member {
     std::string label;            // for reports
 };
 
+// What a hub keeps between steps: nothing (the trainer's transport resources).
+struct hub_resources {};
+
 template <class R>
 class hub {
 public:
-    hub(int ranks, std::chrono::milliseconds watchdog) : ranks_(ranks), watchdog_(watchdog), state_(ranks) {}
+    hub(int ranks, std::chrono::milliseconds watchdog, const hub_resources& = {})
+        : ranks_(ranks), watchdog_(watchdog), state_(ranks) {}
 
     // Post every member of one group of `rank`, return when all completed.
     // Throws comm_failure (on every waiting worker) on deadlock or timeout.

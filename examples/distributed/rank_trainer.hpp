@@ -31,26 +31,10 @@
 #include "../cpu/backend.hpp"
 #include "mpi_transport.hpp"
 #include "sha256.hpp"
+#include "shards.hpp"
 
 namespace chimera::runtime::mpi {
 
-// Something that must be equal on every rank is not (or the world size
-// does not fit): every rank throws the same error, nothing hangs.
-class consistency_error : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-
-inline int world_size() {
-    int n = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
-    return n;
-}
-inline int world_rank() {
-    int r = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    return r;
-}
 
 // Every rank's bytes, at rank 0 (empty elsewhere). Collective.
 inline std::vector<std::string> gather(const std::string& mine) {
@@ -114,6 +98,15 @@ public:
         channel<R> transport(world_);
         cpu::cpu_backend<R>::comm(group, transport);
     }
+    // This rank's slices of a whole-model checkpoint (the rest untouched).
+    void store(checkpoint<R>& c) const {
+        for (const auto& rep : this->replicas()) {
+            const auto at = static_cast<std::ptrdiff_t>(rep.model->layout().offset);
+            std::copy(rep.params.begin(), rep.params.end(), c.params.begin() + at);
+            std::copy(rep.first_moment.begin(), rep.first_moment.end(), c.first_moment.begin() + at);
+            std::copy(rep.second_moment.begin(), rep.second_moment.end(), c.second_moment.begin() + at);
+        }
+    }
 
 private:
     world& world_;
@@ -122,16 +115,20 @@ private:
 template <class R>
 class rank_trainer {
 public:
+    using value_type = R;
+
     // Collective: every rank constructs it with the same arguments.
     rank_trainer(schedule lowered, const run_shape& shape, const gpt::dataset& data, const std::vector<R>& initial,
-                 rank_layout layout, std::chrono::milliseconds watchdog)
-        : s_(std::move(lowered)), shape_(with_micro_batches(shape, s_)), world_(checked(s_, shape_), shape_.data_parallel, layout, watchdog),
-          watchdog_(watchdog), backend_(world_, s_, shape_, data, world_.logical_rank() / s_.workers(),
-                                        world_.logical_rank() % s_.workers(), initial) {}
+                 std::chrono::milliseconds watchdog, rank_layout layout)
+        : s_(std::move(lowered)), shape_(with_micro_batches(shape, s_)),
+          world_(checked(s_, shape_), shape_.data_parallel, layout, watchdog), watchdog_(watchdog),
+          backend_(world_, s_, shape_, data, world_.logical_rank() / s_.workers(), world_.logical_rank() % s_.workers(),
+                   initial) {}
 
     const schedule& lowered() const { return s_; }
-    const world& mpi_world() const { return world_; }
-    const cpu::cpu_backend<R>& backend() const { return backend_; }
+    int ranks() const { return world_size(); }
+    bool root() const { return world_.mpi_rank() == 0; }
+    int order_mismatches() const { return 0; }  // messages match by tag, i.e. by key
 
     // One iteration of this rank's worker; the loss (and the slowest
     // rank's time) is valid on rank 0. Throws comm_failure when a partner
@@ -149,14 +146,15 @@ public:
         for (const std::string& blob : gather(bytes_of(mine))) {
             const auto values = values_of<double>(blob);
             result.seconds = std::max(result.seconds, values.at(0));
-            for (std::size_t i = 1; i + 1 < values.size(); i += 2) losses.emplace_back(static_cast<int>(values[i]), values[i + 1]);
+            for (std::size_t i = 1; i + 1 < values.size(); i += 2)
+                losses.emplace_back(static_cast<int>(values[i]), values[i + 1]);
         }
         result.loss = mean_loss(losses, result.micro_batch_losses);
         return result;
     }
 
-    // Whole-model state at rank 0 (empty elsewhere), each stage from its
-    // lowest logical rank, as the local trainer reads it. Collective.
+    // Whole-model state on every rank, each stage from its lowest logical
+    // rank, as the local trainer reads it. Collective.
     train_state<R> state() const {
         std::string mine;
         for (int st = 0; st < s_.stages(); ++st)
@@ -166,10 +164,9 @@ public:
             }
         const auto all = gather(mine);
         train_state<R> out;
-        if (all.empty()) return out;
         std::vector<std::size_t> at(all.size(), 0);
         const auto layouts = gpt::partition(shape_.model, s_.stages());
-        for (int st = 0; st < s_.stages(); ++st) {
+        for (int st = 0; st < s_.stages() && root(); ++st) {
             const auto from = static_cast<std::size_t>(world_.to_mpi(holder(st).first));
             const std::size_t n = layouts[static_cast<std::size_t>(st)].size * sizeof(R);
             for (auto* v : {&out.params, &out.first_moment, &out.second_moment}) {
@@ -178,39 +175,64 @@ public:
                 at[from] += n;
             }
         }
+        for (auto* v : {&out.params, &out.first_moment, &out.second_moment}) broadcast(*v);
         return out;
     }
 
     void load(const train_state<R>& whole) { backend_.load(whole); }
 
-    // True at rank 0 when every replica of every stage holds the same
-    // parameter and first-moment bits. Collective.
+    // True when every replica of every stage holds the same parameter and
+    // first-moment bits (the answer is rank 0's, sent to all). Collective.
     bool replicas_identical() const {
         std::string mine;
         for (const replica& r : backend_.owned()) {
             const train_state<R> part = backend_.state_of(r);
-            auto digest = sha256().update_values(std::span<const R>(part.params))
-                              .update_values(std::span<const R>(part.first_moment)).digest();
+            auto digest = sha256()
+                              .update_values(std::span<const R>(part.params))
+                              .update_values(std::span<const R>(part.first_moment))
+                              .digest();
             mine += bytes_of(std::vector<int>{r.stage});
             mine.append(reinterpret_cast<const char*>(digest.data()), digest.size());
         }
         std::map<int, std::string> first;
+        int identical = 1;
         for (const std::string& blob : gather(mine))
             for (std::size_t i = 0; i + 36 <= blob.size(); i += 36) {
                 const int stage = values_of<int>(blob.substr(i, 4)).at(0);
                 const auto [it, added] = first.emplace(stage, blob.substr(i + 4, 32));
-                if (!added && it->second != blob.substr(i + 4, 32)) return false;
+                if (!added && it->second != blob.substr(i + 4, 32)) identical = 0;
             }
-        return true;
+        check(MPI_Bcast(&identical, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast");
+        return identical != 0;
     }
 
-    // Peak stashed micro-batches per logical rank, at rank 0. Collective.
+    // Peak stashed micro-batches per logical rank (rank 0's view). Collective.
     std::vector<int> measured_peaks() const {
         const auto all = gather(bytes_of(std::vector<int>{backend_.peak_activations()}));
         std::vector<int> peaks;
         for (int logical = 0; logical < static_cast<int>(all.size()); ++logical)
             peaks.push_back(values_of<int>(all[static_cast<std::size_t>(world_.to_mpi(logical))]).at(0));
         return peaks;
+    }
+    std::vector<int> predicted_peaks() const {
+        const auto per_worker = peak_activations(s_);
+        std::vector<int> peaks;
+        for (int r = 0; r < ranks(); ++r) peaks.push_back(per_worker[static_cast<std::size_t>(r % s_.workers())]);
+        return peaks;
+    }
+
+    // Checkpoints: one shard per rank and a manifest (shards.hpp).
+    void save_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed, int next_step) const {
+        checkpoint<R> c{model, next_step, seed, {}, {}, {}};
+        const std::size_t count = gpt::parameter_count(model);
+        for (auto* v : {&c.params, &c.first_moment, &c.second_moment}) v->assign(count, R(0));
+        backend_.store(c);
+        write_shard(directory, c, world_.mpi_rank(), world_size());
+    }
+    int resume_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed) {
+        checkpoint<R> c = read_shard<R>(directory, model, seed, world_.mpi_rank(), world_size());
+        backend_.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
+        return static_cast<int>(c.next_step);
     }
 
 private:
@@ -233,6 +255,12 @@ private:
             for (const replica& r : replicas_on(s_, w))
                 if (r.stage == stage) return {w, r};
         throw std::logic_error("no replica of stage " + std::to_string(stage));
+    }
+    static void broadcast(std::vector<R>& v) {
+        unsigned long n = v.size();
+        check(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG, 0, MPI_COMM_WORLD), "MPI_Bcast");
+        v.resize(n);
+        check(MPI_Bcast(v.data(), static_cast<int>(n), datatype<R>(), 0, MPI_COMM_WORLD), "MPI_Bcast");
     }
     template <class T>
     static std::string bytes_of(const std::vector<T>& v) {

@@ -14,6 +14,8 @@ CASE:
              naming rank 2; a world size that is not D x W: exit 2, the rule.
   kill       one rank killed mid-step: the job ends non-zero naming it, no
              hang; the time from the kill to the end is printed.
+  checkpoint a rank dies in a checkpoint write; resume equals the
+             uninterrupted run; a partial set is refused.
   hang       one rank stopped mid-step: the others' watchdog names it and
              aborts the job.
 Exit 77 (skip) without mpirun."""
@@ -41,8 +43,8 @@ def mpi(np, *extra):
     return [mpirun, '-np', str(np), '--oversubscribe', *extra]
 
 
-def run(cmd, expect=0, timeout=300):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+def run(cmd, expect=0, timeout=300, extra_env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(env, **(extra_env or {})))
     if p.returncode != expect:
         sys.exit(f'{" ".join(cmd)}: exit {p.returncode}, expected {expect}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}')
     return p
@@ -151,6 +153,37 @@ def hang_mid_step():
     print(err[-1500:])
 
 
+def checkpoints():
+    """A rank dies while writing the checkpoint after step 2: the step has
+    no manifest, --resume takes step 2's and ends bitwise equal to the
+    uninterrupted run; a missing shard of the newest complete step, or no
+    complete step at all, is refused on every rank (exit 2)."""
+    args = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--batch', '1', '--json',
+            '--transport', 'mpi', '--data-parallel', '2', '--steps', '4']
+    whole = summary(run(mpi(8) + [train, *args]))['params_sha256']
+    d = os.path.join(scratch, 'ck')
+    p = subprocess.run(mpi(8) + [train, *args, '--checkpoint', d], capture_output=True, text=True, timeout=300,
+                       env=dict(env, CHIMERA_TEST_DIE_IN_CHECKPOINT='3:5'))
+    if p.returncode == 0:
+        sys.exit('the run survived its rank 5 dying in a checkpoint')
+    if os.path.exists(os.path.join(d, 'step-00000003', 'manifest')) or not os.path.exists(
+            os.path.join(d, 'step-00000002', 'manifest')):
+        sys.exit(f'expected step 2 complete and step 3 without manifest: {sorted(os.walk(d))}')
+    resumed = run(mpi(8) + [train, *args, '--checkpoint', d, '--resume'])
+    steps = [json.loads(line)['step'] for line in resumed.stdout.splitlines() if '"step"' in line]
+    if steps != [2, 3] or summary(resumed)['params_sha256'] != whole:
+        sys.exit(f'resumed run: steps {steps}, digest {summary(resumed)["params_sha256"]} vs uninterrupted {whole}')
+    print(f'killed in checkpoint 3, resumed from 2: {whole}')
+    os.remove(os.path.join(d, 'step-00000004', 'rank-1', 'checkpoint.bin'))
+    refused, _ = expect_failure(mpi(8) + [train, *args, '--checkpoint', d, '--resume'], 2,
+                                'step-00000004 is incomplete: rank 1 cannot read its shard')
+    if refused.stderr.count('is incomplete: rank 1') != 8:
+        sys.exit('not every rank refused the partial set:\n' + refused.stderr)
+    expect_failure(mpi(8) + [train, *args, '--checkpoint', os.path.join(scratch, 'empty'), '--resume'], 2,
+                   'no complete checkpoint to resume from')
+    print('partial set and missing checkpoint refused')
+
+
 if case == 'same-np4':
     for args in cases():
         same_answer(args, 4)
@@ -174,6 +207,8 @@ elif case == 'mismatch':
     print('world size: refused')
 elif case == 'kill':
     kill_mid_step()
+elif case == 'checkpoint':
+    checkpoints()
 elif case == 'hang':
     hang_mid_step()
 else:
