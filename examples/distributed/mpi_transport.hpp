@@ -74,6 +74,7 @@ public:
         std::vector<int> indices;
         auto deadline = std::chrono::steady_clock::now() + watchdog;
         std::chrono::microseconds pause{0};
+        int idle_polls = 0;
         for (std::size_t done = count_done(); done < requests_.size();) {
             int completed = 0;
             indices.resize(requests_.size());
@@ -85,13 +86,18 @@ public:
                 for (int k = 0; k < completed; ++k)
                     if (on_done) on_done(static_cast<std::size_t>(indices[static_cast<std::size_t>(k)]));
                 deadline = std::chrono::steady_clock::now() + watchdog;
-                pause = std::chrono::microseconds{0};
+                pause = std::chrono::microseconds{0}, idle_polls = 0;
                 continue;
             }
             if (std::chrono::steady_clock::now() >= deadline) throw comm_failure(report(watchdog, rank));
-            if (pause.count() == 0) std::this_thread::yield();
-            else std::this_thread::sleep_for(pause);
-            pause = std::min(std::chrono::microseconds{200}, pause + std::chrono::microseconds{5});
+            // Yield first (a partner on this core gets to run), sleep only
+            // after a while (a long wait: a peer computes), at most 100 us.
+            if (++idle_polls < 2000) {
+                std::this_thread::yield();
+                continue;
+            }
+            std::this_thread::sleep_for(pause);
+            pause = std::min(std::chrono::microseconds{100}, pause + std::chrono::microseconds{10});
         }
         requests_.clear();
         labels_.clear();
