@@ -16,6 +16,8 @@ CASE:
              hang; the time from the kill to the end is printed.
   checkpoint a rank dies in a checkpoint write; resume equals the
              uninterrupted run; a partial set is refused.
+  nccl EXE   the emulated nccl.h (mpirun -np 4): semantics, and a wrongly
+             grouped exchange that times out on both ranks.
   hang       one rank stopped mid-step: the others' watchdog names it and
              aborts the job.
 Exit 77 (skip) without mpirun."""
@@ -184,6 +186,15 @@ def checkpoints():
     print('partial set and missing checkpoint refused')
 
 
+def nccl_emulator(exe):
+    print(run(mpi(4) + [exe, 'semantics']).stdout.strip())
+    start = time.monotonic()
+    p = run(mpi(4) + [exe, 'deadlock'], extra_env={'CHIMERA_NCCL_EMULATOR_TIMEOUT_MS': '1500'})
+    if p.stderr.count('no progress for 1500 ms') != 2:
+        sys.exit('the ungrouped exchange was not reported as a deadlock on ranks 0 and 1:\n' + p.stderr)
+    print(f'ungrouped exchange: deadlock reported on both ranks, job ended after {time.monotonic() - start:.2f} s')
+
+
 if case == 'same-np4':
     for args in cases():
         same_answer(args, 4)
@@ -209,6 +220,8 @@ elif case == 'kill':
     kill_mid_step()
 elif case == 'checkpoint':
     checkpoints()
+elif case == 'nccl':
+    nccl_emulator(sys.argv[4])
 elif case == 'hang':
     hang_mid_step()
 else:
