@@ -112,3 +112,32 @@ TEST_CASE("partition: the head counts, every stage gets a block, bad cuts are re
     CHECK(layouts[1].offset == layouts[0].size);
     CHECK(layouts[1].offset + layouts[1].size == gpt::parameter_count(tiny));
 }
+
+// AdamW against numbers worked out by hand (exact decimal arithmetic), so a
+// wrong bias correction, moment update or decay fails here and not only in
+// a comparison of two runs that share the formula. lr 0.1, beta1 0.9,
+// beta2 0.999, eps 1e-8, weight decay 0.01 on the first two parameters.
+// Step 1 (g = 0.5 on p = 1): m = 0.05, v = 0.00025, m_hat = 0.05/0.1 = 0.5,
+// v_hat = 0.00025/0.001 = 0.25, p = 1 - 0.1*(0.5/(0.5 + 1e-8) + 0.01*1)
+// = 0.899000002. Step 2 (g = -0.25): m = 0.02, v = 0.00031225,
+// m_hat = 0.02/0.19, v_hat = 0.00031225/0.001999.
+TEST_CASE("AdamW: two steps on three parameters equal the hand-computed values") {
+    const runtime::math::adamw_params adam{.learning_rate = 0.1, .beta1 = 0.9, .beta2 = 0.999, .epsilon = 1e-8,
+                                           .weight_decay = 0.01};
+    std::vector<double> p{1.0, -2.0, 0.5}, m(3, 0.0), v(3, 0.0);
+    const bool decay[] = {true, true, false};
+    const double gradients[2][3] = {{0.5, 0.1, -1.0}, {-0.25, 0.1, 2.0}};
+    const double expected_p[2][3] = {{0.89900000199999996, -2.0979999900000010, 0.59999999900000001},
+                                     {0.87146729870584616, -2.1959019800100020, 0.56338964652792491}};
+    const double expected_m[2][3] = {{0.05, 0.01, -0.1}, {0.02, 0.019, 0.11}};
+    const double expected_v[2][3] = {{0.00025, 0.00001, 0.001}, {0.00031225, 0.00001999, 0.004999}};
+    for (int step = 1; step <= 2; ++step)
+        for (int i = 0; i < 3; ++i) {
+            CAPTURE(step);
+            CAPTURE(i);
+            runtime::math::adamw_update(p[i], m[i], v[i], gradients[step - 1][i], step, adam, decay[i]);
+            CHECK(p[i] == doctest::Approx(expected_p[step - 1][i]).epsilon(1e-13));
+            CHECK(m[i] == doctest::Approx(expected_m[step - 1][i]).epsilon(1e-13));
+            CHECK(v[i] == doctest::Approx(expected_v[step - 1][i]).epsilon(1e-13));
+        }
+}

@@ -202,3 +202,85 @@ TEST_CASE("diagnostics are capped and marked truncated") {
     CHECK(r.diagnostics.size() == 10);
     CHECK(r.truncated);
 }
+
+namespace {
+schedule chimera_mode(int d, int n, int k, scaling mode) {
+    return generate({.schedule = algorithm::chimera, .stages = d, .micro_batches = n, .pipelines = k, .scaling_mode = mode});
+}
+
+// `s` with op i of worker w moved to position j of the same list.
+schedule moved(const schedule& s, int w, int i, int j) {
+    auto lists = lists_of(s);
+    auto& list = lists[static_cast<std::size_t>(w)];
+    const op o = list[static_cast<std::size_t>(i)];
+    list.erase(list.begin() + i);
+    list.insert(list.begin() + j, o);
+    return with_lists(s, lists);
+}
+
+// Every single-op move within a worker's list: {moves, caught by a named rule}.
+std::pair<int, int> all_moves(const schedule& s) {
+    int moves = 0, caught = 0;
+    for (int w = 0; w < s.workers(); ++w) {
+        const int length = static_cast<int>(s.ops(w).size());
+        for (int i = 0; i < length; ++i)
+            for (int j = 0; j < length; ++j) {
+                if (i == j) continue;
+                const auto r = check(moved(s, w, i, j));
+                ++moves;
+                caught += !r.ok() && !r.diagnostics.front().rule.empty();
+            }
+    }
+    return {moves, caught};
+}
+}  // namespace
+
+TEST_CASE("doubling and halving: every single-op move breaks a named rule") {
+    // D=4, N=8 doubling: 4 workers x 16 ops x 15 other positions.
+    const auto [moves, caught] = all_moves(chimera_mode(4, 8, 2, scaling::doubling));
+    CHECK(moves == 960);
+    CHECK(caught == 960);
+    for (int d = 2; d <= 6; d += 2)
+        for (int n : {d, 2 * d}) {
+            CAPTURE(d);
+            CAPTURE(n);
+            const auto [m, c] = all_moves(chimera_mode(d, n, 2, scaling::halving));
+            CHECK(m == d * 4 * n * (4 * n - 1));  // 2N micro-batches: 4N ops per worker
+            CHECK(c == m);
+        }
+}
+
+TEST_CASE("doubling order (T1): a moved op is named with what the phase form runs there") {
+    // Worker 0 of D=4, N=8 doubling: F6u3 moved before B2u3 keeps every dependency.
+    const schedule s = moved(chimera_mode(4, 8, 2, scaling::doubling), 0, 6, 8);
+    CHECK(check(s, {.chimera_invariants = false}).ok());  // only Chimera's own rules catch it
+    const auto r = check(s);
+    CHECK(first(r).rule == "T1");
+    CHECK(first(r).worker == 0);
+    CHECK(first(r).index == 6);
+    CHECK(first(r).message ==
+          "worker 0 op 6 F(micro-batch 6, stage 3, pipeline 1): the doubling phase form runs B(micro-batch 2, stage 3, "
+          "pipeline 1) here");
+    // The same order holds for halving (the doubling order over 2N micro-batches).
+    CHECK(check(moved(chimera_mode(4, 4, 2, scaling::halving), 0, 6, 8)).has("T1"));
+}
+
+TEST_CASE("memory rules: M2 (doubling), M1 (direct, f = 1), M3 (k = 4) name the peak") {
+    const auto m2 = check(moved(chimera_mode(4, 8, 2, scaling::doubling), 0, 6, 8));
+    REQUIRE(m2.has("M2"));
+    const auto in = [](const check_report& r, std::string_view rule) {
+        return std::find_if(r.diagnostics.begin(), r.diagnostics.end(), [&](const diagnostic& d) { return d.rule == rule; });
+    };
+    // D + D/2 + 1 + min(w, D-1-w) = 7 on worker 0; the move holds 8.
+    CHECK(in(m2, "M2")->message == "worker 0 holds up to 8 activations, expected 7");
+    CHECK(in(m2, "M2")->worker == 0);
+
+    const auto m1 = check(moved(chimera_mode(4, 8, 2, scaling::direct), 0, 7, 2));
+    REQUIRE(m1.has("M1"));
+    CHECK(in(m1, "M1")->message == "worker 0 holds up to 4 activations, expected 3");  // D/2 + 1 + 0
+
+    const auto m3 = check(moved(chimera_mode(8, 8, 4, scaling::direct), 0, 4, 9));
+    REQUIRE(m3.has("M3"));
+    CHECK(in(m3, "M3")->message ==
+          "peak activations range over [6, 8], expected [D - D/(2f) + 1, D] = [7, 8]");
+}

@@ -56,4 +56,53 @@ with tempfile.TemporaryDirectory() as tmp:
         r = run("compare", "--stages", "4", "--micro-batches", "8", "--cost", cost)
         expect("bad cost " + cost, r.returncode == 2 and "--cost" in r.stderr, r.stderr)
 
+
+def compare_rows(*args):
+    """compare --format markdown as {label: {column: cell}}."""
+    r = run("compare", *args, "--format", "markdown")
+    expect("compare " + " ".join(args), r.returncode == 0, r.stderr)
+    lines = [line for line in r.stdout.splitlines() if line.startswith("| ")]
+    head = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = {}
+    for line in lines[1:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = dict(zip(head, cells))
+    return rows
+
+
+def expect_row(rows, label, **values):
+    row = rows.get(label)
+    expect("compare has " + label, row is not None, sorted(rows))
+    for column, value in values.items():
+        column = {"peak_act": "peak act."}.get(column, column.replace("_", " "))
+        expect(f"compare {label} {column}", row is not None and float(row[column].rstrip("x")) == value,
+               row and row[column])
+
+
+# Hand-computed values. D=4, N=4, F=1, B=2: GPipe and 1F1B take (N + D - 1)(F + B)
+# = 21 with 9 idle units per worker (bubble 9/21); Chimera k=2 direct takes
+# C_f F + C_b B with C_f = D + 2(U-1) = 4, C_b = U(2D-2) = 6: 16, idle 4 of 16.
+rows = compare_rows("--stages", "4", "--micro-batches", "4", "--cost", "F=1,B=2")
+expect_row(rows, "gpipe", span=21, bubble_ratio=round(9 / 21, 4), weight_copies=1, peak_act=4)
+expect_row(rows, "1f1b", span=21, bubble_ratio=round(9 / 21, 4), weight_copies=1, peak_act=4)
+expect_row(rows, "chimera k=2 direct", span=16, bubble_ratio=0.25, weight_copies=2, peak_act=4)
+# Doubling, t_B <= 2 t_F: (N + D/2 - 1)(F + B) = 27 at D=4, N=8, idle (D/2 - 1)(F + B) = 3.
+rows = compare_rows("--stages", "4", "--micro-batches", "8", "--cost", "F=1,B=2")
+expect_row(rows, "chimera k=2 doubling", span=27, bubble_ratio=round(3 / 27, 4), weight_copies=2)
+expect_row(rows, "gpipe", span=33, bubble_ratio=round(9 / 33, 4))
+# Unit costs, k = 2f pipelines: span 2N + D/f - 2, bubble (D - 2f)/(2fN + D - 2f).
+rows = compare_rows("--stages", "8", "--micro-batches", "8", "--cost", "F=1,B=1")
+expect_row(rows, "chimera k=4 direct", span=2 * 8 + 8 / 2 - 2, bubble_ratio=round(4 / 36, 4), weight_copies=4)
+expect_row(rows, "chimera k=2 direct", span=2 * 8 + 8 - 2, bubble_ratio=round(6 / 22, 4), weight_copies=2)
+expect_row(rows, "chimera --split-backward k=4", weight_copies=4)
+expect("compare gives every row an N constraint sentence",
+       all(row["N constraint"].endswith(".") for row in rows.values()), rows)
+
+# Every schedule compare lists (the registry) is a --schedule choice of the CLI.
+help_text = run("generate", "--help").stdout
+for label in rows:
+    expect("help names " + label.split()[0], label.split()[0] in help_text, help_text[:300])
+r = run("generate", "--schedule", "dapple", "--stages", "4", "--micro-batches", "8")
+expect("aliases reach the registry", r.returncode == 0 and '"name":"1f1b"' in r.stdout, r.stderr)
+
 checks.finish()

@@ -302,8 +302,75 @@ TEST_CASE("invalid configs are refused with the rule and the values") {
     }
 }
 
-TEST_CASE("determinism: the same config gives the same schedule") {
-    for (auto c : {chimera_config(8, 13, 4), chimera_config(6, 30, 2, scaling::doubling)}) CHECK(generate(c) == generate(c));
+namespace {
+// chimera.md §5: every op at its closed-form slot (F: stage + 2j + 2Du, B:
+// 2D-1-stage + 2j + 2Du, j = position of m in its pipeline's block of unit
+// u), each worker's ops sorted by slot; written from the formula, not from
+// the generator.
+std::vector<std::vector<op>> closed_form_lists(int d, int n, int k) {
+    const int per = d / k;
+    std::vector<std::vector<std::pair<int, op>>> slotted(static_cast<std::size_t>(d));
+    for (int m = 0; m < n; ++m) {
+        const int p = m % d / per, j = m % d - p * per, u = m / d;
+        for (int st = 0; st < d; ++st) {
+            const int w = chimera_worker(d, k, p, st);
+            slotted[static_cast<std::size_t>(w)].push_back({st + 2 * j + 2 * d * u, forward(p, m, st)});
+            slotted[static_cast<std::size_t>(w)].push_back({2 * d - 1 - st + 2 * j + 2 * d * u, backward(p, m, st)});
+        }
+    }
+    std::vector<std::vector<op>> lists;
+    for (auto& ops : slotted) {
+        std::sort(ops.begin(), ops.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+        lists.emplace_back();
+        for (const auto& [slot, o] : ops) lists.back().push_back(o);
+    }
+    return lists;
+}
+
+// chimera.md §7.2: the phase table of forward doubling, full doubled units.
+std::vector<std::vector<op>> doubling_form(int d, int n) {
+    const int half = d / 2;
+    std::vector<std::vector<op>> lists(static_cast<std::size_t>(d));
+    for (int w = 0; w < d; ++w) {
+        const int m = std::min(w, d - 1 - w), a = half - m, b = m, c = b + half;
+        const int own = w < half ? 0 : 1, other = 1 - own;
+        const int stage_of[2] = {w, d - 1 - w};
+        int next_f[2] = {0, 0}, next_b[2] = {0, 0};
+        auto id = [&](int p, int i) { return i / half * d + p * half + i % half; };
+        auto& out = lists[static_cast<std::size_t>(w)];
+        auto f = [&](int p) { out.push_back(forward(p, id(p, next_f[p]++), stage_of[p])); };
+        auto bw = [&](int p) { out.push_back(backward(p, id(p, next_b[p]++), stage_of[p])); };
+        for (int v = 0; v < n / (2 * d); ++v) {
+            for (int r = 0; r < a; ++r) {
+                if (v > 0) bw(own);
+                f(own), f(own);
+            }
+            for (int r = 0; r < b; ++r) f(other), f(other), f(own), f(own);
+            for (int r = 0; r < a; ++r) f(other), f(other), bw(other);
+            for (int r = 0; r < c; ++r) bw(own), bw(other);
+        }
+        for (int r = 0; r < a; ++r) bw(own);
+    }
+    return lists;
+}
+}  // namespace
+
+TEST_CASE("generators equal independent oracles: closed form (k = 4), doubling table, pad and drop") {
+    for (auto [d, k] : {std::pair{8, 4}, std::pair{8, 8}, std::pair{12, 4}, std::pair{4, 2}})
+        for (int units = 1; units <= 3; ++units) {
+            CAPTURE(d);
+            CAPTURE(k);
+            CHECK(test::lists_of(generate(chimera_config(d, units * d, k))) == closed_form_lists(d, units * d, k));
+        }
+    for (int d = 2; d <= 12; d += 2)
+        for (int units = 1; units <= 3; ++units) {
+            CAPTURE(d);
+            const int n = 2 * d * units;
+            CHECK(test::lists_of(generate(chimera_config(d, n, 2, scaling::doubling))) == doubling_form(d, n));
+        }
+    // Partial units: the full schedule above with the dropped micro-batches removed.
+    for (auto c : {chimera_config(8, 13, 4), chimera_config(6, 30, 2, scaling::doubling)})
+        CHECK(test::lists_of(generate(c)) == test::lists_of(pad_and_drop(c)));
 }
 
 TEST_CASE("data-parallel ranks and all-reduce groups, both layouts") {

@@ -330,17 +330,49 @@ TEST_CASE("compile-time generation of the zoo") {
 
 TEST_CASE("compare: every schedule that accepts (D, N), refusals listed") {
     const auto rows = compare_all(4, 8, {1, 2, 1, 1});
-    CHECK(rows.size() == std::size(generated_algorithms) + 1);
+    // One row per schedule, Chimera one per setting: k=2 and k=4 direct, k=2
+    // doubling, split backward with k=2 and k=4.
+    CHECK(rows.size() == std::size(generated_algorithms) + 4);
     for (const auto& r : rows) {
         CAPTURE(r.label);
         CHECK(r.accepted);
         CHECK(r.span > 0);
-        CHECK(r.weight_replicas == (r.params.schedule == algorithm::chimera || r.params.schedule == algorithm::gems ||
-                                            r.params.schedule == algorithm::dualpipe
-                                        ? 2
-                                        : 1));
+        const bool two = r.params.schedule == algorithm::chimera || r.params.schedule == algorithm::gems ||
+                         r.params.schedule == algorithm::dualpipe;
+        CHECK(r.weight_replicas == (r.label.find("k=4") != std::string::npos ? 4 : two ? 2 : 1));
     }
     const auto few = compare_all(4, 4, {1, 2, 1, 1});
     for (const auto& r : few)
         CHECK(r.accepted == !(r.params.schedule == algorithm::dualpipe || r.params.schedule == algorithm::dualpipev));
+}
+
+TEST_CASE("compare: rows carry the settings their labels name and the library's analysis of them") {
+    const op_costs costs{1, 2, 1, 1};
+    const auto rows = compare_all(8, 16, costs);
+    int chimera_rows = 0;
+    for (const auto& r : rows) {
+        CAPTURE(r.label);
+        REQUIRE(r.accepted);
+        const bool chimera = r.params.schedule == algorithm::chimera;
+        chimera_rows += chimera;
+        CHECK(r.label.starts_with(to_string(r.params.schedule)));
+        CHECK(r.n_constraint == entry_of(r.params).n_constraint);
+        if (chimera) {
+            CHECK(pipeline_count(r.params) == (r.label.find("k=4") != std::string::npos ? 4 : 2));
+            CHECK((r.params.scaling_mode == scaling::doubling) == (r.label.find("doubling") != std::string::npos));
+            CHECK(r.params.split_backward == (r.label.find("--split-backward") != std::string::npos));
+        }
+        const schedule s = generate(r.params);
+        const timing t = asap(s, scaled_costs(r.params, costs));
+        CHECK(r.span == t.makespan);
+        CHECK(r.bubble_ratio == doctest::Approx(t.bubble_ratio()));
+        CHECK(r.weight_replicas == s.pipelines());
+    }
+    CHECK(chimera_rows == 5);
+    // Chimera k=4 at unit costs: span 2N + D/f - 2 (chimera.md §5).
+    const auto unit = compare_all(8, 16, {1, 1, 1, 1});
+    const auto k4 = std::find_if(unit.begin(), unit.end(), [](const auto& r) { return r.label == "chimera k=4 direct"; });
+    REQUIRE(k4 != unit.end());
+    CHECK(k4->span == 2 * 16 + 8 / 2 - 2);
+    CHECK(k4->weight_replicas == 4);
 }

@@ -55,6 +55,7 @@ command add_lower(CLI::App& app);
 command add_simulate(CLI::App& app);
 command add_tune(CLI::App& app);
 command add_compare(CLI::App& app);
+command add_schedules(CLI::App& app);
 
 bool stdout_is_terminal();
 

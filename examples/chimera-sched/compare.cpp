@@ -79,7 +79,7 @@ command add_compare(CLI::App& app) {
                     throw usage_error("--stages and --micro-batches must be >= 1");
                 const auto rows = chimera::compare_all(s->stages, s->micro_batches, costs, s->chunks);
                 const bool md = s->format == "markdown";
-                const std::string head[] = {"schedule", "span", "bubble ratio", "peak act.", "weights", "N constraint"};
+                const std::string head[] = {"schedule", "span", "bubble ratio", "peak act.", "weight copies", "N constraint"};
                 std::vector<std::vector<std::string>> table;
                 for (const auto& r : rows)
                     if (r.accepted)

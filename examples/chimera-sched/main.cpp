@@ -13,7 +13,8 @@ int main(int argc, char** argv) {
     CLI::App app{"chimera-sched: pipeline-parallel training schedules (Chimera, GPipe, 1F1B)", "chimera-sched"};
     app.require_subcommand(1);
     const std::vector<command> commands = {add_generate(app), add_check(app),    add_lower(app),  add_simulate(app),
-                                           add_tune(app),     add_compare(app),  add_export(app), add_convert(app)};
+                                           add_tune(app),     add_compare(app),  add_export(app), add_convert(app),
+                                           add_schedules(app)};
     // CLI11 would only say "a subcommand is required"; name the word it did not know.
     if (argc > 1 && argv[1][0] != '-') {
         bool known = false;

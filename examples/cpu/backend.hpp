@@ -1,7 +1,7 @@
-// The CPU backend of one worker (runtime.md §4): owns the replicas' flat
+// The CPU backend of one worker (docs/runtime.md): owns the replicas' flat
 // parameter / gradient / AdamW buffers, the activation stashes per
 // (pipeline, stage, micro-batch) and the message buffers; talks to the other
-// workers through a hub. Models runtime::backend.
+// workers through a hub. Models runtime::backend and runtime::trainable.
 #pragma once
 
 #include <chrono>
@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <chimera/check.hpp>
@@ -18,30 +19,21 @@
 #include <chimera/placement.hpp>
 #include <chimera/schedule.hpp>
 
-#include "../common/backend.hpp"
+#include <chimera/runtime/backend.hpp>
+#include <chimera/runtime/message.hpp>
+
 #include "../common/math.hpp"
+#include "../common/message_box.hpp"
+#include "../common/shape.hpp"
+#include "../common/trainer.hpp"
 #include "../gpt/data.hpp"
 #include "stage.hpp"
 #include "transport.hpp"
 
 namespace chimera::runtime::cpu {
 
-// The whole run's shape, shared (read-only) by every worker.
-struct run_shape {
-    gpt::gpt_config model;
-    int batch = 4;             // rows per micro-batch
-    int seq = 32;              // T
-    int micro_batches = 1;     // N per pipeline group
-    int data_parallel = 1;     // W
-    std::uint64_t data_seed = 1;
-    math::adamw_params adam{};
-};
+using runtime::run_shape;
 
-struct op_times {
-    double forward = 0, backward = 0, input_backward = 0, weight_backward = 0, comm = 0;  // seconds
-    double optimizer = 0;  // zero_grad and optimizer_step
-    int forwards = 0, backwards = 0, input_backwards = 0, weight_backwards = 0;
-};
 
 template <class R>
 struct replica_state {
@@ -53,8 +45,14 @@ struct replica_state {
 template <class R>
 class cpu_backend {
 public:
+    using value_type = R;
+    using transport_type = hub<R>;
+    using transport_resources = hub_resources;
+    struct options {};
+    static constexpr std::chrono::milliseconds default_watchdog{10000};
+
     cpu_backend(const schedule& s, const run_shape& shape, const gpt::dataset& data, int group, int worker,
-                const std::vector<R>& whole_model)
+                const std::vector<R>& whole_model, const options& = {})
         : s_(s), shape_(shape), data_(data), group_(group), worker_(worker),
           stage_times_(static_cast<std::size_t>(s.stages())) {
         const auto layouts = gpt::partition(shape.model, s.stages());
@@ -86,14 +84,31 @@ public:
         step_ = step;
         hub_ = &transport;
         groups_ = 0;
+        losses_.clear();
     }
+    static void after_step() {}
     int peak_activations() const { return peak_; }
     const op_times& times() const { return times_; }
     // The same, per stage (the simulator takes per-stage costs).
     const std::vector<op_times>& stage_times() const { return stage_times_; }
     // (micro-batch, loss) of every micro-batch whose last stage ran here.
     const std::vector<std::pair<int, double>>& losses() const { return losses_; }
-    void clear_losses() { losses_.clear(); }
+
+    // Host copies of one replica's state and gradient; load takes each
+    // replica's slice of a whole-model state.
+    train_state<R> state_of(const replica& r) const {
+        const auto& rep = find(r);
+        return {rep.params, rep.first_moment, rep.second_moment};
+    }
+    std::vector<R> gradients_of(const replica& r) const { return find(r).grads; }
+    void load(const train_state<R>& whole) {
+        for (auto& rep : replicas_) {
+            const auto& l = rep.model->layout();
+            copy_range(rep.params, whole.params, l.offset);
+            copy_range(rep.first_moment, whole.first_moment, l.offset);
+            copy_range(rep.second_moment, whole.second_moment, l.offset);
+        }
+    }
 
     // --- runtime::backend ---
     void zero_grad(const replica& r) {
@@ -115,11 +130,11 @@ public:
         if (model.layout().embedding) st.tokens = tokens;
         if (model.layout().head) st.targets = targets;
         std::vector<R> input;
-        if (!model.layout().embedding) input = take_inbox({0, o.pipeline, o.stage, o.micro_batch}, o, "RECV_F");
+        if (!model.layout().embedding) input = take_input(o, "RECV_F");
         std::vector<R> output(model.layout().head ? 0 : model.activation_size());
         model.forward(rep.params.data(), st, input.data(), output.data());
         if (model.layout().head) losses_.emplace_back(index, st.loss);
-        else hand_over({0, o.pipeline, o.stage + 1, o.micro_batch}, std::move(output));
+        else boxes_.put(output_of(s_, o, offset()), std::move(output));
         stashes_.emplace(key, std::move(st));
         peak_ = std::max(peak_, static_cast<int>(stashes_.size()));
         record(o, &op_times::forward, &op_times::forwards, seconds_since(start));
@@ -148,68 +163,42 @@ public:
     void release_activations(const op& o) { stashes_.erase(stash_key(o)); }
 
     void comm(std::span<const op> group) {
+        channel<R> transport(*hub_, rank(), "comm group " + std::to_string(groups_++) + " of its list");
+        comm(group, transport);
+    }
+    // The same over any runtime::transport of host spans (the mpi transport
+    // of examples/distributed).
+    template <class Transport>
+    void comm(std::span<const op> group, Transport& transport) {
         const auto start = clock::now();
-        std::vector<comm_member<R>> members;
-        members.reserve(group.size());
-        std::vector<std::tuple<int, int, int, int>> sent;  // outbox entries to drop afterwards
+        std::vector<message_key> sent;  // outputs to drop once sent
         for (const op& o : group) {
-            comm_member<R> m;
-            m.label = std::string(describe(o));
-            const bool activation = o.kind == op_kind::SEND_F || o.kind == op_kind::RECV_F;
-            const int kind = activation ? 0 : 1;
-            switch (o.kind) {
-                case op_kind::SEND_F:
-                case op_kind::SEND_B: {
-                    const int to_stage = activation ? o.stage + 1 : o.stage - 1;
-                    const std::tuple<int, int, int, int> box{kind, o.pipeline, to_stage, o.micro_batch};
-                    const auto it = outbox_.find(box);
-                    if (it == outbox_.end())
-                        throw error(o, activation ? "nothing to send: its F has not run" : "nothing to send: its B/I has not run");
-                    m.what = comm_member<R>::type::send;
-                    m.key = {kind, o.pipeline, o.micro_batch, o.stage, to_stage, rank(), peer_rank(o)};
-                    m.buffer = it->second.data();
-                    m.count = it->second.size();
-                    sent.push_back(box);
-                    break;
-                }
-                case op_kind::RECV_F:
-                case op_kind::RECV_B: {
-                    const int from_stage = activation ? o.stage - 1 : o.stage + 1;
-                    auto& buffer = inbox_[{kind, o.pipeline, o.stage, o.micro_batch}];
-                    buffer.assign(activation_size(), R(0));
-                    m.what = comm_member<R>::type::recv;
-                    m.key = {kind, o.pipeline, o.micro_batch, from_stage, o.stage, peer_rank(o), rank()};
-                    m.buffer = buffer.data();
-                    m.count = buffer.size();
-                    break;
-                }
-                case op_kind::REDUCE_GRAD: {
-                    auto& rep = find({o.pipeline, o.stage});
-                    m.what = comm_member<R>::type::reduce;
-                    m.reduce_id = o.stage;
-                    m.reduce_order = group_ * s_.pipelines() + o.pipeline;  // fixed order: (g, p)
-                    m.reduce_members = s_.pipelines() * shape_.data_parallel;
-                    m.buffer = rep.grads.data();
-                    m.count = rep.grads.size();
-                    break;
-                }
-                default: break;
+            if (o.kind == op_kind::REDUCE_GRAD) {
+                auto& grads = find({o.pipeline, o.stage}).grads;
+                transport.post_reduce(reduction_of(o, group_, s_.pipelines(), shape_.data_parallel), grads);
+                continue;
             }
-            members.push_back(std::move(m));
+            const message_key key = message_of(o, worker_, offset());
+            if (o.kind == op_kind::SEND_F || o.kind == op_kind::SEND_B) {
+                const std::vector<R>* data = boxes_.find(key);
+                if (!data)
+                    throw error(o, o.kind == op_kind::SEND_F ? "nothing to send: its F has not run"
+                                                             : "nothing to send: its B/I has not run");
+                transport.post_send(key, *data);
+                sent.push_back(key);
+            } else {
+                transport.post_recv(key, boxes_.put(key, std::vector<R>(shape_.activation_size(), R(0))));
+            }
         }
-        for (auto& m : members) m.label = "worker " + std::to_string(rank()) + ": " + m.label;
-        hub_->run_group(rank(), members, "comm group " + std::to_string(groups_++) + " of its list");
-        for (const auto& box : sent) outbox_.erase(box);
+        transport.complete();
+        for (const auto& key : sent) boxes_.take(key);
         times_.comm += seconds_since(start);
     }
 
     void synchronize() {
         // Everything is synchronous here; leftover buffers mean the list
         // produced data nobody consumed (a broken schedule).
-        if (!outbox_.empty() || !inbox_.empty())
-            throw std::runtime_error("worker " + std::to_string(rank()) + ": " + std::to_string(outbox_.size()) +
-                                     " unsent and " + std::to_string(inbox_.size()) +
-                                     " unconsumed message buffers at the end of the iteration");
+        if (!boxes_.empty()) throw std::runtime_error(boxes_.leftover_report(rank()));
     }
 
     void optimizer_step(const replica& r) {
@@ -238,36 +227,33 @@ private:
         }
     }
     std::tuple<int, int, int> stash_key(const op& o) const { return {o.pipeline, o.stage, o.micro_batch}; }
-    std::size_t activation_size() const {
-        return static_cast<std::size_t>(shape_.batch) * shape_.seq * shape_.model.channels;
+    int offset() const { return group_ * s_.workers(); }
+    static void copy_range(std::vector<R>& to, const std::vector<R>& from, std::size_t offset) {
+        std::copy(from.begin() + static_cast<std::ptrdiff_t>(offset),
+                  from.begin() + static_cast<std::ptrdiff_t>(offset + to.size()), to.begin());
     }
-    int peer_rank(const op& o) const { return group_ * s_.workers() + o.peer; }
 
     std::runtime_error error(const op& o, const std::string& what) const {
         return std::runtime_error("worker " + std::to_string(rank()) + ", " + std::string(describe(o)) + ": " + what);
     }
 
     replica_state<R>& find(const replica& r) {
-        for (auto& rep : replicas_)
+        return const_cast<replica_state<R>&>(std::as_const(*this).find(r));
+    }
+    const replica_state<R>& find(const replica& r) const {
+        for (const auto& rep : replicas_)
             if (rep.id == r) return rep;
         throw std::runtime_error("worker " + std::to_string(rank()) + " holds no replica of pipeline " +
                                  std::to_string(r.pipeline) + ", stage " + std::to_string(r.stage));
     }
 
-    // An output goes to the next consumer: locally when this worker runs it,
-    // else it waits in the outbox for its SEND.
-    void hand_over(std::tuple<int, int, int, int> box, std::vector<R> data) {
-        const auto [kind, pipeline, stage, micro_batch] = box;
-        if (s_.placement(pipeline, stage) == worker_) inbox_[box] = std::move(data);
-        else outbox_[box] = std::move(data);
-    }
-    std::vector<R> take_inbox(std::tuple<int, int, int, int> box, const op& o, const char* missing) {
-        const auto it = inbox_.find(box);
-        if (it == inbox_.end())
+    // The input of F (activation) or B/I (output gradient): received, or
+    // handed over by this worker's own producer.
+    std::vector<R> take_input(const op& o, const char* missing) {
+        auto data = boxes_.take(input_of(s_, o, offset()));
+        if (!data)
             throw error(o, std::string("input not available (no ") + missing + " before it, or its producer has not run)");
-        std::vector<R> data = std::move(it->second);
-        inbox_.erase(it);
-        return data;
+        return std::move(*data);
     }
 
     void input_part(const op& o) {
@@ -276,11 +262,10 @@ private:
         if (it == stashes_.end()) throw error(o, "backward without its forward's activations");
         auto& model = *rep.model;
         std::vector<R> dout;
-        if (!model.layout().head) dout = take_inbox({1, o.pipeline, o.stage, o.micro_batch}, o, "RECV_B");
-        std::vector<R> dinput(model.layout().embedding ? 0 : activation_size());
-        const R scale = R(1) / static_cast<R>(shape_.micro_batches * shape_.data_parallel);
-        model.backward_input(rep.params.data(), it->second, dout.data(), dinput.data(), scale);
-        if (!model.layout().embedding) hand_over({1, o.pipeline, o.stage - 1, o.micro_batch}, std::move(dinput));
+        if (!model.layout().head) dout = take_input(o, "RECV_B");
+        std::vector<R> dinput(model.layout().embedding ? 0 : shape_.activation_size());
+        model.backward_input(rep.params.data(), it->second, dout.data(), dinput.data(), shape_.template loss_scale<R>());
+        if (!model.layout().embedding) boxes_.put(output_of(s_, o, offset()), std::move(dinput));
     }
     void weight_part(const op& o) {
         auto& rep = find({o.pipeline, o.stage});
@@ -297,13 +282,13 @@ private:
     int group_, worker_, step_ = 0, groups_ = 0;
     std::vector<replica_state<R>> replicas_;
     std::map<std::tuple<int, int, int>, stash<R>> stashes_;
-    std::map<std::tuple<int, int, int, int>, std::vector<R>> inbox_, outbox_;  // (kind, pipeline, consumer stage, mb)
+    message_box<std::vector<R>> boxes_;
     int peak_ = 0;
     op_times times_;
     std::vector<op_times> stage_times_;
     std::vector<std::pair<int, double>> losses_;
 };
 
-static_assert(runtime::backend<cpu_backend<float>>);
+static_assert(runtime::trainable<cpu_backend<float>>);
 
 }  // namespace chimera::runtime::cpu

@@ -1,6 +1,7 @@
-// Training loops on the CPU backend: the pipelined trainer (one thread per
-// worker, D*W workers, any lowered schedule) and the sequential reference
-// (one worker, whole model, the same global batch and micro-batches).
+// Training on the CPU backend: the pipelined trainer (the common trainer
+// over cpu_backend), the sequential reference (one worker, whole model, the
+// same global batch and micro-batches, accumulators grouped as asked), the
+// simulator's prediction from measured op times, and the held-out loss.
 #pragma once
 
 #include <algorithm>
@@ -15,170 +16,21 @@
 #include <chimera/simulate.hpp>
 #include <chimera/schedule.hpp>
 
-#include "../common/executor.hpp"
+#include "../common/trainer.hpp"
 #include "backend.hpp"
 
 namespace chimera::runtime::cpu {
 
-// Whole-model parameters and AdamW moments (the checkpoint content).
+using runtime::mean_loss;
+using runtime::op_times;
+using runtime::step_result;
+using runtime::times_snapshot;
+using runtime::train_state;
+
+// The pipelined trainer on the CPU backend: one thread per worker, D*W
+// workers, any lowered schedule (the one trainer of examples/common).
 template <class R>
-struct train_state {
-    std::vector<R> params, first_moment, second_moment;
-    friend bool operator==(const train_state&, const train_state&) = default;
-};
-
-struct step_result {
-    double loss = 0;                      // mean over the global batch's micro-batches
-    std::vector<double> micro_batch_losses;  // by global micro-batch id g*N + m
-    double seconds = 0;
-};
-
-// Mean of the micro-batch losses in id order (the same sum everywhere).
-inline double mean_loss(std::vector<std::pair<int, double>> losses, std::vector<double>& ordered) {
-    std::sort(losses.begin(), losses.end());
-    ordered.clear();
-    double sum = 0;
-    for (const auto& [id, loss] : losses) ordered.push_back(loss), sum += loss;
-    return ordered.empty() ? 0 : sum / static_cast<double>(ordered.size());
-}
-
-template <class R>
-class pipeline_trainer {
-public:
-    pipeline_trainer(schedule lowered, const run_shape& shape, const gpt::dataset& data,
-                     const std::vector<R>& initial, std::chrono::milliseconds watchdog = std::chrono::seconds(10))
-        : s_(std::move(lowered)), shape_(shape), data_(data), watchdog_(watchdog) {
-        shape_.micro_batches = s_.micro_batches();
-        for (int g = 0; g < shape_.data_parallel; ++g)
-            for (int w = 0; w < s_.workers(); ++w) workers_.emplace_back(s_, shape_, data_, g, w, initial);
-    }
-
-    const schedule& lowered() const { return s_; }
-    int ranks() const { return static_cast<int>(workers_.size()); }
-    const cpu_backend<R>& worker(int rank) const { return workers_[static_cast<std::size_t>(rank)]; }
-
-    // One iteration on all workers; throws std::runtime_error with the
-    // per-worker report when a worker fails, deadlocks or times out.
-    step_result step(int step_index) {
-        hub<R> transport(ranks(), watchdog_);
-        std::vector<std::string> errors(workers_.size());
-        const auto start = std::chrono::steady_clock::now();
-        std::vector<std::thread> threads;
-        for (int r = 0; r < ranks(); ++r)
-            threads.emplace_back([&, r] {
-                auto& b = workers_[static_cast<std::size_t>(r)];
-                try {
-                    b.begin(step_index, transport);
-                    b.clear_losses();
-                    const auto owned = b.owned();
-                    run_iteration(s_.ops(r % s_.workers()), owned, b);
-                } catch (const comm_failure&) {
-                    errors[static_cast<std::size_t>(r)] = "comm";
-                } catch (const std::exception& e) {
-                    errors[static_cast<std::size_t>(r)] = e.what();
-                    transport.abort("worker " + std::to_string(r) + " failed: " + e.what());
-                }
-                transport.finish(r);
-            });
-        for (auto& t : threads) t.join();
-        step_result result;
-        result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        if (std::string failure = transport.failure(); !failure.empty()) throw std::runtime_error(failure);
-        for (const auto& e : errors)
-            if (!e.empty()) throw std::runtime_error(e);
-        order_mismatches_ += transport.order_mismatches();
-        std::vector<std::pair<int, double>> losses;
-        for (const auto& b : workers_) losses.insert(losses.end(), b.losses().begin(), b.losses().end());
-        result.loss = mean_loss(losses, result.micro_batch_losses);
-        return result;
-    }
-
-    // Whole-model state, read from the lowest rank holding each stage.
-    train_state<R> state() const {
-        train_state<R> out;
-        for (int st = 0; st < s_.stages(); ++st) {
-            const auto& rep = holder(st);
-            append(out.params, rep.params);
-            append(out.first_moment, rep.first_moment);
-            append(out.second_moment, rep.second_moment);
-        }
-        return out;
-    }
-    void load(const train_state<R>& state) {
-        for (auto& b : workers_)
-            for (auto& rep : b.replicas()) {
-                const auto& l = rep.model->layout();
-                copy_range(rep.params, state.params, l.offset);
-                copy_range(rep.first_moment, state.first_moment, l.offset);
-                copy_range(rep.second_moment, state.second_moment, l.offset);
-            }
-    }
-
-    // True when every replica of every stage holds the same parameter bits.
-    bool replicas_identical() const {
-        for (const auto& b : workers_)
-            for (const auto& rep : b.replicas())
-                if (rep.params != holder(rep.id.stage).params || rep.first_moment != holder(rep.id.stage).first_moment)
-                    return false;
-        return true;
-    }
-
-    std::vector<int> measured_peaks() const {
-        std::vector<int> peaks;
-        for (const auto& b : workers_) peaks.push_back(b.peak_activations());
-        return peaks;
-    }
-    // Predicted peaks per rank (the schedule's count, every group alike).
-    std::vector<int> predicted_peaks() const {
-        const auto per_worker = peak_activations(s_);
-        std::vector<int> peaks;
-        for (int r = 0; r < ranks(); ++r) peaks.push_back(per_worker[static_cast<std::size_t>(r % s_.workers())]);
-        return peaks;
-    }
-    int order_mismatches() const { return order_mismatches_; }
-
-    // Op times summed over all workers since construction: per stage, and
-    // the optimizer (zero_grad + AdamW) time.
-    struct times_snapshot {
-        std::vector<op_times> stages;
-        double optimizer = 0;
-    };
-    times_snapshot total_times() const {
-        times_snapshot t;
-        t.stages.assign(static_cast<std::size_t>(s_.stages()), {});
-        for (const auto& b : workers_) {
-            t.optimizer += b.times().optimizer;
-            for (std::size_t st = 0; st < t.stages.size(); ++st) {
-                const op_times& x = b.stage_times()[st];
-                op_times& y = t.stages[st];
-                y.forward += x.forward, y.forwards += x.forwards, y.backward += x.backward, y.backwards += x.backwards;
-                y.input_backward += x.input_backward, y.input_backwards += x.input_backwards;
-                y.weight_backward += x.weight_backward, y.weight_backwards += x.weight_backwards;
-            }
-        }
-        return t;
-    }
-
-private:
-    static void append(std::vector<R>& to, const std::vector<R>& from) { to.insert(to.end(), from.begin(), from.end()); }
-    static void copy_range(std::vector<R>& to, const std::vector<R>& from, std::size_t offset) {
-        std::copy(from.begin() + static_cast<std::ptrdiff_t>(offset),
-                  from.begin() + static_cast<std::ptrdiff_t>(offset + to.size()), to.begin());
-    }
-    const replica_state<R>& holder(int stage) const {
-        for (const auto& b : workers_)
-            for (const auto& rep : b.replicas())
-                if (rep.id.stage == stage) return rep;
-        throw std::logic_error("no replica of a stage");
-    }
-
-    schedule s_;
-    run_shape shape_;
-    const gpt::dataset& data_;
-    std::chrono::milliseconds watchdog_;
-    std::vector<cpu_backend<R>> workers_;
-    int order_mismatches_ = 0;
-};
+using pipeline_trainer = runtime::trainer<cpu_backend<R>>;
 
 // The unpipelined reference: whole model on one worker, the same W*N
 // micro-batches. `groups` lists global micro-batch ids per gradient
@@ -203,14 +55,17 @@ public:
         for (int i = 0; i < micro_batches; ++i) all.push_back(i);
         return {all};
     }
-    // One accumulator per (group g, pipeline p), as the replicas of `s`.
+    // One accumulator per (group g, pipeline p), as the replicas of `s`,
+    // each summing its micro-batches in the order its first stage forms
+    // their weight gradients (B or W ops), as the pipelined replica does.
     static std::vector<std::vector<int>> by_replica(const schedule& s, int data_parallel) {
         std::vector<std::vector<int>> groups;
         for (int g = 0; g < data_parallel; ++g)
             for (int p = 0; p < s.pipelines(); ++p) {
                 groups.emplace_back();
-                for (int m = 0; m < s.micro_batches(); ++m)
-                    if (s.pipeline_of(m) == p) groups.back().push_back(g * s.micro_batches() + m);
+                for (const op& o : s.ops(s.placement(p, 0)))
+                    if ((o.kind == op_kind::B || o.kind == op_kind::W) && o.pipeline == p && o.stage == 0)
+                        groups.back().push_back(g * s.micro_batches() + o.micro_batch);
             }
         return groups;
     }
@@ -272,9 +127,8 @@ struct step_prediction {
 };
 
 template <class R>
-step_prediction predict_step(const pipeline_trainer<R>& trainer,
-                             const typename pipeline_trainer<R>::times_snapshot& before,
-                             const typename pipeline_trainer<R>::times_snapshot& after, int steps, unsigned cores) {
+step_prediction predict_step(const pipeline_trainer<R>& trainer, const times_snapshot& before,
+                             const times_snapshot& after, int steps, unsigned cores) {
     auto mean = [](double a, double b, int n, int m) { return m > n ? (b - a) / (m - n) : 0.0; };
     step_prediction p;
     cost_model model;

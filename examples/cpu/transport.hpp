@@ -1,4 +1,4 @@
-// In-process channels with NCCL's rendezvous semantics (runtime.md §3, §4):
+// In-process channels with NCCL's rendezvous semantics (docs/runtime.md):
 // one matching table under one mutex. A group posts all its members, then
 // waits until all completed. Point-to-point messages match by key; the
 // per-pair issue order is also compared, so an order that NCCL (which pairs
@@ -18,17 +18,16 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <span>
 #include <vector>
+
+#include <chimera/runtime/message.hpp>
+#include <chimera/runtime/transport.hpp>
 
 namespace chimera::runtime::cpu {
 
-// Message identity (runtime.md §2) plus the two global ranks.
-struct message_key {
-    int kind = 0;  // 0 activation (F), 1 gradient (B)
-    int pipeline = 0, micro_batch = 0, send_stage = 0, recv_stage = 0;
-    int source = 0, destination = 0;
-    friend auto operator<=>(const message_key&, const message_key&) = default;
-};
+using runtime::message_key;
+using runtime::reduce_key;
 
 class comm_failure : public std::runtime_error {
 public:
@@ -39,18 +38,20 @@ template <class R>
 struct comm_member {
     enum class type { send, recv, reduce } what = type::send;
     message_key key{};            // send / recv
-    int reduce_id = 0;            // reduce: the stage
-    int reduce_order = 0;         // reduce: position in the fixed summation order
-    int reduce_members = 0;       // reduce: how many members the collective has
+    reduce_key reduction{};       // reduce
     R* buffer = nullptr;
     std::size_t count = 0;
     std::string label;            // for reports
 };
 
+// What a hub keeps between steps: nothing (the trainer's transport resources).
+struct hub_resources {};
+
 template <class R>
 class hub {
 public:
-    hub(int ranks, std::chrono::milliseconds watchdog) : ranks_(ranks), watchdog_(watchdog), state_(ranks) {}
+    hub(int ranks, std::chrono::milliseconds watchdog, const hub_resources& = {})
+        : ranks_(ranks), watchdog_(watchdog), state_(ranks) {}
 
     // Post every member of one group of `rank`, return when all completed.
     // Throws comm_failure (on every waiting worker) on deadlock or timeout.
@@ -146,9 +147,9 @@ private:
     void post(int rank, comm_member<R>& m, std::size_t index) {
         using type = typename comm_member<R>::type;
         if (m.what == type::reduce) {
-            auto& r = reduces_[m.reduce_id];
-            r.members.emplace_back(m.reduce_order, rank, index);
-            if (static_cast<int>(r.members.size()) < m.reduce_members) return;
+            auto& r = reduces_[m.reduction.stage];
+            r.members.emplace_back(m.reduction.order, rank, index);
+            if (static_cast<int>(r.members.size()) < m.reduction.members) return;
             std::sort(r.members.begin(), r.members.end());
             std::vector<R> sum(m.count, R(0));
             for (auto& [order, member_rank, member_index] : r.members) {
@@ -160,12 +161,12 @@ private:
                 std::copy(sum.begin(), sum.end(), x.buffer);
                 complete(member_rank, member_index);
             }
-            reduces_.erase(m.reduce_id);
+            reduces_.erase(m.reduction.stage);
             cv_.notify_all();
             return;
         }
         const bool sending = m.what == type::send;
-        const auto pair = std::pair{m.key.source, m.key.destination};
+        const auto pair = std::pair{m.key.from, m.key.to};
         const long sequence = (sending ? send_sequence_ : recv_sequence_)[pair]++;
         auto& mine = sending ? sends_ : recvs_;
         auto& theirs = sending ? recvs_ : sends_;
@@ -234,5 +235,49 @@ private:
     int order_mismatches_ = 0;
     std::string failure_;
 };
+
+// One comm group of one worker on the hub: models runtime::transport
+// (members are collected by post_*, complete() runs the group).
+template <class R>
+class channel {
+public:
+    channel(hub<R>& h, int rank, std::string where) : hub_(h), rank_(rank), where_(std::move(where)) {}
+    void post_send(const message_key& key, std::span<const R> data) {
+        add(comm_member<R>::type::send, data.size(), const_cast<R*>(data.data()), "SEND_", key);
+    }
+    void post_recv(const message_key& key, std::span<R> data) {
+        add(comm_member<R>::type::recv, data.size(), data.data(), "RECV_", key);
+    }
+    void post_reduce(const reduce_key& key, std::span<R> data) {
+        comm_member<R>& m = members_.emplace_back();
+        m.what = comm_member<R>::type::reduce;
+        m.reduction = key;
+        m.buffer = data.data();
+        m.count = data.size();
+        m.label = "worker " + std::to_string(rank_) + ": REDUCE_GRAD(stage " + std::to_string(key.stage) +
+                  ", member " + std::to_string(key.order) + " of " + std::to_string(key.members) + ")";
+    }
+    void complete() {
+        hub_.run_group(rank_, members_, where_);
+        members_.clear();
+    }
+
+private:
+    void add(typename comm_member<R>::type what, std::size_t count, R* buffer, const char* verb, const message_key& key) {
+        comm_member<R>& m = members_.emplace_back();
+        m.what = what;
+        m.key = key;
+        m.buffer = buffer;
+        m.count = count;
+        m.label = "worker " + std::to_string(rank_) + ": " + verb +
+                  (key.kind == runtime::message_kind::activation ? "F" : "B") + "(" + to_string(key) + ")";
+    }
+
+    hub<R>& hub_;
+    int rank_;
+    std::string where_;
+    std::vector<comm_member<R>> members_;
+};
+static_assert(runtime::transport<channel<float>, std::span<const float>, std::span<float>>);
 
 }  // namespace chimera::runtime::cpu

@@ -1,4 +1,4 @@
-// The CUDA backend of one virtual worker (runtime.md §5.1): its own
+// The CUDA backend of one virtual worker (docs/cuda.md): its own
 // non-blocking stream; parameters, gradients and AdamW moments of its
 // replicas in device memory (one flat buffer each, the CPU layout);
 // activation stashes per (pipeline, stage, micro-batch); messages through
@@ -14,6 +14,8 @@
 #include <stdexcept>
 #include <string>
 #include <tuple>
+#include <chrono>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -21,8 +23,13 @@
 #include <chimera/placement.hpp>
 #include <chimera/schedule.hpp>
 
-#include "../common/backend.hpp"
-#include "../cpu/backend.hpp"  // run_shape
+#include <chimera/runtime/backend.hpp>
+#include <chimera/runtime/message.hpp>
+#include <chimera/runtime/transport.hpp>
+
+#include "../common/message_box.hpp"
+#include "../common/shape.hpp"
+#include "../common/trainer.hpp"
 #include "../gpt/data.hpp"
 #include "device.hpp"
 #include "stage.hpp"
@@ -30,7 +37,60 @@
 
 namespace chimera::runtime::gpu {
 
-using cpu::run_shape;
+// The local transport of one step, as the common trainer makes it: device
+// buffers come from the trainer's pool (reused every step); no issue-order
+// check (messages match by key only).
+class step_transport : public local_transport {
+public:
+    step_transport(int /*ranks*/, std::chrono::milliseconds watchdog, buffer_pool& pool)
+        : local_transport(watchdog, &pool) {}
+    void finish(int /*rank*/) {}
+    int order_mismatches() const { return 0; }
+};
+
+// A device payload: pointer and element count.
+struct device_span {
+    float* data = nullptr;
+    std::size_t count = 0;
+};
+// Where a received message's device buffer (owned by the transport) goes.
+struct device_receipt {
+    const float** data = nullptr;
+    std::size_t count = 0;
+};
+
+// One comm group of one worker on the local transport: models
+// runtime::transport. Sends and reduction arrivals are enqueued when
+// posted; complete() then waits for the receives and the reductions'
+// results, in posting order (the group's canonical order).
+class device_channel {
+public:
+    device_channel(local_transport& t, cudaStream_t stream, int group) : t_(t), stream_(stream), group_(group) {}
+    void post_send(const message_key& key, device_span data) { t_.send(id(key), data.data, data.count, stream_); }
+    void post_recv(const message_key& key, device_receipt out) { receives_.emplace_back(key, out); }
+    void post_reduce(const reduce_key& key, device_span data) {
+        t_.post_all_reduce(key.stage, key.order, key.members, data.data, data.count, stream_);
+        reductions_.emplace_back(key.stage, data.data);
+    }
+    void complete() {
+        for (const auto& [key, out] : receives_) *out.data = t_.receive(id(key), out.count, stream_);
+        for (const auto& [stage, buffer] : reductions_) t_.finish_all_reduce(stage, buffer, stream_);
+        receives_.clear();
+        reductions_.clear();
+    }
+
+private:
+    // The transport's id: (kind, pipeline, micro-batch, sending stage, receiving stage, data-parallel group).
+    message_id id(const message_key& k) const {
+        return {static_cast<int>(k.kind), k.pipeline, k.micro_batch, producer_stage(k), k.stage, group_};
+    }
+    local_transport& t_;
+    cudaStream_t stream_;
+    int group_;
+    std::vector<std::pair<message_key, device_receipt>> receives_;
+    std::vector<std::pair<int, float*>> reductions_;
+};
+static_assert(runtime::transport<device_channel, device_span, device_receipt, device_span>);
 
 struct gpu_replica {
     replica id;
@@ -40,6 +100,12 @@ struct gpu_replica {
 
 class cuda_backend {
 public:
+    using value_type = float;
+    using transport_type = step_transport;
+    using transport_resources = buffer_pool;
+    using options = gpu_stage_options;
+    static constexpr std::chrono::milliseconds default_watchdog{60000};
+
     cuda_backend(const schedule& s, const run_shape& shape, const gpt::dataset& data, int group, int worker,
                  const std::vector<float>& whole_model, const gpu_stage_options& options = {})
         : s_(&s), shape_(&shape), data_(&data), group_(group), worker_(worker) {
@@ -70,7 +136,9 @@ public:
             cudaStreamSynchronize(stream_);
             for (auto& [key, st] : stashes_) gpu_stage_model::free_stash(st, stream_);
             for (auto& [id, buffer] : losses_) cudaFreeAsync(buffer, stream_);
-            for (auto& [key, box] : boxes_) cudaFreeAsync(box.data, stream_);
+            boxes_.for_each([&](const message_key&, box& b) {
+                if (b.owned) cudaFreeAsync(b.data, stream_);
+            });
             cudaStreamSynchronize(stream_);
             cudaStreamDestroy(stream_);
         }
@@ -96,6 +164,29 @@ public:
     // (global micro-batch id, mean loss) of the micro-batches whose last
     // stage ran here; valid after synchronize().
     const std::vector<std::pair<int, double>>& losses() const { return host_losses_; }
+    // After every step: the device is idle before the trainer reads results.
+    static void after_step() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
+
+    // Host copies of one replica's state and gradient (after the worker's
+    // stream is idle); load uploads each replica's slice of a whole-model
+    // state on the worker's stream, so its next kernels are ordered after it.
+    train_state<float> state_of(const replica& r) const {
+        check(cudaStreamSynchronize(stream_), "state");
+        const auto& rep = find(r);
+        return {rep.params.download(), rep.first_moment.download(), rep.second_moment.download()};
+    }
+    std::vector<float> gradients_of(const replica& r) const {
+        check(cudaStreamSynchronize(stream_), "gradients");
+        return find(r).grads.download();
+    }
+    void load(const train_state<float>& whole) {
+        for (auto& rep : replicas_) {
+            const auto& l = rep.model->layout();
+            rep.params.upload(slice(whole.params, l), stream_);
+            rep.first_moment.upload(slice(whole.first_moment, l), stream_);
+            rep.second_moment.upload(slice(whole.second_moment, l), stream_);
+        }
+    }
 
     // --- runtime::backend ---
     void zero_grad(const replica& r) {
@@ -113,11 +204,11 @@ public:
         data_->micro_batch(false, shape_->data_seed, step_, index, shape_->batch, shape_->seq, tokens, targets);
         gpu_stash st = model.make_stash(tokens, targets, stream_);
         const float* input = nullptr;
-        if (!model.layout().embedding) input = take({0, o.pipeline, o.stage, o.micro_batch}, o, "RECV_F");
+        if (!model.layout().embedding) input = take(o, "RECV_F");
         float* output = nullptr;
-        if (!model.layout().head) output = allocate(activation_size());
-        model.forward(rep.params.data(), st, input, output, loss_scale(), stream_);
-        if (!model.layout().embedding) release_input({0, o.pipeline, o.stage, o.micro_batch});
+        if (!model.layout().head) output = allocate(shape_->activation_size());
+        model.forward(rep.params.data(), st, input, output, shape_->loss_scale<float>(), stream_);
+        if (!model.layout().embedding) release_input(o);
         if (model.layout().head) {
             float* losses = allocate(static_cast<std::size_t>(model.rows()));
             check(cudaMemcpyAsync(losses, st.values + model.losses_offset(), model.rows() * sizeof(float),
@@ -125,7 +216,7 @@ public:
                   "losses");
             losses_.emplace_back(index, losses);
         } else {
-            hand_over({0, o.pipeline, o.stage + 1, o.micro_batch}, output);
+            boxes_.put(output_of(*s_, o, offset()), {output, true});
         }
         stashes_.emplace(key, st);
         peak_ = std::max(peak_, static_cast<int>(stashes_.size()));
@@ -146,39 +237,33 @@ public:
 
     // Post every member, then wait for all: sends (buffered: they never
     // block) and reduction arrivals first, then receives and the reductions'
-    // results. Each step follows the list's canonical order.
+    // results, each in the list's canonical order (device_channel).
     void comm(std::span<const op> group) {
+        device_channel transport(*transport_, stream_, group_);
+        std::vector<std::pair<message_key, const float*>> received;
+        received.reserve(group.size());  // post_recv keeps pointers into it
         for (const op& o : group) {
+            if (o.kind == op_kind::REDUCE_GRAD) {
+                auto& grads = find({o.pipeline, o.stage}).grads;
+                transport.post_reduce(reduction_of(o, group_, s_->pipelines(), shape_->data_parallel),
+                                      {grads.data(), grads.size()});
+                continue;
+            }
+            const message_key key = message_of(o, worker_, offset());
             if (o.kind == op_kind::SEND_F || o.kind == op_kind::SEND_B) {
-                const bool activation = o.kind == op_kind::SEND_F;
-                const int kind = activation ? 0 : 1, to_stage = activation ? o.stage + 1 : o.stage - 1;
-                const std::tuple<int, int, int, int> key{kind, o.pipeline, to_stage, o.micro_batch};
-                const auto it = boxes_.find(key);
-                if (it == boxes_.end() || !it->second.outgoing)
-                    throw error(o, activation ? "nothing to send: its F has not run"
-                                              : "nothing to send: its B/I has not run");
-                transport_->send({kind, o.pipeline, o.micro_batch, o.stage, to_stage, group_}, it->second.data,
-                                 activation_size(), stream_);
-                cudaFreeAsync(it->second.data, stream_);
-                boxes_.erase(it);
-            } else if (o.kind == op_kind::REDUCE_GRAD) {
-                auto& rep = find({o.pipeline, o.stage});
-                transport_->post_all_reduce(o.stage, group_ * s_->pipelines() + o.pipeline,
-                                            s_->pipelines() * shape_->data_parallel, rep.grads.data(),
-                                            rep.grads.size(), stream_);
+                auto message = boxes_.take(key);
+                if (!message)
+                    throw error(o, o.kind == op_kind::SEND_F ? "nothing to send: its F has not run"
+                                                             : "nothing to send: its B/I has not run");
+                transport.post_send(key, {message->data, shape_->activation_size()});
+                cudaFreeAsync(message->data, stream_);  // after the send's copy, on the same stream
+            } else {
+                received.emplace_back(key, nullptr);
+                transport.post_recv(key, {&received.back().second, shape_->activation_size()});
             }
         }
-        for (const op& o : group) {
-            if (o.kind == op_kind::RECV_F || o.kind == op_kind::RECV_B) {
-                const bool activation = o.kind == op_kind::RECV_F;
-                const int kind = activation ? 0 : 1, from_stage = activation ? o.stage - 1 : o.stage + 1;
-                const float* data = transport_->receive({kind, o.pipeline, o.micro_batch, from_stage, o.stage, group_},
-                                                        activation_size(), stream_);
-                boxes_[{kind, o.pipeline, o.stage, o.micro_batch}] = box{const_cast<float*>(data), false, false};
-            }
-        }
-        for (const op& o : group)
-            if (o.kind == op_kind::REDUCE_GRAD) transport_->finish_all_reduce(o.stage, find({o.pipeline, o.stage}).grads.data(), stream_);
+        transport.complete();
+        for (const auto& [key, data] : received) boxes_.put(key, {const_cast<float*>(data), false});
     }
 
     void synchronize() {
@@ -192,9 +277,7 @@ public:
             host_losses_.emplace_back(index, static_cast<double>(total / static_cast<float>(rows.size())));
         }
         losses_.clear();
-        if (!boxes_.empty())
-            throw std::runtime_error("worker " + std::to_string(rank()) + ": " + std::to_string(boxes_.size()) +
-                                     " message buffers unsent or unconsumed at the end of the iteration");
+        if (!boxes_.empty()) throw std::runtime_error(boxes_.leftover_report(rank()));
     }
 
     void optimizer_step(const replica& r) {
@@ -210,18 +293,19 @@ public:
     }
 
 private:
-    // A message buffer: outgoing (ours, to free after the send), or
-    // incoming/local. Received buffers belong to the transport.
+    // A message buffer: ours (an output, to free once consumed or sent) or
+    // the transport's (received).
     struct box {
         float* data = nullptr;
-        bool outgoing = false, owned = true;
+        bool owned = true;
     };
 
     std::tuple<int, int, int> stash_key(const op& o) const { return {o.pipeline, o.stage, o.micro_batch}; }
-    std::size_t activation_size() const {
-        return static_cast<std::size_t>(shape_->batch) * shape_->seq * shape_->model.channels;
+    int offset() const { return group_ * s_->workers(); }
+    static std::vector<float> slice(const std::vector<float>& whole, const gpt::stage_layout& l) {
+        return {whole.begin() + static_cast<std::ptrdiff_t>(l.offset),
+                whole.begin() + static_cast<std::ptrdiff_t>(l.offset + l.size)};
     }
-    float loss_scale() const { return 1.0f / static_cast<float>(shape_->micro_batches * shape_->data_parallel); }
     float* allocate(std::size_t count) {
         float* p = nullptr;
         check(cudaMallocAsync(reinterpret_cast<void**>(&p), count * sizeof(float), stream_), "cudaMallocAsync");
@@ -230,28 +314,24 @@ private:
     std::runtime_error error(const op& o, const std::string& what) const {
         return std::runtime_error("worker " + std::to_string(rank()) + ", " + std::string(describe(o)) + ": " + what);
     }
-    gpu_replica& find(const replica& r) {
-        for (auto& rep : replicas_)
+    gpu_replica& find(const replica& r) { return const_cast<gpu_replica&>(std::as_const(*this).find(r)); }
+    const gpu_replica& find(const replica& r) const {
+        for (const auto& rep : replicas_)
             if (rep.id == r) return rep;
         throw std::runtime_error("worker " + std::to_string(rank()) + " holds no replica of pipeline " +
                                  std::to_string(r.pipeline) + ", stage " + std::to_string(r.stage));
     }
-    // An output goes to the next consumer: kept when this worker runs it,
-    // else marked outgoing for its SEND.
-    void hand_over(std::tuple<int, int, int, int> key, float* data) {
-        const auto [kind, pipeline, stage, micro_batch] = key;
-        boxes_[key] = box{data, s_->placement(pipeline, stage) != worker_, true};
+    // The input of F (activation) or B/I (output gradient): received, or
+    // handed over by this worker's own producer. Stays in the box until
+    // release_input (the kernels that read it are enqueued in between).
+    const float* take(const op& o, const char* missing) {
+        const box* b = boxes_.find(input_of(*s_, o, offset()));
+        if (!b) throw error(o, std::string("input not available (no ") + missing + " before it, or its producer has not run)");
+        return b->data;
     }
-    const float* take(std::tuple<int, int, int, int> key, const op& o, const char* missing) {
-        const auto it = boxes_.find(key);
-        if (it == boxes_.end() || it->second.outgoing)
-            throw error(o, std::string("input not available (no ") + missing + " before it, or its producer has not run)");
-        return it->second.data;
-    }
-    void release_input(std::tuple<int, int, int, int> key) {
-        const auto it = boxes_.find(key);
-        if (it->second.owned) cudaFreeAsync(it->second.data, stream_);
-        boxes_.erase(it);
+    void release_input(const op& o) {
+        const box b = *boxes_.take(input_of(*s_, o, offset()));
+        if (b.owned) cudaFreeAsync(b.data, stream_);
     }
 
     void input_part(const op& o) {
@@ -260,11 +340,11 @@ private:
         if (it == stashes_.end()) throw error(o, "backward without its forward's activations");
         const auto& model = *rep.model;
         const float* dout = nullptr;
-        if (!model.layout().head) dout = take({1, o.pipeline, o.stage, o.micro_batch}, o, "RECV_B");
-        float* dinput = model.layout().embedding ? nullptr : allocate(activation_size());
+        if (!model.layout().head) dout = take(o, "RECV_B");
+        float* dinput = model.layout().embedding ? nullptr : allocate(shape_->activation_size());
         model.backward_input(rep.params.data(), it->second, dout, dinput, stream_);
-        if (!model.layout().head) release_input({1, o.pipeline, o.stage, o.micro_batch});
-        if (!model.layout().embedding) hand_over({1, o.pipeline, o.stage - 1, o.micro_batch}, dinput);
+        if (!model.layout().head) release_input(o);
+        if (!model.layout().embedding) boxes_.put(output_of(*s_, o, offset()), {dinput, true});
     }
     void weight_part(const op& o) {
         auto& rep = find({o.pipeline, o.stage});
@@ -282,12 +362,12 @@ private:
     cudaStream_t stream_ = nullptr;
     std::vector<gpu_replica> replicas_;
     std::map<std::tuple<int, int, int>, gpu_stash> stashes_;
-    std::map<std::tuple<int, int, int, int>, box> boxes_;  // (kind, pipeline, consumer stage, micro-batch)
+    message_box<box> boxes_;
     std::vector<std::pair<int, float*>> losses_;
     std::vector<std::pair<int, double>> host_losses_;
     int peak_ = 0;
 };
 
-static_assert(runtime::backend<cuda_backend>);
+static_assert(runtime::trainable<cuda_backend>);
 
 }  // namespace chimera::runtime::gpu

@@ -1,5 +1,7 @@
-// chimera-train: trains the GPT example with any schedule on the CPU
-// backend (one thread per worker) or with the sequential reference.
+// chimera-train: trains the GPT example with any schedule of the library
+// (or the sequential reference) on the CPU backend (one thread per worker)
+// or the CUDA backend (one stream per worker on one GPU). Both backends run
+// the one trainer of examples/common and print the same report.
 //
 //   chimera-train --schedule chimera --stages 4 --micro-batches 8 --steps 60
 //
@@ -27,6 +29,10 @@
 
 #include <common/checkpoint.hpp>
 #include <cpu/trainer.hpp>
+#include <distributed/sha256.hpp>
+#if CHIMERA_HAVE_MPI
+#include <distributed/rank_trainer.hpp>
+#endif
 #if CHIMERA_HAVE_CUDA
 #include <cuda/trainer.hpp>
 #endif
@@ -35,11 +41,12 @@ namespace {
 
 using namespace chimera;
 using namespace chimera::runtime;
-using namespace chimera::runtime::cpu;
 
 struct options {
     std::string schedule = "chimera";
     int stages = 4, micro_batches = 8, pipelines = 0, data_parallel = 1;
+    int chunks = 2, group_size = 0;
+    bool split_backward = false;
     std::string scaling = "direct", sync = "end";
     int steps = 150;
     std::string model = "tiny";
@@ -54,20 +61,34 @@ struct options {
     std::string backend = "cpu";
     std::string precision = "fp32";
     std::string attention = "v1";  // cuda only: v1 or flash (head size 64)
+    std::string transport = "local";  // local (threads) or mpi (one process per worker)
+    std::string rank_layout = "group-major";
 };
 
 struct usage_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+// Every schedule name the library generates, plus the sequential reference.
+std::vector<std::string> schedule_names() {
+    std::vector<std::string> names;
+    for (const algorithm a : generated_algorithms) names.emplace_back(to_string(a));
+    names.emplace_back("sequential");
+    return names;
+}
+
 config to_config(const options& o) {
+    if (o.pipelines < 0) throw usage_error("--pipelines must be >= 1 (got " + std::to_string(o.pipelines) + ")");
     config c;
-    c.schedule = *parse_algorithm(o.schedule);
+    c.schedule = *parse_algorithm(o.schedule);  // --schedule is checked against schedule_names()
     c.stages = o.stages;
     c.micro_batches = o.micro_batches;
     c.pipelines = o.pipelines;
     c.scaling_mode = *parse_scaling(o.scaling);
     c.data_parallel = o.data_parallel;
+    c.chunks = o.chunks;
+    c.group_size = o.group_size;
+    c.split_backward = o.split_backward;
     if (auto error = validate(c)) throw usage_error("[" + std::string(error->rule) + "] " + error->message);
     return c;
 }
@@ -82,109 +103,145 @@ std::string read_file(const std::string& path) {
     return text;
 }
 
+// What a run trains with: the schedule (compute-only, for the grid, and
+// lowered), the shape, and the global batch.
+struct run_plan {
+    bool sequential = false;
+    schedule compute, lowered;
+    run_shape shape;
+    double tokens_per_step = 0;
+};
+
 // The schedule to run, lowered; for --schedule-file the file's own ops
-// (lowered if it holds compute ops only), checked unless told otherwise.
+// (lowered if it holds compute ops only). Sequential: one worker, the whole
+// global batch of W*N micro-batches accumulated in id order.
+template <class Trainer>
 schedule make_lowered(const options& o, schedule& compute) {
+    if (o.schedule == "sequential") return Trainer::sequential_schedule(o.micro_batches * o.data_parallel);
     const lower_options lowering{.sync = *parse_sync_policy(o.sync)};
     if (!o.schedule_file.empty()) {
         schedule s = io::read_json(read_file(o.schedule_file));
-        if (is_lowered(s)) {
-            compute = compute_only(s);
-            return s;
-        }
-        compute = s;
-        return lower(s, lowering);
+        compute = is_lowered(s) ? compute_only(s) : s;
+        return is_lowered(s) ? s : lower(s, lowering);
     }
     compute = generate(to_config(o));
     return lower(compute, lowering);
 }
 
-// The model, batch and optimizer settings both backends train with.
-run_shape shape_of(const options& o, const gpt::dataset& data) {
-    run_shape shape;
-    shape.model = o.model == "small"  ? gpt::small_model(data.vocab())
-                  : o.model == "wide" ? gpt::wide_model(data.vocab())
-                                      : gpt::tiny_model(data.vocab());
-    shape.batch = o.batch;
-    shape.seq = shape.model.max_seq;
-    shape.data_parallel = o.data_parallel;
-    shape.data_seed = o.seed;
-    shape.adam.learning_rate = o.learning_rate;
-    shape.adam.weight_decay = o.weight_decay;
-    return shape;
+// Every checker diagnostic; fatal unless --no-check (then a warning).
+void check_schedule(const options& o, const schedule& lowered) {
+    const auto report = check(lowered);
+    if (report.ok()) return;
+    std::string text = "the lowered schedule is invalid:";
+    for (const auto& d : report.diagnostics) text += "\n  [" + std::string(d.rule) + "] " + d.message;
+    if (!o.no_check) throw std::runtime_error(text);
+    fmt::print(stderr, "chimera-train: warning (--no-check, running it anyway): {}\n", text);
 }
 
-template <class R>
-int train(const options& o) {
-    const gpt::dataset data(65536, 1);
-    run_shape shape = shape_of(o, data);
-    const bool sequential = o.schedule == "sequential";
+template <class Trainer>
+run_plan plan(const options& o, const gpt::dataset& data) {
+    run_plan p;
+    p.sequential = o.schedule == "sequential";
+    p.shape.model = o.model == "small"  ? gpt::small_model(data.vocab())
+                    : o.model == "wide" ? gpt::wide_model(data.vocab())
+                                        : gpt::tiny_model(data.vocab());
+    p.shape.batch = o.batch;
+    p.shape.seq = p.shape.model.max_seq;
+    p.shape.data_parallel = p.sequential ? 1 : o.data_parallel;
+    p.shape.data_seed = o.seed;
+    p.shape.adam.learning_rate = o.learning_rate;
+    p.shape.adam.weight_decay = o.weight_decay;
+    p.lowered = make_lowered<Trainer>(o, p.compute);
+    if (!p.sequential) check_schedule(o, p.lowered);
+    if (p.lowered.stages() > p.shape.model.layers)
+        throw usage_error("the model has " + std::to_string(p.shape.model.layers) + " layers; " +
+                          std::to_string(p.lowered.stages()) + " stages need L >= stages");
+    p.shape.micro_batches = p.lowered.micro_batches();
+    p.tokens_per_step =
+        static_cast<double>(p.lowered.micro_batches()) * p.shape.data_parallel * p.shape.batch * p.shape.seq;
+    return p;
+}
 
-    schedule compute, lowered;
-    if (!sequential) {
-        lowered = make_lowered(o, compute);
-        const auto report = check(lowered);
-        if (!report.ok() && !o.no_check) {
-            std::string text = "the lowered schedule is invalid:";
-            for (const auto& d : report.diagnostics) text += "\n  [" + std::string(d.rule) + "] " + d.message;
-            throw std::runtime_error(text);
-        }
-        if (o.stages > shape.model.layers || lowered.stages() > shape.model.layers)
-            throw usage_error("the model has " + std::to_string(shape.model.layers) + " layers; D=" +
-                              std::to_string(lowered.stages()) + " stages need L >= D");
+// The checkpoint's step to continue from (0 without --resume); the
+// checkpoint holds the whole model in fp32 or fp64, whatever the backend.
+template <class Trainer>
+int resume(const options& o, const run_plan& p, Trainer& t) {
+    if (!o.resume) return 0;
+    if (o.checkpoint_dir.empty()) throw usage_error("--resume needs --checkpoint DIR");
+    if constexpr (requires { t.resume_shards(o.checkpoint_dir, p.shape.model, o.seed); })
+        return t.resume_shards(o.checkpoint_dir, p.shape.model, o.seed);
+    using R = typename Trainer::value_type;
+    auto c = load_checkpoint<R>(o.checkpoint_dir, p.shape.model, o.seed);
+    t.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
+    return static_cast<int>(c.next_step);
+}
+
+std::string backend_line(const options& o, int ranks) {
+#if CHIMERA_HAVE_CUDA
+    if (o.backend == "cuda") {
+        cudaDeviceProp device{};
+        gpu::check(cudaGetDeviceProperties(&device, 0), "cudaGetDeviceProperties");
+        return fmt::format("cuda ({} matmuls, attention {}), {} virtual workers on {}", o.precision, o.attention,
+                           ranks, device.name);
     }
-    const int micro_batches = sequential ? o.micro_batches : lowered.micro_batches();
-    shape.micro_batches = micro_batches;
-    const int global_micro_batches = micro_batches * o.data_parallel;
-    const double tokens_per_step = static_cast<double>(global_micro_batches) * shape.batch * shape.seq;
+#endif
+    return fmt::format("cpu ({}), {} worker threads", o.fp64 ? "fp64" : "fp32", ranks);
+}
 
-    auto params = gpt::initial_parameters<R>(shape.model, o.seed);
-    std::optional<pipeline_trainer<R>> pipelined;
-    std::optional<sequential_trainer<R>> reference;
-    if (sequential)
-        reference.emplace(shape, data, params, sequential_trainer<R>::one_group(global_micro_batches));
-    else
-        pipelined.emplace(lowered, shape, data, params, std::chrono::milliseconds(o.watchdog_ms));
-
-    int first_step = 0;
-    if (o.resume) {
-        if (o.checkpoint_dir.empty()) throw usage_error("--resume needs --checkpoint DIR");
-        auto c = load_checkpoint<R>(o.checkpoint_dir, shape.model, o.seed);
-        first_step = static_cast<int>(c.next_step);
-        const train_state<R> state{std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)};
-        if (sequential) reference->load(state);
-        else pipelined->load(state);
+template <class Trainer>
+void print_header(const options& o, const run_plan& p, const Trainer& t, int first_step) {
+    const run_shape& shape = p.shape;
+    fmt::print("backend: {}\n", backend_line(o, t.ranks()));
+    fmt::print("model: GPT, V={} (padded {}), T={}, C={}, L={}, NH={}, {} parameters, {}-bit\n", shape.model.vocab,
+               shape.model.padded_vocab, shape.model.max_seq, shape.model.channels, shape.model.layers,
+               shape.model.heads, gpt::parameter_count(shape.model), sizeof(typename Trainer::value_type) * 8);
+    fmt::print("data: synthetic language, {} micro-batches x {} rows x {} tokens = {} tokens per step\n",
+               p.lowered.micro_batches() * shape.data_parallel, shape.batch, shape.seq,
+               static_cast<long>(p.tokens_per_step));
+    if (p.sequential) {
+        fmt::print("schedule: sequential (one worker, whole model, gradient accumulation)\n");
+    } else {
+        std::string cut;
+        for (const auto& l : gpt::partition(shape.model, p.lowered.stages()))
+            cut += fmt::format(" s{}:{}{}{}", l.stage, l.embedding ? "emb+" : "", l.last_block - l.first_block,
+                               l.head ? "+head" : "");
+        fmt::print("stage cut (blocks per stage):{}\n", cut);
+        fmt::print("{}", io::write_text(p.compute, {.color = isatty(STDOUT_FILENO) != 0}));
+        fmt::print("lowered: {} ops ({} sync), {} workers ({} per group x W={})\n", p.lowered.op_count(), o.sync,
+                   t.ranks(), p.lowered.workers(), shape.data_parallel);
     }
+    if (first_step > 0) fmt::print("resumed from {} at step {}\n", checkpoint_path(o.checkpoint_dir), first_step);
+}
 
-    const auto layouts = gpt::partition(shape.model, sequential ? 1 : lowered.stages());
-    if (!o.json) {
-        fmt::print("model: GPT, V={} (padded {}), T={}, C={}, L={}, NH={}, {} parameters, {}-bit\n", shape.model.vocab,
-                   shape.model.padded_vocab, shape.model.max_seq, shape.model.channels, shape.model.layers,
-                   shape.model.heads, gpt::parameter_count(shape.model), sizeof(R) * 8);
-        fmt::print("data: synthetic language, {} micro-batches x {} rows x {} tokens = {} tokens per step\n",
-                   global_micro_batches, shape.batch, shape.seq, static_cast<long>(tokens_per_step));
-        if (sequential) {
-            fmt::print("schedule: sequential (one worker, whole model, gradient accumulation)\n");
-        } else {
-            std::string cut;
-            for (const auto& l : layouts)
-                cut += fmt::format(" s{}:{}{}{}", l.stage, l.embedding ? "emb+" : "", l.last_block - l.first_block,
-                                   l.head ? "+head" : "");
-            fmt::print("stage cut (blocks per stage):{}\n", cut);
-            fmt::print("{}", io::write_text(compute, {.color = isatty(STDOUT_FILENO) != 0}));
-            fmt::print("lowered: {} ops ({} sync), {} worker threads ({} per group x W={})\n", lowered.op_count(),
-                       o.sync, lowered.workers() * o.data_parallel, lowered.workers(), o.data_parallel);
-        }
-        if (first_step > 0) fmt::print("resumed from {} at step {}\n", checkpoint_path(o.checkpoint_dir), first_step);
+struct loop_result {
+    int steps = 0;
+    double first_loss = 0, last_loss = 0, seconds = 0;
+};
+
+// A checkpoint after a step: the whole model in one file, or one shard
+// per rank and a manifest (trainers that save shards: --transport mpi).
+template <class Trainer>
+void save(const options& o, const run_plan& p, const Trainer& t, int next_step) {
+    using R = typename Trainer::value_type;
+    if constexpr (requires { t.save_shards(o.checkpoint_dir, p.shape.model, o.seed, next_step); }) {
+        t.save_shards(o.checkpoint_dir, p.shape.model, o.seed, next_step);
+    } else {
+        const train_state<R> state = t.state();
+        save_checkpoint<R>(o.checkpoint_dir,
+                           {p.shape.model, next_step, o.seed, state.params, state.first_moment, state.second_moment});
     }
+}
 
-    double first_loss = 0, last_loss = 0, total_seconds = 0;
+template <class Trainer>
+loop_result run_steps(const options& o, const run_plan& p, Trainer& t, int first_step) {
+    loop_result out;
     for (int step = first_step; step < o.steps; ++step) {
-        const step_result r = sequential ? reference->step(step) : pipelined->step(step);
-        if (step == first_step) first_loss = r.loss;
-        last_loss = r.loss;
-        total_seconds += r.seconds;
-        const double tokens_per_second = tokens_per_step / r.seconds;
+        const step_result r = t.step(step);
+        if (step == first_step) out.first_loss = r.loss;
+        out.last_loss = r.loss;
+        out.seconds += r.seconds;
+        ++out.steps;
+        const double tokens_per_second = p.tokens_per_step / r.seconds;
         if (o.json)
             fmt::print("{}\n", nlohmann::json{{"step", step},
                                               {"loss", r.loss},
@@ -195,160 +252,169 @@ int train(const options& o) {
             fmt::print("step {:4d}  loss {:.6f}  {:8.0f} tokens/s  ({:.3f} s)\n", step, r.loss, tokens_per_second,
                        r.seconds);
         std::fflush(stdout);
-        if (!o.checkpoint_dir.empty()) {
-            const train_state<R> state = sequential ? reference->state() : pipelined->state();
-            save_checkpoint<R>(o.checkpoint_dir, {shape.model, step + 1, o.seed, state.params, state.first_moment,
-                                                  state.second_moment});
-        }
+        if (!o.checkpoint_dir.empty()) save(o, p, t, step + 1);
     }
+    return out;
+}
 
-    const train_state<R> final_state = sequential ? reference->state() : pipelined->state();
-    const double held_out = held_out_loss<R>(shape, data, final_state.params, o.eval_batches);
-    const int steps_run = o.steps - first_step;
-    nlohmann::json summary{{"schedule", sequential ? "sequential" : std::string(lowered.name())},
-                           {"steps", steps_run},
-                           {"first_loss", first_loss},
-                           {"last_loss", last_loss},
-                           {"held_out_loss", held_out},
-                           {"tokens_per_s", steps_run > 0 ? tokens_per_step * steps_run / total_seconds : 0.0},
-                           {"mean_step_seconds", steps_run > 0 ? total_seconds / steps_run : 0.0}};
-    if (!sequential) {
-        const auto measured = pipelined->measured_peaks(), predicted = pipelined->predicted_peaks();
-        summary["peak_activations_measured"] = measured;
-        summary["peak_activations_predicted"] = predicted;
-        summary["replicas_identical"] = pipelined->replicas_identical();
-        summary["issue_order_mismatches"] = pipelined->order_mismatches();
-        // Per-op costs measured on this run, fed to the ASAP simulator.
-        const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-        const step_prediction prediction =
-            predict_step(*pipelined, {}, pipelined->total_times(), steps_run, cores);
-        const step_prediction& costs = prediction;
-        summary["op_seconds"] = {{"forward", costs.forward}, {"backward", costs.backward}};
+// Per-op costs measured on this run, fed to the simulator (backends that
+// measure op times; null for the others, whose calls only enqueue work).
+template <class Trainer>
+void add_prediction(nlohmann::json& summary, const Trainer& t, int steps) {
+    summary["op_seconds"] = nullptr;
+    summary["predicted_step_seconds"] = nullptr;
+    summary["predicted_step_seconds_core_bound"] = nullptr;
+    const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+    summary["cores"] = cores;
+    if constexpr (requires { t.total_times(); }) {
+        const cpu::step_prediction prediction = cpu::predict_step(t, {}, t.total_times(), steps, cores);
+        summary["op_seconds"] = {{"forward", prediction.forward}, {"backward", prediction.backward}};
         summary["predicted_step_seconds"] = prediction.makespan;
         summary["predicted_step_seconds_core_bound"] = prediction.core_bound;
-        summary["cores"] = cores;
-        if (!o.json) {
-            fmt::print("held-out loss: {:.6f} (training loss {:.6f} -> {:.6f})\n", held_out, first_loss, last_loss);
-            fmt::print("peak activations per worker (micro-batches stashed), measured vs predicted:\n");
-            for (std::size_t r = 0; r < measured.size(); ++r)
-                fmt::print("  worker {:2d}: {} vs {}{}\n", r, measured[r], predicted[r],
-                           measured[r] == predicted[r] ? "" : "  MISMATCH");
-            fmt::print("replicas bit-identical: {}\n", pipelined->replicas_identical() ? "yes" : "NO");
-            fmt::print("mean op time: F {:.2f} ms, B {:.2f} ms; step time measured {:.3f} s, simulated {:.3f} s "
-                       "(simulator, one core per worker), {:.3f} s ({} cores)\n",
-                       costs.forward * 1e3, costs.backward * 1e3, steps_run > 0 ? total_seconds / steps_run : 0.0,
-                       prediction.makespan, prediction.core_bound, cores);
-        }
-    } else if (!o.json) {
-        fmt::print("held-out loss: {:.6f} (training loss {:.6f} -> {:.6f})\n", held_out, first_loss, last_loss);
     }
+}
+
+template <class Trainer>
+nlohmann::json summarize(const options& o, const run_plan& p, const Trainer& t, const loop_result& r,
+                         const gpt::dataset& data) {
+    using R = typename Trainer::value_type;
+    const train_state<R> final_state = t.state();
+    nlohmann::json s{
+        {"schedule", p.sequential ? "sequential" : std::string(p.lowered.name())},
+        {"backend", o.backend},
+        {"precision", o.fp64 ? "fp64" : o.precision},
+        {"attention", o.attention},
+        {"steps", r.steps},
+        {"first_loss", r.first_loss},
+        {"last_loss", r.last_loss},
+        {"held_out_loss", cpu::held_out_loss<R>(p.shape, data, final_state.params, o.eval_batches)},
+        {"tokens_per_s", r.steps > 0 ? p.tokens_per_step * r.steps / r.seconds : 0.0},
+        {"mean_step_seconds", r.steps > 0 ? r.seconds / r.steps : 0.0},
+        {"peak_activations_measured", t.measured_peaks()},
+        {"peak_activations_predicted", t.predicted_peaks()},
+        {"replicas_identical", t.replicas_identical()},
+        {"issue_order_mismatches", t.order_mismatches()},
+        {"transport", o.transport},
+        {"ranks", t.ranks()},
+        {"params_sha256", sha256_hex(final_state.params)}};
+    add_prediction(s, t, r.steps);
+    return s;
+}
+
+void print_report(const nlohmann::json& s) {
+    fmt::print("held-out loss: {:.6f} (training loss {:.6f} -> {:.6f})\n", s["held_out_loss"].get<double>(),
+               s["first_loss"].get<double>(), s["last_loss"].get<double>());
+    fmt::print("peak activations per worker (micro-batches stashed), measured vs predicted:\n");
+    const auto measured = s["peak_activations_measured"].get<std::vector<int>>();
+    const auto predicted = s["peak_activations_predicted"].get<std::vector<int>>();
+    for (std::size_t r = 0; r < measured.size(); ++r)
+        fmt::print("  worker {:2d}: {} vs {}{}\n", r, measured[r], predicted[r],
+                   measured[r] == predicted[r] ? "" : "  MISMATCH");
+    fmt::print("replicas bit-identical: {}\n", s["replicas_identical"].get<bool>() ? "yes" : "NO");
+    const double measured_step = s["mean_step_seconds"].get<double>();
+    if (s["op_seconds"].is_null()) {
+        fmt::print("step time measured {:.3f} s (op times not measured: this backend's calls only enqueue work)\n",
+                   measured_step);
+        return;
+    }
+    fmt::print("mean op time: F {:.2f} ms, B {:.2f} ms; step time measured {:.3f} s, simulated {:.3f} s "
+               "(simulator, one core per worker), {:.3f} s ({} cores)\n",
+               s["op_seconds"]["forward"].get<double>() * 1e3, s["op_seconds"]["backward"].get<double>() * 1e3,
+               measured_step, s["predicted_step_seconds"].get<double>(),
+               s["predicted_step_seconds_core_bound"].get<double>(), s["cores"].get<unsigned>());
+}
+
+// Resume, the steps, the report: the same for every trainer.
+template <class Trainer>
+int train_with(const options& o, const run_plan& p, const gpt::dataset& data, Trainer& t) {
+    const int first_step = resume(o, p, t);
+    if (!o.json) print_header(o, p, t, first_step);
+    const loop_result r = run_steps(o, p, t, first_step);
+    const nlohmann::json summary = summarize(o, p, t, r, data);
     if (o.json) fmt::print("{}\n", nlohmann::json{{"summary", summary}}.dump());
+    else print_report(summary);
     return 0;
 }
 
-// --backend cuda: the same schedule on one GPU, one virtual worker (stream)
-// per rank, fp32 kernels; --precision bf16 runs the matmuls on bf16 tensor
-// cores with fp32 master weights (runtime.md §5.2, §7).
-int train_cuda(const options& o) {
+// --transport mpi: this process is one rank of D x W (docs/distributed.md);
+// the same loop and report as the local run, printed by rank 0.
+template <class R>
+int train_distributed(const options& o, const run_plan& p, const gpt::dataset& data) {
+#if CHIMERA_HAVE_MPI
+    if (p.sequential) throw usage_error("--transport mpi runs a pipeline schedule (not --schedule sequential)");
+    const mpi::session session;
+    return mpi::run_rank([&] {
+        const auto initial = gpt::initial_parameters<R>(p.shape.model, o.seed);
+        mpi::require_same_everywhere({{"configuration", fmt::format("{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
+                                                                    o.schedule, o.schedule_file, o.stages,
+                                                                    o.micro_batches, o.pipelines, o.scaling, o.chunks,
+                                                                    o.group_size, o.split_backward, o.sync, o.model,
+                                                                    o.batch, o.learning_rate, o.weight_decay,
+                                                                    o.steps, o.rank_layout)},
+                                      {"lowered schedule", mpi::schedule_text(p.lowered)},
+                                      {"model", fmt::format("{} {} {}", o.seed, sizeof(R), sha256_hex(initial))}});
+        mpi::rank_trainer<R> t(p.lowered, p.shape, data, initial, std::chrono::milliseconds(o.watchdog_ms),
+                               o.rank_layout == "stage-major" ? rank_layout::stage_major : rank_layout::group_major);
+        return train_with(o, p, data, t);
+    });
+#else
+    (void)p, (void)data;
+    throw usage_error("--transport " + o.transport + ": this chimera-train was configured without MPI (-Dmpi)");
+#endif
+}
+
+// The one training run, for every backend.
+template <class Backend>
+int train(const options& o, const typename Backend::options& backend_options = {}) {
+    using Trainer = runtime::trainer<Backend>;
+    using R = typename Backend::value_type;
+    const gpt::dataset data(65536, 1);
+    const run_plan p = plan<Trainer>(o, data);
+    if (o.transport == "mpi") return train_distributed<R>(o, p, data);
+    Trainer t(p.lowered, p.shape, data, gpt::initial_parameters<R>(p.shape.model, o.seed),
+              std::chrono::milliseconds(o.watchdog_ms), backend_options);
+    return train_with(o, p, data, t);
+}
+
+// --backend cuda: one GPU, one virtual worker (stream) per rank; fp32
+// kernels, or bf16 tensor-core matmuls with fp32 master weights.
+int train_on_cuda(const options& o) {
 #if CHIMERA_HAVE_CUDA
     if (o.fp64) throw usage_error("--backend cuda runs fp32, or bf16 matmuls with --precision bf16 (drop --fp64)");
     std::string reason;
     if (!gpu::device_available(reason)) throw std::runtime_error("--backend cuda: " + reason);
-    const gpt::dataset data(65536, 1);
-    run_shape shape = shape_of(o, data);
     gpu::gpu_stage_options stage_options;
     if (o.attention == "flash") {
-        if (shape.model.channels != 64 * shape.model.heads)
+        const gpt::gpt_config m = o.model == "small"  ? gpt::small_model(1)
+                                  : o.model == "wide" ? gpt::wide_model(1)
+                                                      : gpt::tiny_model(1);
+        if (m.channels != 64 * m.heads)
             throw usage_error("--attention flash needs head size 64; --model " + o.model + " has C/NH = " +
-                              std::to_string(shape.model.channels) + "/" + std::to_string(shape.model.heads) +
-                              " (try --model wide)");
+                              std::to_string(m.channels) + "/" + std::to_string(m.heads) + " (try --model wide)");
         stage_options.attention = gpt::attention_kind::flash;
     }
     if (o.precision == "bf16") stage_options.arithmetic = gpu::precision::bf16;
-    const bool sequential = o.schedule == "sequential";
-    schedule compute, lowered;
-    if (sequential) {
-        shape.data_parallel = 1;
-        lowered = gpu::gpu_pipeline_trainer::sequential_schedule(o.micro_batches * o.data_parallel);
-    } else {
-        lowered = make_lowered(o, compute);
-        if (const auto report = check(lowered); !report.ok())
-            throw std::runtime_error("the lowered schedule is invalid: [" + std::string(report.diagnostics[0].rule) +
-                                     "] " + report.diagnostics[0].message);
-        if (lowered.stages() > shape.model.layers)
-            throw usage_error("the model has " + std::to_string(shape.model.layers) + " layers; D=" +
-                              std::to_string(lowered.stages()) + " stages need L >= D");
-    }
-    const double tokens_per_step =
-        static_cast<double>(lowered.micro_batches()) * shape.data_parallel * shape.batch * shape.seq;
-    gpu::gpu_pipeline_trainer trainer(lowered, shape, data, gpt::initial_parameters<float>(shape.model, o.seed),
-                                      std::chrono::milliseconds(o.watchdog_ms), stage_options);
-    // Checkpoints: the CPU backend's format (whole model, fp32), so either
-    // backend resumes the other's run.
-    int first_step = 0;
-    if (o.resume) {
-        if (o.checkpoint_dir.empty()) throw usage_error("--resume needs --checkpoint DIR");
-        auto c = load_checkpoint<float>(o.checkpoint_dir, shape.model, o.seed);
-        first_step = static_cast<int>(c.next_step);
-        trainer.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
-    }
-    if (!o.json) {
-        cudaDeviceProp device{};
-        gpu::check(cudaGetDeviceProperties(&device, 0), "cudaGetDeviceProperties");
-        fmt::print("backend: cuda ({} matmuls, attention {}), {} virtual workers on {}, schedule {}\n", o.precision,
-                   o.attention, trainer.ranks(), device.name, sequential ? "sequential" : std::string(lowered.name()));
-        if (first_step > 0) fmt::print("resumed from {} at step {}\n", checkpoint_path(o.checkpoint_dir), first_step);
-    }
-    double first_loss = 0, last_loss = 0, total_seconds = 0;
-    for (int step = first_step; step < o.steps; ++step) {
-        const step_result r = trainer.step(step);
-        if (step == first_step) first_loss = r.loss;
-        last_loss = r.loss;
-        total_seconds += r.seconds;
-        if (o.json)
-            fmt::print("{}\n", nlohmann::json{{"step", step}, {"loss", r.loss}, {"tokens_per_s", tokens_per_step / r.seconds},
-                                              {"seconds", r.seconds}}.dump());
-        else
-            fmt::print("step {:4d}  loss {:.6f}  {:8.0f} tokens/s  ({:.3f} s)\n", step, r.loss,
-                       tokens_per_step / r.seconds, r.seconds);
-        std::fflush(stdout);
-        if (!o.checkpoint_dir.empty()) {
-            const train_state<float> state = trainer.state();
-            save_checkpoint<float>(o.checkpoint_dir, {shape.model, step + 1, o.seed, state.params, state.first_moment,
-                                                      state.second_moment});
-        }
-    }
-    const int steps_run = o.steps - first_step;
-    const double held_out = held_out_loss<float>(shape, data, trainer.state().params, o.eval_batches);
-    nlohmann::json summary{{"backend", "cuda"}, {"precision", o.precision}, {"attention", o.attention},
-                           {"steps", steps_run}, {"first_loss", first_loss},
-                           {"last_loss", last_loss}, {"held_out_loss", held_out},
-                           {"replicas_identical", trainer.replicas_identical()},
-                           {"tokens_per_s", steps_run > 0 ? tokens_per_step * steps_run / total_seconds : 0.0}};
-    if (o.json) fmt::print("{}\n", nlohmann::json{{"summary", summary}}.dump());
-    else fmt::print("held-out loss: {:.6f} (training loss {:.6f} -> {:.6f}); replicas bit-identical: {}\n", held_out,
-                    first_loss, last_loss, trainer.replicas_identical() ? "yes" : "NO");
-    return 0;
+    return train<gpu::cuda_backend>(o, stage_options);
 #else
     (void)o;
     throw usage_error("--backend cuda: this chimera-train was configured without CUDA (no nvcc, or -Dcuda=disabled)");
 #endif
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-    CLI::App app{"chimera-train: train a small GPT with a pipeline schedule on the CPU backend"};
-    options o;
-    app.add_option("--schedule", o.schedule, "gpipe, 1f1b, chimera or sequential")
-        ->check(CLI::IsMember({"gpipe", "1f1b", "chimera", "sequential"}))
-        ->capture_default_str();
-    app.add_option("--stages", o.stages, "Pipeline depth D")->capture_default_str();
+void add_options(CLI::App& app, options& o) {
+    const std::vector<std::string> names = schedule_names();
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    app.add_option("--schedule", o.schedule, "Schedule: " + list)->check(CLI::IsMember(names))->capture_default_str();
+    app.add_option("--stages", o.stages, "Pipeline depth D (workers per pipeline)")->capture_default_str();
     app.add_option("--micro-batches", o.micro_batches, "Micro-batches N per iteration")->capture_default_str();
     app.add_option("--pipelines", o.pipelines, "Chimera: pipelines k = 2f (default 2)");
     app.add_option("--scaling", o.scaling, "Chimera for N > D: direct, doubling or halving")
         ->check(CLI::IsMember({"direct", "doubling", "halving"}))
         ->capture_default_str();
+    app.add_option("--chunks", o.chunks, "Interleaved, looped-bfs: model chunks v per worker")->capture_default_str();
+    app.add_option("--group-size", o.group_size, "Interleaved: micro-batches per group g (default: derived)");
+    app.add_flag("--split-backward", o.split_backward, "Chimera: split each backward into I and W (zero-bubble Chimera)");
     app.add_option("--data-parallel", o.data_parallel, "Data-parallel width W")->capture_default_str();
     app.add_option("--sync", o.sync, "Gradient sync placement: end, eager or eager-opt")
         ->check(CLI::IsMember({"end", "eager", "eager-opt"}))
@@ -375,12 +441,42 @@ int main(int argc, char** argv) {
     app.add_option("--attention", o.attention, "cuda: v1 (unfused) or flash (head size 64, e.g. --model wide)")
         ->check(CLI::IsMember({"v1", "flash"}))
         ->capture_default_str();
+    app.add_option("--transport", o.transport,
+                   "local (one thread per worker) or mpi (one process per worker: mpirun -np D*W chimera-train ...)")
+        ->check(CLI::IsMember({"local", "mpi"}))
+        ->capture_default_str();
+    app.add_option("--rank-layout", o.rank_layout,
+                   "mpi: MPI rank of (group g, worker w): group-major g*D+w, or stage-major w*W+g")
+        ->check(CLI::IsMember({"group-major", "stage-major"}))
+        ->capture_default_str();
     app.add_option("--schedule-file", o.schedule_file,
                    "Run a schedule from a chimera.schedule/1 JSON file (compute-only or lowered) instead");
     app.add_flag("--no-check", o.no_check,
                  "Run a schedule even if the checker rejects it (the runtime then reports the deadlock)");
     app.add_option("--watchdog-ms", o.watchdog_ms, "Stop and report when no worker progresses for this long")
         ->capture_default_str();
+}
+
+int run(const options& o) {
+    if (o.steps < 0 || o.batch < 1 || o.watchdog_ms < 1)
+        throw usage_error("--steps >= 0, --batch >= 1, --watchdog-ms >= 1 (got " + std::to_string(o.steps) + ", " +
+                          std::to_string(o.batch) + ", " + std::to_string(o.watchdog_ms) + ")");
+    if (o.precision == "bf16" && o.backend != "cuda")
+        throw usage_error("--precision bf16 needs --backend cuda (the CPU backend runs fp32 or --fp64)");
+    if (o.attention != "v1" && o.backend != "cuda")
+        throw usage_error("--attention " + o.attention + " needs --backend cuda (the CPU backend runs v1)");
+    if (o.transport != "local" && o.backend != "cpu")
+        throw usage_error("--transport " + o.transport + " runs the CPU backend (--backend cpu)");
+    if (o.backend == "cuda") return train_on_cuda(o);
+    return o.fp64 ? train<cpu::cpu_backend<double>>(o) : train<cpu::cpu_backend<float>>(o);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"chimera-train: train a small GPT with a pipeline schedule on the CPU or CUDA backend"};
+    options o;
+    add_options(app, o);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
@@ -388,13 +484,7 @@ int main(int argc, char** argv) {
         return rc == 0 ? 0 : 2;
     }
     try {
-        if (o.steps < 0 || o.batch < 1 || o.watchdog_ms < 1) throw usage_error("--steps >= 0, --batch >= 1, --watchdog-ms >= 1");
-        if (o.precision == "bf16" && o.backend != "cuda")
-            throw usage_error("--precision bf16 needs --backend cuda (the CPU backend runs fp32 or --fp64)");
-        if (o.attention != "v1" && o.backend != "cuda")
-            throw usage_error("--attention " + o.attention + " needs --backend cuda (the CPU backend runs v1)");
-        if (o.backend == "cuda") return train_cuda(o);
-        return o.fp64 ? train<double>(o) : train<float>(o);
+        return run(o);
     } catch (const usage_error& e) {
         fmt::print(stderr, "chimera-train: {}\n", e.what());
         return 2;

@@ -1,7 +1,9 @@
 // The validator. Every schedule, built in or written by hand, must pass it:
 // structure and ranges, placement, routing, exact op multisets, dependency
-// order, FIFO channels, deadlock freedom, and for Chimera the unit-time and
-// memory invariants of chimera.md §11. Usable in constant expressions:
+// order, FIFO channels, deadlock freedom, and the rules a schedule adds
+// through its registry entry (Chimera: unit-time and memory invariants of
+// chimera.md §11, in schedules/chimera_invariants.hpp). Usable in constant
+// expressions:
 //
 //   static_assert(chimera::check(chimera::make_fixed<cfg>()).ok());
 //
@@ -23,18 +25,12 @@
 #include "config.hpp"
 #include "detail/text.hpp"
 #include "placement.hpp"
+#include "registry.hpp"
 #include "rendezvous.hpp"
 #include "schedule.hpp"
-#include "schedules/chimera.hpp"
+#include "schedule_entry.hpp"
 
 namespace chimera {
-
-struct diagnostic {
-    std::string_view rule;  // "S5", "D4", ...
-    int worker = -1;        // -1: not about one worker
-    int index = -1;         // position in the worker's op list, -1: not about one op
-    std::string message;
-};
 
 struct check_report {
     std::vector<diagnostic> diagnostics;
@@ -48,18 +44,10 @@ struct check_report {
 
 struct check_options {
     std::size_t max_diagnostics = 64;
-    bool chimera_invariants = true;  // T*, M* for schedules named "chimera" with full units
+    bool chimera_invariants = true;  // the schedule's own invariants (its entry's hook; Chimera: T*, M*)
 };
 
 namespace detail {
-
-// The compute ops of a list, in order (lowered lists interleave comm ops).
-constexpr std::vector<op> compute_ops(std::span<const op> list) {
-    std::vector<op> out;
-    for (const op& o : list)
-        if (is_compute(o.kind)) out.push_back(o);
-    return out;
-}
 
 struct checker_state {
     check_report report;
@@ -122,47 +110,6 @@ constexpr void check_structure(const S& s, checker_state& st) {
                 st.add("S0", w, i, cat("worker ", w, " op ", i, " ", describe(o), ": ", problem));
         }
     }
-}
-
-// Chimera's own parameter and placement rules (S1-S4).
-template <schedule_like S>
-constexpr void check_chimera_shape(const S& s, checker_state& st) {
-    const config& c = s.params();
-    if (auto error = validate(c)) {
-        st.add("S1", -1, -1, std::string(error->message));
-        return;
-    }
-    const int k = pipeline_count(c);
-    const int expected_n = schedules::detail::chimera_micro_batches(c);
-    if (s.stages() != c.stages || s.pipelines() != k || s.workers() != c.stages || s.micro_batches() != expected_n) {
-        st.add("S1", -1, -1,
-               cat("chimera: shape (stages ", s.stages(), ", pipelines ", s.pipelines(), ", workers ", s.workers(),
-                   ", micro-batches ", s.micro_batches(), ") does not match its params (D=", c.stages, ", k=", k,
-                   ", N=", expected_n, ")"));
-        return;
-    }
-    for (int p = 0; p < k; ++p)
-        for (int stage = 0; stage < s.stages(); ++stage)
-            if (s.placement(p, stage) != chimera_worker(s.stages(), k, p, stage))
-                st.add("S2", -1, -1,
-                       cat("chimera: placement[", p, "][", stage, "] = ", s.placement(p, stage), ", expected ",
-                           chimera_worker(s.stages(), k, p, stage), " (chimera.md §2.2)"));
-    // S3: every stage has k replicas on k distinct workers.
-    for (int stage = 0; stage < s.stages(); ++stage) {
-        std::vector<int> holders;
-        for (int p = 0; p < k; ++p) holders.push_back(s.placement(p, stage));
-        std::sort(holders.begin(), holders.end());
-        if (std::unique(holders.begin(), holders.end()) != holders.end())
-            st.add("S3", -1, -1, cat("chimera: stage ", stage, " has fewer than ", k, " distinct replicas"));
-    }
-    // S4: pipelines carry equal shares (full units) or shares within one.
-    std::vector<int> share(static_cast<std::size_t>(k), 0);
-    for (int m = 0; m < s.micro_batches(); ++m) ++share[static_cast<std::size_t>(s.pipeline_of(m))];
-    const auto [lo, hi] = std::minmax_element(share.begin(), share.end());
-    if (*hi - *lo > 1)
-        st.add("S4", -1, -1,
-               cat("chimera: pipelines carry between ", *lo, " and ", *hi,
-                   " micro-batches; the shares must differ by at most one"));
 }
 
 // Compute ops per (kind, micro-batch, stage): [kind * cells + key], capped at 255.
@@ -257,7 +204,7 @@ constexpr void check_ops(const S& s, checker_state& st, const compute_index& ind
 // D3: each channel (pipeline p, stage s -> s+1 forward, s+1 -> s backward)
 // carries micro-batches in the same order at both ends.
 template <schedule_like S>
-constexpr void check_fifo(const S& s, checker_state& st, bool chimera_rules) {
+constexpr void check_fifo(const S& s, checker_state& st, std::string_view backward_fifo) {
     // Rank of every op in its (pipeline, stage) sequence; two ends of a channel
     // agree iff every micro-batch has the same rank at both stages.
     const int stages = s.stages();
@@ -288,9 +235,9 @@ constexpr void check_fifo(const S& s, checker_state& st, bool chimera_rules) {
                            cat("pipeline ", p, ": stage ", stage - 1, " runs its backwards in another micro-batch "
                                "order than stage ", stage, " sends them (micro-batch ", m, ")"));
             }
-            if (chimera_rules && forward_rank[cell] != backward_rank[cell] && !reported[chain * 3 + 2]++)
+            if (!backward_fifo.empty() && forward_rank[cell] != backward_rank[cell] && !reported[chain * 3 + 2]++)
                 st.add("D3", s.placement(p, stage), -1,
-                       cat("chimera: pipeline ", p, " stage ", stage,
+                       cat(backward_fifo, ": pipeline ", p, " stage ", stage,
                            " runs backwards in another order than forwards (FIFO per pipeline and stage)"));
         }
     }
@@ -314,110 +261,6 @@ constexpr void check_deadlock(const S& s, checker_state& st, const compute_index
                 break;
             }
         st.add("D4", w, at, cat("deadlock: worker ", w, " cannot run op ", at, " ", describe(o), waiting));
-    }
-}
-
-template <schedule_like S>
-constexpr void check_chimera_invariants(const S& s, checker_state& st, const compute_index& index, const timing& t) {
-    const config& c = s.params();
-    const int d = s.stages(), k = s.pipelines(), f = k / 2, n = s.micro_batches();
-    const bool direct = c.scaling_mode == scaling::direct;
-    const int granule = direct ? d : 2 * d;
-    if (n % granule != 0) return;  // closed forms cover full units only
-    if (direct) {
-        // T1: the list is the closed-form order (slots strictly increase).
-        for (int w = 0; w < d; ++w) {
-            int previous = -1;
-            const auto list = s.ops(w);
-            for (int i = 0; i < static_cast<int>(list.size()); ++i) {
-                if (!is_compute(list[static_cast<std::size_t>(i)].kind)) continue;  // lowered comm ops have no slot
-                const int slot = schedules::chimera_slot(s, list[static_cast<std::size_t>(i)]);
-                if (slot <= previous)
-                    st.add("T1", w, i,
-                           cat("worker ", w, " op ", i, " ", describe(list[static_cast<std::size_t>(i)]), " has slot ",
-                               slot, ", not after the previous op's slot ", previous));
-                previous = slot;
-            }
-        }
-        // T2: every data dependency is consumed in the very next slot: F(s-1)
-        // for F, B(s+1) (or F(D-1) on the last stage) for B. The stash F(s)
-        // of a B is older and not bound to the next slot.
-        const auto all = s.all_ops();
-        std::size_t position = 0;
-        for (int w = 0; w < d; ++w)
-            for (const op& o : s.ops(w)) {
-                std::int32_t deps[2];
-                const int count = index.dependencies(o, deps);
-                if (count > 0) {
-                    const op& producer = all[static_cast<std::size_t>(deps[count - 1])];
-                    if (schedules::chimera_slot(s, o) != schedules::chimera_slot(s, producer) + 1)
-                        st.add("T2", w, static_cast<int>(position - s.first_op_index(w)),
-                               cat(describe(o), " has slot ", schedules::chimera_slot(s, o), ", not right after ",
-                                   describe(producer), " (slot ", schedules::chimera_slot(s, producer), ")"));
-                }
-                ++position;
-            }
-        // T3: span 2N + D/f - 2 (closed form and ASAP), busy 2N per worker.
-        const int span = 2 * n + d / f - 2;
-        if (t.makespan != span)
-            st.add("T3", -1, -1,
-                   cat("ASAP span is ", static_cast<long long>(t.makespan), ", expected 2N + D/f - 2 = ", span));
-        for (int w = 0; w < d; ++w) {
-            const std::vector<op> list = compute_ops(s.ops(w));
-            if (static_cast<int>(list.size()) != 2 * n)
-                st.add("T3", w, -1, cat("worker ", w, " is busy ", list.size(), " slots, expected 2N = ", 2 * n));
-            else if (schedules::chimera_slot(s, list.back()) >= span)
-                st.add("T3", w, -1, cat("worker ", w, " runs until slot ", schedules::chimera_slot(s, list.back()),
-                                        ", past the span ", span));
-            // T4 (f = 1): m leading and m trailing idle slots, m = min(w, D-1-w).
-            const int m = std::min(w, d - 1 - w);
-            if (f == 1 && !list.empty() &&
-                (schedules::chimera_slot(s, list.front()) != m || schedules::chimera_slot(s, list.back()) != span - 1 - m))
-                st.add("T4", w, -1,
-                       cat("worker ", w, " idles ", schedules::chimera_slot(s, list.front()), " leading and ",
-                           span - 1 - schedules::chimera_slot(s, list.back()), " trailing slots, expected ", m, " and ", m));
-        }
-        // T5: all replicas of a stage run their last B in one slot, decreasing with the stage.
-        std::vector<int> last(static_cast<std::size_t>(k) * d, -1);
-        for (const op& o : all)
-            if (o.kind == op_kind::B) {
-                int& l = last[static_cast<std::size_t>(o.pipeline) * d + o.stage];
-                l = std::max(l, schedules::chimera_slot(s, o));
-            }
-        const int units = n / d;
-        for (int stage = 0; stage < d; ++stage) {
-            const int slot = last[static_cast<std::size_t>(stage)];
-            for (int p = 1; p < k; ++p)
-                if (last[static_cast<std::size_t>(p) * d + stage] != slot)
-                    st.add("T5", -1, -1,
-                           cat("stage ", stage, ": pipeline ", p, " runs its last B at slot ",
-                               last[static_cast<std::size_t>(p) * d + stage], ", pipeline 0 at slot ", slot));
-            if (stage > 0 && slot >= last[static_cast<std::size_t>(stage - 1)])
-                st.add("T5", -1, -1, cat("last B of stage ", stage, " (slot ", slot, ") is not before that of stage ",
-                                         stage - 1));
-            if (f == 1 && slot != 2 * d * (units - 1) + 3 * d - 3 - stage)
-                st.add("T5", -1, -1,
-                       cat("last B of stage ", stage, " at slot ", slot, ", expected 2D(U-1) + 3D - 3 - stage = ",
-                           2 * d * (units - 1) + 3 * d - 3 - stage));
-        }
-    }
-    // M1-M3: peak in-flight activations per worker.
-    const std::vector<int> peaks = peak_activations(s);
-    if (f == 1) {
-        const int extra = direct ? 0 : d;
-        for (int w = 0; w < d; ++w) {
-            const int expected = extra + d / 2 + 1 + std::min(w, d - 1 - w);
-            if (peaks[static_cast<std::size_t>(w)] != expected)
-                st.add(direct ? "M1" : "M2", w, -1,
-                       cat("worker ", w, " holds up to ", peaks[static_cast<std::size_t>(w)],
-                           " activations, expected ", expected));
-        }
-    } else {
-        const auto [lo, hi] = std::minmax_element(peaks.begin(), peaks.end());
-        if (*lo != d - d / (2 * f) + 1 || *hi != d)
-            st.add("M3", -1, -1,
-                   cat("peak activations range over [", *lo, ", ", *hi, "], expected [D - D/(2f) + 1, D] = [",
-                       d - d / (2 * f) + 1, ", ", d, "]"));
     }
 }
 
@@ -589,29 +432,53 @@ constexpr void check_lowered(const S& s, checker_state& st, const compute_index&
 
 }  // namespace detail
 
+namespace detail {
+
+// The entry whose hooks apply: the one the params name, if the schedule
+// carries that name too (a file can claim anything).
+template <schedule_like S>
+constexpr const schedule_entry* hooks_of(const S& s) {
+    const schedule_entry* e = find_schedule(s.params().schedule);
+    return e && s.name() == e->name ? e : nullptr;
+}
+
+// Runs a hook of the entry on the dynamic form of `s`, adding its findings.
+template <schedule_like S, class Hook>
+constexpr void run_hook(const S& s, checker_state& st, Hook hook) {
+    std::vector<diagnostic> found;
+    if constexpr (std::is_same_v<S, schedule>)
+        hook(s, found);
+    else
+        hook(to_dynamic(s), found);
+    for (diagnostic& d : found) st.add(d.rule, d.worker, d.index, std::move(d.message));
+}
+
+}  // namespace detail
+
 template <schedule_like S>
 constexpr check_report check(const S& s, const check_options& options = {}) {
     detail::checker_state st;
     st.options = options;
     detail::check_structure(s, st);
     if (!st.report.ok()) return std::move(st.report);
-    const bool is_chimera = s.name() == "chimera" && s.params().schedule == algorithm::chimera;
-    if (is_chimera) {
-        detail::check_chimera_shape(s, st);
+    const schedule_entry* entry = detail::hooks_of(s);
+    if (entry && entry->check_shape) {
+        detail::run_hook(s, st, entry->check_shape);
         if (!st.report.ok()) return std::move(st.report);
     }
     const compute_index index = make_compute_index(s);
     bool order_ok = true;
     detail::check_ops(s, st, index, order_ok);
     if (!st.report.ok()) return std::move(st.report);
-    detail::check_fifo(s, st, is_chimera);
+    detail::check_fifo(s, st, entry && entry->backward_fifo ? entry->name : std::string_view{});
     const timing t = asap(s, op_costs{}, &index);
     detail::check_deadlock(s, st, index, t);
     if (st.report.ok() && std::any_of(s.all_ops().begin(), s.all_ops().end(), [](const op& o) { return is_comm(o.kind); }))
         detail::check_lowered(s, st, index);
-    // The closed-form invariants are about full B ops; split-backward Chimera has none.
-    if (st.report.ok() && is_chimera && options.chimera_invariants && !s.params().split_backward)
-        detail::check_chimera_invariants(s, st, index, t);
+    if (st.report.ok() && entry && entry->check_invariants && options.chimera_invariants)
+        detail::run_hook(s, st, [&](const schedule& d, std::vector<diagnostic>& out) {
+            entry->check_invariants(d, t.makespan, out);
+        });
     return std::move(st.report);
 }
 

@@ -16,6 +16,7 @@
 #include "analysis.hpp"
 #include "config.hpp"
 #include "generate.hpp"
+#include "registry.hpp"
 
 namespace chimera {
 
@@ -27,22 +28,12 @@ struct comparison_row {
     double span = 0;          // ASAP makespan under the costs
     double bubble_ratio = 0;  // idle / (busy + idle), all workers
     double peak_activations = 0;  // worst worker, in stage activations
-    int weight_replicas = 0;      // copies of each stage's weights in the group
+    int weight_replicas = 0;      // copies of each stage's weights in the group = stage-sized weight copies per worker
     std::string_view n_constraint;
 };
 
-// The N rule of each generator (schedules.md §12, chimera.md §4).
-constexpr std::string_view n_constraint(algorithm a) {
-    switch (a) {
-        case algorithm::chimera: return "D even, f divides D/2; any N >= 1";
-        case algorithm::interleaved: return "N mod max(1, N/P) = 0, or P <= g <= N and N mod g in {0} or >= P";
-        case algorithm::zb_h2: return "N >= 1 (parallelogram from N >= 2P-1)";
-        case algorithm::zb_v: return "N >= 1 (zero bubble from N >= 2P)";
-        case algorithm::dualpipe: return "P even, N even, N >= 2P";
-        case algorithm::dualpipev: return "N >= 2P";
-        default: return "N >= 1";
-    }
-}
+// The N rule of each generator, one sentence (its registry entry's).
+constexpr std::string_view n_constraint(algorithm a) { return entry_of(config{a}).n_constraint; }
 
 // Costs of one op of `c`'s schedule: chunk ops cost 1/v of a stage op.
 constexpr op_costs scaled_costs(const config& c, const op_costs& costs) {
@@ -70,21 +61,21 @@ inline comparison_row compare_one(std::string label, const config& c, const op_c
     return row;
 }
 
-// Every generator at (D, N): the defaults of each (chunks v = `chunks`,
-// Chimera with k = 2 direct, with and without split backward).
+// Every generator at (D, N), in registry order: one row per variant of its
+// entry (Chimera: k = 2 and 4, direct and doubling, split backward), else
+// one at its defaults; chunked schedules with v = `chunks`.
 inline std::vector<comparison_row> compare_all(int stages, int micro_batches, const op_costs& costs, int chunks = 2) {
     std::vector<comparison_row> rows;
-    for (algorithm a : generated_algorithms) {
-        config c{a, stages, micro_batches};
-        const bool chunked = a == algorithm::interleaved || a == algorithm::looped_bfs;
-        if (chunked) c.chunks = chunks;
-        std::string label(to_string(a));
-        if (chunked) label += " v=" + std::to_string(chunks);
-        rows.push_back(compare_one(label, c, costs));
-        if (a == algorithm::chimera) {
-            c.split_backward = true;
-            rows.push_back(compare_one("chimera --split-backward", c, costs));
+    for (const schedule_entry* e : schedule_registry) {
+        config c{e->id, stages, micro_batches};
+        std::string label(e->name);
+        if (e->takes_chunks()) {
+            c.chunks = chunks;
+            label += " v=" + std::to_string(chunks);
         }
+        if (e->variants.empty()) rows.push_back(compare_one(label, c, costs));
+        for (const schedule_variant& v : e->variants)
+            rows.push_back(compare_one(label + " " + std::string(v.label), v.apply(c), costs));
     }
     return rows;
 }

@@ -1,14 +1,16 @@
-// The unit-time slot of every op (every op lasts one slot): Chimera's closed
-// form where it applies (chimera.md §5, the slots of the paper's figures),
-// else the start step of a unit-time ASAP run (schedules.md §1.3). The text
+// The unit-time slot of every op (every op lasts one slot): the closed form
+// of the schedule's registry entry where it applies (Chimera: chimera.md §5,
+// the slots of the paper's figures), else the start step of a unit-time ASAP
+// run (schedules.md §1.3). The text
 // grid and the lowering pass place ops by these slots.
 #pragma once
 
 #include <vector>
 
 #include "analysis.hpp"
+#include "registry.hpp"
 #include "schedule.hpp"
-#include "schedules/chimera.hpp"
+#include "schedule_entry.hpp"
 
 namespace chimera {
 
@@ -22,10 +24,12 @@ template <schedule_like S>
 constexpr unit_slots make_unit_slots(const S& s) {
     unit_slots u;
     u.slot.reserve(s.op_count());
-    if (schedules::has_closed_form(s)) {
+    const schedule_entry* e = find_schedule(s.params().schedule);
+    const schedule_shape shape = shape_of(s);
+    if (e && e->unit_slot && e->has_unit_slots(shape)) {
         u.complete = true;
         for (const op& o : s.all_ops()) {
-            const int slot = is_compute(o.kind) ? schedules::chimera_slot(s, o) : -1;
+            const int slot = is_compute(o.kind) ? e->unit_slot(shape, o) : -1;
             u.slot.push_back(slot);
             u.span = std::max(u.span, slot + 1);
         }

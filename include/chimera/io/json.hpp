@@ -18,7 +18,9 @@
 #include "../config.hpp"
 #include "../detail/text.hpp"
 #include "../op.hpp"
+#include "../registry.hpp"
 #include "../schedule.hpp"
+#include "../schedule_entry.hpp"
 
 namespace chimera::io {
 
@@ -66,20 +68,24 @@ inline void write_json_string(std::string& out, std::string_view text) {
 }
 }  // namespace detail
 
-// Generator parameters echoed under "params" (chimera.md §5.1).
+// Generator parameters echoed under "params" (chimera.md §5.1): the shared
+// ones, then the fields the schedule's registry entry lists.
 inline std::string write_params(const config& c) {
     using ::chimera::detail::cat;
-    if (c.schedule == algorithm::custom) return "{}";
-    std::string out = cat("{\"schedule\":\"", to_string(c.schedule), "\",\"stages\":", c.stages,
-                          ",\"micro_batches\":", c.micro_batches, ",\"pipelines\":", pipeline_count(c));
-    if (c.schedule == algorithm::chimera)
-        out += cat(",\"f\":", pipeline_count(c) / 2, ",\"scaling\":\"", to_string(c.scaling_mode), "\"");
-    if (c.split_backward) out += ",\"split_backward\":true";
-    if (c.schedule == algorithm::interleaved || c.schedule == algorithm::looped_bfs)
-        out += cat(",\"chunks\":", c.chunks);
-    // group_size 0 means derived; g is the group size in effect
-    if (c.schedule == algorithm::interleaved)
-        out += cat(",\"group_size\":", c.group_size, ",\"g\":", interleaved_group_size(c));
+    const schedule_entry* e = find_schedule(c.schedule);
+    if (!e) return "{}";
+    std::string out = cat("{\"schedule\":\"", e->name, "\",\"stages\":", c.stages,
+                          ",\"micro_batches\":", c.micro_batches, ",\"pipelines\":", pipeline_count(c, *e));
+    for (const param_field& p : e->params) {
+        switch (p.kind) {
+            case param_field::type::integer: out += cat(",\"", p.key, "\":", c.*p.integer); break;
+            case param_field::type::flag_if_set:
+                if (c.*p.flag) out += cat(",\"", p.key, "\":true");
+                break;
+            case param_field::type::scaling_mode: out += cat(",\"", p.key, "\":\"", to_string(c.scaling_mode), "\""); break;
+            case param_field::type::derived: out += cat(",\"", p.key, "\":", p.derive(c)); break;
+        }
+    }
     out += cat(",\"data_parallel\":", c.data_parallel, "}");
     return out;
 }
@@ -165,38 +171,49 @@ inline const json& array(const json& value, const std::string& path, std::size_t
     return value;
 }
 
+// One field of the entry's params into `c`; false when it is malformed.
+inline bool read_param(const json& p, const param_field& field, config& c) {
+    auto f = p.find(std::string(field.key));
+    if (f == p.end() || field.kind == param_field::type::derived) return true;  // absent: the default
+    switch (field.kind) {
+        case param_field::type::integer:
+            if (!f->is_number_integer()) return false;
+            if (f->get<long long>() < std::numeric_limits<int>::min() || f->get<long long>() > std::numeric_limits<int>::max())
+                return false;
+            c.*field.integer = static_cast<int>(f->get<long long>());
+            return true;
+        case param_field::type::flag_if_set:
+            if (!f->is_boolean()) return false;
+            c.*field.flag = f->get<bool>();
+            return true;
+        case param_field::type::scaling_mode: {
+            const auto mode = f->is_string() ? parse_scaling(f->get<std::string>()) : std::nullopt;
+            if (mode) c.scaling_mode = *mode;
+            return mode.has_value();
+        }
+        case param_field::type::derived: return true;
+    }
+    return false;
+}
+
 inline config read_params(const json& root, std::string_view name) {
     auto it = root.find("params");
-    const auto known = parse_algorithm(name);
-    if (it == root.end() || !it->is_object() || !known) return config{algorithm::custom};
+    const schedule_entry* e = find_schedule(name);
+    if (it == root.end() || !it->is_object() || !e || e->name != name) return config{algorithm::custom};
     const json& p = *it;
     // Params are free form: use them only when they describe a config completely.
-    config c{*known};
-    auto get_int = [&](const char* key, int& into) {
-        auto f = p.find(key);
-        if (f == p.end() || !f->is_number_integer()) return false;
-        const long long v = f->get<long long>();
-        if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) return false;
-        into = static_cast<int>(v);
-        return true;
-    };
-    if (!get_int("stages", c.stages) || !get_int("micro_batches", c.micro_batches) ||
-        !get_int("pipelines", c.pipelines) || !get_int("data_parallel", c.data_parallel))
-        return config{algorithm::custom};
-    if (auto f = p.find("scaling"); f != p.end()) {
-        auto mode = f->is_string() ? parse_scaling(f->get<std::string>()) : std::nullopt;
-        if (!mode) return config{algorithm::custom};
-        c.scaling_mode = *mode;
-    }
-    if (auto f = p.find("split_backward"); f != p.end()) {
-        if (!f->is_boolean()) return config{algorithm::custom};
-        c.split_backward = f->get<bool>();
-    }
-    if (p.contains("chunks") && !get_int("chunks", c.chunks)) return config{algorithm::custom};
-    if (p.contains("group_size") && !get_int("group_size", c.group_size)) return config{algorithm::custom};
+    config c{e->id};
+    const param_field shared[] = {{"stages", param_field::type::integer, &config::stages},
+                                  {"micro_batches", param_field::type::integer, &config::micro_batches},
+                                  {"pipelines", param_field::type::integer, &config::pipelines},
+                                  {"data_parallel", param_field::type::integer, &config::data_parallel}};
+    for (const param_field& field : shared)
+        if (!p.contains(std::string(field.key)) || !read_param(p, field, c)) return config{algorithm::custom};
+    for (const param_field& field : e->params)
+        if (!read_param(p, field, c)) return config{algorithm::custom};
     // As the writer echoes it (pipelines 0 = the algorithm's default), so
     // that reading what was written gives back the same schedule.
-    return normalized(c);
+    return normalized(c, *e);
 }
 
 // Reader phase 1: the text as a JSON object (JSON1 on a syntax error, an

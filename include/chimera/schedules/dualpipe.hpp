@@ -9,6 +9,7 @@
 
 #include "../config.hpp"
 #include "../schedule.hpp"
+#include "../schedule_entry.hpp"
 #include "chunked_chain.hpp"
 
 namespace chimera::schedules {
@@ -57,12 +58,49 @@ constexpr void dual_pipe_worker(schedule& s, const dual_direction (&direction)[2
     for (int i = 0; i <= h; ++i) w();                                 // 8: W
 }
 
+// N >= 2P: DualPipe and DualPipeV need it to fill their steady phase.
+inline constexpr config_rule fill_steady_phase_rule{
+    config_errc::too_few_micro_batches, "S1", "chimera rule S1: dualpipe and dualpipev need N >= 2P",
+    [](const rule_input& x) { return x.c.micro_batches < 2 * x.c.stages; },
+    [](const rule_input& x) {
+        return ::chimera::detail::cat(x.entry.name, ": needs N >= 2P micro-batches to fill its steady phase (got N=",
+                                      x.c.micro_batches, ", P=", x.c.stages, ")");
+    }};
+
 }  // namespace detail
 
+inline constexpr config_rule dualpipe_rules[] = {
+    {config_errc::dualpipe_odd_workers, "S1", "chimera rule S1: dualpipe needs an even number of workers",
+     [](const rule_input& x) { return x.c.stages % 2 != 0; },
+     [](const rule_input& x) {
+         return ::chimera::detail::cat("dualpipe: the number of workers P = D must be even (got ", x.c.stages,
+                                       "); each half of the workers starts one direction");
+     }},
+    {config_errc::dualpipe_odd_micro_batches, "S1", "chimera rule S1: dualpipe needs an even N",
+     [](const rule_input& x) { return x.c.micro_batches % 2 != 0; },
+     [](const rule_input& x) {
+         return ::chimera::detail::cat("dualpipe: N must be even, N/2 per direction (got N=", x.c.micro_batches, ")");
+     }},
+    detail::fill_steady_phase_rule,
+};
+
+constexpr schedule dualpipe(const config& c);
+
+inline constexpr schedule_entry dualpipe_entry{
+    .id = algorithm::dualpipe,
+    .name = "dualpipe",
+    .description = "DualPipe (DeepSeek): two directions over mirrored replicas, forward and backward overlapped",
+    .default_pipelines = 2,
+    .fixed_pipelines = 2,
+    .rules = dualpipe_rules,
+    .n_constraint = "D even, N even and N >= 2D.",
+    .generate = dualpipe,
+};
+
 constexpr schedule dualpipe(const config& c) {
-    require_valid(c);
+    require_valid(c, dualpipe_entry);
     const int p = c.stages, n = c.micro_batches, half = p / 2;
-    schedule s = detail::mirror_shape("dualpipe", c);
+    schedule s = detail::mirror_shape(dualpipe_entry, c);
     // interp. (schedules.md §9): ids 0 .. N/2-1 go down, N/2 .. N-1 go up.
     for (int m = 0; m < n; ++m) s.set_pipeline_of(m, m < n / 2 ? 0 : 1);
     for (int r = 0; r < p; ++r) {

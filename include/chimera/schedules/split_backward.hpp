@@ -15,7 +15,7 @@
 
 #include <vector>
 
-#include "../analysis.hpp"
+#include "../dependencies.hpp"
 #include "../detail/text.hpp"
 #include "../error.hpp"
 #include "../schedule.hpp"

@@ -8,15 +8,26 @@
 
 #include "../config.hpp"
 #include "../schedule.hpp"
+#include "../schedule_entry.hpp"
 #include "chunked_chain.hpp"
 #include "single_chain.hpp"
 
 namespace chimera::schedules {
 
+constexpr schedule zb_h1(const config& c);
+
+inline constexpr schedule_entry zb_h1_entry{
+    .id = algorithm::zb_h1,
+    .name = "zb-h1",
+    .description = "ZB-H1: 1F1B with the backward split into I and W, 1F1B's memory",
+    .n_constraint = "Any N >= 1.",
+    .generate = zb_h1,
+};
+
 constexpr schedule zb_h1(const config& c) {
-    require_valid(c);
+    require_valid(c, zb_h1_entry);
     const int n = c.micro_batches;
-    schedule s = detail::single_chain_shape("zb-h1", c);
+    schedule s = detail::single_chain_shape(zb_h1_entry, c);
     for (int r = 0; r < c.stages; ++r) {
         s.add_worker();
         const int warm_up = std::min(c.stages - 1 - r, n);

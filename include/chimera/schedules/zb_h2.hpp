@@ -12,15 +12,26 @@
 #include "../detail/text.hpp"
 #include "../error.hpp"
 #include "../schedule.hpp"
+#include "../schedule_entry.hpp"
 #include "chunked_chain.hpp"
 #include "single_chain.hpp"
 
 namespace chimera::schedules {
 
+constexpr schedule zb_h2(const config& c);
+
+inline constexpr schedule_entry zb_h2_entry{
+    .id = algorithm::zb_h2,
+    .name = "zb-h2",
+    .description = "ZB-H2: zero bubble with up to 2D-1 micro-batches in flight",
+    .n_constraint = "Any N >= 1; the zero-bubble parallelogram forms from N >= 2D-1.",
+    .generate = zb_h2,
+};
+
 constexpr schedule zb_h2(const config& c) {
-    require_valid(c);
+    require_valid(c, zb_h2_entry);
     const int p = c.stages, n = c.micro_batches, limit = 2 * p - 1;
-    schedule s = detail::single_chain_shape("zb-h2", c);
+    schedule s = detail::single_chain_shape(zb_h2_entry, c);
     constexpr int never = -1;
     // Step at which F / I of (stage, micro-batch) ran.
     std::vector<int> forward_step(static_cast<std::size_t>(p) * n, never), input_step(forward_step);

@@ -8,14 +8,26 @@
 
 #include "../config.hpp"
 #include "../schedule.hpp"
+#include "../schedule_entry.hpp"
 #include "chunked_chain.hpp"
 
 namespace chimera::schedules {
 
+constexpr schedule zb_v(const config& c);
+
+inline constexpr schedule_entry zb_v_entry{
+    .id = algorithm::zb_v,
+    .name = "zb-v",
+    .description = "ZB-V: zero bubble on a V placement (two chunks per worker)",
+    .chunks = 2,
+    .n_constraint = "Any N >= 1; zero bubble from N >= 2D.",
+    .generate = zb_v,
+};
+
 constexpr schedule zb_v(const config& c) {
-    require_valid(c);
+    require_valid(c, zb_v_entry);
     const int p = c.stages, n_requested = c.micro_batches, n = std::max(n_requested, 2 * p - 1);
-    schedule s = detail::v_chain_shape("zb-v", c);
+    schedule s = detail::v_chain_shape(zb_v_entry, c);
     for (int r = 0; r < p; ++r) {
         s.add_worker();
         int next[3][2] = {};  // [F, I, W][chunk]: next micro-batch per chunk (increasing)

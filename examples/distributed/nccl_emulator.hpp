@@ -1,0 +1,324 @@
+// An emulation of the part of NCCL's API (nccl.h) that a pipeline transport
+// uses, implemented over MPI, so that NCCL code runs in CI without a GPU
+// (with examples/cuda/emulator for the streams). Not a model of NCCL's
+// performance: it keeps the *semantics* that decide whether such code is
+// right:
+//
+// * Work is enqueued on the stream (ncclGroupEnd enqueues the whole group
+//   as one item); the host does not wait.
+// * A send completes only when its receive is posted (MPI_Issend), so an
+//   exchange whose two sends are not in one group deadlocks here as it
+//   does on GPUs. A stream item that makes no progress for the timeout
+//   (CHIMERA_NCCL_EMULATOR_TIMEOUT_MS, default 10000) gives up and sets
+//   the communicator's asynchronous error (ncclCommGetAsyncError), where
+//   a GPU would hang.
+// * Point-to-point messages between two ranks match in issue order (one
+//   tag per communicator).
+// * ncclAllReduce (ncclSum) adds the ranks' buffers in rank order on the
+//   lowest rank and sends the sum back: the same bits on every run.
+//
+// Communicators: ncclCommInitRank must be called by every rank of
+// MPI_COMM_WORLD (the usual world communicator; the unique id names it);
+// ncclCommSplit splits any communicator. MPI must be initialised with
+// MPI_THREAD_MULTIPLE (stream threads call MPI).
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(CHIMERA_CUDA_EMULATION)
+#include "../cuda/emulator/cuda_emulator.hpp"
+#else
+using cudaStream_t = struct CUstream_st*;  // host-only builds: work runs at the call
+#endif
+
+enum ncclResult_t {
+    ncclSuccess = 0,
+    ncclUnhandledCudaError = 1,
+    ncclSystemError = 2,
+    ncclInternalError = 3,
+    ncclInvalidArgument = 4,
+    ncclInvalidUsage = 5,
+    ncclRemoteError = 6,
+    ncclInProgress = 7,
+};
+enum ncclDataType_t { ncclInt32 = 2, ncclFloat32 = 7, ncclFloat = 7, ncclFloat64 = 8, ncclDouble = 8 };
+enum ncclRedOp_t { ncclSum = 0 };
+struct ncclUniqueId {
+    char internal[128];
+};
+struct ncclConfig_t {
+    int blocking = 1;
+};
+#define NCCL_CONFIG_INITIALIZER \
+    {}
+constexpr int NCCL_SPLIT_NOCOLOR = -1;
+
+namespace chimera_nccl {
+
+struct communicator {
+    MPI_Comm p2p = MPI_COMM_NULL, collective = MPI_COMM_NULL;
+    int rank = 0, size = 0;
+    ncclResult_t async_error = ncclSuccess;  // set by stream work, read by ncclCommGetAsyncError
+    std::string reason;
+    bool aborted = false;
+    std::vector<MPI_Request> abandoned;  // of timed-out work; cancelled by ncclCommAbort
+};
+
+// One posted MPI request of a stream item.
+struct task {
+    std::function<void(std::vector<MPI_Request>&)> post;  // appends its requests
+    std::function<void()> after;                          // once they completed (may post more: see all_reduce)
+};
+
+inline std::chrono::milliseconds timeout() {
+    const char* t = std::getenv("CHIMERA_NCCL_EMULATOR_TIMEOUT_MS");
+    return std::chrono::milliseconds(t ? std::atol(t) : 10000);
+}
+
+// Waits for `requests` by polling; false (and the communicator's async
+// error set) when nothing completes for the timeout.
+inline bool wait_all(communicator* c, std::vector<MPI_Request>& requests, const char* what) {
+    auto deadline = std::chrono::steady_clock::now() + timeout();
+    for (;;) {
+        int done = 0;
+        MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE);
+        if (done) return true;
+        if (std::chrono::steady_clock::now() >= deadline) {
+            c->async_error = ncclRemoteError;
+            c->reason = std::string(what) + ": no progress for " + std::to_string(timeout().count()) +
+                        " ms (a peer never posted the matching call: a deadlock on a GPU)";
+            for (MPI_Request r : requests)
+                if (r != MPI_REQUEST_NULL) c->abandoned.push_back(r);
+            return false;
+        }
+        std::this_thread::yield();
+    }
+}
+
+// The group being built by this thread (ncclGroupStart .. ncclGroupEnd).
+struct group_state {
+    int depth = 0;
+    std::vector<std::pair<communicator*, task>> tasks;
+    cudaStream_t stream = nullptr;
+};
+inline group_state& group() {
+    thread_local group_state g;
+    return g;
+}
+
+// Runs the tasks of one stream item: post all, wait, run the `after`s
+// (an all-reduce's root posts its sends there), wait again.
+inline void run_item(std::vector<std::pair<communicator*, task>> tasks) {
+    if (tasks.empty() || tasks.front().first->aborted || tasks.front().first->async_error != ncclSuccess) return;
+    communicator* c = tasks.front().first;
+    std::vector<MPI_Request> requests;
+    for (auto& [comm, t] : tasks) t.post(requests);
+    if (!wait_all(c, requests, "nccl group")) return;
+    for (auto& [comm, t] : tasks)
+        if (t.after) t.after();
+}
+
+inline void enqueue(cudaStream_t stream, std::vector<std::pair<communicator*, task>> tasks) {
+#if defined(CHIMERA_CUDA_EMULATION)
+    chimera_emulator::submit(stream, [tasks = std::move(tasks)]() mutable { run_item(std::move(tasks)); }, "nccl");
+#else
+    (void)stream;
+    run_item(std::move(tasks));
+#endif
+}
+
+inline ncclResult_t add(communicator* c, task t, cudaStream_t stream) {
+    if (!c) return ncclInvalidArgument;
+    if (c->async_error != ncclSuccess) return c->async_error;
+    auto& g = group();
+    if (g.depth > 0) {
+        g.tasks.emplace_back(c, std::move(t));
+        g.stream = stream;
+        return ncclSuccess;
+    }
+    std::vector<std::pair<communicator*, task>> one;
+    one.emplace_back(c, std::move(t));
+    enqueue(stream, std::move(one));
+    return ncclSuccess;
+}
+
+inline MPI_Datatype mpi_type(ncclDataType_t t) {
+    return t == ncclFloat64 ? MPI_DOUBLE : t == ncclInt32 ? MPI_INT : MPI_FLOAT;
+}
+inline std::size_t type_size(ncclDataType_t t) { return t == ncclFloat64 ? 8 : 4; }
+
+template <class T>
+void add_in_order(std::vector<std::vector<char>>& parts, void* out, std::size_t count) {
+    std::vector<T> sum(count, T(0));
+    for (const auto& p : parts)
+        for (std::size_t i = 0; i < count; ++i) sum[i] += reinterpret_cast<const T*>(p.data())[i];
+    std::memcpy(out, sum.data(), count * sizeof(T));
+}
+
+}  // namespace chimera_nccl
+
+using ncclComm_t = chimera_nccl::communicator*;
+
+inline const char* ncclGetErrorString(ncclResult_t r) {
+    switch (r) {
+        case ncclSuccess: return "no error";
+        case ncclSystemError: return "unhandled system error";
+        case ncclInvalidArgument: return "invalid argument";
+        case ncclInvalidUsage: return "invalid usage";
+        case ncclRemoteError: return "remote process exited or there was a network error";
+        default: return "internal error";
+    }
+}
+
+inline ncclResult_t ncclGetUniqueId(ncclUniqueId* id) {
+    static int counter = 0;
+    std::memset(id->internal, 0, sizeof id->internal);
+    std::snprintf(id->internal, sizeof id->internal, "chimera-nccl-emulator %d", ++counter);
+    return ncclSuccess;
+}
+
+inline ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank) {
+    int world = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (nranks != world) return ncclInvalidUsage;  // the emulator's world communicator only
+    (void)id;
+    auto* c = new chimera_nccl::communicator;
+    MPI_Comm_split(MPI_COMM_WORLD, 0, rank, &c->p2p);
+    MPI_Comm_dup(c->p2p, &c->collective);
+    MPI_Comm_rank(c->p2p, &c->rank);
+    MPI_Comm_size(c->p2p, &c->size);
+    *comm = c;
+    return ncclSuccess;
+}
+
+inline ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t* newcomm, ncclConfig_t* = nullptr) {
+    MPI_Comm split = MPI_COMM_NULL;
+    MPI_Comm_split(comm->p2p, color == NCCL_SPLIT_NOCOLOR ? MPI_UNDEFINED : color, key, &split);
+    if (split == MPI_COMM_NULL) {
+        *newcomm = nullptr;
+        return ncclSuccess;
+    }
+    auto* c = new chimera_nccl::communicator;
+    c->p2p = split;
+    MPI_Comm_dup(split, &c->collective);
+    MPI_Comm_rank(split, &c->rank);
+    MPI_Comm_size(split, &c->size);
+    *newcomm = c;
+    return ncclSuccess;
+}
+
+inline ncclResult_t ncclCommCount(ncclComm_t comm, int* count) { return *count = comm->size, ncclSuccess; }
+inline ncclResult_t ncclCommUserRank(ncclComm_t comm, int* rank) { return *rank = comm->rank, ncclSuccess; }
+inline ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* error) {
+    *error = comm->async_error;
+    return ncclSuccess;
+}
+// The reason behind an asynchronous error (the emulator's; NCCL logs it
+// with NCCL_DEBUG=WARN).
+inline const char* ncclGetLastError(ncclComm_t comm) { return comm ? comm->reason.c_str() : ""; }
+
+// Abort: the work that timed out is cancelled; later work is dropped.
+// Call it after the stream is idle (as NCCL's abort, it frees the
+// communicator).
+inline ncclResult_t ncclCommAbort(ncclComm_t comm) {
+    if (!comm) return ncclSuccess;
+    comm->aborted = true;
+    for (MPI_Request& r : comm->abandoned) {
+        MPI_Cancel(&r);
+        MPI_Request_free(&r);
+    }
+    MPI_Comm_free(&comm->collective);
+    MPI_Comm_free(&comm->p2p);
+    delete comm;
+    return ncclSuccess;
+}
+inline ncclResult_t ncclCommDestroy(ncclComm_t comm) {
+    if (!comm) return ncclSuccess;
+    if (comm->async_error != ncclSuccess) return ncclCommAbort(comm);
+    MPI_Comm_free(&comm->collective);
+    MPI_Comm_free(&comm->p2p);
+    delete comm;
+    return ncclSuccess;
+}
+
+inline ncclResult_t ncclGroupStart() {
+    ++chimera_nccl::group().depth;
+    return ncclSuccess;
+}
+inline ncclResult_t ncclGroupEnd() {
+    auto& g = chimera_nccl::group();
+    if (g.depth == 0) return ncclInvalidUsage;
+    if (--g.depth > 0) return ncclSuccess;
+    chimera_nccl::enqueue(g.stream, std::move(g.tasks));
+    g.tasks.clear();
+    return ncclSuccess;
+}
+
+inline ncclResult_t ncclSend(const void* data, std::size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
+                             cudaStream_t stream) {
+    return chimera_nccl::add(comm, {[=](std::vector<MPI_Request>& r) {
+                                        r.emplace_back();
+                                        MPI_Issend(data, static_cast<int>(count), chimera_nccl::mpi_type(type), peer, 0,
+                                                   comm->p2p, &r.back());
+                                    },
+                                    {}},
+                             stream);
+}
+inline ncclResult_t ncclRecv(void* data, std::size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
+                             cudaStream_t stream) {
+    return chimera_nccl::add(comm, {[=](std::vector<MPI_Request>& r) {
+                                        r.emplace_back();
+                                        MPI_Irecv(data, static_cast<int>(count), chimera_nccl::mpi_type(type), peer, 0,
+                                                  comm->p2p, &r.back());
+                                    },
+                                    {}},
+                             stream);
+}
+
+// Sum in rank order: every rank sends its buffer to rank 0, which adds them
+// from zero in rank order and sends the sum back (all synchronous sends).
+inline ncclResult_t ncclAllReduce(const void* send, void* recv, std::size_t count, ncclDataType_t type, ncclRedOp_t op,
+                                  ncclComm_t comm, cudaStream_t stream) {
+    if (op != ncclSum) return ncclInvalidArgument;
+    auto parts = std::make_shared<std::vector<std::vector<char>>>();
+    chimera_nccl::task t;
+    const std::size_t bytes = count * chimera_nccl::type_size(type);
+    t.post = [=](std::vector<MPI_Request>& r) {
+        if (comm->rank == 0) {
+            parts->assign(static_cast<std::size_t>(comm->size), std::vector<char>(bytes));
+            std::memcpy((*parts)[0].data(), send, bytes);
+            for (int from = 1; from < comm->size; ++from) {
+                r.emplace_back();
+                MPI_Irecv((*parts)[static_cast<std::size_t>(from)].data(), static_cast<int>(bytes), MPI_BYTE, from, 1,
+                          comm->collective, &r.back());
+            }
+            return;
+        }
+        r.emplace_back();
+        MPI_Issend(send, static_cast<int>(bytes), MPI_BYTE, 0, 1, comm->collective, &r.back());
+        r.emplace_back();
+        MPI_Irecv(recv, static_cast<int>(bytes), MPI_BYTE, 0, 2, comm->collective, &r.back());
+    };
+    t.after = [=] {
+        if (comm->rank != 0) return;
+        if (type == ncclFloat64) chimera_nccl::add_in_order<double>(*parts, recv, count);
+        else if (type == ncclInt32) chimera_nccl::add_in_order<std::int32_t>(*parts, recv, count);
+        else chimera_nccl::add_in_order<float>(*parts, recv, count);
+        std::vector<MPI_Request> sends(static_cast<std::size_t>(comm->size - 1));
+        for (int to = 1; to < comm->size; ++to)
+            MPI_Issend(recv, static_cast<int>(bytes), MPI_BYTE, to, 2, comm->collective, &sends[static_cast<std::size_t>(to - 1)]);
+        chimera_nccl::wait_all(comm, sends, "ncclAllReduce");
+    };
+    return chimera_nccl::add(comm, std::move(t), stream);
+}

@@ -1,0 +1,283 @@
+// One process per worker (docs/distributed.md): the CPU backend of this
+// rank's worker runs its own op list through the library executor and
+// talks to the other ranks through the mpi transport. Results that the
+// local trainer reads from every worker (losses, the whole-model state,
+// replica checks, peaks) are gathered to MPI rank 0.
+//
+// Before anything collective depends on them, every rank exchanges a digest
+// of what must be equal everywhere (configuration, lowered schedule, model)
+// and of the world size; a mismatch stops every rank with the same message,
+// naming the first rank that differs.
+#pragma once
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <chimera/placement.hpp>
+#include <chimera/runtime/executor.hpp>
+#include <chimera/schedule.hpp>
+
+#include "../common/shape.hpp"
+#include "../common/trainer.hpp"
+#include "../cpu/backend.hpp"
+#include "mpi_transport.hpp"
+#include "sha256.hpp"
+#include "shards.hpp"
+
+namespace chimera::runtime::mpi {
+
+
+// Every rank's bytes, at rank 0 (empty elsewhere). Collective.
+inline std::vector<std::string> gather(const std::string& mine) {
+    const int ranks = world_size(), me = world_rank();
+    int length = static_cast<int>(mine.size());
+    std::vector<int> lengths(static_cast<std::size_t>(ranks)), offsets(static_cast<std::size_t>(ranks));
+    check(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Gather");
+    int total = 0;
+    for (int r = 0; r < ranks; ++r) offsets[static_cast<std::size_t>(r)] = total, total += lengths[static_cast<std::size_t>(r)];
+    std::string all(me == 0 ? static_cast<std::size_t>(total) : 0, '\0');
+    check(MPI_Gatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, 0,
+                      MPI_COMM_WORLD),
+          "MPI_Gatherv");
+    std::vector<std::string> out;
+    if (me == 0)
+        for (int r = 0; r < ranks; ++r)
+            out.push_back(all.substr(static_cast<std::size_t>(offsets[static_cast<std::size_t>(r)]),
+                                     static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)])));
+    return out;
+}
+
+// Every rank passes the same part names (what must agree) with its own
+// text; throws consistency_error on every rank when one differs from
+// rank 0's, naming the first such rank and the part.
+inline void require_same_everywhere(const std::vector<std::pair<std::string, std::string>>& parts) {
+    std::string mine;
+    for (const auto& [name, text] : parts) {
+        const auto d = sha256().update(text).digest();
+        mine.append(reinterpret_cast<const char*>(d.data()), d.size());
+    }
+    std::string all(mine.size() * static_cast<std::size_t>(world_size()), '\0');
+    check(MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_CHAR, all.data(), static_cast<int>(mine.size()),
+                        MPI_CHAR, MPI_COMM_WORLD),
+          "MPI_Allgather");
+    for (int r = 1; r < world_size(); ++r)
+        for (std::size_t p = 0; p < parts.size(); ++p)
+            if (std::memcmp(all.data() + r * mine.size() + 32 * p, all.data() + 32 * p, 32) != 0)
+                throw consistency_error("rank " + std::to_string(r) + " runs a different " + parts[p].first +
+                                        " than rank 0 (every rank must be launched with the same options)");
+}
+
+// The lowered schedule as text (what every rank must agree on).
+inline std::string schedule_text(const schedule& s) {
+    std::string text = std::string(s.name()) + " D=" + std::to_string(s.stages()) + " N=" +
+                       std::to_string(s.micro_batches()) + " k=" + std::to_string(s.pipelines()) + "\n";
+    for (int w = 0; w < s.workers(); ++w) {
+        for (const op& o : s.ops(w)) text += to_string(o) + " ";
+        text += "\n";
+    }
+    return text;
+}
+
+// This rank's worker: the CPU backend with its comm groups on the mpi transport.
+template <class R>
+class rank_backend : public cpu::cpu_backend<R> {
+public:
+    rank_backend(world& w, const schedule& s, const run_shape& shape, const gpt::dataset& data, int group, int worker,
+                 const std::vector<R>& initial)
+        : cpu::cpu_backend<R>(s, shape, data, group, worker, initial), world_(w) {}
+    void comm(std::span<const op> group) {
+        channel<R> transport(world_);
+        cpu::cpu_backend<R>::comm(group, transport);
+    }
+    // This rank's slices of a whole-model checkpoint (the rest untouched).
+    void store(checkpoint<R>& c) const {
+        for (const auto& rep : this->replicas()) {
+            const auto at = static_cast<std::ptrdiff_t>(rep.model->layout().offset);
+            std::copy(rep.params.begin(), rep.params.end(), c.params.begin() + at);
+            std::copy(rep.first_moment.begin(), rep.first_moment.end(), c.first_moment.begin() + at);
+            std::copy(rep.second_moment.begin(), rep.second_moment.end(), c.second_moment.begin() + at);
+        }
+    }
+
+private:
+    world& world_;
+};
+
+template <class R>
+class rank_trainer {
+public:
+    using value_type = R;
+
+    // Collective: every rank constructs it with the same arguments.
+    rank_trainer(schedule lowered, const run_shape& shape, const gpt::dataset& data, const std::vector<R>& initial,
+                 std::chrono::milliseconds watchdog, rank_layout layout)
+        : s_(std::move(lowered)), shape_(with_micro_batches(shape, s_)),
+          world_(checked(s_, shape_), shape_.data_parallel, layout, watchdog), watchdog_(watchdog),
+          backend_(world_, s_, shape_, data, world_.logical_rank() / s_.workers(), world_.logical_rank() % s_.workers(),
+                   initial) {}
+
+    const schedule& lowered() const { return s_; }
+    int ranks() const { return world_size(); }
+    bool root() const { return world_.mpi_rank() == 0; }
+    int order_mismatches() const { return 0; }  // messages match by tag, i.e. by key
+
+    // One iteration of this rank's worker; the loss (and the slowest
+    // rank's time) is valid on rank 0. Throws comm_failure when a partner
+    // never answers within the watchdog.
+    step_result step(int step_index) {
+        cpu::hub<R> progress(1, watchdog_);  // the backend reports progress to it; nothing else
+        const auto start = std::chrono::steady_clock::now();
+        backend_.begin(step_index, progress);
+        run_iteration(s_.ops(world_.logical_rank() % s_.workers()), backend_.owned(), backend_);
+        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        std::vector<double> mine{seconds};
+        for (const auto& [id, loss] : backend_.losses()) mine.push_back(id), mine.push_back(loss);
+        step_result result;
+        std::vector<std::pair<int, double>> losses;
+        for (const std::string& blob : gather(bytes_of(mine))) {
+            const auto values = values_of<double>(blob);
+            result.seconds = std::max(result.seconds, values.at(0));
+            for (std::size_t i = 1; i + 1 < values.size(); i += 2)
+                losses.emplace_back(static_cast<int>(values[i]), values[i + 1]);
+        }
+        result.loss = mean_loss(losses, result.micro_batch_losses);
+        return result;
+    }
+
+    // Whole-model state on every rank, each stage from its lowest logical
+    // rank, as the local trainer reads it. Collective.
+    train_state<R> state() const {
+        std::string mine;
+        for (int st = 0; st < s_.stages(); ++st)
+            if (const auto [rank, r] = holder(st); rank == world_.logical_rank()) {
+                const train_state<R> part = backend_.state_of(r);
+                for (const auto* v : {&part.params, &part.first_moment, &part.second_moment}) mine += bytes_of(*v);
+            }
+        const auto all = gather(mine);
+        train_state<R> out;
+        std::vector<std::size_t> at(all.size(), 0);
+        const auto layouts = gpt::partition(shape_.model, s_.stages());
+        for (int st = 0; st < s_.stages() && root(); ++st) {
+            const auto from = static_cast<std::size_t>(world_.to_mpi(holder(st).first));
+            const std::size_t n = layouts[static_cast<std::size_t>(st)].size * sizeof(R);
+            for (auto* v : {&out.params, &out.first_moment, &out.second_moment}) {
+                const auto part = values_of<R>(all[from].substr(at[from], n));
+                v->insert(v->end(), part.begin(), part.end());
+                at[from] += n;
+            }
+        }
+        for (auto* v : {&out.params, &out.first_moment, &out.second_moment}) broadcast(*v);
+        return out;
+    }
+
+    void load(const train_state<R>& whole) { backend_.load(whole); }
+
+    // True when every replica of every stage holds the same parameter and
+    // first-moment bits (the answer is rank 0's, sent to all). Collective.
+    bool replicas_identical() const {
+        std::string mine;
+        for (const replica& r : backend_.owned()) {
+            const train_state<R> part = backend_.state_of(r);
+            auto digest = sha256()
+                              .update_values(std::span<const R>(part.params))
+                              .update_values(std::span<const R>(part.first_moment))
+                              .digest();
+            mine += bytes_of(std::vector<int>{r.stage});
+            mine.append(reinterpret_cast<const char*>(digest.data()), digest.size());
+        }
+        std::map<int, std::string> first;
+        int identical = 1;
+        for (const std::string& blob : gather(mine))
+            for (std::size_t i = 0; i + 36 <= blob.size(); i += 36) {
+                const int stage = values_of<int>(blob.substr(i, 4)).at(0);
+                const auto [it, added] = first.emplace(stage, blob.substr(i + 4, 32));
+                if (!added && it->second != blob.substr(i + 4, 32)) identical = 0;
+            }
+        check(MPI_Bcast(&identical, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast");
+        return identical != 0;
+    }
+
+    // Peak stashed micro-batches per logical rank (rank 0's view). Collective.
+    std::vector<int> measured_peaks() const {
+        const auto all = gather(bytes_of(std::vector<int>{backend_.peak_activations()}));
+        std::vector<int> peaks;
+        for (int logical = 0; logical < static_cast<int>(all.size()); ++logical)
+            peaks.push_back(values_of<int>(all[static_cast<std::size_t>(world_.to_mpi(logical))]).at(0));
+        return peaks;
+    }
+    std::vector<int> predicted_peaks() const {
+        const auto per_worker = peak_activations(s_);
+        std::vector<int> peaks;
+        for (int r = 0; r < ranks(); ++r) peaks.push_back(per_worker[static_cast<std::size_t>(r % s_.workers())]);
+        return peaks;
+    }
+
+    // Checkpoints: one shard per rank and a manifest (shards.hpp).
+    void save_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed, int next_step) const {
+        checkpoint<R> c{model, next_step, seed, {}, {}, {}};
+        const std::size_t count = gpt::parameter_count(model);
+        for (auto* v : {&c.params, &c.first_moment, &c.second_moment}) v->assign(count, R(0));
+        backend_.store(c);
+        write_shard(directory, c, world_.mpi_rank(), world_size());
+    }
+    int resume_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed) {
+        checkpoint<R> c = read_shard<R>(directory, model, seed, world_.mpi_rank(), world_size());
+        backend_.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
+        return static_cast<int>(c.next_step);
+    }
+
+private:
+    static run_shape with_micro_batches(run_shape shape, const schedule& s) {
+        shape.micro_batches = s.micro_batches();
+        return shape;
+    }
+    // The world size must be D x W (every rank agrees, having passed the digest check).
+    static const schedule& checked(const schedule& s, const run_shape& shape) {
+        const int expected = s.workers() * shape.data_parallel;
+        if (world_size() != expected)
+            throw consistency_error("the world has " + std::to_string(world_size()) + " ranks; the schedule needs D x W = " +
+                                    std::to_string(s.workers()) + " x " + std::to_string(shape.data_parallel) + " = " +
+                                    std::to_string(expected) + " (mpirun -np " + std::to_string(expected) + ")");
+        return s;
+    }
+    // The lowest logical rank holding `stage`, and its replica (pipeline order).
+    std::pair<int, replica> holder(int stage) const {
+        for (int w = 0; w < s_.workers(); ++w)
+            for (const replica& r : replicas_on(s_, w))
+                if (r.stage == stage) return {w, r};
+        throw std::logic_error("no replica of stage " + std::to_string(stage));
+    }
+    static void broadcast(std::vector<R>& v) {
+        unsigned long n = v.size();
+        check(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG, 0, MPI_COMM_WORLD), "MPI_Bcast");
+        v.resize(n);
+        check(MPI_Bcast(v.data(), static_cast<int>(n), datatype<R>(), 0, MPI_COMM_WORLD), "MPI_Bcast");
+    }
+    template <class T>
+    static std::string bytes_of(const std::vector<T>& v) {
+        return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+    }
+    template <class T>
+    static std::vector<T> values_of(const std::string& bytes) {
+        std::vector<T> v(bytes.size() / sizeof(T));
+        std::memcpy(v.data(), bytes.data(), v.size() * sizeof(T));
+        return v;
+    }
+
+    schedule s_;
+    run_shape shape_;
+    world world_;
+    std::chrono::milliseconds watchdog_;
+    rank_backend<R> backend_;
+};
+
+}  // namespace chimera::runtime::mpi

@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""chimera-train --transport mpi under mpirun (docs/distributed.md).
+
+usage: distributed.py CHIMERA_TRAIN CHIMERA_SCHED CASE
+
+CASE:
+  same-np4   D=4, W=1 (mpirun -np 4): Chimera k=2 and k=4 (direct), k=2
+             doubling, 1F1B, GPipe (eager sync), ZB-V, DualPipe give the
+             params_sha256 of the local run of the same schedule, and every
+             replica stays bit-identical.
+  same-np8   the same with D=4, W=2 (mpirun -np 8), one case stage-major.
+  tcp        one case with --mca btl tcp,self (messages cross TCP).
+  mismatch   one rank launched with other options: every rank exits 2
+             naming rank 2; a world size that is not D x W: exit 2, the rule.
+  kill       one rank killed mid-step: the job ends non-zero naming it, no
+             hang; the time from the kill to the end is printed.
+  checkpoint a rank dies in a checkpoint write; resume equals the
+             uninterrupted run; a partial set is refused.
+  nccl EXE   the emulated nccl.h (mpirun -np 4): semantics, and a wrongly
+             grouped exchange that times out on both ranks.
+  hang       one rank stopped mid-step: the others' watchdog names it and
+             aborts the job.
+Exit 77 (skip) without mpirun."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+train, sched, case = sys.argv[1:4]
+mpirun = shutil.which('mpirun')
+if not mpirun:
+    print('mpirun not found: skipped')
+    sys.exit(77)
+# Running as root needs OpenMPI's consent; two cores need oversubscription.
+env = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT='1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM='1', OMPI_MCA_rmaps_base_oversubscribe='1')
+common = ['--steps', '2', '--batch', '1', '--json']
+scratch = tempfile.mkdtemp()
+
+
+def mpi(np, *extra):
+    return [mpirun, '-np', str(np), '--oversubscribe', *extra]
+
+
+def run(cmd, expect=0, timeout=300, extra_env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(env, **(extra_env or {})))
+    if p.returncode != expect:
+        sys.exit(f'{" ".join(cmd)}: exit {p.returncode}, expected {expect}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}')
+    return p
+
+
+def summary(p):
+    lines = [json.loads(line) for line in p.stdout.splitlines() if line.startswith('{"summary"')]
+    if len(lines) != 1:
+        sys.exit(f'expected one summary line, got {len(lines)}:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}')
+    return lines[0]['summary']
+
+
+def schedule_file(name):
+    path = os.path.join(scratch, name + '.json')
+    with open(path, 'w') as f:
+        f.write(run([sched, 'generate', '--schedule', name, '--stages', '4', '--micro-batches', '8', '--format', 'json']).stdout)
+    return ['--schedule-file', path]
+
+
+def cases():
+    return [
+        ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4'],
+        ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '8', '--pipelines', '4'],
+        ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '8', '--scaling', 'doubling'],
+        ['--schedule', '1f1b', '--stages', '4', '--micro-batches', '8'],
+        ['--schedule', 'gpipe', '--stages', '4', '--micro-batches', '4', '--sync', 'eager'],
+        schedule_file('zb-v'),
+        schedule_file('dualpipe'),
+    ]
+
+
+def same_answer(args, np, mpi_extra=(), train_extra=()):
+    local = summary(run([train, *args, *common, *train_extra]))
+    distributed = summary(run(mpi(np, *mpi_extra) + [train, *args, *common, *train_extra, '--transport', 'mpi']))
+    label = ' '.join(os.path.basename(a) for a in args + list(train_extra))
+    if distributed['transport'] != 'mpi' or distributed['ranks'] != np:
+        sys.exit(f'{label}: not an mpi run of {np} ranks: {distributed}')
+    if distributed['params_sha256'] != local['params_sha256']:
+        sys.exit(f'{label}: mpi digest {distributed["params_sha256"]} != local {local["params_sha256"]}')
+    for key in ('first_loss', 'last_loss', 'peak_activations_measured'):
+        if distributed[key] != local[key]:
+            sys.exit(f'{label}: {key} differs: mpi {distributed[key]}, local {local[key]}')
+    if not (distributed['replicas_identical'] and local['replicas_identical']):
+        sys.exit(f'{label}: replicas differ')
+    print(f'{label}: np {np}: {local["params_sha256"]}')
+    return local['params_sha256']
+
+
+def expect_failure(cmd, code, needle, timeout=120):
+    start = time.monotonic()
+    p = run(cmd, expect=code, timeout=timeout)
+    if needle not in p.stderr:
+        sys.exit(f'{" ".join(cmd)}: stderr lacks {needle!r}:\n{p.stderr[-3000:]}')
+    return p, time.monotonic() - start
+
+
+def long_job(watchdog_ms):
+    """A long mpi run (4 ranks); returns the process and the ranks' pids in rank order."""
+    args = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--steps', '100000', '--batch', '1',
+            '--json', '--transport', 'mpi', '--watchdog-ms', str(watchdog_ms)]
+    env_ranks = dict(env, CHIMERA_PID_DIR=scratch)
+    p = subprocess.Popen(mpi(4) + ['sh', '-c', 'echo $$ > "$CHIMERA_PID_DIR/rank.$OMPI_COMM_WORLD_RANK"; exec "$0" "$@"',
+                                   train, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env=env_ranks, start_new_session=True)
+    line = p.stdout.readline()  # a step ran: every rank is inside the training loop
+    if '"step"' not in line:
+        p.kill()
+        sys.exit('no step line: ' + line + p.stderr.read())
+    pids = [int(open(os.path.join(scratch, f'rank.{r}')).read()) for r in range(4)]
+    return p, pids
+
+
+def end_of(p, what, limit):
+    start = time.monotonic()
+    try:
+        _, err = p.communicate(timeout=limit)
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        sys.exit(f'the job still runs {limit} s after {what}')
+    elapsed = time.monotonic() - start
+    if p.returncode == 0:
+        sys.exit(f'the job exited 0 after {what}')
+    print(f'{what}: the job ended with exit {p.returncode} after {elapsed:.2f} s')
+    return err, elapsed
+
+
+def kill_mid_step():
+    """Rank 3 dies (SIGKILL): OpenMPI notices the lost process, names it and
+    ends every other rank, well within the watchdog."""
+    p, pids = long_job(20000)
+    os.kill(pids[3], signal.SIGKILL)
+    err, elapsed = end_of(p, 'SIGKILL of rank 3', 60)
+    if 'process rank 3' not in err or elapsed > 20:
+        sys.exit('the lost rank is not named, or the end took longer than the watchdog:\n' + err[-3000:])
+
+
+def hang_mid_step():
+    """Rank 3 stops (SIGSTOP: alive, silent): the other ranks' watchdog
+    (3 s) names what they wait for from MPI rank 3 and aborts the job."""
+    p, pids = long_job(3000)
+    os.kill(pids[3], signal.SIGSTOP)
+    err, elapsed = end_of(p, 'SIGSTOP of rank 3', 60)
+    os.kill(pids[3], signal.SIGCONT) if os.path.exists(f'/proc/{pids[3]}') else None
+    if 'for 3000 ms (a rank died' not in err or 'MPI rank 3' not in err:
+        sys.exit('the watchdog did not name the silent rank:\n' + err[-3000:])
+    print(err[-1500:])
+
+
+def checkpoints():
+    """A rank dies while writing the checkpoint after step 2: the step has
+    no manifest, --resume takes step 2's and ends bitwise equal to the
+    uninterrupted run; a missing shard of the newest complete step, or no
+    complete step at all, is refused on every rank (exit 2)."""
+    args = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--batch', '1', '--json',
+            '--transport', 'mpi', '--data-parallel', '2', '--steps', '4']
+    whole = summary(run(mpi(8) + [train, *args]))['params_sha256']
+    d = os.path.join(scratch, 'ck')
+    p = subprocess.run(mpi(8) + [train, *args, '--checkpoint', d], capture_output=True, text=True, timeout=300,
+                       env=dict(env, CHIMERA_TEST_DIE_IN_CHECKPOINT='3:5'))
+    if p.returncode == 0:
+        sys.exit('the run survived its rank 5 dying in a checkpoint')
+    if os.path.exists(os.path.join(d, 'step-00000003', 'manifest')) or not os.path.exists(
+            os.path.join(d, 'step-00000002', 'manifest')):
+        sys.exit(f'expected step 2 complete and step 3 without manifest: {sorted(os.walk(d))}')
+    resumed = run(mpi(8) + [train, *args, '--checkpoint', d, '--resume'])
+    steps = [json.loads(line)['step'] for line in resumed.stdout.splitlines() if '"step"' in line]
+    if steps != [2, 3] or summary(resumed)['params_sha256'] != whole:
+        sys.exit(f'resumed run: steps {steps}, digest {summary(resumed)["params_sha256"]} vs uninterrupted {whole}')
+    print(f'killed in checkpoint 3, resumed from 2: {whole}')
+    os.remove(os.path.join(d, 'step-00000004', 'rank-1', 'checkpoint.bin'))
+    refused, _ = expect_failure(mpi(8) + [train, *args, '--checkpoint', d, '--resume'], 2,
+                                'step-00000004 is incomplete: rank 1 cannot read its shard')
+    if refused.stderr.count('is incomplete: rank 1') != 8:
+        sys.exit('not every rank refused the partial set:\n' + refused.stderr)
+    expect_failure(mpi(8) + [train, *args, '--checkpoint', os.path.join(scratch, 'empty'), '--resume'], 2,
+                   'no complete checkpoint to resume from')
+    print('partial set and missing checkpoint refused')
+
+
+def nccl_emulator(exe):
+    print(run(mpi(4) + [exe, 'semantics']).stdout.strip())
+    start = time.monotonic()
+    p = run(mpi(4) + [exe, 'deadlock'], extra_env={'CHIMERA_NCCL_EMULATOR_TIMEOUT_MS': '1500'})
+    if p.stderr.count('no progress for 1500 ms') != 2:
+        sys.exit('the ungrouped exchange was not reported as a deadlock on ranks 0 and 1:\n' + p.stderr)
+    print(f'ungrouped exchange: deadlock reported on both ranks, job ended after {time.monotonic() - start:.2f} s')
+
+
+if case == 'same-np4':
+    for args in cases():
+        same_answer(args, 4)
+elif case == 'same-np8':
+    for args in cases():
+        same_answer(args + ['--data-parallel', '2'], 8)
+    same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
+                train_extra=['--rank-layout', 'stage-major'])
+elif case == 'tcp':
+    same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
+                mpi_extra=['--mca', 'btl', 'tcp,self'])
+elif case == 'mismatch':
+    base = ['--schedule', 'chimera', '--stages', '4', '--steps', '2', '--batch', '1', '--transport', 'mpi']
+    cmd = mpi(2) + [train, *base, '--micro-batches', '4', ':', '-np', '2', train, *base, '--micro-batches', '8']
+    p, seconds = expect_failure(cmd, 2, 'rank 2 runs a different configuration than rank 0')
+    if p.stderr.count('rank 2 runs a different') != 4:
+        sys.exit('not every rank reported the mismatch:\n' + p.stderr)
+    print(f'mismatch: every rank exits 2 in {seconds:.2f} s')
+    expect_failure(mpi(3) + [train, *base, '--micro-batches', '4'], 2,
+                   'the world has 3 ranks; the schedule needs D x W = 4 x 1 = 4')
+    print('world size: refused')
+elif case == 'kill':
+    kill_mid_step()
+elif case == 'checkpoint':
+    checkpoints()
+elif case == 'nccl':
+    nccl_emulator(sys.argv[4])
+elif case == 'hang':
+    hang_mid_step()
+else:
+    sys.exit('unknown case ' + case)
+print('ok')

@@ -1,0 +1,125 @@
+// The emulated nccl.h (examples/distributed/nccl_emulator.hpp) under
+// mpirun -np 4, on the CUDA emulator's streams:
+//   nccl_emulator semantics   grouped ring exchange, per-peer order,
+//                             all-reduce bits = the sum in rank order on
+//                             every rank, ncclCommSplit; exit 0
+//   nccl_emulator deadlock    ranks 0 and 1 exchange with ncclSend then
+//                             ncclRecv *outside* a group: on GPUs both
+//                             sends wait for a receive that is queued
+//                             behind them. Here too: the stream item
+//                             times out and ncclCommGetAsyncError reports
+//                             it; exit 0 when both ranks saw it.
+#include <mpi.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <distributed/nccl_emulator.hpp>
+
+namespace {
+
+int failures = 0;
+void expect(bool ok, int rank, const std::string& what) {
+    if (ok) return;
+    std::fprintf(stderr, "rank %d: FAILED: %s\n", rank, what.c_str());
+    ++failures;
+}
+
+// Values whose float sum depends on the order of the additions.
+float value(int rank, int i) { return rank % 2 == 0 ? 1e8f * static_cast<float>(i + 1) : 1.0f + 0.1f * static_cast<float>(rank); }
+
+void semantics(ncclComm_t comm, int rank, int ranks, cudaStream_t stream) {
+    // A ring exchange in one group (each send's receive is in its peer's group).
+    const int next = (rank + 1) % ranks, previous = (rank + ranks - 1) % ranks;
+    std::vector<float> out(64, static_cast<float>(rank)), in(64, -1.0f);
+    ncclGroupStart();
+    ncclSend(out.data(), out.size(), ncclFloat32, next, comm, stream);
+    ncclRecv(in.data(), in.size(), ncclFloat32, previous, comm, stream);
+    ncclGroupEnd();
+    cudaStreamSynchronize(stream);
+    expect(in == std::vector<float>(64, static_cast<float>(previous)), rank, "grouped ring exchange");
+
+    // Per-peer order: two messages 0 -> 1 arrive in issue order.
+    std::vector<int> first(4, 0), second(4, 0);
+    if (rank == 0) {
+        first.assign(4, 11), second.assign(4, 22);
+        ncclSend(first.data(), 4, ncclInt32, 1, comm, stream);
+        ncclSend(second.data(), 4, ncclInt32, 1, comm, stream);
+    } else if (rank == 1) {
+        ncclRecv(first.data(), 4, ncclInt32, 0, comm, stream);
+        ncclRecv(second.data(), 4, ncclInt32, 0, comm, stream);
+    }
+    cudaStreamSynchronize(stream);
+    if (rank == 1) expect(first == std::vector<int>(4, 11) && second == std::vector<int>(4, 22), rank, "per-peer order");
+
+    // All-reduce: the sum in rank order, bit for bit, on every rank.
+    std::vector<float> mine(16), sum(16), expected(16, 0.0f);
+    for (int i = 0; i < 16; ++i) {
+        mine[static_cast<std::size_t>(i)] = value(rank, i);
+        for (int r = 0; r < ranks; ++r) expected[static_cast<std::size_t>(i)] += value(r, i);
+    }
+    ncclAllReduce(mine.data(), sum.data(), 16, ncclFloat32, ncclSum, comm, stream);
+    cudaStreamSynchronize(stream);
+    expect(std::memcmp(sum.data(), expected.data(), sizeof(float) * 16) == 0, rank, "all-reduce bits in rank order");
+
+    // Split: even and odd ranks reduce separately.
+    ncclComm_t half = nullptr;
+    ncclCommSplit(comm, rank % 2, rank, &half, nullptr);
+    int size = 0;
+    ncclCommCount(half, &size);
+    std::vector<int> one{1}, count{0};
+    ncclAllReduce(one.data(), count.data(), 1, ncclInt32, ncclSum, half, stream);
+    cudaStreamSynchronize(stream);
+    expect(size == ranks / 2 && count[0] == ranks / 2, rank, "ncclCommSplit by parity");
+    ncclCommDestroy(half);
+    ncclResult_t error = ncclSuccess;
+    ncclCommGetAsyncError(comm, &error);
+    expect(error == ncclSuccess, rank, "no asynchronous error");
+}
+
+void deadlock(ncclComm_t comm, int rank, cudaStream_t stream) {
+    if (rank > 1) return;
+    const int peer = 1 - rank;
+    std::vector<float> out(1024, 1.0f), in(1024);
+    ncclSend(out.data(), out.size(), ncclFloat32, peer, comm, stream);  // not grouped with the receive
+    ncclRecv(in.data(), in.size(), ncclFloat32, peer, comm, stream);
+    cudaStreamSynchronize(stream);
+    ncclResult_t error = ncclSuccess;
+    ncclCommGetAsyncError(comm, &error);
+    expect(error == ncclRemoteError, rank, "the ungrouped exchange must time out");
+    std::fprintf(stderr, "rank %d: %s: %s\n", rank, ncclGetErrorString(error), ncclGetLastError(comm));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    int provided = 0;
+    MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
+    int rank = 0, ranks = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+    if (provided < MPI_THREAD_MULTIPLE || ranks < 2 || argc < 2) {
+        if (rank == 0) std::fprintf(stderr, "needs MPI_THREAD_MULTIPLE, 2+ ranks and a case\n");
+        MPI_Finalize();
+        return 2;
+    }
+    ncclUniqueId id;
+    if (rank == 0) ncclGetUniqueId(&id);
+    MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+    ncclComm_t comm = nullptr;
+    ncclCommInitRank(&comm, ranks, id, rank);
+    cudaStream_t stream = nullptr;
+    cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+    const std::string which = argv[1];
+    if (which == "semantics") semantics(comm, rank, ranks, stream);
+    else deadlock(comm, rank, stream);
+    cudaStreamDestroy(stream);
+    ncclCommDestroy(comm);  // aborts a communicator in error (cancels the timed-out exchange)
+    int total = 0;
+    MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
+    if (rank == 0) std::printf("%s\n", total == 0 ? "ok" : "FAILED");
+    MPI_Finalize();
+    return total == 0 ? 0 : 1;
+}
