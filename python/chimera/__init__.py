@@ -18,14 +18,14 @@ from typing import Optional, Sequence, SupportsIndex
 
 from ._base import FormatError, OpKind, ScheduleError
 from ._core import (CheckReport, Diagnostic, Op, Schedule, Simulation, TuneCandidate, TuneResult, WorkerReport,
-                    presets)
+                    build, presets)
 from . import _core
 
 __version__: str = _core.__version__
 
 __all__ = [
     "__version__", "CheckReport", "Diagnostic", "FormatError", "Op", "OpKind", "Schedule", "ScheduleError", "Simulation",
-    "TuneCandidate", "TuneResult", "WorkerReport", "generate", "presets", "read", "parse", "schedule_names", "tune",
+    "TuneCandidate", "TuneResult", "WorkerReport", "build", "generate", "presets", "read", "parse", "schedule_names", "tune",
 ]
 
 # Public classes report themselves as chimera.X (tracebacks, repr, pickling).

@@ -13,6 +13,7 @@
 #include <string_view>
 #include <vector>
 
+#include <chimera/builder.hpp>
 #include <chimera/chimera.hpp>
 #include <chimera/io/csv.hpp>
 #include <chimera/io/text.hpp>
@@ -258,6 +259,36 @@ std::string to_csv(const chimera::schedule& s, std::optional<std::string> format
     return chimera::io::write_csv(s, *f);
 }
 
+// ---- build: a schedule by hand (chimera::schedule_builder). -------------
+
+chimera::schedule build(const std::string& name, int stages, int micro_batches, int workers, int pipelines,
+                        const std::optional<std::vector<std::vector<int>>>& placement,
+                        const std::optional<std::vector<int>>& routing, const std::vector<std::vector<chimera::op>>& ops) {
+    chimera::schedule_builder b(name, {.stages = stages, .micro_batches = micro_batches, .pipelines = pipelines,
+                                       .workers = workers});  // S0 for sizes < 1
+    if (ops.size() != static_cast<std::size_t>(workers))
+        throw py::value_error(cat("ops must hold one list per worker: ", workers, " (got ", ops.size(), ")"));
+    if (placement) {
+        bool shaped = placement->size() == static_cast<std::size_t>(pipelines);
+        for (const auto& row : *placement) shaped = shaped && row.size() == static_cast<std::size_t>(stages);
+        if (!shaped)
+            throw py::value_error(cat("placement must be ", pipelines, " rows (pipelines) of ", stages,
+                                      " workers (stages); got ", placement->size(), " rows"));
+        for (int p = 0; p < pipelines; ++p)
+            for (int st = 0; st < stages; ++st)
+                b.place(p, st, (*placement)[static_cast<std::size_t>(p)][static_cast<std::size_t>(st)]);
+    }
+    if (routing) {
+        if (routing->size() != static_cast<std::size_t>(micro_batches))
+            throw py::value_error(cat("routing must give a pipeline for each of the ", micro_batches,
+                                      " micro-batches (got ", routing->size(), ")"));
+        for (int m = 0; m < micro_batches; ++m) b.route(m, (*routing)[static_cast<std::size_t>(m)]);
+    }
+    for (int w = 0; w < workers; ++w)
+        for (const chimera::op& o : ops[static_cast<std::size_t>(w)]) b.append(w, o);
+    return b.build();
+}
+
 // ---- tune: chimera-sched tune's search. ----------------------------------
 
 template <class Array>
@@ -480,6 +511,12 @@ PYBIND11_MODULE(_core, m) {
           py::arg("pipelines"), py::arg("scaling"), py::arg("split_backward"), py::arg("chunks"),
           py::arg("group_size"), py::arg("data_parallel"));
     m.def("parse", &parse, py::arg("data"), py::arg("format"));
+    m.def("build", &build, py::arg("name"), py::kw_only(), py::arg("stages"), py::arg("micro_batches"),
+          py::arg("workers"), py::arg("pipelines") = 1, py::arg("placement") = py::none(),
+          py::arg("routing") = py::none(), py::arg("ops"),
+          "A schedule by hand (chimera::schedule_builder): ops[w] is worker w's op list in execution order,\n"
+          "placement[pipeline][stage] its worker (default: stage s on worker s mod workers), routing[m] the\n"
+          "pipeline of micro-batch m (default 0). Not validated here: call .check() as for a generated one.");
     m.def("schedule_names", [] {
         std::vector<std::string> names;
         for (auto a : chimera::generated_algorithms) names.emplace_back(to_string(a));

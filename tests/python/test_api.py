@@ -432,3 +432,41 @@ def test_pickle_and_copy():
 def test_version_is_the_projects():
     meson_build = (pathlib.Path(__file__).resolve().parents[2] / "meson.build").read_text()
     assert chimera.__version__ == re.search(r"version : '([^']+)'", meson_build).group(1)
+
+
+@pytest.mark.parametrize("case", VALID, ids=case_id)
+def test_build_by_hand_equals_generated(case):
+    """build() from a generated schedule's own parts gives the same structure; check() judges it alike."""
+    s = chimera.generate(*case[:3], **case[3])
+    built = chimera.build("by-hand", stages=s.stages, micro_batches=s.micro_batches, workers=s.workers,
+                          pipelines=s.pipelines, placement=s.placement,
+                          routing=[s.pipeline_of(m) for m in range(s.micro_batches)],
+                          ops=[s.ops(w) for w in range(s.workers)])
+    assert built.name == "by-hand" and built.params["schedule"] == "custom"
+    assert built.placement == s.placement and [built.ops(w) for w in range(s.workers)] == [
+        s.ops(w) for w in range(s.workers)]
+    assert built.check().ok and built.simulate().makespan == s.simulate().makespan
+
+
+def test_build_errors():
+    F, B = (lambda m, st: chimera.Op("F", st, m)), (lambda m, st: chimera.Op("B", st, m))
+    two = dict(stages=2, micro_batches=1, workers=2)
+    ok = chimera.build("mine", **two, ops=[[F(0, 0), B(0, 0)], [F(0, 1), B(0, 1)]])
+    assert ok.check().ok and ok.placement == [[0, 1]] and ok.pipeline_of(0) == 0
+    broken = chimera.build("mine", **two, ops=[[B(0, 0), F(0, 0)], [F(0, 1), B(0, 1)]])
+    assert not broken.check().ok and broken.check().rules
+    for kwargs, error_type, text in [
+        ({**two, "ops": [[]]}, ValueError, "ops must hold one list per worker: 2 (got 1)"),
+        ({**two, "ops": [[], []], "placement": [[0]]}, ValueError, "placement must be 1 rows (pipelines) of 2"),
+        ({**two, "ops": [[], []], "routing": [0, 0]}, ValueError, "routing must give a pipeline for each of the 1"),
+        ({**two, "ops": [[], []], "placement": [[0, 2]]}, chimera.ScheduleError, "worker 2 is not in [0, 2)"),
+        ({**two, "ops": [[], []], "routing": [1]}, chimera.ScheduleError, "pipeline 1 is not in [0, 1)"),
+        ({**two, "workers": 0, "ops": []}, chimera.ScheduleError, "must be >= 1 (got 2, 1, 1, 0)"),
+        ({**two, "ops": [["F"], []]}, TypeError, "incompatible function arguments"),
+    ]:
+        with pytest.raises(error_type) as error:
+            chimera.build("mine", **kwargs)
+        assert text in str(error.value), str(error.value)
+    with pytest.raises(chimera.ScheduleError) as error:
+        chimera.build("mine", **two, ops=[[], []], placement=[[0, 2]])
+    assert error.value.rule == "S0"
