@@ -16,6 +16,7 @@
 #include <chimera/simulate.hpp>
 
 #include "cli.hpp"
+#include "plan_files.hpp"
 
 namespace chimera_sched {
 
@@ -148,46 +149,71 @@ std::string write_text(const chimera::schedule& s, const chimera::simulation& r,
     return out + timeline_grid(s, r);
 }
 
+struct simulate_state {
+    schedule_options schedule;
+    std::string sync = "end";
+    int min_window = 0;
+    std::string cost = "F=1,B=1,I=1,W=1";
+    std::string p2p = "0,0";
+    double message_bytes = 0, gradient_bytes = 0;
+    bool recompute = false;
+    std::string format = "json";
+    std::string model_file, cluster_file;
+    int micro_batch_size = 1;
+};
+
+// From --model/--cluster (the performance model) or --cost/--p2p/--*-bytes.
+chimera::cost_model cost_model_of(const simulate_state& s, const chimera::config& config) {
+    if (!s.model_file.empty()) {
+        const chimera::model_description m = read_model_file(s.model_file);
+        if (config.stages > m.layers)
+            throw usage_error("--stages " + std::to_string(config.stages) + " is more than the model's " +
+                              std::to_string(m.layers) + " layers (every stage needs one)");
+        const double size = config.scaling_mode == chimera::scaling::halving ? s.micro_batch_size / 2.0 : s.micro_batch_size;
+        return chimera::make_cost_model(m, read_cluster_file(s.cluster_file).machine, config.stages, size, s.recompute,
+                                        config.data_parallel);
+    }
+    chimera::cost_model costs;
+    const chimera::op_costs op = parse_costs(s.cost);
+    costs.uniform.forward = op.forward;
+    costs.uniform.backward = op.backward;
+    costs.uniform.input_backward = op.input_backward;
+    costs.uniform.weight_backward = op.weight_backward;
+    costs.uniform.message_bytes = s.message_bytes;
+    costs.uniform.gradient_bytes = s.gradient_bytes;
+    std::tie(costs.alpha, costs.beta) = parse_p2p(s.p2p);
+    costs.recompute = s.recompute;
+    costs.data_parallel = config.data_parallel;
+    return costs;
+}
+
 }  // namespace
 
 command add_simulate(CLI::App& app) {
-    struct state {
-        schedule_options schedule;
-        std::string sync = "end";
-        int min_window = 0;
-        std::string cost = "F=1,B=1,I=1,W=1";
-        std::string p2p = "0,0";
-        double message_bytes = 0, gradient_bytes = 0;
-        bool recompute = false;
-        std::string format = "json";
-    };
-    auto s = std::make_shared<state>();
+    auto s = std::make_shared<simulate_state>();
     CLI::App* sub = app.add_subcommand("simulate", "Lower a schedule and time it with a cost model");
     add_schedule_options(*sub, s->schedule);
     add_sync_options(*sub, s->sync, s->min_window);
-    sub->add_option("--cost", s->cost, "Op times, e.g. F=1,B=2,I=1,W=1")->capture_default_str();
-    sub->add_option("--p2p", s->p2p, "Message cost ALPHA,BETA: alpha + bytes * beta")->capture_default_str();
-    sub->add_option("--message-bytes", s->message_bytes, "Bytes of one activation/gradient message")
-        ->check(CLI::NonNegativeNumber);
-    sub->add_option("--gradient-bytes", s->gradient_bytes, "Gradient bytes of one stage (all-reduce size L)")
-        ->check(CLI::NonNegativeNumber);
+    auto* cost = sub->add_option("--cost", s->cost, "Op times, e.g. F=1,B=2,I=1,W=1")->capture_default_str();
+    auto* p2p = sub->add_option("--p2p", s->p2p, "Message cost ALPHA,BETA: alpha + bytes * beta")->capture_default_str();
+    auto* message = sub->add_option("--message-bytes", s->message_bytes, "Bytes of one activation/gradient message")
+                        ->check(CLI::NonNegativeNumber);
+    auto* gradient = sub->add_option("--gradient-bytes", s->gradient_bytes, "Gradient bytes of one stage (all-reduce size L)")
+                         ->check(CLI::NonNegativeNumber);
+    auto* model = sub->add_option("--model", s->model_file, "Model file: costs from the performance model (docs/planning.md)");
+    auto* cluster = sub->add_option("--cluster", s->cluster_file, "Cluster file (with --model)");
+    sub->add_option("--micro-batch-size", s->micro_batch_size, "Samples per micro-batch B (with --model)")
+        ->check(CLI::PositiveNumber)
+        ->capture_default_str();
+    model->needs(cluster)->excludes(cost)->excludes(p2p)->excludes(message)->excludes(gradient);
+    cluster->needs(model);
     sub->add_flag("--recompute", s->recompute, "Backward re-runs the forward");
     sub->add_option("--format", s->format, "Output: json or text (table and timeline grid)")
         ->check(CLI::IsMember({"json", "text"}))
         ->capture_default_str();
     return {sub, [s] {
                 const chimera::config config = to_config(s->schedule);
-                chimera::cost_model costs;
-                const chimera::op_costs op = parse_costs(s->cost);
-                costs.uniform.forward = op.forward;
-                costs.uniform.backward = op.backward;
-                costs.uniform.input_backward = op.input_backward;
-                costs.uniform.weight_backward = op.weight_backward;
-                costs.uniform.message_bytes = s->message_bytes;
-                costs.uniform.gradient_bytes = s->gradient_bytes;
-                std::tie(costs.alpha, costs.beta) = parse_p2p(s->p2p);
-                costs.recompute = s->recompute;
-                costs.data_parallel = config.data_parallel;
+                const chimera::cost_model costs = cost_model_of(*s, config);
                 const chimera::schedule compute = chimera::generate(config);
                 const chimera::schedule lowered = chimera::lower(compute, to_lower_options(s->sync, s->min_window));
                 const chimera::simulation result = chimera::simulate(lowered, costs);

@@ -9,6 +9,8 @@
 #include <chimera/tune.hpp>
 
 #include "cli.hpp"
+#include "plan_files.hpp"
+#include "plan_report.hpp"
 
 namespace chimera_sched {
 
@@ -50,6 +52,30 @@ private:
     std::chrono::steady_clock::time_point begin_ = std::chrono::steady_clock::now();
 };
 
+struct tune_inputs {
+    std::string label;  // the preset's name, or "MODEL on CLUSTER-FILE"
+    chimera::model_description model;
+    chimera::hardware machine;
+    int devices = 0;  // the cluster file's (0 for a preset)
+};
+
+tune_inputs load_inputs(const std::string& preset, const std::string& model_file, const std::string& cluster_file) {
+    if (preset.empty() && model_file.empty())
+        throw usage_error("tune needs --preset NAME or --model FILE --cluster FILE");
+    if (!model_file.empty()) {
+        const cluster_description cluster = read_cluster_file(cluster_file);
+        tune_inputs in{"", read_model_file(model_file), cluster.machine, cluster.devices};
+        in.label = std::string(in.model.name) + " on " + cluster_file;
+        return in;
+    }
+    const auto p = chimera::find_preset(chimera::presets, preset);
+    if (!p) throw usage_error("unknown preset '" + preset + "' (known: " + preset_names() + ")");
+    return {preset, *chimera::find_preset(chimera::model_presets, p->model),
+            {*chimera::find_preset(chimera::device_presets, p->device),
+             *chimera::find_preset(chimera::network_presets, p->network)},
+            0};
+}
+
 std::string table(const chimera::tune_result& result, std::size_t top) {
     std::string out =
         "rank  samples/s  iteration s  memory GiB  bubble  schedule  D     W     B     N     k  scaling   recompute\n";
@@ -71,7 +97,7 @@ std::string table(const chimera::tune_result& result, std::size_t top) {
 
 command add_tune(CLI::App& app) {
     struct state {
-        std::string preset;
+        std::string preset, model_file, cluster_file;
         int devices = 0, global_batch = 0, max_micro_batch = 64;
         double memory_gib = 0;
         std::size_t top = 10;
@@ -79,11 +105,18 @@ command add_tune(CLI::App& app) {
         std::vector<std::string> schedules;
         int max_pipelines = 0;
         std::vector<int> depths;
+        bool why = false;
+        std::string format = "text", plot;
     };
     auto s = std::make_shared<state>();
-    CLI::App* sub = app.add_subcommand("tune", "Rank configurations of a preset model by simulated throughput");
-    sub->add_option("--preset", s->preset, "Model and hardware: " + preset_names())->required();
-    sub->add_option("--devices", s->devices, "Devices P")->required();
+    CLI::App* sub = app.add_subcommand("tune", "Rank configurations of a model on a cluster by simulated throughput");
+    auto* preset = sub->add_option("--preset", s->preset, "Model and hardware: " + preset_names());
+    auto* model = sub->add_option("--model", s->model_file, "Model file (JSON, docs/planning.md)");
+    auto* cluster = sub->add_option("--cluster", s->cluster_file, "Cluster file (JSON, docs/planning.md)");
+    preset->excludes(model)->excludes(cluster);
+    model->needs(cluster);
+    cluster->needs(model);
+    sub->add_option("--devices", s->devices, "Devices P (default: the cluster file's devices)");
     sub->add_option("--global-batch", s->global_batch, "Samples per iteration over all replicas")->required();
     sub->add_option("--memory", s->memory_gib, "Memory per device in GiB (default: the preset device's)");
     sub->add_option("--top", s->top, "Rows to print")->capture_default_str();
@@ -99,18 +132,25 @@ command add_tune(CLI::App& app) {
     sub->add_option("--sync", s->sync, "Gradient sync: end, eager or eager-opt")
         ->check(CLI::IsMember({"end", "eager", "eager-opt"}))
         ->capture_default_str();
+    sub->add_flag("--why", s->why, "Also print the iteration-time terms of the top rows and the rejected configurations");
+    sub->add_option("--format", s->format, "Output: text or json (every row, terms of the top rows, rejections)")
+        ->check(CLI::IsMember({"text", "json"}))
+        ->capture_default_str();
+    sub->add_option("--plot", s->plot, "Write an SVG of throughput and memory against D per schedule");
     return {sub, [s] {
-                const auto p = chimera::find_preset(chimera::presets, s->preset);
-                if (!p) throw usage_error("unknown preset '" + s->preset + "' (known: " + preset_names() + ")");
+                const tune_inputs in = load_inputs(s->preset, s->model_file, s->cluster_file);
+                if (s->devices == 0 && in.devices > 0) s->devices = in.devices;
+                if (in.devices > 0 && s->devices > in.devices)
+                    throw usage_error("--devices " + std::to_string(s->devices) + " is more than the cluster file's " +
+                                      std::to_string(in.devices) + " devices");
                 if (s->devices < 1) throw usage_error("--devices must be >= 1 (got " + std::to_string(s->devices) + ")");
                 if (s->global_batch < 1)
                     throw usage_error("--global-batch must be >= 1 (got " + std::to_string(s->global_batch) + ")");
                 if (s->memory_gib < 0) throw usage_error("--memory must be > 0 GiB");
                 if (s->max_micro_batch < 1) throw usage_error("--max-micro-batch must be >= 1");
                 chimera::tune_request r{
-                    .model = *chimera::find_preset(chimera::model_presets, p->model),
-                    .machine = {*chimera::find_preset(chimera::device_presets, p->device),
-                                *chimera::find_preset(chimera::network_presets, p->network)},
+                    .model = in.model,
+                    .machine = in.machine,
                     .devices = s->devices,
                     .global_batch = s->global_batch,
                     .memory_limit_bytes = s->memory_gib * double(1LL << 30),
@@ -133,11 +173,17 @@ command add_tune(CLI::App& app) {
                                       std::to_string(s->global_batch) + " fits in " +
                                       format_gib(r.memory_limit()) + " GiB per device (" +
                                       std::to_string(result.evaluated) + " configurations tried)");
-                std::cout << s->preset << ": " << r.model.name << " (" << r.model.parameters() << " parameters) on "
+                if (!s->plot.empty()) write_output(s->plot, tune_plot(in.label, r, result));
+                if (s->format == "json") {
+                    std::cout << tune_json(in.label, r, result, s->top);
+                    return exit_ok;
+                }
+                std::cout << in.label << ": " << r.model.name << " (" << r.model.parameters() << " parameters) on "
                           << s->devices << " x " << r.machine.device.name << " / " << r.machine.network.name
                           << ", global batch " << s->global_batch << "; " << result.ranked.size() << " of "
                           << result.evaluated << " configurations fit\n"
                           << table(result, s->top);
+                if (s->why) std::cout << terms_table(r, result, s->top) << rejection_summary(result);
                 return exit_ok;
             }};
 }

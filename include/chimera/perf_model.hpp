@@ -25,9 +25,15 @@ struct model_description {
     int vocabulary = 0;
     bool tied_head = true;             // output projection shares the embedding (GPT-2) or not (the paper's counts)
     long long extra_parameters = 0;    // pooler, NSP head, token types... (so counts match the paper exactly)
+    // Given per-layer figures (a model file's layer_parameters, layer_flops,
+    // layer_activation_bytes) replace the formulas below; 0: the formula.
+    long long given_layer_parameters = 0;
+    double given_layer_flops = 0;
+    double given_layer_activation_bytes = 0;
 
     // 12 h^2 + 13 h per layer (attention, MLP, two layer norms, biases).
     constexpr long long layer_parameters() const {
+        if (given_layer_parameters > 0) return given_layer_parameters;
         const long long h = hidden;
         return 12 * h * h + 13 * h;
     }
@@ -43,6 +49,7 @@ struct model_description {
     }
     // Forward FLOPs of one layer on one sample: dense 24 s h^2, attention 4 s^2 h.
     constexpr double layer_flops() const {
+        if (given_layer_flops > 0) return given_layer_flops;
         const double s = sequence, h = hidden;
         return 24 * s * h * h + 4 * s * s * h;
     }
@@ -51,6 +58,7 @@ struct model_description {
     // Activation bytes one layer keeps per sample (fp16, no sequence
     // parallelism, attention scores stored: s h (34 + 5 a s / h)).
     constexpr double layer_activation_bytes() const {
+        if (given_layer_activation_bytes > 0) return given_layer_activation_bytes;
         const double s = sequence, h = hidden, a = heads;
         return s * h * (34 + 5 * a * s / h);
     }
@@ -139,9 +147,20 @@ inline std::vector<int> partition_layers(const model_description& m, int stages)
     return best;
 }
 
+// `network` joins nodes; `intra_node` joins the devices of one node (a
+// cluster file's intra_node; unused while devices_per_node is 1). A pipeline
+// replica's D stages sit on consecutive devices: its messages stay inside a
+// node when D divides devices_per_node, and a stage's all-reduce crosses
+// nodes unless all P devices fit in one node.
 struct hardware {
     device_description device;
     network_description network;
+    network_description intra_node{};
+    int devices_per_node = 1;
+
+    constexpr bool pipeline_in_node(int stages) const {
+        return devices_per_node > 1 && stages <= devices_per_node && devices_per_node % stages == 0;
+    }
 };
 
 // Per-stage costs of one micro-batch of `micro_batch_size` samples.
@@ -153,8 +172,15 @@ inline cost_model make_cost_model(const model_description& m, const hardware& hw
         hw.device.peak_flops * hw.device.efficiency * tokens / (tokens + hw.device.half_tokens);  // FLOP/s reached
     cost_model c;
     c.recompute = recompute;
-    c.alpha = hw.network.alpha;
-    c.beta = hw.network.beta;
+    const network_description& p2p = hw.pipeline_in_node(stages) ? hw.intra_node : hw.network;
+    c.alpha = p2p.alpha;
+    c.beta = p2p.beta;
+    const bool reduce_in_node = hw.devices_per_node > 1 && stages * data_parallel <= hw.devices_per_node;
+    if (reduce_in_node != hw.pipeline_in_node(stages)) {
+        const network_description& reduce = reduce_in_node ? hw.intra_node : hw.network;
+        c.allreduce_alpha = reduce.alpha;
+        c.allreduce_beta = reduce.beta;
+    }
     c.data_parallel = data_parallel;
     c.per_stage.resize(static_cast<std::size_t>(stages));
     for (int s = 0; s < stages; ++s) {

@@ -61,6 +61,7 @@ struct cost_model {
     bool recompute = false;
     double alpha = 0, beta = 0;          // time per message, time per byte
     int data_parallel = 1;               // W: all-reduces span replicas x W members
+    double allreduce_alpha = -1, allreduce_beta = -1;  // the all-reduce's network; < 0: alpha and beta
 
     constexpr const stage_profile& stage(int s) const {
         return per_stage.empty() ? uniform : per_stage[static_cast<std::size_t>(s)];
@@ -81,7 +82,8 @@ struct cost_model {
     constexpr double allreduce(int s, int replicas) const {
         const double r = static_cast<double>(replicas) * data_parallel;
         if (r <= 1) return 0;
-        return 2 * std::log2(r) * alpha + 2 * (r - 1) * beta * stage(s).gradient_bytes / r;
+        const double a = allreduce_alpha >= 0 ? allreduce_alpha : alpha, b = allreduce_beta >= 0 ? allreduce_beta : beta;
+        return 2 * std::log2(r) * a + 2 * (r - 1) * b * stage(s).gradient_bytes / r;
     }
 };
 

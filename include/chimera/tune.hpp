@@ -9,11 +9,14 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <functional>
+#include <string>
 #include <tuple>
 #include <vector>
 
 #include "config.hpp"
+#include "detail/text.hpp"
 #include "generate.hpp"
 #include "lower.hpp"
 #include "perf_model.hpp"
@@ -64,41 +67,81 @@ struct tune_candidate {
     double bubble_ratio = 0;
 };
 
-// Every valid point, in a fixed order.
-inline std::vector<tune_point> tune_points(const tune_request& r) {
+// A point the search skipped, and the first rule it broke ("memory: ...",
+// "divisibility: ...", "N constraint: ..." / the schedule's own rule id).
+struct tune_rejection {
+    tune_point point;
+    std::string rule;
+};
+
+namespace detail {
+
+// The first rule (D, B) breaks for every schedule, or "" (D divides P).
+inline std::string tune_shape_rule(const tune_request& r, int d, int b) {
+    const long long w = r.devices / d;
+    if (d > r.model.layers)
+        return detail::cat("layers: D = ", d, " stages need at least one of the model's ", r.model.layers, " layers each");
+    if (r.global_batch % (b * w) != 0)
+        return detail::cat("divisibility: B x W = ", b * w, " does not divide the global batch ", r.global_batch);
+    return "";
+}
+
+}  // namespace detail
+
+// Every valid point, in a fixed order; with `rejected`, every skipped one
+// and its rule (D runs over the divisors of P; the filters depths,
+// algorithms and max_pipelines narrow the space without rejecting).
+inline std::vector<tune_point> tune_points(const tune_request& r, std::vector<tune_rejection>* rejected = nullptr) {
     std::vector<tune_point> points;
-    for (int d = 1; d <= std::min(r.devices, r.model.layers); ++d) {
-        if (r.devices % d != 0) continue;
+    const auto reject = [&](const tune_point& p, std::string rule) {
+        if (rejected) rejected->push_back({p, std::move(rule)});
+    };
+    const auto consider = [&](const config& c, int b, bool recompute) {
+        if (auto error = validate(c)) reject({c, b, recompute}, detail::cat(error->rule, ": ", error->message));
+        else if (c.scaling_mode == scaling::halving && b % 2 != 0)
+            reject({c, b, recompute}, detail::cat("halving: B = ", b, " must be even (2N micro-batches of B/2)"));
+        else points.push_back({c, b, recompute});
+    };
+    for (int d = 1; d <= r.devices; ++d) {
         if (!r.depths.empty() && std::find(r.depths.begin(), r.depths.end(), d) == r.depths.end()) continue;
+        if (r.devices % d != 0 || (d > r.model.layers && !rejected)) continue;
         const int w = r.devices / d;
         for (int b = 1; b <= r.max_micro_batch_size; b *= 2) {
-            if (r.global_batch % (static_cast<long long>(b) * w) != 0) continue;
-            const int n = r.global_batch / (b * w);
+            const int n = w > 0 && r.global_batch % (b * w) == 0 ? r.global_batch / (b * w) : 0;
+            if (std::string rule = detail::tune_shape_rule(r, d, b); !rule.empty()) {
+                reject({config{r.algorithms.empty() ? algorithm::gpipe : r.algorithms[0], d, n, 0, scaling::direct, w}, b},
+                       std::move(rule));
+                continue;
+            }
             for (algorithm a : r.algorithms)
                 for (bool recompute : {false, true}) {
                     if (a != algorithm::chimera) {
-                        points.push_back({config{a, d, n, 0, scaling::direct, w}, b, recompute});
+                        consider(config{a, d, n, 0, scaling::direct, w}, b, recompute);
                         continue;
                     }
                     const int k_limit = r.max_pipelines > 0 ? r.max_pipelines : d;
                     for (int f = 1; f <= d / 2 && 2 * f <= k_limit; ++f)
-                        for (scaling mode : {scaling::direct, scaling::doubling, scaling::halving}) {
-                            const config c{a, d, n, 2 * f, mode, w};
-                            if (validate(c) || (mode == scaling::halving && b % 2 != 0)) continue;
-                            points.push_back({c, b, recompute});
-                        }
+                        for (scaling mode : {scaling::direct, scaling::doubling, scaling::halving})
+                            if (mode == scaling::direct || f == 1)  // doubling and halving are defined for k = 2
+                                consider(config{a, d, n, 2 * f, mode, w}, b, recompute);
                 }
         }
     }
     return points;
 }
 
+// The performance model's costs of one point.
+inline cost_model costs_of(const tune_request& r, const tune_point& point) {
+    const config& c = point.schedule;
+    const double size = c.scaling_mode == scaling::halving ? point.micro_batch_size / 2.0 : point.micro_batch_size;
+    return make_cost_model(r.model, r.machine, c.stages, size, point.recompute, c.data_parallel);
+}
+
 // Memory first (cheap); only what fits is lowered and simulated.
 inline tune_candidate evaluate(const tune_request& r, const tune_point& point) {
     tune_candidate out{point};
     const config& c = point.schedule;
-    const double size = c.scaling_mode == scaling::halving ? point.micro_batch_size / 2.0 : point.micro_batch_size;
-    const cost_model costs = make_cost_model(r.model, r.machine, c.stages, size, point.recompute, c.data_parallel);
+    const cost_model costs = costs_of(r, point);
     const schedule s = generate(c);
     for (int w = 0; w < s.workers(); ++w) out.memory_bytes = std::max(out.memory_bytes, memory_of(s, w, costs).total());
     out.fits = out.memory_bytes <= r.memory_limit();
@@ -120,20 +163,57 @@ constexpr bool better(const tune_candidate& a, const tune_candidate& b) {
 struct tune_result {
     std::vector<tune_candidate> ranked;  // the points that fit, best first
     std::size_t evaluated = 0;           // points tried
+    std::vector<tune_rejection> rejected;  // in search order: shape and schedule rules, then memory
 };
+
+inline std::string memory_rule(const tune_candidate& c, double limit) {
+    char text[96];
+    std::snprintf(text, sizeof text, "memory: %.2f GiB > limit %.2f GiB", c.memory_bytes / double(1LL << 30),
+                  limit / double(1LL << 30));
+    return text;
+}
 
 // `progress(done, total)` is called after every point (for a progress bar).
 inline tune_result tune(const tune_request& r, const std::function<void(std::size_t, std::size_t)>& progress = {}) {
-    const std::vector<tune_point> points = tune_points(r);
     tune_result result;
+    const std::vector<tune_point> points = tune_points(r, &result.rejected);
     for (const tune_point& p : points) {
         tune_candidate c = evaluate(r, p);
         if (c.fits) result.ranked.push_back(c);
+        else result.rejected.push_back({p, memory_rule(c, r.memory_limit())});
         ++result.evaluated;
         if (progress) progress(result.evaluated, points.size());
     }
     std::sort(result.ranked.begin(), result.ranked.end(), better);
     return result;
+}
+
+// Why a configuration takes the time it takes: the iteration time split into
+// terms that add up to it (docs/planning.md#why-it-wins).
+struct iteration_terms {
+    double compute = 0;      // compute time of the busiest worker (the critical path's work)
+    double bubble = 0;       // waiting on dependencies, with free communication
+    double p2p = 0;          // what p2p messages add to the last compute op's end
+    double allreduce = 0;    // gradient all-reduce after the last compute op (not overlapped)
+    double memory_headroom = 0;  // limit - memory of the worst worker (bytes)
+};
+
+inline iteration_terms explain(const tune_request& r, const tune_candidate& candidate) {
+    const cost_model costs = costs_of(r, candidate.point);
+    cost_model free_network = costs;
+    free_network.alpha = free_network.beta = free_network.allreduce_alpha = free_network.allreduce_beta = 0;
+    const schedule lowered = lower(generate(candidate.point.schedule), {.sync = r.sync});
+    const simulation sim = simulate(lowered, costs), ideal = simulate(lowered, free_network);
+    double last_compute = 0;
+    for (std::size_t i = 0; i < lowered.all_ops().size(); ++i)
+        if (is_compute(lowered.all_ops()[i].kind)) last_compute = std::max(last_compute, sim.finish[i]);
+    iteration_terms t;
+    for (const worker_report& w : ideal.workers) t.compute = std::max(t.compute, w.busy);
+    t.bubble = ideal.makespan - t.compute;
+    t.p2p = std::max(0.0, last_compute - ideal.makespan);
+    t.allreduce = sim.makespan - std::max(last_compute, ideal.makespan);
+    t.memory_headroom = r.memory_limit() - candidate.memory_bytes;
+    return t;
 }
 
 }  // namespace chimera
