@@ -182,6 +182,42 @@ cluster_description parse_cluster_file(const std::string& path, const std::strin
     return c;
 }
 
+chimera::measured_profile parse_profile_file(const std::string& path, const std::string& text,
+                                             const chimera::model_description& model) {
+    const json doc = parse_json("profile file", path, text);
+    const std::string where = "profile file " + path;
+    object_reader in(where, doc);
+    in.expect_format("chimera-profile");
+    if (in.has("model")) in.text("model");
+    chimera::measured_profile p;
+    p.micro_batch_size = in.number("micro_batch_size", false);
+    const json& stages = in.get("stages");
+    if (!stages.is_array() || stages.empty()) in.fail("stages", "must be a non-empty array", stages);
+    int layers = 0;
+    for (std::size_t s = 0; s < stages.size(); ++s) {
+        object_reader st(where, stages[s], "stages[" + std::to_string(s) + "].");
+        chimera::measured_stage m;
+        m.layers = as_int(st, "layers", 0);
+        m.forward = st.number("forward", false);
+        m.backward = st.number("backward", true);
+        m.input_backward = st.number_or("input_backward", true, 0);
+        m.weight_backward = st.number_or("weight_backward", true, 0);
+        m.activation_bytes = st.number_or("activation_bytes", true, 0);
+        st.no_other_fields();
+        layers += m.layers;
+        p.stages.push_back(m);
+    }
+    if (layers != model.layers)
+        in.fail("stages", "must hold the model's " + std::to_string(model.layers) + " layers (stages[].layers add up to " +
+                              std::to_string(layers) + ")", json(layers));
+    in.no_other_fields();
+    return p;
+}
+
+chimera::measured_profile read_profile_file(const std::string& path, const chimera::model_description& model) {
+    return parse_profile_file(path, read_file(path), model);
+}
+
 chimera::model_description read_model_file(const std::string& path) { return parse_model_file(path, read_file(path)); }
 cluster_description read_cluster_file(const std::string& path) { return parse_cluster_file(path, read_file(path)); }
 

@@ -19,6 +19,12 @@ struct cluster_description {
 chimera::model_description parse_model_file(const std::string& path, const std::string& text);
 cluster_description parse_cluster_file(const std::string& path, const std::string& text);
 
+// A profile (chimera-train --profile-out) measured on `model`: its stages'
+// layers must add up to the model's.
+chimera::measured_profile parse_profile_file(const std::string& path, const std::string& text,
+                                             const chimera::model_description& model);
+chimera::measured_profile read_profile_file(const std::string& path, const chimera::model_description& model);
+
 // The same, reading the file first.
 chimera::model_description read_model_file(const std::string& path);
 cluster_description read_cluster_file(const std::string& path);

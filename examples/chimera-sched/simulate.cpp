@@ -158,20 +158,21 @@ struct simulate_state {
     double message_bytes = 0, gradient_bytes = 0;
     bool recompute = false;
     std::string format = "json";
-    std::string model_file, cluster_file;
+    std::string model_file, cluster_file, profile_file;
     int micro_batch_size = 1;
 };
 
 // From --model/--cluster (the performance model) or --cost/--p2p/--*-bytes.
 chimera::cost_model cost_model_of(const simulate_state& s, const chimera::config& config) {
     if (!s.model_file.empty()) {
-        const chimera::model_description m = read_model_file(s.model_file);
+        chimera::model_description m = read_model_file(s.model_file);
+        chimera::hardware machine = read_cluster_file(s.cluster_file).machine;
+        if (!s.profile_file.empty()) chimera::calibrate(m, machine, read_profile_file(s.profile_file, m));
         if (config.stages > m.layers)
             throw usage_error("--stages " + std::to_string(config.stages) + " is more than the model's " +
                               std::to_string(m.layers) + " layers (every stage needs one)");
         const double size = config.scaling_mode == chimera::scaling::halving ? s.micro_batch_size / 2.0 : s.micro_batch_size;
-        return chimera::make_cost_model(m, read_cluster_file(s.cluster_file).machine, config.stages, size, s.recompute,
-                                        config.data_parallel);
+        return chimera::make_cost_model(m, machine, config.stages, size, s.recompute, config.data_parallel);
     }
     chimera::cost_model costs;
     const chimera::op_costs op = parse_costs(s.cost);
@@ -202,6 +203,8 @@ command add_simulate(CLI::App& app) {
                          ->check(CLI::NonNegativeNumber);
     auto* model = sub->add_option("--model", s->model_file, "Model file: costs from the performance model (docs/planning.md)");
     auto* cluster = sub->add_option("--cluster", s->cluster_file, "Cluster file (with --model)");
+    sub->add_option("--profile", s->profile_file, "Measured stage costs (chimera-train --profile-out), with --model")
+        ->needs(model);
     sub->add_option("--micro-batch-size", s->micro_batch_size, "Samples per micro-batch B (with --model)")
         ->check(CLI::PositiveNumber)
         ->capture_default_str();

@@ -97,7 +97,7 @@ std::string table(const chimera::tune_result& result, std::size_t top) {
 
 command add_tune(CLI::App& app) {
     struct state {
-        std::string preset, model_file, cluster_file;
+        std::string preset, model_file, cluster_file, profile_file;
         int devices = 0, global_batch = 0, max_micro_batch = 64;
         double memory_gib = 0;
         std::size_t top = 10;
@@ -116,6 +116,8 @@ command add_tune(CLI::App& app) {
     preset->excludes(model)->excludes(cluster);
     model->needs(cluster);
     cluster->needs(model);
+    sub->add_option("--profile", s->profile_file, "Measured stage costs (chimera-train --profile-out) replace the modelled ones")
+        ->needs(model);
     sub->add_option("--devices", s->devices, "Devices P (default: the cluster file's devices)");
     sub->add_option("--global-batch", s->global_batch, "Samples per iteration over all replicas")->required();
     sub->add_option("--memory", s->memory_gib, "Memory per device in GiB (default: the preset device's)");
@@ -138,7 +140,9 @@ command add_tune(CLI::App& app) {
         ->capture_default_str();
     sub->add_option("--plot", s->plot, "Write an SVG of throughput and memory against D per schedule");
     return {sub, [s] {
-                const tune_inputs in = load_inputs(s->preset, s->model_file, s->cluster_file);
+                tune_inputs in = load_inputs(s->preset, s->model_file, s->cluster_file);
+                if (!s->profile_file.empty())
+                    chimera::calibrate(in.model, in.machine, read_profile_file(s->profile_file, in.model));
                 if (s->devices == 0 && in.devices > 0) s->devices = in.devices;
                 if (in.devices > 0 && s->devices > in.devices)
                     throw usage_error("--devices " + std::to_string(s->devices) + " is more than the cluster file's " +

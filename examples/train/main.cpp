@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -58,6 +59,7 @@ struct options {
     int watchdog_ms = 10000;
     std::string schedule_file;
     int eval_batches = 8;
+    std::string profile_out;  // --profile-out FILE (docs/planning.md#measured-inputs)
     std::string backend = "cpu";
     std::string precision = "fp32";
     std::string attention = "v1";  // cuda only: v1 or flash (head size 64)
@@ -324,6 +326,34 @@ void print_report(const nlohmann::json& s) {
                s["predicted_step_seconds_core_bound"].get<double>(), s["cores"].get<unsigned>());
 }
 
+// --profile-out: mean seconds per op of every stage over the run, and the
+// layers each stage held, for chimera-sched tune --profile.
+template <class Trainer>
+void write_profile(const options& o, const run_plan& p, const Trainer& t) {
+    if (o.profile_out.empty()) return;
+    if constexpr (requires { t.total_times(); }) {
+        const auto times = t.total_times();
+        const auto layouts = gpt::partition(p.shape.model, p.lowered.stages());
+        const auto mean = [](double total, int count) { return count > 0 ? total / count : 0.0; };
+        nlohmann::json stages = nlohmann::json::array();
+        for (std::size_t s = 0; s < times.stages.size(); ++s) {
+            const auto& x = times.stages[s];
+            stages.push_back({{"layers", layouts[s].last_block - layouts[s].first_block},
+                              {"forward", mean(x.forward, x.forwards)},
+                              {"backward", mean(x.backward, x.backwards)},
+                              {"input_backward", mean(x.input_backward, x.input_backwards)},
+                              {"weight_backward", mean(x.weight_backward, x.weight_backwards)}});
+        }
+        std::ofstream out(o.profile_out);
+        out << nlohmann::json{{"format", "chimera-profile"}, {"model", o.model}, {"micro_batch_size", o.batch},
+                              {"stages", stages}}.dump(1)
+            << "\n";
+        if (!out) throw usage_error("cannot write --profile-out " + o.profile_out);
+    } else {
+        throw usage_error("--profile-out needs a backend that times its ops (--backend cpu, local transport)");
+    }
+}
+
 // Resume, the steps, the report: the same for every trainer.
 template <class Trainer>
 int train_with(const options& o, const run_plan& p, const gpt::dataset& data, Trainer& t) {
@@ -331,6 +361,7 @@ int train_with(const options& o, const run_plan& p, const gpt::dataset& data, Tr
     if (!o.json) print_header(o, p, t, first_step);
     const loop_result r = run_steps(o, p, t, first_step);
     const nlohmann::json summary = summarize(o, p, t, r, data);
+    if (!p.sequential) write_profile(o, p, t);
     if (o.json) fmt::print("{}\n", nlohmann::json{{"summary", summary}}.dump());
     else print_report(summary);
     return 0;
@@ -453,6 +484,8 @@ void add_options(CLI::App& app, options& o) {
                    "Run a schedule from a chimera.schedule/1 JSON file (compute-only or lowered) instead");
     app.add_flag("--no-check", o.no_check,
                  "Run a schedule even if the checker rejects it (the runtime then reports the deadlock)");
+    app.add_option("--profile-out", o.profile_out,
+                   "Write per-stage op times of this run (JSON, for chimera-sched tune --profile)");
     app.add_option("--watchdog-ms", o.watchdog_ms, "Stop and report when no worker progresses for this long")
         ->capture_default_str();
 }

@@ -75,6 +75,8 @@ struct device_description {
     double bytes_per_parameter = 4;   // weights + gradients (fp16)
     double gradient_bytes_per_parameter = 2;  // what the all-reduce moves (fp16)
     double optimizer_bytes_per_parameter = 12;  // fp32 master copy + Adam moments
+    // Op times relative to the forward (a profile measures them).
+    double backward_ratio = 2, input_backward_ratio = 1, weight_backward_ratio = 1;
 };
 
 struct network_description {
@@ -192,8 +194,9 @@ inline cost_model make_cost_model(const model_description& m, const hardware& hw
         if (last) params += m.head_parameters();
         stage_profile& p = c.per_stage[static_cast<std::size_t>(s)];
         p.forward = flops / rate;
-        p.backward = 2 * p.forward;
-        p.input_backward = p.weight_backward = p.forward;
+        p.backward = hw.device.backward_ratio * p.forward;
+        p.input_backward = hw.device.input_backward_ratio * p.forward;
+        p.weight_backward = hw.device.weight_backward_ratio * p.forward;
         p.message_bytes = micro_batch_size * m.boundary_bytes();
         p.parameter_bytes = static_cast<double>(params) * hw.device.bytes_per_parameter;
         p.gradient_bytes = static_cast<double>(params) * hw.device.gradient_bytes_per_parameter;
@@ -204,6 +207,46 @@ inline cost_model make_cost_model(const model_description& m, const hardware& hw
         p.recompute_bytes = micro_batch_size * m.boundary_bytes();
     }
     return c;
+}
+
+// Stage costs measured on a run (docs/planning.md#measured-inputs): mean
+// seconds per op of each stage of a D-stage pipeline, micro-batches of
+// `micro_batch_size` samples.
+struct measured_stage {
+    int layers = 0;  // transformer layers the stage held (the last one also the output layer)
+    double forward = 0, backward = 0, input_backward = 0, weight_backward = 0;  // 0: not measured
+    double activation_bytes = 0;  // kept per micro-batch (0: not measured)
+};
+struct measured_profile {
+    double micro_batch_size = 1;
+    std::vector<measured_stage> stages;
+};
+
+// Replace the device's assumed speed with the measured one: the FLOP rate
+// that reproduces the measured forward time of all stages together (reached
+// at every micro-batch size: half_tokens 0), the measured backward/forward
+// ratios, and the measured activation bytes per layer and sample.
+inline void calibrate(model_description& m, hardware& hw, const measured_profile& p) {
+    double flops = 0, forward = 0, backward = 0, input = 0, weight = 0, activation = 0;
+    int layers = 0;
+    for (std::size_t s = 0; s < p.stages.size(); ++s) {
+        const measured_stage& st = p.stages[s];
+        const bool last = s + 1 == p.stages.size();
+        flops += p.micro_batch_size * (st.layers * m.layer_flops() + (last ? m.head_flops() : 0));
+        forward += st.forward, backward += st.backward, input += st.input_backward, weight += st.weight_backward;
+        activation += st.activation_bytes;
+        layers += st.layers;
+    }
+    if (forward <= 0 || layers <= 0) return;
+    hw.device.peak_flops = flops / forward;
+    hw.device.efficiency = 1;
+    hw.device.half_tokens = 0;
+    if (backward > 0) hw.device.backward_ratio = backward / forward;
+    if (input > 0 && weight > 0) {
+        hw.device.input_backward_ratio = input / forward;
+        hw.device.weight_backward_ratio = weight / forward;
+    }
+    if (activation > 0) m.given_layer_activation_bytes = activation / (p.micro_batch_size * layers);
 }
 
 }  // namespace chimera

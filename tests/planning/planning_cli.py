@@ -157,4 +157,30 @@ for c in [cluster("p100-aries"), node]:
                    "--micro-batches", "8", "--data-parallel", "2")
     spans.append(json.loads(r.stdout)["makespan"] if r.returncode == 0 else -1)
 checks.expect("free intra-node links shorten a 4-stage pipeline on 8-device nodes", 0 < spans[1] < spans[0], spans)
+
+# 7. --profile: measured stage costs replace the modelled ones. The calibrated
+# model keeps the measured totals (sum of F and of B over the stages) at the
+# measured micro-batch size and scales linearly with B.
+prof = os.path.join(tmp, "profile.json")
+json.dump({"format": "chimera-profile", "model": "gpt2-124m", "micro_batch_size": 2, "stages": [
+    {"layers": 5, "forward": 0.010, "backward": 0.025}, {"layers": 7, "forward": 0.014, "backward": 0.030}]},
+    open(prof, "w"))
+for b, n in [(2, 4), (4, 4), (2, 6)]:
+    r = checks.run("simulate", "--model", model("gpt2-124m"), "--cluster", cluster("p100-aries"), "--profile", prof,
+                   "--schedule", "1f1b", "--stages", "2", "--micro-batches", str(n), "--micro-batch-size", str(b))
+    busy = sum(w["busy"] for w in json.loads(r.stdout)["workers"]) if r.returncode == 0 else -1
+    want = n * (0.010 + 0.014 + 0.025 + 0.030) * b / 2
+    checks.expect(f"profile B={b} N={n}: busy time = N x measured totals x B/2", abs(busy - want) < 1e-9 * want,
+                  f"{busy} vs {want}: {r.stderr}")
+json.dump({"format": "chimera-profile", "micro_batch_size": 2, "stages": [{"layers": 5, "forward": 0.01, "backward": 0}]},
+          open(prof, "w"))
+r = checks.run("tune", "--model", model("gpt2-124m"), "--cluster", cluster("p100-aries"), "--profile", prof,
+               "--devices", "8", "--global-batch", "32")
+checks.expect("profile whose layers do not add up refused", r.returncode == 2 and "'stages'" in r.stderr and "12" in r.stderr
+              and "(got 5)" in r.stderr, r.stderr)
+json.dump({"format": "chimera-profile", "micro_batch_size": 2, "stages": [{"layers": 12, "forward": -1, "backward": 0}]},
+          open(prof, "w"))
+r = checks.run("tune", "--model", model("gpt2-124m"), "--cluster", cluster("p100-aries"), "--profile", prof,
+               "--devices", "8", "--global-batch", "32")
+checks.expect("negative measured time refused", r.returncode == 2 and "'stages[0].forward'" in r.stderr, r.stderr)
 checks.finish()
