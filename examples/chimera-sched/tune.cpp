@@ -93,22 +93,83 @@ std::string table(const chimera::tune_result& result, std::size_t top) {
     return out;
 }
 
+struct tune_state {
+    std::string preset, model_file, cluster_file, profile_file;
+    int devices = 0, global_batch = 0, max_micro_batch = 64;
+    double memory_gib = 0;
+    std::size_t top = 10;
+    std::string sync = "eager";
+    std::vector<std::string> schedules;
+    int max_pipelines = 0;
+    std::vector<int> depths;
+    bool why = false;
+    std::string format = "text", plot;
+};
+
+// Defaults from the cluster file, the checks, the request.
+chimera::tune_request make_request(tune_state& s, const tune_inputs& in) {
+    if (s.devices == 0 && in.devices > 0) s.devices = in.devices;
+    if (in.devices > 0 && s.devices > in.devices)
+        throw usage_error("--devices " + std::to_string(s.devices) + " is more than the cluster file's " +
+                          std::to_string(in.devices) + " devices");
+    if (s.devices < 1) throw usage_error("--devices must be >= 1 (got " + std::to_string(s.devices) + ")");
+    if (s.global_batch < 1)
+        throw usage_error("--global-batch must be >= 1 (got " + std::to_string(s.global_batch) + ")");
+    if (s.memory_gib < 0) throw usage_error("--memory must be > 0 GiB");
+    if (s.max_micro_batch < 1) throw usage_error("--max-micro-batch must be >= 1");
+    chimera::tune_request r{
+        .model = in.model,
+        .machine = in.machine,
+        .devices = s.devices,
+        .global_batch = s.global_batch,
+        .memory_limit_bytes = s.memory_gib * double(1LL << 30),
+        .max_micro_batch_size = s.max_micro_batch,
+        .max_pipelines = s.max_pipelines,
+        .depths = s.depths,
+        .sync = *chimera::parse_sync_policy(s.sync)};
+    if (!s.schedules.empty()) {
+        r.algorithms.clear();
+        for (const auto& name : s.schedules) r.algorithms.push_back(*chimera::parse_algorithm(name));
+    }
+    return r;
+}
+
+int run_tune(tune_state& s) {
+    tune_inputs in = load_inputs(s.preset, s.model_file, s.cluster_file);
+    if (!s.profile_file.empty())
+        chimera::calibrate(in.model, in.machine, read_profile_file(s.profile_file, in.model));
+    const chimera::tune_request r = make_request(s, in);
+    chimera::tune_result result;
+    {
+        progress_bar bar;
+        result = chimera::tune(r, std::ref(bar));
+    }
+    if (result.ranked.empty()) {
+        if (s.why) std::cerr << rejection_summary(result);
+        throw usage_error("no configuration of " + std::string(r.model.name) + " on " +
+                          std::to_string(s.devices) + " devices with global batch " +
+                          std::to_string(s.global_batch) + " fits in " +
+                          format_gib(r.memory_limit()) + " GiB per device (" +
+                          std::to_string(result.evaluated) + " configurations tried)");
+    }
+    if (!s.plot.empty()) write_output(s.plot, tune_plot(in.label, r, result));
+    if (s.format == "json") {
+        std::cout << tune_json(in.label, r, result, s.top);
+        return exit_ok;
+    }
+    std::cout << in.label << ": " << r.model.name << " (" << r.model.parameters() << " parameters) on "
+              << s.devices << " x " << r.machine.device.name << " / " << r.machine.network.name
+              << ", global batch " << s.global_batch << "; " << result.ranked.size() << " of "
+              << result.evaluated << " configurations fit\n"
+              << table(result, s.top);
+    if (s.why) std::cout << terms_table(r, result, s.top) << rejection_summary(result);
+    return exit_ok;
+}
+
 }  // namespace
 
 command add_tune(CLI::App& app) {
-    struct state {
-        std::string preset, model_file, cluster_file, profile_file;
-        int devices = 0, global_batch = 0, max_micro_batch = 64;
-        double memory_gib = 0;
-        std::size_t top = 10;
-        std::string sync = "eager";
-        std::vector<std::string> schedules;
-        int max_pipelines = 0;
-        std::vector<int> depths;
-        bool why = false;
-        std::string format = "text", plot;
-    };
-    auto s = std::make_shared<state>();
+    auto s = std::make_shared<tune_state>();
     CLI::App* sub = app.add_subcommand("tune", "Rank configurations of a model on a cluster by simulated throughput");
     auto* preset = sub->add_option("--preset", s->preset, "Model and hardware: " + preset_names());
     auto* model = sub->add_option("--model", s->model_file, "Model file (JSON, docs/planning.md)");
@@ -139,57 +200,7 @@ command add_tune(CLI::App& app) {
         ->check(CLI::IsMember({"text", "json"}))
         ->capture_default_str();
     sub->add_option("--plot", s->plot, "Write an SVG of throughput and memory against D per schedule");
-    return {sub, [s] {
-                tune_inputs in = load_inputs(s->preset, s->model_file, s->cluster_file);
-                if (!s->profile_file.empty())
-                    chimera::calibrate(in.model, in.machine, read_profile_file(s->profile_file, in.model));
-                if (s->devices == 0 && in.devices > 0) s->devices = in.devices;
-                if (in.devices > 0 && s->devices > in.devices)
-                    throw usage_error("--devices " + std::to_string(s->devices) + " is more than the cluster file's " +
-                                      std::to_string(in.devices) + " devices");
-                if (s->devices < 1) throw usage_error("--devices must be >= 1 (got " + std::to_string(s->devices) + ")");
-                if (s->global_batch < 1)
-                    throw usage_error("--global-batch must be >= 1 (got " + std::to_string(s->global_batch) + ")");
-                if (s->memory_gib < 0) throw usage_error("--memory must be > 0 GiB");
-                if (s->max_micro_batch < 1) throw usage_error("--max-micro-batch must be >= 1");
-                chimera::tune_request r{
-                    .model = in.model,
-                    .machine = in.machine,
-                    .devices = s->devices,
-                    .global_batch = s->global_batch,
-                    .memory_limit_bytes = s->memory_gib * double(1LL << 30),
-                    .max_micro_batch_size = s->max_micro_batch,
-                    .max_pipelines = s->max_pipelines,
-                    .depths = s->depths,
-                    .sync = *chimera::parse_sync_policy(s->sync)};
-                if (!s->schedules.empty()) {
-                    r.algorithms.clear();
-                    for (const auto& name : s->schedules) r.algorithms.push_back(*chimera::parse_algorithm(name));
-                }
-                chimera::tune_result result;
-                {
-                    progress_bar bar;
-                    result = chimera::tune(r, std::ref(bar));
-                }
-                if (result.ranked.empty())
-                    throw usage_error("no configuration of " + std::string(r.model.name) + " on " +
-                                      std::to_string(s->devices) + " devices with global batch " +
-                                      std::to_string(s->global_batch) + " fits in " +
-                                      format_gib(r.memory_limit()) + " GiB per device (" +
-                                      std::to_string(result.evaluated) + " configurations tried)");
-                if (!s->plot.empty()) write_output(s->plot, tune_plot(in.label, r, result));
-                if (s->format == "json") {
-                    std::cout << tune_json(in.label, r, result, s->top);
-                    return exit_ok;
-                }
-                std::cout << in.label << ": " << r.model.name << " (" << r.model.parameters() << " parameters) on "
-                          << s->devices << " x " << r.machine.device.name << " / " << r.machine.network.name
-                          << ", global batch " << s->global_batch << "; " << result.ranked.size() << " of "
-                          << result.evaluated << " configurations fit\n"
-                          << table(result, s->top);
-                if (s->why) std::cout << terms_table(r, result, s->top) << rejection_summary(result);
-                return exit_ok;
-            }};
+    return {sub, [s] { return run_tune(*s); }};
 }
 
 }  // namespace chimera_sched
