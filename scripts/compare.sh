@@ -34,8 +34,9 @@ trap 'rm -f "$tmp"' EXIT
   echo "the schedule needs of N (and D), from its registry entry (\`chimera-sched schedules\`)."
   echo
   echo "Chimera's best setting depends on N and the costs: with B = 2F, doubling removes the intermediate"
-  echo "bubbles of direct mode once N >= 2D (at the price of D more activations per worker), k=4 halves the"
-  echo "edge bubbles at twice the weight copies, and split backward fills the rest with W passes."
+  echo "bubbles of direct mode once N >= 2D (at the price of D more activations per worker), k=4 cuts the"
+  echo "idle slots per worker from D-2 to D/2-2 (unit costs) at twice the weight copies, and split backward"
+  echo "fills the rest with W passes."
   for cost in F=1,B=2 F=1,I=1,W=1; do
     echo
     echo "## Costs $cost"
