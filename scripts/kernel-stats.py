@@ -30,6 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Threads per block and dynamic shared memory of each launch in
 # examples/cuda/kernels.cu (per-row kernels at C >= 256: 256 threads). A
 # kernel missing here is an error, so a new kernel cannot be left out.
+# Kernels since replaced (layernorm_backward_weight, column_sum_add) stay,
+# so the script also runs on older commits (the "before" numbers).
 LAUNCH = {
     "encoder_forward": (256, 0),
     "encoder_backward_wte": (128, 0),

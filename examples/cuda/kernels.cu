@@ -172,9 +172,18 @@ void gemm_g2_bf16(float* out, const std::uint16_t* a, const std::uint16_t* b, co
     const k::gemm_params g{out, nullptr, nullptr, bias, 0, 0, 0, 0, M, N, K, ldc, accumulate};
     // 108 KB of dynamic shared memory: above the default 48 KB, so the
     // kernel's limit is raised (a host-side attribute, no synchronization).
-    check(cudaFuncSetAttribute(k::gemm_bf16_mma, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(k::g2_shared_bytes)),
-          "gemm_g2_bf16: cudaFuncSetAttribute");
+    const cudaError_t raised = cudaFuncSetAttribute(k::gemm_bf16_mma, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    static_cast<int>(k::g2_shared_bytes));
+    if (raised != cudaSuccess) {
+        cudaGetLastError();  // not sticky: clear it, the throw reports it
+        int device = 0, limit = 0;
+        cudaGetDevice(&device);
+        cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+        throw std::runtime_error("gemm_g2_bf16: needs " + std::to_string(k::g2_shared_bytes) +
+                                 " bytes of shared memory per block (sm_80 or sm_90); device " +
+                                 std::to_string(device) + " allows " + std::to_string(limit) + " (" +
+                                 cudaGetErrorString(raised) + ")");
+    }
     CHIMERA_LAUNCH_SHARED(k::gemm_bf16_mma, grid, k::g2_threads, k::g2_shared_bytes, stream)(g, a, b);
     launched("gemm_g2_bf16");
 }

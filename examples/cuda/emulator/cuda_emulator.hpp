@@ -99,6 +99,7 @@ enum cudaDeviceAttr {
     cudaDevAttrMultiProcessorCount = 16,
     cudaDevAttrComputeCapabilityMajor = 75,
     cudaDevAttrComputeCapabilityMinor = 76,
+    cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
 };
 
 enum cudaMemPoolAttr {
@@ -924,6 +925,10 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
     p->clockRate = 1000000;
     return cudaSuccess;
 }
+inline cudaError_t cudaGetDevice(int* device) {
+    *device = 0;
+    return cudaSuccess;
+}
 inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
     if (device != 0) return chimera_emulator::result(cudaErrorInvalidValue);
     switch (attr) {
@@ -932,6 +937,9 @@ inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int d
     case cudaDevAttrMultiProcessorCount: *value = 1; break;
     case cudaDevAttrComputeCapabilityMajor: *value = chimera_emulator::device().major; break;
     case cudaDevAttrComputeCapabilityMinor: *value = chimera_emulator::device().minor; break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+        *value = static_cast<int>(chimera_emulator::max_dynamic_shared);
+        break;
     }
     return cudaSuccess;
 }
