@@ -183,4 +183,23 @@ json.dump({"format": "chimera-profile", "micro_batch_size": 2, "stages": [{"laye
 r = checks.run("tune", "--model", model("gpt2-124m"), "--cluster", cluster("p100-aries"), "--profile", prof,
                "--devices", "8", "--global-batch", "32")
 checks.expect("negative measured time refused", r.returncode == 2 and "'stages[0].forward'" in r.stderr, r.stderr)
+
+# 8. bench/mpi_cluster.py: the MPI benchmark's alpha/beta line into a cluster file tune reads.
+import subprocess  # noqa: E402
+bench_out = os.path.join(tmp, "bench.txt")
+with open(bench_out, "w") as f:
+    f.write("| 4 | 3.25 | 0.001 | 0.001 |\n\nalpha 3.25e-06 s, beta 1.15e-09 s/byte (chimera-sched simulate --p2p 3.25e-06,1.15e-09)\n")
+script = os.path.join(os.path.dirname(presets), "bench", "mpi_cluster.py")
+measured = os.path.join(tmp, "measured.json")
+r = subprocess.run([sys.executable, script, bench_out, "--template", cluster("p100-aries"), "--link", "inter", "--out",
+                    measured], capture_output=True, text=True)
+doc = json.load(open(measured)) if r.returncode == 0 else {}
+checks.expect("mpi_cluster.py writes the measured inter_node", doc.get("inter_node") == {
+    "name": "mpi-measured", "alpha": 3.25e-06, "beta": 1.15e-09}, f"{doc} {r.stderr}")
+r = checks.run("tune", "--model", model("gpt2-124m"), "--cluster", measured, "--devices", "8", "--global-batch", "32")
+checks.expect("tune reads the measured cluster file", r.returncode == 0 and "mpi-measured" in r.stdout, r.stderr)
+r = subprocess.run([sys.executable, script, bench_out, "--template", cluster("p100-aries"), "--link", "intra"],
+                   capture_output=True, text=True)
+checks.expect("--link intra on a one-device-per-node template refused", r.returncode != 0 and "devices_per_node" in r.stderr,
+              r.stderr)
 checks.finish()
