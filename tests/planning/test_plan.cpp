@@ -1,0 +1,117 @@
+// Planning (docs/planning.md): rejections, the iteration-time terms, the
+// calibration from a measured profile, intra/inter-node networks.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+#include <vector>
+
+#include <chimera/tune.hpp>
+
+using namespace chimera;
+
+namespace {
+
+tune_request request(std::string_view model, int devices, int batch, double memory_gib) {
+    return {.model = *find_preset(model_presets, model),
+            .machine = {*find_preset(device_presets, "p100"), *find_preset(network_presets, "aries")},
+            .devices = devices,
+            .global_batch = batch,
+            .memory_limit_bytes = memory_gib * double(1LL << 30),
+            .max_micro_batch_size = 8};
+}
+
+}  // namespace
+
+TEST_CASE("every point of the search is tried or rejected once, with a rule") {
+    for (int devices : {4, 6, 16, 24})
+        for (int batch : {8, 48, 64}) {
+            CAPTURE(devices);
+            CAPTURE(batch);
+            const tune_request r = request("gpt2-124m", devices, batch, 4);
+            std::vector<tune_rejection> rejected;
+            const std::vector<tune_point> points = tune_points(r, &rejected);
+            CHECK(points == tune_points(r));  // collecting rejections does not change the search
+            std::set<decltype(points[0].key())> keys;
+            for (const tune_point& p : points) {
+                CHECK(!validate(p.schedule));
+                CHECK(keys.insert(p.key()).second);
+            }
+            for (const tune_rejection& x : rejected) {
+                CHECK(!x.rule.empty());
+                CHECK(keys.insert(x.point.key()).second);
+                const bool shape = x.rule.starts_with("divisibility") || x.rule.starts_with("layers");
+                CHECK((shape || validate(x.point.schedule) || x.rule.starts_with("halving")));
+            }
+            const tune_result result = tune(r);
+            std::size_t memory = 0;
+            for (const tune_rejection& x : result.rejected) memory += x.rule.starts_with("memory") ? 1 : 0;
+            CHECK(result.evaluated == points.size());
+            CHECK(result.ranked.size() + memory == points.size());
+        }
+}
+
+TEST_CASE("the iteration-time terms add up to the simulated iteration time") {
+    for (std::string_view model : {"gpt2-124m", "bert-48"})
+        for (sync_policy sync : {sync_policy::end, sync_policy::eager}) {
+            tune_request r = request(model, 8, 32, 16);
+            r.sync = sync;
+            for (const tune_candidate& c : tune(r).ranked) {
+                const iteration_terms t = explain(r, c);
+                CHECK(t.compute > 0);
+                CHECK(t.bubble >= -1e-12 * c.iteration_time);
+                CHECK(t.p2p >= 0);
+                CHECK(t.allreduce >= -1e-12 * c.iteration_time);
+                CHECK(std::abs(t.compute + t.bubble + t.p2p + t.allreduce - c.iteration_time) <= 1e-9 * c.iteration_time);
+                CHECK(t.memory_headroom == doctest::Approx(r.memory_limit() - c.memory_bytes));
+            }
+        }
+}
+
+TEST_CASE("calibrate: the measured totals come back at the measured micro-batch size, linear in B") {
+    const model_description base = *find_preset(model_presets, "gpt2-124m");
+    const hardware hw{*find_preset(device_presets, "h100"), *find_preset(network_presets, "nvlink-ib")};
+    const measured_profile p{4, {{3, 0.02, 0.05, 0, 0, 4e6}, {4, 0.03, 0.04, 0, 0, 4e6}, {5, 0.05, 0.07, 0, 0, 8e6}}};
+    model_description m = base;
+    hardware calibrated = hw;
+    calibrate(m, calibrated, p);
+    CHECK(m.layer_activation_bytes() == doctest::Approx(16e6 / (4 * 12)));
+    for (int stages : {1, 2, 3, 6, 12})
+        for (double b : {1.0, 4.0, 8.0}) {
+            const cost_model c = make_cost_model(m, calibrated, stages, b, false, 1);
+            double forward = 0, backward = 0;
+            for (const stage_profile& s : c.per_stage) forward += s.forward, backward += s.backward;
+            CHECK(forward == doctest::Approx(0.10 * b / 4));
+            CHECK(backward == doctest::Approx(0.16 * b / 4));
+        }
+}
+
+TEST_CASE("networks: a pipeline inside a node uses intra_node; equal links change nothing") {
+    const model_description m = *find_preset(model_presets, "gpt2-124m");
+    hardware flat{*find_preset(device_presets, "p100"), *find_preset(network_presets, "aries")};
+    hardware node = flat;
+    node.devices_per_node = 8;
+    node.intra_node = {"nvlink", 1e-7, 1e-12};
+    for (int stages : {1, 2, 4, 8, 12})
+        for (int w : {1, 2, 4}) {
+            CAPTURE(stages);
+            CAPTURE(w);
+            const cost_model a = make_cost_model(m, flat, stages, 2, false, w);
+            const cost_model b = make_cost_model(m, node, stages, 2, false, w);
+            CHECK(node.pipeline_in_node(stages) == (8 % stages == 0));
+            CHECK(b.alpha == (8 % stages == 0 ? 1e-7 : a.alpha));
+            const bool reduce_in_node = stages * w <= 8;
+            const network_description& link = reduce_in_node ? node.intra_node : node.network;
+            for (int s = 0; s < stages; ++s) {
+                const double r = 2.0 * w, bytes = b.stage(s).gradient_bytes;
+                const double want = 2 * std::log2(r) * link.alpha + 2 * (r - 1) * link.beta * bytes / r;
+                CHECK(b.allreduce(s, 2) == doctest::Approx(want).epsilon(1e-12));
+            }
+            hardware same = node;
+            same.intra_node = flat.network;
+            const cost_model c = make_cost_model(m, same, stages, 2, false, w);
+            CHECK(c.alpha == a.alpha);
+            for (int s = 0; s < stages; ++s) CHECK(c.allreduce(s, 2) == a.allreduce(s, 2));
+        }
+}
