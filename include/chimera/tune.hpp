@@ -67,8 +67,9 @@ struct tune_candidate {
     double bubble_ratio = 0;
 };
 
-// A point the search skipped, and the first rule it broke ("memory: ...",
-// "divisibility: ...", "N constraint: ..." / the schedule's own rule id).
+// A point the search skipped, and the first rule it broke: "layers: ...",
+// "divisibility: ...", the schedule's own rule ("S1: ...": k, N and D
+// constraints), "halving: ..." or "memory: ...".
 struct tune_rejection {
     tune_point point;
     std::string rule;
@@ -107,7 +108,8 @@ inline std::vector<tune_point> tune_points(const tune_request& r, std::vector<tu
         if (r.devices % d != 0 || (d > r.model.layers && !rejected)) continue;
         const int w = r.devices / d;
         for (int b = 1; b <= r.max_micro_batch_size; b *= 2) {
-            const int n = w > 0 && r.global_batch % (b * w) == 0 ? r.global_batch / (b * w) : 0;
+            const long long bw = static_cast<long long>(b) * w;
+            const int n = r.global_batch % bw == 0 ? static_cast<int>(r.global_batch / bw) : 0;
             if (std::string rule = detail::tune_shape_rule(r, d, b); !rule.empty()) {
                 reject({config{r.algorithms.empty() ? algorithm::gpipe : r.algorithms[0], d, n, 0, scaling::direct, w}, b},
                        std::move(rule));
