@@ -1,6 +1,7 @@
 // Model and cluster files: strict JSON readers (see plan_files.hpp).
 #include "plan_files.hpp"
 
+#include <array>
 #include <cmath>
 #include <deque>
 #include <set>
@@ -182,10 +183,54 @@ cluster_description parse_cluster_file(const std::string& path, const std::strin
     return c;
 }
 
+namespace {
+
+// A Chrome/Perfetto trace of a step: the mean duration ("dur", microseconds)
+// of the F/B/I/W events of every stage ("args": {"kind", "stage"}); the
+// stages are assumed cut like the performance model cuts them, and the
+// micro-batch size comes from "otherData": {"micro_batch_size": B}.
+chimera::measured_profile profile_from_trace(const std::string& where, const json& doc,
+                                             const chimera::model_description& model) {
+    const json* other = doc.contains("otherData") ? &doc.at("otherData") : nullptr;
+    if (!other || !other->is_object() || !other->contains("micro_batch_size"))
+        throw usage_error(where + ": a trace needs \"otherData\": {\"micro_batch_size\": B} (samples per micro-batch)");
+    object_reader meta(where, *other, "otherData.");
+    chimera::measured_profile p;
+    p.micro_batch_size = meta.number("micro_batch_size", false);
+    std::vector<std::array<double, 8>> sums;  // per stage: F, B, I, W totals then counts
+    for (const json& e : doc.at("traceEvents")) {
+        if (!e.is_object() || e.value("ph", "") != "X" || !e.contains("args") || !e.contains("dur")) continue;
+        const json& args = e.at("args");
+        const std::string kind = args.is_object() ? args.value("kind", "") : "";
+        const std::size_t k = kind == "F" ? 0 : kind == "B" ? 1 : kind == "I" ? 2 : kind == "W" ? 3 : 4;
+        if (k == 4 || !args.contains("stage") || !args.at("stage").is_number_unsigned() || !e.at("dur").is_number())
+            continue;
+        const auto stage = args.at("stage").get<std::size_t>();
+        if (stage >= static_cast<std::size_t>(model.layers))
+            throw usage_error(where + ": event stage " + std::to_string(stage) + " >= the model's " +
+                              std::to_string(model.layers) + " layers");
+        if (sums.size() <= stage) sums.resize(stage + 1, {});
+        sums[stage][k] += e.at("dur").get<double>() * 1e-6;
+        sums[stage][k + 4] += 1;
+    }
+    const std::vector<int> layers = chimera::partition_layers(model, static_cast<int>(sums.size()));
+    for (std::size_t s = 0; s < sums.size(); ++s) {
+        const auto mean = [&](std::size_t k) { return sums[s][k + 4] > 0 ? sums[s][k] / sums[s][k + 4] : 0.0; };
+        if (mean(0) <= 0) throw usage_error(where + ": no forward (\"kind\": \"F\") event of stage " + std::to_string(s));
+        p.stages.push_back({layers[s], mean(0), mean(1), mean(2), mean(3), 0});
+    }
+    if (p.stages.empty()) throw usage_error(where + ": no F/B/I/W events with \"args\": {\"kind\", \"stage\"}");
+    return p;
+}
+
+}  // namespace
+
 chimera::measured_profile parse_profile_file(const std::string& path, const std::string& text,
                                              const chimera::model_description& model) {
     const json doc = parse_json("profile file", path, text);
     const std::string where = "profile file " + path;
+    if (doc.is_object() && doc.contains("traceEvents") && doc.at("traceEvents").is_array())
+        return profile_from_trace(where, doc, model);
     object_reader in(where, doc);
     in.expect_format("chimera-profile");
     if (in.has("model")) in.text("model");

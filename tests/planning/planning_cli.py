@@ -184,6 +184,24 @@ r = checks.run("tune", "--model", model("gpt2-124m"), "--cluster", cluster("p100
                "--devices", "8", "--global-batch", "32")
 checks.expect("negative measured time refused", r.returncode == 2 and "'stages[0].forward'" in r.stderr, r.stderr)
 
+# 7b. A Chrome trace as the profile: mean F/B durations per stage (microseconds).
+r = checks.run("export", "--schedule", "gpipe", "--stages", "4", "--micro-batches", "3", "--format", "chrome-trace",
+               "--forward-cost", "1.5", "--backward-cost", "4")
+trace = json.loads(r.stdout)
+trace["otherData"]["micro_batch_size"] = 2
+trace_path = os.path.join(tmp, "step.trace.json")
+json.dump(trace, open(trace_path, "w"))
+r = checks.run("simulate", "--model", model("gpt2-124m"), "--cluster", cluster("p100-aries"), "--profile", trace_path,
+               "--schedule", "gpipe", "--stages", "3", "--micro-batches", "1", "--micro-batch-size", "2")
+busy = sum(w["busy"] for w in json.loads(r.stdout)["workers"]) if r.returncode == 0 else -1
+checks.expect("trace profile: F + B of all stages = 4 x (1.5 + 4) ms", abs(busy - 0.022) < 1e-12, f"{busy} {r.stderr}")
+del trace["otherData"]["micro_batch_size"]
+json.dump(trace, open(trace_path, "w"))
+r = checks.run("tune", "--model", model("gpt2-124m"), "--cluster", cluster("p100-aries"), "--profile", trace_path,
+               "--devices", "8", "--global-batch", "32")
+checks.expect("trace without otherData.micro_batch_size refused", r.returncode == 2 and "micro_batch_size" in r.stderr,
+              r.stderr)
+
 # 8. bench/mpi_cluster.py: the MPI benchmark's alpha/beta line into a cluster file tune reads.
 import subprocess  # noqa: E402
 bench_out = os.path.join(tmp, "bench.txt")
