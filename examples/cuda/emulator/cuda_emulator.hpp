@@ -925,10 +925,6 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
     p->clockRate = 1000000;
     return cudaSuccess;
 }
-inline cudaError_t cudaGetDevice(int* device) {
-    *device = 0;
-    return cudaSuccess;
-}
 inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
     if (device != 0) return chimera_emulator::result(cudaErrorInvalidValue);
     switch (attr) {
