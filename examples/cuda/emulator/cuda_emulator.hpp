@@ -605,11 +605,11 @@ inline void cp_async_wait_all() {
 template <int matrices>
 inline void ldmatrix(unsigned* r, const void* row) {
     check_aligned(row, 16, "ldmatrix row");
-    check_shared_read(row, 16, "ldmatrix");
     warp_exchange& w = my_warp();
     const int l = lane();
     w.address[l] = row;
     warp_barrier(0xffffffffu);
+    check_shared_read(row, 16, "ldmatrix");  // once every lane of the warp has issued what came before
     for (int i = 0; i < matrices; ++i) {
         const auto* p = static_cast<const std::uint16_t*>(w.address[8 * i + l / 4]) + 2 * (l % 4);
         r[i] = static_cast<unsigned>(p[0]) | static_cast<unsigned>(p[1]) << 16;
