@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -131,6 +132,15 @@ __global__ void plain_read_of_copy(float* out, const float* src) {
     chimera_emulator::cp_async_wait<0>();
     out[32 + t] = smem[4 * t];
 }
+
+// A struct argument holding device pointers, listed for the emulator's
+// unordered-access check by device_pointers() (as gemm_args does).
+struct copy_args {
+    int* out;
+    const int* in;
+    std::array<const void*, 2> device_pointers() const { return {out, in}; }
+};
+__global__ void copy_first(copy_args g) { g.out[0] = g.in[0]; }
 
 struct fresh_device {
     fresh_device() { cudaDeviceReset(); }
@@ -352,6 +362,33 @@ TEST_CASE_FIXTURE(fresh_device, "legacy stream: non-blocking work on memory it i
         cudaMemcpyAsync(copy.data(), value.data(), sizeof(int), cudaMemcpyDeviceToDevice, s);
     CHECK(reported_unordered(e));
     CHECK(std::string(cudaGetErrorString(e)).find("legacy default stream") != std::string::npos);
+}
+
+// (A separate case: doctest never finds subcases after the early return above.)
+TEST_CASE_FIXTURE(fresh_device, "legacy stream: pointers inside struct arguments (device_pointers()) are checked") {
+    cudaStream_t s = non_blocking_stream();
+    std::string why;
+    SUBCASE("a struct argument listing its pointers") {
+        device_buffer<int> value(1), copy(1);
+        REQUIRE(cudaMemset(value.data(), 0, sizeof(int)) == cudaSuccess);
+        CHIMERA_LAUNCH(copy_first, 1, 1, s)(copy_args{copy.data(), value.data()});
+        const cudaError_t e = cudaGetLastError();
+        CHECK(reported_unordered(e));
+        why = cudaGetErrorString(e);
+        CHECK(why.find("copy_first on a non-blocking stream") != std::string::npos);
+    }
+    SUBCASE("gemm_args' output of a GEMM") {
+        device_buffer<float> out(1), a(std::vector<float>{2}), b(std::vector<float>{3});
+        REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+        REQUIRE(cudaMemset(out.data(), 0, sizeof(float)) == cudaSuccess);
+        const chimera::runtime::gpu::gemm_args g{out.data(), a.data(), b.data(), nullptr, 1, 1, 1, 1, 1, 1, 1, 1, true};
+        CHECK_THROWS_WITH(chimera::runtime::gpu::gemm_g1(g, s), doctest::Contains("unordered access"));
+        const cudaError_t e = cudaGetLastError();
+        CHECK(reported_unordered(e));
+        why = cudaGetErrorString(e);
+        CHECK(why.find("gemm_tiled on a non-blocking stream") != std::string::npos);
+    }
+    CHECK(why.find("a memset on the legacy default stream") != std::string::npos);
 }
 
 TEST_CASE_FIXTURE(fresh_device, "legacy stream: after a synchronization, or on the stream itself, it is ordered") {

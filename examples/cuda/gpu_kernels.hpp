@@ -7,6 +7,7 @@
 // outputs, like the twins; no kernel uses float atomics.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -62,6 +63,9 @@ struct gemm_args {
     long long a_m, a_k, b_k, b_n;
     int M, N, K, ldc;
     bool accumulate;
+    // The device memory a kernel taking these by value touches (the CUDA
+    // emulator checks it against unordered legacy-stream writes).
+    std::array<const void*, 4> device_pointers() const { return {out, a, b, bias}; }
 };
 void gemm_g0(const gemm_args& g, cudaStream_t stream);
 void gemm_g1(const gemm_args& g, cudaStream_t stream);

@@ -13,7 +13,9 @@
 //   (cudaMemcpy from pageable memory, cudaMemset) return before their write
 //   lands, as on a GPU: it lands at the next point ordered after it, and
 //   work on a non-blocking stream that touches the written allocation
-//   before then is reported ("unordered access"), not silently raced.
+//   before then is reported ("unordered access"), not silently raced. A
+//   kernel touches its pointer arguments and the pointers its struct
+//   arguments list in a `device_pointers()` member.
 // * A kernel runs its blocks one after the other; the threads of a block are
 //   fibers switched only at __syncthreads() and warp operations,
 //   so shared memory, barriers and warp shuffles behave as on a GPU.
@@ -937,7 +939,7 @@ public:
         const char* name = name_;
         const dim3 grid = grid_, block = block_;
         const std::size_t shared = shared_;
-        std::vector<const void*> pointers;  // the arguments that may be device memory
+        std::vector<const void*> pointers;  // the arguments (or their members) that may be device memory
         std::apply([&](const auto&... a) { (note_pointer(pointers, a), ...); }, *parameters);
         submit(
             stream_,
@@ -949,9 +951,15 @@ public:
     }
 
 private:
+    // A pointer argument, or the pointers a struct argument lists in its
+    // `device_pointers()` member (any range of pointers).
     template <class T>
     static void note_pointer(std::vector<const void*>& to, const T& a) {
-        if constexpr (std::is_pointer_v<T>) to.push_back(static_cast<const void*>(a));
+        if constexpr (std::is_pointer_v<T>) {
+            to.push_back(static_cast<const void*>(a));
+        } else if constexpr (requires { a.device_pointers(); }) {
+            for (const auto* p : a.device_pointers()) to.push_back(static_cast<const void*>(p));
+        }
     }
     const char* name_;
     void (*kernel_)(P...);
