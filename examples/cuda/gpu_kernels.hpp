@@ -70,7 +70,7 @@ struct gemm_args {
 void gemm_g0(const gemm_args& g, cudaStream_t stream);
 void gemm_g1(const gemm_args& g, cudaStream_t stream);
 // G2: bf16 inputs (bit patterns), fp32 accumulate and output, tensor cores
-// (mma.sync m16n8k16, ldmatrix, cp.async double buffering). Layout NT only:
+// (mma.sync m16n8k16, ldmatrix, a 3-stage cp.async pipeline). Layout NT only:
 // out[M,N] = A[M,K] * B[N,K]^T, K a multiple of 8 (16-byte rows).
 void gemm_g2_bf16(float* out, const std::uint16_t* a, const std::uint16_t* b, int M, int N, int K,
                   cudaStream_t stream);
