@@ -133,6 +133,14 @@ __global__ void plain_read_of_copy(float* out, const float* src) {
     out[32 + t] = smem[4 * t];
 }
 
+// Two copies in flight to the same shared bytes (a write-after-write race).
+__global__ void copy_twice(const std::uint16_t* src) {
+    unsigned char* smem = chimera_emulator::dynamic_shared();
+    chimera_emulator::cp_async_16(smem, src, true);
+    chimera_emulator::cp_async_commit();
+    chimera_emulator::cp_async_16(smem, src + 8, true);
+}
+
 // A struct argument holding device pointers, listed for the emulator's
 // unordered-access check by device_pointers() (as gemm_args does).
 struct copy_args {
@@ -583,4 +591,12 @@ TEST_CASE_FIXTURE(fresh_device, "cp.async: a plain read before the wait sees NaN
         CHECK(std::isnan(got[t]));
         CHECK(got[32 + t] == host[4 * t]);
     }
+}
+
+TEST_CASE_FIXTURE(fresh_device, "cp.async: a second copy into bytes a copy is still writing is a launch failure") {
+    device_buffer<std::uint16_t> src(16);
+    CHIMERA_LAUNCH_SHARED(copy_twice, 1, 1, 16, nullptr)(src.data());
+    const std::string why = cudaGetErrorString(cudaDeviceSynchronize());
+    CHECK(contains(why, "cp.async into dynamic shared byte 0 that a cp.async of thread (0,0,0) is still writing in "
+                        "copy_twice block (0,0,0) thread (0,0,0)"));
 }

@@ -332,13 +332,15 @@ struct stack_pool {
 inline thread_local block_run* current_block = nullptr;
 inline thread_local fiber* current_fiber = nullptr;
 
+inline std::string thread_name(const fiber& f) {
+    const dim3 t = f.thread_index;
+    return "thread (" + std::to_string(t.x) + "," + std::to_string(t.y) + "," + std::to_string(t.z) + ")";
+}
 inline std::string where() {
     const block_run& b = *current_block;
-    const fiber& f = *current_fiber;
     return std::string(b.kernel) + " block (" + std::to_string(b.block_index.x) + "," +
-           std::to_string(b.block_index.y) + "," + std::to_string(b.block_index.z) + ") thread (" +
-           std::to_string(f.thread_index.x) + "," + std::to_string(f.thread_index.y) + "," +
-           std::to_string(f.thread_index.z) + ")";
+           std::to_string(b.block_index.y) + "," + std::to_string(b.block_index.z) + ") " +
+           thread_name(*current_fiber);
 }
 
 // A failure inside a kernel: unwinds the failing thread (fiber_entry
@@ -537,8 +539,7 @@ inline void check_aligned(const void* p, std::size_t bytes, const char* what) {
 // as NaN (0xff bytes); ldmatrix checks the bytes it reads (check_shared_read).
 
 inline std::string thread_name(int linear) {
-    const dim3 t = current_block->fibers[static_cast<std::size_t>(linear)].thread_index;
-    return "thread (" + std::to_string(t.x) + "," + std::to_string(t.y) + "," + std::to_string(t.z) + ")";
+    return thread_name(current_block->fibers[static_cast<std::size_t>(linear)]);
 }
 // "dynamic shared byte 1024", or the address for static __shared__ arrays.
 inline std::string shared_name(std::uintptr_t chunk) {
