@@ -86,7 +86,7 @@ __global__ void dynamic_shared_sum(float* out) {
 // memory in commit group 0 and chunk 32 + t in group 1, then reads with
 // ldmatrix the chunk of group `group` that thread t + 1 copied; out[4t + i]
 // is matrix i's register.
-enum class staging { wait_all, pipeline_api, forget_wait, wait_too_few, skip_barrier, wait_older_group };
+enum class staging { wait_all, pipeline_api, forget_wait, wait_n_too_large, skip_barrier, wait_older_group };
 __global__ void staged_copy(unsigned* out, const std::uint16_t* src, staging mode, int group) {
     using namespace chimera_emulator;
     unsigned char* smem = dynamic_shared();
@@ -104,7 +104,7 @@ __global__ void staged_copy(unsigned* out, const std::uint16_t* src, staging mod
     case staging::wait_all: cp_async_wait<0>(); break;
     case staging::pipeline_api: __pipeline_wait_prior(0); break;
     case staging::forget_wait: break;
-    case staging::wait_too_few:  // N too large: group 1 is still in flight
+    case staging::wait_n_too_large:  // N too large: group 1 is still in flight
     case staging::wait_older_group: cp_async_wait<1>(); break;
     case staging::skip_barrier: cp_async_wait_all(); break;
     }
@@ -562,7 +562,7 @@ TEST_CASE_FIXTURE(fresh_device, "cp.async: read after wait_group and a barrier, 
 TEST_CASE_FIXTURE(fresh_device, "cp.async: a read of bytes still in flight is a launch failure naming the block") {
     std::string why;
     SUBCASE("no wait at all") { why = run_staged_copy(staging::forget_wait, 0); }
-    SUBCASE("wait_group N with N too large for the group read") { why = run_staged_copy(staging::wait_too_few, 1); }
+    SUBCASE("wait_group N with N too large for the group read") { why = run_staged_copy(staging::wait_n_too_large, 1); }
     CAPTURE(why);
     CHECK(contains(why, "ldmatrix reads dynamic shared byte "));
     CHECK(contains(why, "has not completed (missing cp.async.wait_group/commit_group before the read)"));
