@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -80,6 +81,74 @@ __global__ void dynamic_shared_sum(float* out) {
     for (unsigned i = 0; i < blockDim.x; ++i) s += tile[i];
     out[0] = before, out[1] = s;
 }
+
+// cp.async: thread t copies 16-byte chunk t of `src` into dynamic shared
+// memory in commit group 0 and chunk 32 + t in group 1, then reads with
+// ldmatrix the chunk of group `group` that thread t + 1 copied; out[4t + i]
+// is matrix i's register.
+enum class staging { wait_all, pipeline_api, forget_wait, wait_n_too_large, skip_barrier, wait_older_group };
+__global__ void staged_copy(unsigned* out, const std::uint16_t* src, staging mode, int group) {
+    using namespace chimera_emulator;
+    unsigned char* smem = dynamic_shared();
+    const unsigned t = threadIdx.x;
+    for (unsigned g = 0; g < 2; ++g) {
+        if (mode == staging::pipeline_api) {
+            __pipeline_memcpy_async(smem + 16 * (32 * g + t), src + 8 * (32 * g + t), 16);
+            __pipeline_commit();
+        } else {
+            cp_async_16(smem + 16 * (32 * g + t), src + 8 * (32 * g + t), true);
+            cp_async_commit();
+        }
+    }
+    switch (mode) {
+    case staging::wait_all: cp_async_wait<0>(); break;
+    case staging::pipeline_api: __pipeline_wait_prior(0); break;
+    case staging::forget_wait: break;
+    case staging::wait_n_too_large:  // N too large: group 1 is still in flight
+    case staging::wait_older_group: cp_async_wait<1>(); break;
+    case staging::skip_barrier: cp_async_wait_all(); break;
+    }
+    if (mode != staging::skip_barrier) __syncthreads();
+    unsigned r[4];
+    ldmatrix_x4(r, smem + 16 * (32 * group + (t + 1) % 32));
+    for (int i = 0; i < 4; ++i) out[4 * t + i] = r[i];
+}
+// What staged_copy reads when src[j] = j: lane l gets, of matrix i, the
+// 32-bit pair 2(l % 4) of the row that lane 8i + l / 4 addressed.
+unsigned staged_expected(int lane, int matrix, int group) {
+    const unsigned chunk = 32 * group + (8 * matrix + lane / 4 + 1) % 32;
+    const unsigned first = 8 * chunk + 2 * (lane % 4);
+    return first | (first + 1) << 16;
+}
+
+// A plain shared-memory read before the wait sees NaN, not the copy:
+// out[t] before the wait, out[32 + t] after it.
+__global__ void plain_read_of_copy(float* out, const float* src) {
+    auto* smem = reinterpret_cast<float*>(chimera_emulator::dynamic_shared());
+    const unsigned t = threadIdx.x;
+    chimera_emulator::cp_async_16(smem + 4 * t, src + 4 * t, true);
+    chimera_emulator::cp_async_commit();
+    out[t] = smem[4 * t];
+    chimera_emulator::cp_async_wait<0>();
+    out[32 + t] = smem[4 * t];
+}
+
+// Two copies in flight to the same shared bytes (a write-after-write race).
+__global__ void copy_twice(const std::uint16_t* src) {
+    unsigned char* smem = chimera_emulator::dynamic_shared();
+    chimera_emulator::cp_async_16(smem, src, true);
+    chimera_emulator::cp_async_commit();
+    chimera_emulator::cp_async_16(smem, src + 8, true);
+}
+
+// A struct argument holding device pointers, listed for the emulator's
+// unordered-access check by device_pointers() (as gemm_args does).
+struct copy_args {
+    int* out;
+    const int* in;
+    std::array<const void*, 2> device_pointers() const { return {out, in}; }
+};
+__global__ void copy_first(copy_args g) { g.out[0] = g.in[0]; }
 
 struct fresh_device {
     fresh_device() { cudaDeviceReset(); }
@@ -303,6 +372,33 @@ TEST_CASE_FIXTURE(fresh_device, "legacy stream: non-blocking work on memory it i
     CHECK(std::string(cudaGetErrorString(e)).find("legacy default stream") != std::string::npos);
 }
 
+// (A separate case: doctest never finds subcases after the early return above.)
+TEST_CASE_FIXTURE(fresh_device, "legacy stream: pointers inside struct arguments (device_pointers()) are checked") {
+    cudaStream_t s = non_blocking_stream();
+    std::string why;
+    SUBCASE("a struct argument listing its pointers") {
+        device_buffer<int> value(1), copy(1);
+        REQUIRE(cudaMemset(value.data(), 0, sizeof(int)) == cudaSuccess);
+        CHIMERA_LAUNCH(copy_first, 1, 1, s)(copy_args{copy.data(), value.data()});
+        const cudaError_t e = cudaGetLastError();
+        CHECK(reported_unordered(e));
+        why = cudaGetErrorString(e);
+        CHECK(why.find("copy_first on a non-blocking stream") != std::string::npos);
+    }
+    SUBCASE("gemm_args' output of a GEMM") {
+        device_buffer<float> out(1), a(std::vector<float>{2}), b(std::vector<float>{3});
+        REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+        REQUIRE(cudaMemset(out.data(), 0, sizeof(float)) == cudaSuccess);
+        const chimera::runtime::gpu::gemm_args g{out.data(), a.data(), b.data(), nullptr, 1, 1, 1, 1, 1, 1, 1, 1, true};
+        CHECK_THROWS_WITH(chimera::runtime::gpu::gemm_g1(g, s), doctest::Contains("unordered access"));
+        const cudaError_t e = cudaGetLastError();
+        CHECK(reported_unordered(e));
+        why = cudaGetErrorString(e);
+        CHECK(why.find("gemm_tiled on a non-blocking stream") != std::string::npos);
+    }
+    CHECK(why.find("a memset on the legacy default stream") != std::string::npos);
+}
+
 TEST_CASE_FIXTURE(fresh_device, "legacy stream: after a synchronization, or on the stream itself, it is ordered") {
     cudaStream_t s = non_blocking_stream();
     const std::vector<int> seven{7};
@@ -429,4 +525,78 @@ TEST_CASE_FIXTURE(fresh_device, "stage model: bf16 matmuls are refused below com
     CHECK_NOTHROW(whole_model_stage({.arithmetic = gpu::precision::bf16}));
     device.major = 9;
     device.minor = 0;
+}
+
+// --- cp.async: asynchronous until the thread's wait_group retires its group -------------
+
+namespace {
+
+// staged_copy in `mode`, reading group `group`: "" if it ran and read the
+// copies, otherwise the launch failure's reason.
+std::string run_staged_copy(staging mode, int group) {
+    std::vector<std::uint16_t> host(64 * 8);
+    for (std::size_t j = 0; j < host.size(); ++j) host[j] = static_cast<std::uint16_t>(j);
+    device_buffer<std::uint16_t> src(host);
+    device_buffer<unsigned> out(32 * 4);
+    CHIMERA_LAUNCH_SHARED(staged_copy, 1, 32, 64 * 16, nullptr)(out.data(), src.data(), mode, group);
+    const cudaError_t e = cudaDeviceSynchronize();
+    if (e != cudaSuccess) return cudaGetErrorString(e);
+    const auto got = out.download();
+    for (int l = 0; l < 32; ++l)
+        for (int i = 0; i < 4; ++i) CHECK(got[static_cast<std::size_t>(4 * l + i)] == staged_expected(l, i, group));
+    return "";
+}
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE_FIXTURE(fresh_device, "cp.async: read after wait_group and a barrier, the copies have landed") {
+    for (const int group : {0, 1}) {
+        CAPTURE(group);
+        CHECK(run_staged_copy(staging::wait_all, group).empty());
+        CHECK(run_staged_copy(staging::pipeline_api, group).empty());
+    }
+    CHECK(run_staged_copy(staging::wait_older_group, 0).empty());  // wait_group 1 lands all but the newest
+}
+
+TEST_CASE_FIXTURE(fresh_device, "cp.async: a read of bytes still in flight is a launch failure naming the block") {
+    std::string why;
+    SUBCASE("no wait at all") { why = run_staged_copy(staging::forget_wait, 0); }
+    SUBCASE("wait_group N with N too large for the group read") { why = run_staged_copy(staging::wait_n_too_large, 1); }
+    CAPTURE(why);
+    CHECK(contains(why, "ldmatrix reads dynamic shared byte "));
+    CHECK(contains(why, "has not completed (missing cp.async.wait_group/commit_group before the read)"));
+    CHECK(contains(why, "in staged_copy block (0,0,0) thread ("));
+    void* p = nullptr;
+    CHECK(cudaMalloc(&p, 16) == cudaErrorLaunchFailure);  // sticky
+}
+
+TEST_CASE_FIXTURE(fresh_device, "cp.async: another thread's landed copy needs a __syncthreads before it is read") {
+    const std::string why = run_staged_copy(staging::skip_barrier, 0);
+    CAPTURE(why);
+    // Lane 0 reads the chunk lane 1 copied (byte 16).
+    CHECK(contains(why, "ldmatrix reads dynamic shared byte 16 that a cp.async of thread (1,0,0) completed with no "
+                        "__syncthreads since"));
+    CHECK(contains(why, "in staged_copy block (0,0,0) thread (0,0,0)"));
+}
+
+TEST_CASE_FIXTURE(fresh_device, "cp.async: a plain read before the wait sees NaN, after it the copy") {
+    std::vector<float> host(32 * 4);
+    for (std::size_t i = 0; i < host.size(); ++i) host[i] = static_cast<float>(i);
+    device_buffer<float> src(host), out(64);
+    CHIMERA_LAUNCH_SHARED(plain_read_of_copy, 1, 32, 32 * 16, nullptr)(out.data(), src.data());
+    REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+    const auto got = out.download();
+    for (std::size_t t = 0; t < 32; ++t) {
+        CHECK(std::isnan(got[t]));
+        CHECK(got[32 + t] == host[4 * t]);
+    }
+}
+
+TEST_CASE_FIXTURE(fresh_device, "cp.async: a second copy into bytes a copy is still writing is a launch failure") {
+    device_buffer<std::uint16_t> src(16);
+    CHIMERA_LAUNCH_SHARED(copy_twice, 1, 1, 16, nullptr)(src.data());
+    const std::string why = cudaGetErrorString(cudaDeviceSynchronize());
+    CHECK(contains(why, "cp.async into dynamic shared byte 0 that a cp.async of thread (0,0,0) is still writing in "
+                        "copy_twice block (0,0,0) thread (0,0,0)"));
 }

@@ -7,6 +7,7 @@
 // outputs, like the twins; no kernel uses float atomics.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -62,11 +63,14 @@ struct gemm_args {
     long long a_m, a_k, b_k, b_n;
     int M, N, K, ldc;
     bool accumulate;
+    // The device memory a kernel taking these by value touches (the CUDA
+    // emulator checks it against unordered legacy-stream writes).
+    std::array<const void*, 4> device_pointers() const { return {out, a, b, bias}; }
 };
 void gemm_g0(const gemm_args& g, cudaStream_t stream);
 void gemm_g1(const gemm_args& g, cudaStream_t stream);
 // G2: bf16 inputs (bit patterns), fp32 accumulate and output, tensor cores
-// (mma.sync m16n8k16, ldmatrix, cp.async double buffering). Layout NT only:
+// (mma.sync m16n8k16, ldmatrix, a 3-stage cp.async pipeline). Layout NT only:
 // out[M,N] = A[M,K] * B[N,K]^T, K a multiple of 8 (16-byte rows).
 void gemm_g2_bf16(float* out, const std::uint16_t* a, const std::uint16_t* b, int M, int N, int K,
                   cudaStream_t stream);

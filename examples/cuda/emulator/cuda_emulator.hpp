@@ -13,7 +13,9 @@
 //   (cudaMemcpy from pageable memory, cudaMemset) return before their write
 //   lands, as on a GPU: it lands at the next point ordered after it, and
 //   work on a non-blocking stream that touches the written allocation
-//   before then is reported ("unordered access"), not silently raced.
+//   before then is reported ("unordered access"), not silently raced. A
+//   kernel touches its pointer arguments and the pointers its struct
+//   arguments list in a `device_pointers()` member.
 // * A kernel runs its blocks one after the other; the threads of a block are
 //   fibers switched only at __syncthreads() and warp operations,
 //   so shared memory, barriers and warp shuffles behave as on a GPU.
@@ -22,6 +24,11 @@
 //   reported as a launch failure naming the kernel and block, not a hang.
 // * mma.sync m16n8k16 (bf16), ldmatrix and cp.async are emulated from the
 //   PTX ISA's fragment layouts, with their alignment rules checked.
+// * cp.async is asynchronous: a copy lands only when its thread's
+//   cp.async.wait_group retires its commit group (or the thread ends), and
+//   its destination reads as NaN (0xff bytes) until then. ldmatrix of bytes
+//   still in flight, or landed by another thread with no __syncthreads
+//   since, is reported as a launch failure (a missing wait or barrier).
 //
 // Errors follow CUDA: a bad launch configuration is returned by
 // cudaGetLastError(); a failure inside a kernel is sticky and returned by
@@ -55,6 +62,7 @@
 #include <thread>
 #include <tuple>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -266,11 +274,29 @@ inline void start_context(context& c, char* stack, std::size_t bytes, void (*ent
 
 constexpr int warp_size = 32;
 
+// A cp.async in flight: its 16 bytes (read at issue) land in `dst` when
+// the thread's wait retires `group` (the number of its commit group).
+struct async_copy {
+    unsigned char* dst;
+    std::uint64_t group;
+    unsigned char data[16];
+};
+
 struct fiber {
     context saved;
     dim3 thread_index;
     int linear = 0;
     enum class state { ready, block_barrier, warp_barrier, done } at = state::ready;
+    std::deque<async_copy> copies;  // in flight, in issue order
+    std::uint64_t committed = 0;    // commit groups closed so far
+};
+
+// A 16-byte chunk of shared memory that a cp.async writes: in flight until
+// its writer's wait lands it, then visible to the writer only until the
+// next __syncthreads (when the entry is dropped).
+struct async_write {
+    int writer;  // the thread's linear index
+    bool landed;
 };
 
 struct warp_exchange {
@@ -285,7 +311,9 @@ struct block_run {
     dim3 block_index, block_dim, grid_dim;
     const std::function<void()>* body = nullptr;
     unsigned char* dynamic_shared = nullptr;  // extern __shared__ of the launch, 16-byte aligned
+    std::size_t dynamic_shared_bytes = 0;
     std::vector<fiber> fibers;
+    std::unordered_map<std::uintptr_t, async_write> async_writes;  // by chunk address
     std::vector<warp_exchange> warps;
     context scheduler;
     std::string failure;
@@ -304,13 +332,15 @@ struct stack_pool {
 inline thread_local block_run* current_block = nullptr;
 inline thread_local fiber* current_fiber = nullptr;
 
+inline std::string thread_name(const fiber& f) {
+    const dim3 t = f.thread_index;
+    return "thread (" + std::to_string(t.x) + "," + std::to_string(t.y) + "," + std::to_string(t.z) + ")";
+}
 inline std::string where() {
     const block_run& b = *current_block;
-    const fiber& f = *current_fiber;
     return std::string(b.kernel) + " block (" + std::to_string(b.block_index.x) + "," +
-           std::to_string(b.block_index.y) + "," + std::to_string(b.block_index.z) + ") thread (" +
-           std::to_string(f.thread_index.x) + "," + std::to_string(f.thread_index.y) + "," +
-           std::to_string(f.thread_index.z) + ")";
+           std::to_string(b.block_index.y) + "," + std::to_string(b.block_index.z) + ") " +
+           thread_name(*current_fiber);
 }
 
 // A failure inside a kernel: unwinds the failing thread (fiber_entry
@@ -328,10 +358,26 @@ inline void wait_at(fiber::state s) {
     switch_context(current_fiber->saved, current_block->scheduler);
 }
 
+// Lands this thread's copies of the commit groups numbered below `group`.
+inline void land_copies(fiber& f, std::uint64_t group) {
+    while (!f.copies.empty() && f.copies.front().group < group) {
+        const async_copy& c = f.copies.front();
+        std::memcpy(c.dst, c.data, sizeof c.data);
+        const auto it = current_block->async_writes.find(reinterpret_cast<std::uintptr_t>(c.dst));
+        if (it != current_block->async_writes.end()) it->second.landed = true;
+        f.copies.pop_front();
+    }
+}
+// A __syncthreads publishes every landed copy to the whole block.
+inline void publish_landed_copies(block_run& b) {
+    std::erase_if(b.async_writes, [](const auto& w) { return w.second.landed; });
+}
+
 inline void fiber_entry() {
     entered_context(current_block->scheduler);
     try {
         (*current_block->body)();
+        land_copies(*current_fiber, UINT64_MAX);  // a thread's copies complete before it exits
     } catch (const kernel_abort&) {
     } catch (const std::exception& e) {
         if (current_block->failure.empty()) current_block->failure = std::string("exception: ") + e.what() + " in " + where();
@@ -361,6 +407,7 @@ inline void run_block(block_run& b, stack_pool& pool) {
     b.fibers.assign(count, fiber{});
     b.warps.assign((count + warp_size - 1) / warp_size, warp_exchange{});
     b.failure.clear();
+    b.async_writes.clear();
     block_run* const saved_block = current_block;
     fiber* const saved_fiber = current_fiber;
     current_block = &b;
@@ -388,6 +435,7 @@ inline void run_block(block_run& b, stack_pool& pool) {
         if (at_block > 0 && at_block + done == static_cast<int>(count)) {
             for (fiber& f : b.fibers)
                 if (f.at == fiber::state::block_barrier) f.at = fiber::state::ready;
+            publish_landed_copies(b);
             released = true;
         }
         for (unsigned w = 0; at_block + done < static_cast<int>(count) && w * warp_size < count; ++w) {
@@ -450,6 +498,7 @@ inline void run_grid(const char* kernel, dim3 grid, dim3 block, const std::funct
         // the previous block's data or zeros.
         const auto base = (reinterpret_cast<std::uintptr_t>(shared_storage.data()) + 15) / 16 * 16;
         b.dynamic_shared = reinterpret_cast<unsigned char*>(base);
+        b.dynamic_shared_bytes = dynamic_shared;
         std::memset(b.dynamic_shared, 0xff, dynamic_shared);
         run_block(b, pool);
         if (!b.failure.empty()) {
@@ -484,19 +533,75 @@ inline void check_aligned(const void* p, std::size_t bytes, const char* what) {
         kernel_failure(std::string(what) + ": address not " + std::to_string(bytes) + "-byte aligned");
 }
 
-// cp.async is done at once; commit and wait have nothing left to wait for.
-inline void cp_async_16(void* dst, const void* src, bool valid) {
-    check_aligned(dst, 16, "cp.async destination");
-    if (valid) {
-        check_aligned(src, 16, "cp.async source");
-        std::memcpy(dst, src, 16);
-    } else {
-        std::memset(dst, 0, 16);
+// --- cp.async (PTX semantics): a copy joins the thread's open commit group;
+// commit_group closes it; wait_group n lands the thread's copies of all
+// but the n most recent closed groups. Until it lands, the destination reads
+// as NaN (0xff bytes); ldmatrix checks the bytes it reads (check_shared_read).
+
+inline std::string thread_name(int linear) {
+    return thread_name(current_block->fibers[static_cast<std::size_t>(linear)]);
+}
+// "dynamic shared byte 1024", or the address for static __shared__ arrays.
+inline std::string shared_name(std::uintptr_t chunk) {
+    const auto base = reinterpret_cast<std::uintptr_t>(current_block->dynamic_shared);
+    if (chunk >= base && chunk < base + current_block->dynamic_shared_bytes)
+        return "dynamic shared byte " + std::to_string(chunk - base);
+    char name[40];
+    std::snprintf(name, sizeof name, "shared address %#llx", static_cast<unsigned long long>(chunk));
+    return name;
+}
+
+// A read of `bytes` shared bytes at `p` by the current thread: refused while
+// a cp.async into them is in flight, or landed by another thread with no
+// __syncthreads since.
+inline void check_shared_read(const void* p, std::size_t bytes, const char* what) {
+    auto& writes = current_block->async_writes;
+    if (writes.empty()) return;
+    const auto first = reinterpret_cast<std::uintptr_t>(p) / 16 * 16;
+    for (auto chunk = first; chunk < reinterpret_cast<std::uintptr_t>(p) + bytes; chunk += 16) {
+        const auto it = writes.find(chunk);
+        if (it == writes.end()) continue;
+        const std::string head = std::string(what) + " reads " + shared_name(chunk) + " that a cp.async of " +
+                                 thread_name(it->second.writer);
+        if (!it->second.landed)
+            kernel_failure(head + " has not completed (missing cp.async.wait_group/commit_group before the read)");
+        if (it->second.writer != current_fiber->linear)
+            kernel_failure(head + " completed with no __syncthreads since (the writer's wait and then a barrier "
+                                  "must come before another thread reads it)");
     }
 }
-inline void cp_async_commit() {}
+
+inline void cp_async_16(void* dst, const void* src, bool valid) {
+    check_aligned(dst, 16, "cp.async destination");
+    if (valid) check_aligned(src, 16, "cp.async source");
+    const auto chunk = reinterpret_cast<std::uintptr_t>(dst);
+    fiber& f = *current_fiber;
+    const auto [it, fresh] = current_block->async_writes.try_emplace(chunk, async_write{f.linear, false});
+    if (!fresh && (!it->second.landed || it->second.writer != f.linear))
+        kernel_failure("cp.async into " + shared_name(chunk) + " that a cp.async of " +
+                       thread_name(it->second.writer) +
+                       (it->second.landed ? " landed in with no __syncthreads since" : " is still writing"));
+    it->second = async_write{f.linear, false};
+    async_copy c{static_cast<unsigned char*>(dst), f.committed, {}};
+    if (valid) std::memcpy(c.data, src, 16);  // zero-filled otherwise (src-size 0)
+    f.copies.push_back(c);
+    std::memset(dst, 0xff, 16);  // a read before the copy lands sees NaN, not the copy
+}
+inline void cp_async_commit() { ++current_fiber->committed; }
+inline void cp_async_wait_group(std::uint64_t pending) {
+    fiber& f = *current_fiber;
+    if (f.committed > pending) land_copies(f, f.committed - pending);
+}
 template <int pending>
-inline void cp_async_wait() {}
+inline void cp_async_wait() {
+    static_assert(pending >= 0, "cp.async.wait_group N needs N >= 0");
+    cp_async_wait_group(pending);
+}
+// cp.async.wait_all: commit_group, then wait_group 0.
+inline void cp_async_wait_all() {
+    cp_async_commit();
+    cp_async_wait_group(0);
+}
 
 // ldmatrix .m8n8 .b16: lanes 8i..8i+7 hold the row addresses of matrix i;
 // lane l gets row l/4, columns 2(l%4) and 2(l%4)+1 of each matrix.
@@ -507,6 +612,7 @@ inline void ldmatrix(unsigned* r, const void* row) {
     const int l = lane();
     w.address[l] = row;
     warp_barrier(0xffffffffu);
+    check_shared_read(row, 16, "ldmatrix");  // once every lane of the warp has issued what came before
     for (int i = 0; i < matrices; ++i) {
         const auto* p = static_cast<const std::uint16_t*>(w.address[8 * i + l / 4]) + 2 * (l % 4);
         r[i] = static_cast<unsigned>(p[0]) | static_cast<unsigned>(p[1]) << 16;
@@ -834,7 +940,7 @@ public:
         const char* name = name_;
         const dim3 grid = grid_, block = block_;
         const std::size_t shared = shared_;
-        std::vector<const void*> pointers;  // the arguments that may be device memory
+        std::vector<const void*> pointers;  // the arguments (or their members) that may be device memory
         std::apply([&](const auto&... a) { (note_pointer(pointers, a), ...); }, *parameters);
         submit(
             stream_,
@@ -846,9 +952,15 @@ public:
     }
 
 private:
+    // A pointer argument, or the pointers a struct argument lists in its
+    // `device_pointers()` member (any range of pointers).
     template <class T>
     static void note_pointer(std::vector<const void*>& to, const T& a) {
-        if constexpr (std::is_pointer_v<T>) to.push_back(static_cast<const void*>(a));
+        if constexpr (std::is_pointer_v<T>) {
+            to.push_back(static_cast<const void*>(a));
+        } else if constexpr (requires { a.device_pointers(); }) {
+            for (const auto* p : a.device_pointers()) to.push_back(static_cast<const void*>(p));
+        }
     }
     const char* name_;
     void (*kernel_)(P...);
@@ -923,10 +1035,6 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
     p->major = chimera_emulator::device().major;
     p->minor = chimera_emulator::device().minor;
     p->clockRate = 1000000;
-    return cudaSuccess;
-}
-inline cudaError_t cudaGetDevice(int* device) {
-    *device = 0;
     return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
@@ -1174,6 +1282,16 @@ T __shfl_down_sync(unsigned mask, T v, unsigned delta, int = 32) {
     const T other = chimera_emulator::shuffle(mask, v, source < 32 ? source : chimera_emulator::lane());
     return source < 32 ? other : mine;
 }
+// <cuda_pipeline.h>'s primitives, over the emulated cp.async (16-byte
+// copies; zfill 16 zero-fills the whole copy).
+inline void __pipeline_memcpy_async(void* dst, const void* src, std::size_t size, std::size_t zfill = 0) {
+    if (size != 16 || (zfill != 0 && zfill != 16))
+        chimera_emulator::kernel_failure("__pipeline_memcpy_async of size " + std::to_string(size) + ", zfill " +
+                                         std::to_string(zfill) + " (only 16-byte copies are emulated)");
+    chimera_emulator::cp_async_16(dst, src, zfill == 0);
+}
+inline void __pipeline_commit() { chimera_emulator::cp_async_commit(); }
+inline void __pipeline_wait_prior(std::size_t n) { chimera_emulator::cp_async_wait_group(n); }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
