@@ -427,6 +427,15 @@ def test_pickle_and_copy():
     assert pickle.loads(pickle.dumps(op)) == op
     reduce = chimera.Op("REDUCE_GRAD", 1)
     assert pickle.loads(pickle.dumps(reduce)) == reduce and pickle.loads(pickle.dumps(reduce)).micro_batch is None
+    # A schedule built by hand is not validated: it keeps ops that check()
+    # flags (out-of-range stage, micro-batch, pipeline, peer), and so do its copies.
+    Op = chimera.Op
+    odd = chimera.build("odd", stages=2, micro_batches=2, workers=2, ops=[
+        [Op("F", 7, 0), Op("F", 0, 9, pipeline=3), Op("SEND_F", 0, 0, peer=9)], [Op("RECV_F", 1, 0), Op("B", -1, 0)]])
+    assert not odd.check().ok
+    for clone in (pickle.loads(pickle.dumps(odd)), copy.deepcopy(odd), copy.copy(odd)):
+        assert clone == odd and [clone.ops(w) for w in range(2)] == [odd.ops(w) for w in range(2)]
+        assert clone.name == "odd" and clone.params == odd.params
 
 
 def test_version_is_the_projects():
