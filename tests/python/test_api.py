@@ -471,6 +471,8 @@ def test_build_errors():
         ({**two, "ops": [[], []], "placement": [[0, 2]]}, chimera.ScheduleError, "worker 2 is not in [0, 2)"),
         ({**two, "ops": [[], []], "routing": [1]}, chimera.ScheduleError, "pipeline 1 is not in [0, 1)"),
         ({**two, "workers": 0, "ops": []}, chimera.ScheduleError, "must be >= 1 (got 2, 1, 1, 0)"),
+        ({**two, "workers": 2**31 - 1, "ops": []}, chimera.ScheduleError,
+         "workers must be <= 16777216 (got 2147483647)"),
         ({**two, "ops": [["F"], []]}, TypeError, "incompatible function arguments"),
     ]:
         with pytest.raises(error_type) as error:
