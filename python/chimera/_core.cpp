@@ -348,6 +348,10 @@ chimera::tune_result tune(const std::string& preset, int devices, int global_bat
     if (global_batch < 1) throw py::value_error(cat("global_batch must be >= 1 (got ", global_batch, ")"));
     if (memory_gib && !(*memory_gib > 0)) throw py::value_error(cat("memory_gib must be > 0 (got ", number(*memory_gib), ")"));
     if (max_micro_batch < 1) throw py::value_error(cat("max_micro_batch must be >= 1 (got ", max_micro_batch, ")"));
+    // tune() doubles an int B up to this bound: from 2^30 on the doubling
+    // overflows and the process dies (SIGFPE); no real micro-batch is that large.
+    if (max_micro_batch >= (1 << 30))
+        throw py::value_error(cat("max_micro_batch must be < 1073741824 (got ", max_micro_batch, ")"));
     chimera::tune_request r{
         .model = find_named(chimera::model_presets, p.model, "model"),
         .machine = {find_named(chimera::device_presets, p.device, "device"),

@@ -361,6 +361,9 @@ def test_bad_arguments_of_methods(tmp_path):
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, memory_gib=0), ValueError, "memory_gib must be > 0 (got 0)"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, schedules=["zb-v"]), ValueError, "gpipe, 1f1b and chimera only"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, sync="now"), ValueError, "unknown sync policy 'now'"),
+        # B doubles up to the bound in an int: 2^30 would overflow (the process died of SIGFPE).
+        (lambda: chimera.tune("gpt2-124m-p100", 8, 8, max_micro_batch=2**30), ValueError,
+         "max_micro_batch must be < 1073741824 (got 1073741824)"),
         (lambda: chimera.tune("gpt2-124m-p100", 8.5, 8), TypeError, "devices must be an int (got float 8.5)"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, True), TypeError, "global_batch must be an int (got bool True)"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, schedules="chimera"), TypeError, "schedules must be a list"),
