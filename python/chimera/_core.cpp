@@ -212,9 +212,11 @@ chimera::cost_model make_costs(const py::object& costs, const std::optional<std:
     return m;
 }
 
+// min_window None is the default (D - 1); the C++ option reads 0 as that
+// default too, so an explicit 0 (which would read as "always eager") is refused.
 chimera::lower_options lower_options(const std::string& sync, std::optional<int> min_window) {
-    if (min_window && *min_window < 0) throw py::value_error(cat("min_window must be >= 0 (got ", *min_window, ")"));
-    return {.sync = parse_sync(sync), .min_window = min_window.value_or(chimera::default_min_window)};
+    static_assert(chimera::default_min_window == 0);
+    return {.sync = parse_sync(sync), .min_window = optional_count(min_window, "min_window")};
 }
 
 simulation_result simulate(const chimera::schedule& s, const py::object& costs,

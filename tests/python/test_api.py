@@ -341,7 +341,10 @@ def test_bad_arguments_of_methods(tmp_path):
         (lambda: s.pipeline_of(4), IndexError, "micro-batch 4 out of range"),
         (lambda: s.worker_of(2, 0), IndexError, "(pipeline 2, stage 0) out of range"),
         (lambda: s.lower(sync="later"), ValueError, "unknown sync policy 'later' (known: end, eager, eager-opt)"),
-        (lambda: s.lower(sync="eager-opt", min_window=-1), ValueError, "min_window must be >= 0 (got -1)"),
+        (lambda: s.lower(sync="eager-opt", min_window=-1), ValueError, "min_window must be >= 1 or None (got -1)"),
+        # 0 would silently mean the default D - 1 (the C++ option's reading), not "always eager".
+        (lambda: s.lower(sync="eager-opt", min_window=0), ValueError, "min_window must be >= 1 or None (got 0)"),
+        (lambda: s.simulate(sync="eager-opt", min_window=0), ValueError, "min_window must be >= 1 or None (got 0)"),
         (lambda: s.simulate(costs={"X": 1}), ValueError, "costs: unknown op kind 'X' (expected F, B, I, W)"),
         (lambda: s.simulate(costs=3), TypeError, "costs must be a dict like {'F': 1, 'B': 2} (got int)"),
         (lambda: s.simulate(costs=[{"F": 1}, 2]), TypeError, "costs[1] must be a dict"),
