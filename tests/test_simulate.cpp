@@ -246,7 +246,7 @@ TEST_CASE("what does not fit the schedule is refused with S0, naming it") {
     cost_model three;
     three.per_stage.resize(3);
     CHECK(refusal(lowered, three) == "S0 simulate: the cost model describes 3 stages, the schedule has 2");
-    // One field of worker 0's SEND_F of micro-batch 0 (peer 1) out of range at a time.
+    // One field of worker 0's SEND_F of micro-batch 0 (pipeline 0, peer 1) out of range at a time.
     std::vector<std::vector<op>> lists;
     for (int w = 0; w < 2; ++w) lists.emplace_back(lowered.ops(w).begin(), lowered.ops(w).end());
     const auto send = static_cast<std::size_t>(
@@ -257,6 +257,8 @@ TEST_CASE("what does not fit the schedule is refused with S0, naming it") {
                                                                                   "pipeline 0, peer 1)"},
                                     std::pair{op{op_kind::SEND_F, 0, 0, 0, 2}, "SEND_F(micro-batch 0, stage 0, "
                                                                                   "pipeline 0, peer 2)"},
+                                    std::pair{op{op_kind::SEND_F, 0, 0, 1, 1}, "SEND_F(micro-batch 0, stage 0, "
+                                                                                  "pipeline 1, peer 1)"},
                                     std::pair{op{op_kind::SEND_F, 0, 0, 0, no_peer}, "SEND_F(micro-batch 0, stage "
                                                                                        "0, pipeline 0)"}}) {
         lists[0][send] = bad;
