@@ -4,7 +4,7 @@ DESTDIR, then a CMake project (tests/consumer) finds it with
 find_package(chimera 0.1) through CMAKE_PREFIX_PATH, links chimera::chimera,
 builds and runs. A request for a newer version is refused, and the
 pkg-config file of the same install points at the same headers.
-Usage: test_cmake_package.py SOURCE_ROOT (exit 77, skipped, without cmake)"""
+Usage: test_cmake_package.py SOURCE_ROOT (exit 77, skipped, without cmake; 1 under CI=true)"""
 import os
 import shutil
 import subprocess
@@ -13,6 +13,9 @@ import tempfile
 
 root = os.path.abspath(sys.argv[1])
 if shutil.which("cmake") is None:
+    if os.environ.get("CI"):  # .ci/install-deps installs cmake: its absence is a broken CI image
+        print("cmake not found under CI=true: the CMake package is untested")
+        sys.exit(1)
     print("cmake not found: skipped")
     sys.exit(77)
 
