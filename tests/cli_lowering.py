@@ -90,6 +90,7 @@ expect_usage_error(["simulate", "--stages", "4", "--micro-batches", "4", "--cost
 expect_usage_error(["simulate", "--stages", "4", "--micro-batches", "4", "--cost", "F=nan"], "bad --cost")
 expect_usage_error(["simulate", "--stages", "4", "--micro-batches", "4", "--p2p", "1"], "bad --p2p")
 expect_usage_error(["simulate", "--stages", "4", "--micro-batches", "4", "--p2p", "1,x"], "bad --p2p")
+expect_usage_error(["lower", "--stages", "4", "--micro-batches", "4", "--sync", "eager-opt", "--min-window", "0"], "--min-window")
 
 # tune: a ranked table; clear errors for unknown presets and impossible requests.
 r = run("tune", "--preset", "gpt2-124m-h100", "--devices", "8", "--global-batch", "32", "--top", "3")

@@ -164,6 +164,9 @@ inline constexpr config_rule shared_rules[] = {
          return static_cast<long long>(x.c.stages) * x.v * x.c.micro_batches > max_stage_micro_batch_product;
      },
      [](const rule_input& x) {
+         if (x.v != 1)
+             return cat(who(x), ": D*v*N must be <= ", max_stage_micro_batch_product, " (got D=", x.c.stages,
+                        ", v=", x.v, ", N=", x.c.micro_batches, ")");
          return cat(who(x), ": D*N must be <= ", max_stage_micro_batch_product, " (got D=", x.c.stages,
                     ", N=", x.c.micro_batches, ")");
      }},
