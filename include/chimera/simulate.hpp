@@ -22,7 +22,7 @@
 //   and p2p traffic that follow it);
 // * recomputation re-runs the forward inside every backward (B and I).
 // With unit costs and no communication cost the makespan is the unit-time
-// span of every formula in the spec (tests/test_simulate.cpp).
+// span of every formula in the spec (tests/core/test_simulate.cpp).
 #pragma once
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The installed library is a CMake package: meson install into a temporary
-DESTDIR, then a CMake project (tests/consumer) finds it with
+DESTDIR, then a CMake project (tests/packaging/consumer) finds it with
 find_package(chimera 0.1) through CMAKE_PREFIX_PATH, links chimera::chimera,
 builds and runs. A request for a newer version is refused, and the
 pkg-config file of the same install points at the same headers.
@@ -40,7 +40,7 @@ with tempfile.TemporaryDirectory() as tmp:
     ok = run(["meson", "setup", build, root, "--prefix=/usr/local", *disabled]) and \
         run(["meson", "install", "-C", build, "--destdir", destdir])
     consumer = os.path.join(tmp, "consumer")
-    shutil.copytree(os.path.join(root, "tests", "consumer"), consumer)
+    shutil.copytree(os.path.join(root, "tests", "packaging", "consumer"), consumer)
     cmake_build = os.path.join(tmp, "cmake-build")
     if ok and run(["cmake", "-S", consumer, "-B", cmake_build, f"-DCMAKE_PREFIX_PATH={prefix}"]) and \
             run(["cmake", "--build", cmake_build]):
