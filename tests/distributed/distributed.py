@@ -16,6 +16,9 @@ CASE:
              hang; the time from the kill to the end is printed.
   checkpoint a rank dies in a checkpoint write; resume equals the
              uninterrupted run; a partial set is refused.
+  nccl-train EXE  chimera-train-emulated --backend cuda --transport nccl
+             (the CUDA backend on the emulated nccl.h and CUDA) gives the
+             digest of the local emulated run: Chimera np 4, 1F1B W=2 np 8.
   nccl EXE   the emulated nccl.h (mpirun -np 4): semantics, and a wrongly
              grouped exchange that times out on both ranks.
   hang       one rank stopped mid-step: the others' watchdog names it and
@@ -78,11 +81,11 @@ def cases():
     ]
 
 
-def same_answer(args, np, mpi_extra=(), train_extra=()):
+def same_answer(args, np, mpi_extra=(), train_extra=(), transport='mpi'):
     local = summary(run([train, *args, *common, *train_extra]))
-    distributed = summary(run(mpi(np, *mpi_extra) + [train, *args, *common, *train_extra, '--transport', 'mpi']))
+    distributed = summary(run(mpi(np, *mpi_extra) + [train, *args, *common, *train_extra, '--transport', transport]))
     label = ' '.join(os.path.basename(a) for a in args + list(train_extra))
-    if distributed['transport'] != 'mpi' or distributed['ranks'] != np:
+    if distributed['transport'] != transport or distributed['ranks'] != np:
         sys.exit(f'{label}: not an mpi run of {np} ranks: {distributed}')
     if distributed['params_sha256'] != local['params_sha256']:
         sys.exit(f'{label}: mpi digest {distributed["params_sha256"]} != local {local["params_sha256"]}')
@@ -91,7 +94,7 @@ def same_answer(args, np, mpi_extra=(), train_extra=()):
             sys.exit(f'{label}: {key} differs: mpi {distributed[key]}, local {local[key]}')
     if not (distributed['replicas_identical'] and local['replicas_identical']):
         sys.exit(f'{label}: replicas differ')
-    print(f'{label}: np {np}: {local["params_sha256"]}')
+    print(f'{label}: {transport} np {np}: {local["params_sha256"]}')
     return local['params_sha256']
 
 
@@ -220,6 +223,13 @@ elif case == 'kill':
     kill_mid_step()
 elif case == 'checkpoint':
     checkpoints()
+elif case == 'nccl-train':
+    # sys.argv[4]: chimera-train-emulated (the CUDA backend on the CUDA emulator)
+    train = sys.argv[4]
+    cuda = ['--backend', 'cuda']
+    same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4'], 4, train_extra=cuda, transport='nccl')
+    same_answer(['--schedule', '1f1b', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
+                train_extra=cuda, transport='nccl')
 elif case == 'nccl':
     nccl_emulator(sys.argv[4])
 elif case == 'hang':
