@@ -287,25 +287,30 @@ inline ncclResult_t ncclGroupEnd() {
     return ncclSuccess;
 }
 
+namespace chimera_nccl {
+// A send (synchronous: completes once the receive is posted) or a receive,
+// tag 0: messages between two ranks match in issue order.
+inline ncclResult_t point_to_point(bool send, void* data, std::size_t count, ncclDataType_t type, int peer,
+                                   ncclComm_t comm, cudaStream_t stream) {
+    return add(comm,
+               {[=](std::vector<MPI_Request>& r) {
+                    r.emplace_back();
+                    const int n = static_cast<int>(count);
+                    if (send) MPI_Issend(data, n, mpi_type(type), peer, 0, comm->p2p, &r.back());
+                    else MPI_Irecv(data, n, mpi_type(type), peer, 0, comm->p2p, &r.back());
+                },
+                {}},
+               stream);
+}
+}  // namespace chimera_nccl
+
 inline ncclResult_t ncclSend(const void* data, std::size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
                              cudaStream_t stream) {
-    return chimera_nccl::add(comm, {[=](std::vector<MPI_Request>& r) {
-                                        r.emplace_back();
-                                        MPI_Issend(data, static_cast<int>(count), chimera_nccl::mpi_type(type), peer, 0,
-                                                   comm->p2p, &r.back());
-                                    },
-                                    {}},
-                             stream);
+    return chimera_nccl::point_to_point(true, const_cast<void*>(data), count, type, peer, comm, stream);
 }
 inline ncclResult_t ncclRecv(void* data, std::size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
                              cudaStream_t stream) {
-    return chimera_nccl::add(comm, {[=](std::vector<MPI_Request>& r) {
-                                        r.emplace_back();
-                                        MPI_Irecv(data, static_cast<int>(count), chimera_nccl::mpi_type(type), peer, 0,
-                                                  comm->p2p, &r.back());
-                                    },
-                                    {}},
-                             stream);
+    return chimera_nccl::point_to_point(false, data, count, type, peer, comm, stream);
 }
 
 // Sum in rank order: every rank sends its buffer to rank 0, which adds them
