@@ -147,15 +147,42 @@ static_assert(runtime::transport<channel, gpu::device_span, gpu::device_receipt,
 
 namespace chimera::runtime::nccl {
 
+// Node-local rank -> GPU: the i-th rank of a node (MPI_COMM_TYPE_SHARED)
+// takes the node's GPU i; a rank beyond the node's GPUs is refused (NCCL
+// does not share a GPU between ranks). The emulator has one device per
+// process, so there every rank takes device 0.
+struct device_selection {
+    device_selection() {
+        MPI_Comm node = MPI_COMM_NULL;
+        int world_rank = 0, local = 0, devices = 0;
+        MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+        mpi::check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node),
+                   "MPI_Comm_split_type");
+        MPI_Comm_rank(node, &local);
+        MPI_Comm_free(&node);
+        gpu::check(cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
+#if defined(CHIMERA_CUDA_EMULATION)
+        local = 0;
+#endif
+        if (local >= devices)
+            throw nccl_failure("MPI rank " + std::to_string(world_rank) + " is rank " + std::to_string(local) +
+                               " on its node, which has " + std::to_string(devices) +
+                               " GPU(s): one rank per GPU (fewer ranks per node, or more GPUs)");
+        gpu::check(cudaSetDevice(local), "cudaSetDevice");
+    }
+};
+
 // This rank's worker on the CUDA backend, its comm groups on NCCL (the
-// worker of mpi::rank_trainer). Received buffers are freed after the step;
-// an asynchronous NCCL error is checked when the stream is idle.
-class cuda_worker : public gpu::cuda_backend {
+// worker of mpi::rank_trainer), on its node-local GPU. Received buffers are
+// freed after the step; an asynchronous NCCL error is checked when the
+// stream is idle.
+class cuda_worker : private device_selection, public gpu::cuda_backend {
 public:
     using options = gpu::gpu_stage_options;
     cuda_worker(mpi::world& w, const schedule& s, const run_shape& shape, const gpt::dataset& data, int group,
                 int worker, const std::vector<float>& initial, const options& o = {})
-        : gpu::cuda_backend(s, shape, data, group, worker, initial, o), mpi_(w), nccl_(s, w, shape.data_parallel) {}
+        : device_selection(), gpu::cuda_backend(s, shape, data, group, worker, initial, o), mpi_(w),
+          nccl_(s, w, shape.data_parallel) {}
     cuda_worker(const cuda_worker&) = delete;
     cuda_worker& operator=(const cuda_worker&) = delete;
     ~cuda_worker() { free_received(); }
