@@ -219,6 +219,32 @@ public:
             peaks.push_back(values_of<int>(all[static_cast<std::size_t>(world_.to_mpi(logical))]).at(0));
         return peaks;
     }
+    // Op times summed over all ranks since construction, as the local
+    // trainer's (workers that measure them: the CPU backend). Collective.
+    times_snapshot total_times() const
+        requires requires(const Worker& w) { w.stage_times(); w.times(); }
+    {
+        std::vector<op_times> mine = backend_.stage_times();
+        mine.push_back(backend_.times());  // last: the whole worker (its optimizer time)
+        const std::string bytes = bytes_of(mine);
+        std::string all(bytes.size() * static_cast<std::size_t>(ranks()), '\0');
+        check(MPI_Allgather(bytes.data(), static_cast<int>(bytes.size()), MPI_CHAR, all.data(),
+                            static_cast<int>(bytes.size()), MPI_CHAR, MPI_COMM_WORLD),
+              "MPI_Allgather");
+        times_snapshot t;
+        t.stages.assign(static_cast<std::size_t>(s_.stages()), {});
+        for (int r = 0; r < ranks(); ++r) {
+            const auto rank_times = values_of<op_times>(all.substr(r * bytes.size(), bytes.size()));
+            t.optimizer += rank_times.back().optimizer;
+            for (std::size_t st = 0; st < t.stages.size(); ++st) {
+                op_times x = rank_times[st];
+                x.comm = x.optimizer = 0;
+                t.stages[st] += x;
+            }
+        }
+        return t;
+    }
+
     std::vector<int> predicted_peaks() const {
         const auto per_worker = peak_activations(s_);
         std::vector<int> peaks;

@@ -219,6 +219,10 @@ elif case == 'mismatch':
     expect_failure(mpi(3) + [train, *base, '--micro-batches', '4'], 2,
                    'the world has 3 ranks; the schedule needs D x W = 4 x 1 = 4')
     print('world size: refused')
+    expect_failure([train, *base, '--micro-batches', '4'], 2, 'the world has 1 ranks')
+    print('started without mpirun (one rank): refused')
+    expect_failure([train, *base[:-2], '--micro-batches', '4', '--transport', 'nccl'], 2,
+                   '--transport nccl runs the cuda backend (--backend cuda)')
 elif case == 'kill':
     kill_mid_step()
 elif case == 'checkpoint':
