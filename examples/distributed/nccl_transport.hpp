@@ -3,7 +3,8 @@
 // everyone over MPI; point-to-point messages use the world communicator,
 // each stage's replica group its own (ncclCommSplit, ordered by the
 // members' fixed order so the emulator's sum equals the local run's);
-// every comm group is one ncclGroupStart/End on the worker's stream.
+// every comm group is one ncclGroupStart/End on the worker's communication
+// stream, joined to the compute stream by events.
 // Errors are checked; an asynchronous error (a peer that never posts: the
 // emulator's timeout) is reported after the step, and the communicators
 // are aborted.
@@ -112,17 +113,27 @@ private:
 };
 
 // One comm group of one rank: models runtime::transport over the CUDA
-// backend's device buffers. Received buffers are allocated on the stream
-// and listed in `received` (freed after the step).
+// backend's device buffers. The group runs on the communication stream,
+// after everything the compute stream issued before it (an event); the
+// compute stream waits for the group's end before its next work, except
+// for a group of reductions only, whose end is left in `deferred` (joined
+// before the optimizer: the gradient sync overlaps the remaining backward
+// passes). Received buffers are allocated on the communication stream and
+// listed in `received` (freed after the step).
 class channel {
 public:
-    channel(world& w, cudaStream_t stream, std::vector<float*>& received) : w_(w), stream_(stream), received_(received) {
+    channel(world& w, cudaStream_t compute, cudaStream_t comm, std::vector<float*>& received,
+            std::vector<cudaEvent_t>& deferred)
+        : w_(w), compute_(compute), stream_(comm), received_(received), deferred_(deferred) {
+        join(compute_, stream_);
         check(ncclGroupStart(), "ncclGroupStart");
     }
     void post_send(const message_key& key, gpu::device_span data) {
+        reductions_only_ = false;
         check(ncclSend(data.data, data.count, ncclFloat32, w_.to_mpi(key.to), w_.all(), stream_), "ncclSend");
     }
     void post_recv(const message_key& key, gpu::device_receipt out) {
+        reductions_only_ = false;
         float* buffer = nullptr;
         gpu::check(cudaMallocAsync(reinterpret_cast<void**>(&buffer), out.count * sizeof(float), stream_),
                    "cudaMallocAsync");
@@ -134,12 +145,31 @@ public:
         check(ncclAllReduce(data.data, data.data, data.count, ncclFloat32, ncclSum, w_.stage(key.stage), stream_),
               "ncclAllReduce");
     }
-    void complete() { check(ncclGroupEnd(), "ncclGroupEnd"); }
+    void complete() {
+        check(ncclGroupEnd(), "ncclGroupEnd");
+        if (reductions_only_) deferred_.push_back(record(stream_));
+        else join(stream_, compute_);
+    }
+
+    // `later` runs its next work after what `earlier` issued so far.
+    static void join(cudaStream_t earlier, cudaStream_t later) {
+        const cudaEvent_t e = record(earlier);
+        gpu::check(cudaStreamWaitEvent(later, e, 0), "cudaStreamWaitEvent");
+        gpu::check(cudaEventDestroy(e), "cudaEventDestroy");  // CUDA keeps it until the wait is done
+    }
+    static cudaEvent_t record(cudaStream_t s) {
+        cudaEvent_t e = nullptr;
+        gpu::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+        gpu::check(cudaEventRecord(e, s), "cudaEventRecord");
+        return e;
+    }
 
 private:
     world& w_;
-    cudaStream_t stream_;
+    cudaStream_t compute_, stream_;
     std::vector<float*>& received_;
+    std::vector<cudaEvent_t>& deferred_;
+    bool reductions_only_ = true;
 };
 static_assert(runtime::transport<channel, gpu::device_span, gpu::device_receipt, gpu::device_span>);
 
@@ -182,10 +212,15 @@ public:
     cuda_worker(mpi::world& w, const schedule& s, const run_shape& shape, const gpt::dataset& data, int group,
                 int worker, const std::vector<float>& initial, const options& o = {})
         : device_selection(), gpu::cuda_backend(s, shape, data, group, worker, initial, o), mpi_(w),
-          nccl_(s, w, shape.data_parallel) {}
+          nccl_(s, w, shape.data_parallel) {
+        gpu::check(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    }
     cuda_worker(const cuda_worker&) = delete;
     cuda_worker& operator=(const cuda_worker&) = delete;
-    ~cuda_worker() { free_received(); }
+    ~cuda_worker() {
+        free_received();
+        cudaStreamDestroy(comm_stream_);
+    }
 
     void begin_step(int step) {
         local_ = std::make_unique<gpu::step_transport>(1, mpi_.watchdog(), pool_);  // unused: comm goes to NCCL
@@ -196,18 +231,26 @@ public:
         local_.reset();
     }
     void comm(std::span<const op> group) {
-        channel transport(nccl_, stream(), received_);
+        channel transport(nccl_, stream(), comm_stream_, received_, deferred_);
         gpu::cuda_backend::comm(group, transport);
     }
-    // NCCL's errors first (a peer that never posted leaves the buffers unconsumed).
+    // NCCL's errors first (a peer that never posted leaves the buffers
+    // unconsumed); then the deferred reductions join the compute stream.
     void synchronize() {
+        gpu::check(cudaStreamSynchronize(comm_stream_), "cudaStreamSynchronize");
         gpu::check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
         nccl_.check_async();
+        for (cudaEvent_t e : deferred_) {
+            gpu::check(cudaStreamWaitEvent(stream(), e, 0), "cudaStreamWaitEvent");
+            gpu::check(cudaEventDestroy(e), "cudaEventDestroy");
+        }
+        deferred_.clear();
         gpu::cuda_backend::synchronize();
     }
 
 private:
     void free_received() {
+        cudaStreamSynchronize(comm_stream_);
         cudaStreamSynchronize(stream());
         for (float* p : received_) cudaFree(p);
         received_.clear();
@@ -217,6 +260,8 @@ private:
     gpu::buffer_pool pool_;
     std::unique_ptr<gpu::step_transport> local_;
     std::vector<float*> received_;
+    cudaStream_t comm_stream_ = nullptr;
+    std::vector<cudaEvent_t> deferred_;
 };
 
 }  // namespace chimera::runtime::nccl

@@ -18,7 +18,9 @@ CASE:
              uninterrupted run; a partial set is refused.
   nccl-train EXE  chimera-train-emulated --backend cuda --transport nccl
              (the CUDA backend on the emulated nccl.h and CUDA) gives the
-             digest of the local emulated run: Chimera np 4, 1F1B W=2 np 8.
+             digest of the local emulated run: Chimera (eager sync: the
+             reductions overlap on the communication stream) np 4, 1F1B
+             W=2 np 8.
   nccl EXE   the emulated nccl.h (mpirun -np 4): semantics, and a wrongly
              grouped exchange that times out on both ranks.
   hang       one rank stopped mid-step: the others' watchdog names it and
@@ -231,7 +233,8 @@ elif case == 'nccl-train':
     # sys.argv[4]: chimera-train-emulated (the CUDA backend on the CUDA emulator)
     train = sys.argv[4]
     cuda = ['--backend', 'cuda']
-    same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4'], 4, train_extra=cuda, transport='nccl')
+    same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--sync', 'eager'], 4,
+                train_extra=cuda, transport='nccl')
     same_answer(['--schedule', '1f1b', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
                 train_extra=cuda, transport='nccl')
 elif case == 'nccl':
