@@ -5,10 +5,13 @@ usage: distributed.py CHIMERA_TRAIN CHIMERA_SCHED CASE
 
 CASE:
   same-np4   D=4, W=1 (mpirun -np 4): Chimera k=2 and k=4 (direct), k=2
-             doubling, 1F1B, GPipe (eager sync), ZB-V, DualPipe give the
-             params_sha256 of the local run of the same schedule, and every
-             replica stays bit-identical.
-  same-np8   the same with D=4, W=2 (mpirun -np 8), one case stage-major.
+             doubling, 1F1B, GPipe (eager sync), ZB-V, DualPipe (from
+             chimera-sched's JSON), interleaved, GEMS, ZB-H1, DualPipeV,
+             Chimera with split backward give the params_sha256 of the
+             local run of the same schedule, and every replica stays
+             bit-identical.
+  same-np8   the first seven with D=4, W=2 (mpirun -np 8); one case
+             stage-major, one fp64.
   tcp        one case with --mca btl tcp,self (messages cross TCP).
   mismatch   one rank launched with other options: every rank exits 2
              naming rank 2; a world size that is not D x W: exit 2, the rule.
@@ -201,13 +204,20 @@ def nccl_emulator(exe):
 
 
 if case == 'same-np4':
-    for args in cases():
+    zoo = [['--schedule', 'interleaved', '--stages', '4', '--micro-batches', '8'],
+           ['--schedule', 'gems', '--stages', '4', '--micro-batches', '4'],
+           ['--schedule', 'zb-h1', '--stages', '4', '--micro-batches', '8'],
+           ['--schedule', 'dualpipev', '--stages', '4', '--micro-batches', '8'],
+           ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--split-backward']]
+    for args in cases() + zoo:
         same_answer(args, 4)
 elif case == 'same-np8':
     for args in cases():
         same_answer(args + ['--data-parallel', '2'], 8)
     same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
                 train_extra=['--rank-layout', 'stage-major'])
+    same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '8', '--pipelines', '4',
+                 '--data-parallel', '2'], 8, train_extra=['--fp64'])
 elif case == 'tcp':
     same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
                 mpi_extra=['--mca', 'btl', 'tcp,self'])
