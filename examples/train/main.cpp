@@ -34,8 +34,9 @@
 #if CHIMERA_HAVE_MPI
 #include <distributed/rank_trainer.hpp>
 #endif
-// --transport nccl: on the emulated nccl.h only so far (docs/distributed.md).
-#if CHIMERA_HAVE_MPI && CHIMERA_HAVE_CUDA && defined(CHIMERA_CUDA_EMULATION)
+// --transport nccl: on the emulated nccl.h (chimera-train-emulated), or the
+// real one where Meson found libnccl (docs/distributed.md).
+#if CHIMERA_HAVE_MPI && CHIMERA_HAVE_CUDA && (defined(CHIMERA_CUDA_EMULATION) || defined(CHIMERA_HAVE_REAL_NCCL))
 #define CHIMERA_HAVE_NCCL 1
 #else
 #define CHIMERA_HAVE_NCCL 0
@@ -392,8 +393,8 @@ int train(const options& o, const typename Backend::options& backend_options = {
         if (o.transport == "nccl") return train_distributed<nccl::cuda_worker>(o, p, data, backend_options);
 #endif
     if (o.transport != "local")
-        throw usage_error("--transport " + o.transport + ": this chimera-train was built without it (MPI: -Dmpi; " +
-                          "nccl: the emulated CUDA build only so far)");
+        throw usage_error("--transport " + o.transport + ": this chimera-train was built without it (mpi: needs an "
+                          "MPI; nccl: CUDA, MPI and libnccl, or the emulated build)");
     Trainer t(p.lowered, p.shape, data, gpt::initial_parameters<R>(p.shape.model, o.seed),
               std::chrono::milliseconds(o.watchdog_ms), backend_options);
     return train_with(o, p, data, t);

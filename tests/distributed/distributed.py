@@ -24,6 +24,8 @@ CASE:
              digest of the local emulated run: Chimera (eager sync: the
              reductions overlap on the communication stream) np 4, 1F1B
              W=2 np 8.
+  nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU
+             (skip, 77, without one).
   nccl EXE   the emulated nccl.h (mpirun -np 4): semantics, and a wrongly
              grouped exchange that times out on both ranks.
   hang       one rank stopped mid-step: the others' watchdog names it and
@@ -247,6 +249,16 @@ elif case == 'nccl-train':
                 train_extra=cuda, transport='nccl')
     same_answer(['--schedule', '1f1b', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
                 train_extra=cuda, transport='nccl')
+elif case == 'nccl-gpu':
+    # chimera-train built with the real NCCL: a 1-rank smoke run on a GPU
+    # gives the local run's digest; exit 77 (skip) without a usable GPU.
+    probe = subprocess.run([train, '--backend', 'cuda', '--schedule', 'gpipe', '--stages', '1', '--steps', '0'],
+                           capture_output=True, text=True, timeout=120, env=env)
+    if probe.returncode != 0:
+        print('no usable GPU: skipped\n' + probe.stderr.strip())
+        sys.exit(77)
+    same_answer(['--schedule', 'gpipe', '--stages', '1', '--micro-batches', '2'], 1, train_extra=['--backend', 'cuda'],
+                transport='nccl')
 elif case == 'nccl':
     nccl_emulator(sys.argv[4])
 elif case == 'hang':
