@@ -19,6 +19,7 @@ def fail(message):
 
 
 def schedule_names():
+    """The names of --schedule's list, and the aliases the help explains ("dapple = 1f1b")."""
     text = subprocess.run([sched, 'generate', '--help'], capture_output=True, text=True, check=True).stdout
     m = re.search(r'--schedule TEXT:\{([^}]*)\}', text)
     if not m:
@@ -26,7 +27,8 @@ def schedule_names():
     names = m.group(1).split(',')
     if len(names) < 11:
         fail(f'only {names} in the help text')
-    return names
+    aliases = dict(re.findall(r'([\w.-]+) = ([\w.-]+)', ' '.join(text.split())))
+    return names, aliases
 
 
 def run(*args, expect=0):
@@ -48,10 +50,10 @@ def summary(name):
 
 
 reference = summary('sequential')
-names = schedule_names()
+names, aliases = schedule_names()
 for name in names:
     s = summary(name)
-    if s['schedule'] != name:
+    if s['schedule'] != aliases.get(name, name):
         fail(f'--schedule {name} ran {s["schedule"]}')
     if s['first_loss'] != reference['first_loss']:
         fail(f'{name}: first loss {s["first_loss"]} vs sequential {reference["first_loss"]}')

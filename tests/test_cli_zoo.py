@@ -100,8 +100,18 @@ expect("compare gives every row an N constraint sentence",
 
 # Every schedule compare lists (the registry) is a --schedule choice of the CLI.
 help_text = run("generate", "--help").stdout
-for label in rows:
+for label in compare_rows("--stages", "4", "--micro-batches", "8"):
     expect("help names " + label.split()[0], label.split()[0] in help_text, help_text[:300])
+names = run("schedules", "--names").stdout.split()
+every = compare_rows("--stages", "4", "--micro-batches", "8")  # every schedule accepts D=4, N=8
+expect("schedules --names lists compare's schedules",
+       names == list(dict.fromkeys(label.split()[0] for label in every)), names)
+for name in names:
+    r = run("generate", "--schedule", name, "--stages", "4", "--micro-batches", "8", "--format", "text")
+    expect(f"{name} generates at its defaults", r.returncode == 0 and r.stdout.startswith(name), r.stderr)
+listing = run("schedules").stdout
+expect("schedules shows options and N constraints",
+       "options: --pipelines --scaling --split-backward" in listing and "N: N >= 2D." in listing, listing)
 r = run("generate", "--schedule", "dapple", "--stages", "4", "--micro-batches", "8")
 expect("aliases reach the registry", r.returncode == 0 and '"name":"1f1b"' in r.stdout, r.stderr)
 

@@ -66,6 +66,15 @@ static_assert(mutation_caught());
 // Run-time and compile-time generation agree.
 static_assert(validate_code(config{.schedule = algorithm::chimera, .stages = 5}) == config_errc::odd_stages);
 
+// The registry answers in constant expressions: names, aliases, defaults and
+// the rule text make_fixed prints.
+static_assert(find_schedule("dapple") == &schedules::one_f_one_b_entry);
+static_assert(to_string(algorithm::zb_v) == "zb-v" && parse_algorithm("looped-bfs") == algorithm::looped_bfs);
+static_assert(pipeline_count(config{.schedule = algorithm::dualpipe}) == 2 && chunk_count(config{algorithm::zb_v}) == 2);
+static_assert(first_broken_rule(config{.schedule = algorithm::chimera, .stages = 5})->summary.starts_with(
+    "chimera rule S1: D must be even"));
+static_assert(first_broken_rule(config{.schedule = algorithm::chimera, .stages = 4, .micro_batches = 8}) == nullptr);
+
 }  // namespace
 
 TEST_CASE("compile-time schedules equal run-time schedules") {

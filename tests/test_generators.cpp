@@ -16,21 +16,31 @@ config chimera_config(int d, int n, int k = 2, scaling mode = scaling::direct) {
     return {.schedule = algorithm::chimera, .stages = d, .micro_batches = n, .pipelines = k, .scaling_mode = mode};
 }
 
-// chimera.md §6/§7.1: the phase form of direct mode (f = 1), written
-// independently of the closed form the generator uses.
-std::vector<std::vector<op>> phase_form(int d, int n) {
-    const int units = n / d, half = d / 2;
+// The phase forms of chimera.md §6-§7 (f = 1): for each worker, `body(a,
+// b, own, other, f, bw)` emits its phases, where f(p) and bw(p) append the
+// next forward and backward of pipeline p (micro-batches FIFO per pipeline).
+template <class Body>
+std::vector<std::vector<op>> phases(int d, Body body) {
+    const int half = d / 2;
     std::vector<std::vector<op>> lists(static_cast<std::size_t>(d));
     for (int w = 0; w < d; ++w) {
-        const int m = std::min(w, d - 1 - w), a = half - m, b = m;
-        const int own = w < half ? 0 : 1, other = 1 - own;
+        const int m = std::min(w, d - 1 - w);
         const int stage_of[2] = {w, d - 1 - w};
         int next_f[2] = {0, 0}, next_b[2] = {0, 0};
         auto id = [&](int p, int i) { return i / half * d + p * half + i % half; };
         auto& out = lists[static_cast<std::size_t>(w)];
         auto f = [&](int p) { out.push_back(forward(p, id(p, next_f[p]++), stage_of[p])); };
         auto bw = [&](int p) { out.push_back(backward(p, id(p, next_b[p]++), stage_of[p])); };
-        for (int u = 0; u < units; ++u) {
+        body(half - m, m, w < half ? 0 : 1, w < half ? 1 : 0, f, bw);
+    }
+    return lists;
+}
+
+// chimera.md §6/§7.1: the phase form of direct mode (f = 1), written
+// independently of the closed form the generator uses.
+std::vector<std::vector<op>> phase_form(int d, int n) {
+    return phases(d, [&](int a, int b, int own, int other, auto f, auto bw) {
+        for (int u = 0; u < n / d; ++u) {
             for (int r = 0; r < a; ++r) {
                 if (u > 0) bw(own);
                 f(own);
@@ -40,8 +50,7 @@ std::vector<std::vector<op>> phase_form(int d, int n) {
             for (int r = 0; r < b; ++r) bw(own), bw(other);
         }
         for (int r = 0; r < a; ++r) bw(own);
-    }
-    return lists;
+    });
 }
 
 }  // namespace
@@ -329,17 +338,7 @@ std::vector<std::vector<op>> closed_form_lists(int d, int n, int k) {
 
 // chimera.md §7.2: the phase table of forward doubling, full doubled units.
 std::vector<std::vector<op>> doubling_form(int d, int n) {
-    const int half = d / 2;
-    std::vector<std::vector<op>> lists(static_cast<std::size_t>(d));
-    for (int w = 0; w < d; ++w) {
-        const int m = std::min(w, d - 1 - w), a = half - m, b = m, c = b + half;
-        const int own = w < half ? 0 : 1, other = 1 - own;
-        const int stage_of[2] = {w, d - 1 - w};
-        int next_f[2] = {0, 0}, next_b[2] = {0, 0};
-        auto id = [&](int p, int i) { return i / half * d + p * half + i % half; };
-        auto& out = lists[static_cast<std::size_t>(w)];
-        auto f = [&](int p) { out.push_back(forward(p, id(p, next_f[p]++), stage_of[p])); };
-        auto bw = [&](int p) { out.push_back(backward(p, id(p, next_b[p]++), stage_of[p])); };
+    return phases(d, [&](int a, int b, int own, int other, auto f, auto bw) {
         for (int v = 0; v < n / (2 * d); ++v) {
             for (int r = 0; r < a; ++r) {
                 if (v > 0) bw(own);
@@ -347,11 +346,10 @@ std::vector<std::vector<op>> doubling_form(int d, int n) {
             }
             for (int r = 0; r < b; ++r) f(other), f(other), f(own), f(own);
             for (int r = 0; r < a; ++r) f(other), f(other), bw(other);
-            for (int r = 0; r < c; ++r) bw(own), bw(other);
+            for (int r = 0; r < b + d / 2; ++r) bw(own), bw(other);
         }
         for (int r = 0; r < a; ++r) bw(own);
-    }
-    return lists;
+    });
 }
 }  // namespace
 

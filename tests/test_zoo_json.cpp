@@ -83,7 +83,7 @@ TEST_CASE("every registry entry: names, defaults, rules, generation, checker, JS
         std::size_t at = text.find("\"pipelines\":");
         for (const param_field& p : e->params) {
             if (p.kind == param_field::type::flag_if_set && !(s.params().*p.flag)) continue;  // written when set
-            const std::size_t next = text.find("\"" + std::string(p.key) + "\":", at);
+            const std::size_t next = text.find(std::string("\"").append(p.key).append("\":"), at);
             CHECK(next != std::string::npos);
             at = next;
         }

@@ -38,7 +38,7 @@ command add_schedules(CLI::App& app) {
                         continue;
                     }
                     std::string aliases;
-                    for (std::string_view alias : e->aliases) aliases += (aliases.empty() ? "" : ",") + std::string(alias);
+                    for (std::string_view alias : e->aliases) aliases.append(aliases.empty() ? "" : ",").append(alias);
                     std::cout << e->name << "\n  " << e->description << "\n  aliases: " << (aliases.empty() ? "-" : aliases)
                               << "; pipelines k: " << e->default_pipelines << (e->fixed_pipelines ? " (fixed)" : " (default)")
                               << "; options: " << options_of(*e) << "\n  N: " << e->n_constraint << "\n";

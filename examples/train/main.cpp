@@ -16,6 +16,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <type_traits>
 #include <unistd.h>
@@ -27,6 +28,7 @@
 #include <chimera/io/json.hpp>
 #include <chimera/io/text.hpp>
 #include <chimera/lower.hpp>
+#include <chimera/registry.hpp>
 
 #include <common/checkpoint.hpp>
 #include <cpu/trainer.hpp>
@@ -80,12 +82,25 @@ struct usage_error : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-// Every schedule name the library generates, plus the sequential reference.
+// Every schedule of the library's registry (names and aliases), plus the
+// sequential reference.
 std::vector<std::string> schedule_names() {
     std::vector<std::string> names;
-    for (const algorithm a : generated_algorithms) names.emplace_back(to_string(a));
+    for (const schedule_entry* e : schedule_registry) {
+        names.emplace_back(e->name);
+        for (std::string_view alias : e->aliases) names.emplace_back(alias);
+    }
     names.emplace_back("sequential");
     return names;
+}
+
+std::string schedule_help() {
+    std::string text = "Schedule: ";
+    for (const schedule_entry* e : schedule_registry) {
+        text += std::string(e->name) + ", ";
+        for (std::string_view alias : e->aliases) text += std::string(alias) + " (= " + std::string(e->name) + "), ";
+    }
+    return text + "or sequential (one worker, the whole model: the reference)";
 }
 
 config to_config(const options& o) {
@@ -426,10 +441,9 @@ int train_on_cuda(const options& o) {
 }
 
 void add_options(CLI::App& app, options& o) {
-    const std::vector<std::string> names = schedule_names();
-    std::string list;
-    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    app.add_option("--schedule", o.schedule, "Schedule: " + list)->check(CLI::IsMember(names))->capture_default_str();
+    app.add_option("--schedule", o.schedule, schedule_help())
+        ->check(CLI::IsMember(schedule_names()))
+        ->capture_default_str();
     app.add_option("--stages", o.stages, "Pipeline depth D (workers per pipeline)")->capture_default_str();
     app.add_option("--micro-batches", o.micro_batches, "Micro-batches N per iteration")->capture_default_str();
     app.add_option("--pipelines", o.pipelines, "Chimera: pipelines k = 2f (default 2)");

@@ -9,6 +9,11 @@
 //   recorded event is a no-op; the legacy default stream orders against
 //   blocking streams only; cudaFree synchronizes the device). Missing
 //   synchronization between streams is a real race here too.
+// * Copies into device memory and memsets on the legacy default stream
+//   (cudaMemcpy from pageable memory, cudaMemset) return before their write
+//   lands, as on a GPU: it lands at the next point ordered after it, and
+//   work on a non-blocking stream that touches the written allocation
+//   before then is reported ("unordered access"), not silently raced.
 // * A kernel runs its blocks one after the other; the threads of a block are
 //   fibers switched only at __syncthreads() and warp operations,
 //   so shared memory, barriers and warp shuffles behave as on a GPU.
@@ -739,6 +744,16 @@ inline cudaError_t submit_legacy_write(const void* destination, std::function<vo
     return result();
 }
 
+// A 256-byte aligned block, noted in `blocks` (device or pinned memory).
+inline cudaError_t allocate(std::map<const void*, std::size_t>& blocks, void** p, std::size_t bytes) {
+    const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + 255) / 256 * 256;
+    *p = std::aligned_alloc(256, rounded);
+    if (!*p) return result(cudaErrorMemoryAllocation);
+    std::lock_guard lock(device().mutex);
+    blocks.emplace(*p, rounded);
+    return result();
+}
+
 inline cudaError_t release(void* p) {
     if (!p) return cudaSuccess;
     std::lock_guard lock(device().mutex);
@@ -892,12 +907,7 @@ inline cudaError_t cudaDeviceReset() {
 }
 
 inline cudaError_t cudaMalloc(void** p, std::size_t bytes) {
-    const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + 255) / 256 * 256;
-    *p = std::aligned_alloc(256, rounded);
-    if (!*p) return chimera_emulator::result(cudaErrorMemoryAllocation);
-    std::lock_guard lock(chimera_emulator::device().mutex);
-    chimera_emulator::device().allocations.emplace(*p, rounded);
-    return chimera_emulator::result();
+    return chimera_emulator::allocate(chimera_emulator::device().allocations, p, bytes);
 }
 template <class T>
 cudaError_t cudaMalloc(T** p, std::size_t bytes) {
@@ -943,11 +953,7 @@ inline cudaError_t cudaMemPoolGetAttribute(cudaMemPool_t pool, cudaMemPoolAttr a
 
 // Page-locked host memory: copies from it need no staging.
 inline cudaError_t cudaMallocHost(void** p, std::size_t bytes) {
-    *p = std::aligned_alloc(256, (std::max<std::size_t>(bytes, 1) + 255) / 256 * 256);
-    if (!*p) return chimera_emulator::result(cudaErrorMemoryAllocation);
-    std::lock_guard lock(chimera_emulator::device().mutex);
-    chimera_emulator::device().pinned.emplace(*p, bytes);
-    return chimera_emulator::result();
+    return chimera_emulator::allocate(chimera_emulator::device().pinned, p, bytes);
 }
 template <class T>
 cudaError_t cudaMallocHost(T** p, std::size_t bytes) {
