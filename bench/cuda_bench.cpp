@@ -155,7 +155,9 @@ void model(const chimera::config& c, const char* label, int steps, const gpu::gp
     for (int s = 1; s <= steps; ++s) seconds += trainer.step(s).seconds;
     const double tokens = static_cast<double>(lowered.micro_batches()) * shape.batch * shape.seq * steps;
     const double params = static_cast<double>(gpt::parameter_count(shape.model));
-    const double flop_per_token = 6 * params + 6.0 * 12 * 768 * 1024;  // llm.c's MFU convention
+    // llm.c's MFU convention: 6 N + 6 L C T, T the model's context length.
+    const double flop_per_token =
+        6 * params + 6.0 * shape.model.layers * shape.model.channels * shape.model.max_seq;
     const auto peak = device_peak();
     if (!peak) {
         std::printf("GPT-2 124M, %s: %.0f tokens/s (unknown device: MFU not reported)\n", label, tokens / seconds);

@@ -3,7 +3,7 @@
 # each (default 60): scripts/fuzz.sh [SECONDS] [BUILD_DIR]
 # New corpus entries and crash files land in BUILD_DIR/tests/fuzz/; a crash
 # makes this script fail and must become a regression test in
-# tests/test_io.cpp (then add the input to tests/fuzz/corpus/).
+# tests/io/test_io.cpp (then add the input to tests/fuzz/corpus/).
 set -euo pipefail
 seconds="${1:-60}"
 build="${2:-build-fuzz}"

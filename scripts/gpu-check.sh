@@ -96,7 +96,7 @@ run() {
 
 options=(--buildtype=release -Dcuda=enabled -Dtests=enabled -Dbench=enabled -Dgpu_emulator=disabled
          "-Dnvcc_gencode=['$gencode']")  # brackets: Meson splits a bare array value at its comma
-targets=(tests/test_cuda_kernels tests/test_cuda_train tests/test_cuda_host bench/cuda_bench)
+targets=(tests/cuda/test_cuda_kernels tests/cuda/test_cuda_train tests/cuda/test_cuda_host bench/cuda_bench)
 if [[ -f $build/build.ninja ]]; then
     run configure 90 meson setup --reconfigure "$build" "$root" "${options[@]}"
 else

@@ -16,8 +16,8 @@ void add_sync_options(CLI::App& command, std::string& sync, int& min_window) {
     command.add_option("--sync", sync, "Gradient sync: end, eager or eager-opt")
         ->check(CLI::IsMember({"end", "eager", "eager-opt"}))
         ->capture_default_str();
-    command.add_option("--min-window", min_window, "eager-opt: smallest overlap window in slots (default D-1)")
-        ->check(CLI::NonNegativeNumber);
+    command.add_option("--min-window", min_window, "eager-opt: smallest overlap window in slots, >= 1 (default D-1)")
+        ->check(CLI::PositiveNumber);
 }
 
 chimera::lower_options to_lower_options(const std::string& sync, int min_window) {

@@ -126,8 +126,8 @@ struct step_prediction {
     double core_bound = 0;             // limited by `cores` cores: max(makespan, total work / cores)
 };
 
-template <class R>
-step_prediction predict_step(const pipeline_trainer<R>& trainer, const times_snapshot& before,
+template <class Trainer>  // pipeline_trainer, or mpi::rank_trainer (examples/distributed)
+step_prediction predict_step(const Trainer& trainer, const times_snapshot& before,
                              const times_snapshot& after, int steps, unsigned cores) {
     auto mean = [](double a, double b, int n, int m) { return m > n ? (b - a) / (m - n) : 0.0; };
     step_prediction p;

@@ -240,6 +240,14 @@ public:
     // results, each in the list's canonical order (device_channel).
     void comm(std::span<const op> group) {
         device_channel transport(*transport_, stream_, group_);
+        comm(group, transport);
+    }
+    // The same over any runtime::transport of device_span / device_receipt
+    // (the nccl transport of examples/distributed). A sent buffer is freed
+    // after complete(): a transport may enqueue the send only there.
+    template <class Transport>
+    void comm(std::span<const op> group, Transport& transport) {
+        std::vector<float*> sent;
         std::vector<std::pair<message_key, const float*>> received;
         received.reserve(group.size());  // post_recv keeps pointers into it
         for (const op& o : group) {
@@ -256,13 +264,14 @@ public:
                     throw error(o, o.kind == op_kind::SEND_F ? "nothing to send: its F has not run"
                                                              : "nothing to send: its B/I has not run");
                 transport.post_send(key, {message->data, shape_->activation_size()});
-                cudaFreeAsync(message->data, stream_);  // after the send's copy, on the same stream
+                sent.push_back(message->data);
             } else {
                 received.emplace_back(key, nullptr);
                 transport.post_recv(key, {&received.back().second, shape_->activation_size()});
             }
         }
         transport.complete();
+        for (float* data : sent) cudaFreeAsync(data, stream_);  // after the send, on the same stream
         for (const auto& [key, data] : received) boxes_.put(key, {const_cast<float*>(data), false});
     }
 

@@ -75,10 +75,12 @@ struct communicator {
     std::vector<MPI_Request> abandoned;  // of timed-out work; cancelled by ncclCommAbort
 };
 
-// One posted MPI request of a stream item.
+// One call of a stream item: `post` appends its MPI requests; `after`, if
+// any, runs once they completed and may append more (an all-reduce's root
+// sends the sum there).
 struct task {
-    std::function<void(std::vector<MPI_Request>&)> post;  // appends its requests
-    std::function<void()> after;                          // once they completed (may post more: see all_reduce)
+    std::function<void(std::vector<MPI_Request>&)> post;
+    std::function<void(std::vector<MPI_Request>&)> after;
 };
 
 inline std::chrono::milliseconds timeout() {
@@ -86,24 +88,12 @@ inline std::chrono::milliseconds timeout() {
     return std::chrono::milliseconds(t ? std::atol(t) : 10000);
 }
 
-// Waits for `requests` by polling; false (and the communicator's async
-// error set) when nothing completes for the timeout.
-inline bool wait_all(communicator* c, std::vector<MPI_Request>& requests, const char* what) {
-    auto deadline = std::chrono::steady_clock::now() + timeout();
-    for (;;) {
-        int done = 0;
-        MPI_Testall(static_cast<int>(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE);
-        if (done) return true;
-        if (std::chrono::steady_clock::now() >= deadline) {
-            c->async_error = ncclRemoteError;
-            c->reason = std::string(what) + ": no progress for " + std::to_string(timeout().count()) +
-                        " ms (a peer never posted the matching call: a deadlock on a GPU)";
-            for (MPI_Request r : requests)
-                if (r != MPI_REQUEST_NULL) c->abandoned.push_back(r);
-            return false;
-        }
-        std::this_thread::yield();
-    }
+inline void time_out(communicator* c, const std::vector<MPI_Request>& requests, const char* what) {
+    c->async_error = ncclRemoteError;
+    c->reason = std::string(what) + ": no progress for " + std::to_string(timeout().count()) +
+                " ms (a peer never posted the matching call: a deadlock on a GPU)";
+    for (MPI_Request r : requests)
+        if (r != MPI_REQUEST_NULL) c->abandoned.push_back(r);
 }
 
 // The group being built by this thread (ncclGroupStart .. ncclGroupEnd).
@@ -117,16 +107,48 @@ inline group_state& group() {
     return g;
 }
 
-// Runs the tasks of one stream item: post all, wait, run the `after`s
-// (an all-reduce's root posts its sends there), wait again.
+// Runs one stream item: posts every task, then completes them by polling,
+// running a task's `after` as soon as its own requests completed (so a
+// root's sum never waits for unrelated calls of its group). Nothing
+// completing for the timeout sets the async error and gives up.
 inline void run_item(std::vector<std::pair<communicator*, task>> tasks) {
     if (tasks.empty() || tasks.front().first->aborted || tasks.front().first->async_error != ncclSuccess) return;
     communicator* c = tasks.front().first;
     std::vector<MPI_Request> requests;
-    for (auto& [comm, t] : tasks) t.post(requests);
-    if (!wait_all(c, requests, "nccl group")) return;
-    for (auto& [comm, t] : tasks)
-        if (t.after) t.after();
+    std::vector<std::size_t> owner;                  // task of each request
+    std::vector<int> open(tasks.size(), 0);          // its requests not completed yet
+    std::vector<bool> pending_after(tasks.size());   // `after` still to run
+    auto post = [&](std::size_t t, const std::function<void(std::vector<MPI_Request>&)>& f) {
+        const std::size_t before = requests.size();
+        f(requests);
+        owner.resize(requests.size(), t);
+        open[t] += static_cast<int>(requests.size() - before);
+    };
+    for (std::size_t t = 0; t < tasks.size(); ++t) {
+        post(t, tasks[t].second.post);
+        pending_after[t] = static_cast<bool>(tasks[t].second.after);
+    }
+    auto deadline = std::chrono::steady_clock::now() + timeout();
+    std::vector<int> done(requests.size());
+    for (;;) {
+        bool waiting = false;
+        for (std::size_t t = 0; t < tasks.size(); ++t) {
+            if (open[t] == 0 && pending_after[t]) pending_after[t] = false, post(t, tasks[t].second.after);
+            waiting = waiting || open[t] > 0 || pending_after[t];
+        }
+        if (!waiting) return;
+        int completed = 0;
+        done.resize(requests.size());
+        MPI_Testsome(static_cast<int>(requests.size()), requests.data(), &completed, done.data(), MPI_STATUSES_IGNORE);
+        if (completed > 0 && completed != MPI_UNDEFINED) {
+            for (int k = 0; k < completed; ++k) --open[owner[static_cast<std::size_t>(done[static_cast<std::size_t>(k)])]];
+            deadline = std::chrono::steady_clock::now() + timeout();
+        } else if (std::chrono::steady_clock::now() >= deadline) {
+            return time_out(c, requests, "nccl group");
+        } else {
+            std::this_thread::yield();
+        }
+    }
 }
 
 inline void enqueue(cudaStream_t stream, std::vector<std::pair<communicator*, task>> tasks) {
@@ -265,25 +287,30 @@ inline ncclResult_t ncclGroupEnd() {
     return ncclSuccess;
 }
 
+namespace chimera_nccl {
+// A send (synchronous: completes once the receive is posted) or a receive,
+// tag 0: messages between two ranks match in issue order.
+inline ncclResult_t point_to_point(bool send, void* data, std::size_t count, ncclDataType_t type, int peer,
+                                   ncclComm_t comm, cudaStream_t stream) {
+    return add(comm,
+               {[=](std::vector<MPI_Request>& r) {
+                    r.emplace_back();
+                    const int n = static_cast<int>(count);
+                    if (send) MPI_Issend(data, n, mpi_type(type), peer, 0, comm->p2p, &r.back());
+                    else MPI_Irecv(data, n, mpi_type(type), peer, 0, comm->p2p, &r.back());
+                },
+                {}},
+               stream);
+}
+}  // namespace chimera_nccl
+
 inline ncclResult_t ncclSend(const void* data, std::size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
                              cudaStream_t stream) {
-    return chimera_nccl::add(comm, {[=](std::vector<MPI_Request>& r) {
-                                        r.emplace_back();
-                                        MPI_Issend(data, static_cast<int>(count), chimera_nccl::mpi_type(type), peer, 0,
-                                                   comm->p2p, &r.back());
-                                    },
-                                    {}},
-                             stream);
+    return chimera_nccl::point_to_point(true, const_cast<void*>(data), count, type, peer, comm, stream);
 }
 inline ncclResult_t ncclRecv(void* data, std::size_t count, ncclDataType_t type, int peer, ncclComm_t comm,
                              cudaStream_t stream) {
-    return chimera_nccl::add(comm, {[=](std::vector<MPI_Request>& r) {
-                                        r.emplace_back();
-                                        MPI_Irecv(data, static_cast<int>(count), chimera_nccl::mpi_type(type), peer, 0,
-                                                  comm->p2p, &r.back());
-                                    },
-                                    {}},
-                             stream);
+    return chimera_nccl::point_to_point(false, data, count, type, peer, comm, stream);
 }
 
 // Sum in rank order: every rank sends its buffer to rank 0, which adds them
@@ -310,15 +337,15 @@ inline ncclResult_t ncclAllReduce(const void* send, void* recv, std::size_t coun
         r.emplace_back();
         MPI_Irecv(recv, static_cast<int>(bytes), MPI_BYTE, 0, 2, comm->collective, &r.back());
     };
-    t.after = [=] {
+    t.after = [=](std::vector<MPI_Request>& r) {
         if (comm->rank != 0) return;
         if (type == ncclFloat64) chimera_nccl::add_in_order<double>(*parts, recv, count);
         else if (type == ncclInt32) chimera_nccl::add_in_order<std::int32_t>(*parts, recv, count);
         else chimera_nccl::add_in_order<float>(*parts, recv, count);
-        std::vector<MPI_Request> sends(static_cast<std::size_t>(comm->size - 1));
-        for (int to = 1; to < comm->size; ++to)
-            MPI_Issend(recv, static_cast<int>(bytes), MPI_BYTE, to, 2, comm->collective, &sends[static_cast<std::size_t>(to - 1)]);
-        chimera_nccl::wait_all(comm, sends, "ncclAllReduce");
+        for (int to = 1; to < comm->size; ++to) {
+            r.emplace_back();
+            MPI_Issend(recv, static_cast<int>(bytes), MPI_BYTE, to, 2, comm->collective, &r.back());
+        }
     };
     return chimera_nccl::add(comm, std::move(t), stream);
 }

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -87,43 +88,47 @@ inline std::string schedule_text(const schedule& s) {
     return text;
 }
 
-// This rank's worker: the CPU backend with its comm groups on the mpi transport.
+// This rank's worker on the CPU backend, its comm groups on the mpi
+// transport. What rank_trainer needs from a worker besides the backend:
+// begin_step(step) / end_step() around each iteration.
 template <class R>
-class rank_backend : public cpu::cpu_backend<R> {
+class cpu_worker : public cpu::cpu_backend<R> {
 public:
-    rank_backend(world& w, const schedule& s, const run_shape& shape, const gpt::dataset& data, int group, int worker,
-                 const std::vector<R>& initial)
-        : cpu::cpu_backend<R>(s, shape, data, group, worker, initial), world_(w) {}
+    using options = typename cpu::cpu_backend<R>::options;
+    cpu_worker(world& w, const schedule& s, const run_shape& shape, const gpt::dataset& data, int group, int worker,
+               const std::vector<R>& initial, const options& o = {})
+        : cpu::cpu_backend<R>(s, shape, data, group, worker, initial, o), world_(w) {}
+    void begin_step(int step) {
+        progress_ = std::make_unique<cpu::hub<R>>(1, world_.watchdog());  // the backend reports progress to it
+        this->begin(step, *progress_);
+    }
+    void end_step() {}
     void comm(std::span<const op> group) {
         channel<R> transport(world_);
         cpu::cpu_backend<R>::comm(group, transport);
     }
-    // This rank's slices of a whole-model checkpoint (the rest untouched).
-    void store(checkpoint<R>& c) const {
-        for (const auto& rep : this->replicas()) {
-            const auto at = static_cast<std::ptrdiff_t>(rep.model->layout().offset);
-            std::copy(rep.params.begin(), rep.params.end(), c.params.begin() + at);
-            std::copy(rep.first_moment.begin(), rep.first_moment.end(), c.first_moment.begin() + at);
-            std::copy(rep.second_moment.begin(), rep.second_moment.end(), c.second_moment.begin() + at);
-        }
-    }
 
 private:
     world& world_;
+    std::unique_ptr<cpu::hub<R>> progress_;
 };
 
-template <class R>
+// One rank of a multi-process run: the trainer's interface (step, state,
+// replica checks, peaks, checkpoints) over this rank's Worker (cpu_worker
+// on the mpi transport, nccl::cuda_worker on NCCL).
+template <class Worker>
 class rank_trainer {
 public:
-    using value_type = R;
+    using value_type = typename Worker::value_type;
+    using R = value_type;
 
     // Collective: every rank constructs it with the same arguments.
     rank_trainer(schedule lowered, const run_shape& shape, const gpt::dataset& data, const std::vector<R>& initial,
-                 std::chrono::milliseconds watchdog, rank_layout layout)
+                 std::chrono::milliseconds watchdog, rank_layout layout, const typename Worker::options& options = {})
         : s_(std::move(lowered)), shape_(with_micro_batches(shape, s_)),
-          world_(checked(s_, shape_), shape_.data_parallel, layout, watchdog), watchdog_(watchdog),
+          world_(checked(s_, shape_), shape_.data_parallel, layout, watchdog),
           backend_(world_, s_, shape_, data, world_.logical_rank() / s_.workers(), world_.logical_rank() % s_.workers(),
-                   initial) {}
+                   initial, options) {}
 
     const schedule& lowered() const { return s_; }
     int ranks() const { return world_size(); }
@@ -134,10 +139,10 @@ public:
     // rank's time) is valid on rank 0. Throws comm_failure when a partner
     // never answers within the watchdog.
     step_result step(int step_index) {
-        cpu::hub<R> progress(1, watchdog_);  // the backend reports progress to it; nothing else
         const auto start = std::chrono::steady_clock::now();
-        backend_.begin(step_index, progress);
+        backend_.begin_step(step_index);
         run_iteration(s_.ops(world_.logical_rank() % s_.workers()), backend_.owned(), backend_);
+        backend_.end_step();
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         std::vector<double> mine{seconds};
         for (const auto& [id, loss] : backend_.losses()) mine.push_back(id), mine.push_back(loss);
@@ -214,6 +219,32 @@ public:
             peaks.push_back(values_of<int>(all[static_cast<std::size_t>(world_.to_mpi(logical))]).at(0));
         return peaks;
     }
+    // Op times summed over all ranks since construction, as the local
+    // trainer's (workers that measure them: the CPU backend). Collective.
+    times_snapshot total_times() const
+        requires requires(const Worker& w) { w.stage_times(); w.times(); }
+    {
+        std::vector<op_times> mine = backend_.stage_times();
+        mine.push_back(backend_.times());  // last: the whole worker (its optimizer time)
+        const std::string bytes = bytes_of(mine);
+        std::string all(bytes.size() * static_cast<std::size_t>(ranks()), '\0');
+        check(MPI_Allgather(bytes.data(), static_cast<int>(bytes.size()), MPI_CHAR, all.data(),
+                            static_cast<int>(bytes.size()), MPI_CHAR, MPI_COMM_WORLD),
+              "MPI_Allgather");
+        times_snapshot t;
+        t.stages.assign(static_cast<std::size_t>(s_.stages()), {});
+        for (int r = 0; r < ranks(); ++r) {
+            const auto rank_times = values_of<op_times>(all.substr(r * bytes.size(), bytes.size()));
+            t.optimizer += rank_times.back().optimizer;
+            for (std::size_t st = 0; st < t.stages.size(); ++st) {
+                op_times x = rank_times[st];
+                x.comm = x.optimizer = 0;
+                t.stages[st] += x;
+            }
+        }
+        return t;
+    }
+
     std::vector<int> predicted_peaks() const {
         const auto per_worker = peak_activations(s_);
         std::vector<int> peaks;
@@ -226,7 +257,14 @@ public:
         checkpoint<R> c{model, next_step, seed, {}, {}, {}};
         const std::size_t count = gpt::parameter_count(model);
         for (auto* v : {&c.params, &c.first_moment, &c.second_moment}) v->assign(count, R(0));
-        backend_.store(c);
+        const auto layouts = gpt::partition(model, s_.stages());
+        for (const replica& r : backend_.owned()) {
+            const train_state<R> part = backend_.state_of(r);
+            const auto at = static_cast<std::ptrdiff_t>(layouts[static_cast<std::size_t>(r.stage)].offset);
+            std::copy(part.params.begin(), part.params.end(), c.params.begin() + at);
+            std::copy(part.first_moment.begin(), part.first_moment.end(), c.first_moment.begin() + at);
+            std::copy(part.second_moment.begin(), part.second_moment.end(), c.second_moment.begin() + at);
+        }
         write_shard(directory, c, world_.mpi_rank(), world_size());
     }
     int resume_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed) {
@@ -276,8 +314,7 @@ private:
     schedule s_;
     run_shape shape_;
     world world_;
-    std::chrono::milliseconds watchdog_;
-    rank_backend<R> backend_;
+    Worker backend_;
 };
 
 }  // namespace chimera::runtime::mpi

@@ -19,6 +19,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <type_traits>
 #include <unistd.h>
 #include <vector>
 
@@ -35,6 +36,16 @@
 #include <distributed/sha256.hpp>
 #if CHIMERA_HAVE_MPI
 #include <distributed/rank_trainer.hpp>
+#endif
+// --transport nccl: on the emulated nccl.h (chimera-train-emulated), or the
+// real one where Meson found libnccl (docs/distributed.md).
+#if CHIMERA_HAVE_MPI && CHIMERA_HAVE_CUDA && (defined(CHIMERA_CUDA_EMULATION) || defined(CHIMERA_HAVE_REAL_NCCL))
+#define CHIMERA_HAVE_NCCL 1
+#else
+#define CHIMERA_HAVE_NCCL 0
+#endif
+#if CHIMERA_HAVE_NCCL
+#include <distributed/nccl_transport.hpp>
 #endif
 #if CHIMERA_HAVE_CUDA
 #include <cuda/trainer.hpp>
@@ -382,12 +393,14 @@ int train_with(const options& o, const run_plan& p, const gpt::dataset& data, Tr
     return 0;
 }
 
-// --transport mpi: this process is one rank of D x W (docs/distributed.md);
-// the same loop and report as the local run, printed by rank 0.
-template <class R>
-int train_distributed(const options& o, const run_plan& p, const gpt::dataset& data) {
+// --transport mpi|nccl: this process is one rank of D x W
+// (docs/distributed.md); the same loop and report as the local run, printed
+// by rank 0. Worker: mpi::cpu_worker or nccl::cuda_worker.
+template <class Worker, class Options>
+int train_distributed(const options& o, const run_plan& p, const gpt::dataset& data, const Options& worker_options) {
 #if CHIMERA_HAVE_MPI
-    if (p.sequential) throw usage_error("--transport mpi runs a pipeline schedule (not --schedule sequential)");
+    using R = typename Worker::value_type;
+    if (p.sequential) throw usage_error("--transport " + o.transport + " runs a pipeline schedule (not sequential)");
     const mpi::session session;
     return mpi::run_rank([&] {
         const auto initial = gpt::initial_parameters<R>(p.shape.model, o.seed);
@@ -399,12 +412,13 @@ int train_distributed(const options& o, const run_plan& p, const gpt::dataset& d
                                                                     o.steps, o.rank_layout)},
                                       {"lowered schedule", mpi::schedule_text(p.lowered)},
                                       {"model", fmt::format("{} {} {}", o.seed, sizeof(R), sha256_hex(initial))}});
-        mpi::rank_trainer<R> t(p.lowered, p.shape, data, initial, std::chrono::milliseconds(o.watchdog_ms),
-                               o.rank_layout == "stage-major" ? rank_layout::stage_major : rank_layout::group_major);
+        mpi::rank_trainer<Worker> t(p.lowered, p.shape, data, initial, std::chrono::milliseconds(o.watchdog_ms),
+                                    o.rank_layout == "stage-major" ? rank_layout::stage_major : rank_layout::group_major,
+                                    worker_options);
         return train_with(o, p, data, t);
     });
 #else
-    (void)p, (void)data;
+    (void)p, (void)data, (void)worker_options;
     throw usage_error("--transport " + o.transport + ": this chimera-train was configured without MPI (-Dmpi)");
 #endif
 }
@@ -416,7 +430,17 @@ int train(const options& o, const typename Backend::options& backend_options = {
     using R = typename Backend::value_type;
     const gpt::dataset data(65536, 1);
     const run_plan p = plan<Trainer>(o, data);
-    if (o.transport == "mpi") return train_distributed<R>(o, p, data);
+#if CHIMERA_HAVE_MPI
+    if constexpr (std::is_same_v<Backend, cpu::cpu_backend<R>>)
+        if (o.transport == "mpi") return train_distributed<mpi::cpu_worker<R>>(o, p, data, backend_options);
+#endif
+#if CHIMERA_HAVE_NCCL
+    if constexpr (std::is_same_v<Backend, gpu::cuda_backend>)
+        if (o.transport == "nccl") return train_distributed<nccl::cuda_worker>(o, p, data, backend_options);
+#endif
+    if (o.transport != "local")
+        throw usage_error("--transport " + o.transport + ": this chimera-train was built without it (mpi: needs an "
+                          "MPI; nccl: CUDA, MPI and libnccl, or the emulated build)");
     Trainer t(p.lowered, p.shape, data, gpt::initial_parameters<R>(p.shape.model, o.seed),
               std::chrono::milliseconds(o.watchdog_ms), backend_options);
     return train_with(o, p, data, t);
@@ -487,8 +511,9 @@ void add_options(CLI::App& app, options& o) {
         ->check(CLI::IsMember({"v1", "flash"}))
         ->capture_default_str();
     app.add_option("--transport", o.transport,
-                   "local (one thread per worker) or mpi (one process per worker: mpirun -np D*W chimera-train ...)")
-        ->check(CLI::IsMember({"local", "mpi"}))
+                   "local (one thread per worker), mpi (--backend cpu) or nccl (--backend cuda): one process per "
+                   "worker, mpirun -np D*W chimera-train ...")
+        ->check(CLI::IsMember({"local", "mpi", "nccl"}))
         ->capture_default_str();
     app.add_option("--rank-layout", o.rank_layout,
                    "mpi: MPI rank of (group g, worker w): group-major g*D+w, or stage-major w*W+g")
@@ -512,8 +537,9 @@ int run(const options& o) {
         throw usage_error("--precision bf16 needs --backend cuda (the CPU backend runs fp32 or --fp64)");
     if (o.attention != "v1" && o.backend != "cuda")
         throw usage_error("--attention " + o.attention + " needs --backend cuda (the CPU backend runs v1)");
-    if (o.transport != "local" && o.backend != "cpu")
-        throw usage_error("--transport " + o.transport + " runs the CPU backend (--backend cpu)");
+    if ((o.transport == "mpi" && o.backend != "cpu") || (o.transport == "nccl" && o.backend != "cuda"))
+        throw usage_error("--transport " + o.transport + " runs the " + (o.transport == "mpi" ? "cpu" : "cuda") +
+                          " backend (--backend " + (o.transport == "mpi" ? "cpu" : "cuda") + ")");
     if (o.backend == "cuda") return train_on_cuda(o);
     return o.fp64 ? train<cpu::cpu_backend<double>>(o) : train<cpu::cpu_backend<float>>(o);
 }

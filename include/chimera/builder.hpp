@@ -39,10 +39,16 @@ public:
             throw schedule_error("S0", cat("schedule_builder: stages, micro_batches, pipelines and workers must be >= 1 "
                                            "(got ", shape.stages, ", ", shape.micro_batches, ", ", shape.pipelines,
                                            ", ", shape.workers, ")"));
-        if (static_cast<long long>(shape.stages) * shape.micro_batches > max_stage_micro_batch_product ||
-            static_cast<long long>(shape.stages) * shape.pipelines > max_stage_micro_batch_product)
+        const long long by_micro_batch = static_cast<long long>(shape.stages) * shape.micro_batches,
+                        by_pipeline = static_cast<long long>(shape.stages) * shape.pipelines;
+        if (by_micro_batch > max_stage_micro_batch_product || by_pipeline > max_stage_micro_batch_product)
             throw schedule_error("S0", cat("schedule_builder: stages x micro_batches and stages x pipelines must be <= ",
-                                           max_stage_micro_batch_product));
+                                           max_stage_micro_batch_product, " (got ", by_micro_batch, " and ",
+                                           by_pipeline, ")"));
+        // As the JSON reader: one op list per worker is allocated up front.
+        if (shape.workers > max_stage_micro_batch_product)
+            throw schedule_error("S0", cat("schedule_builder: workers must be <= ", max_stage_micro_batch_product,
+                                           " (got ", shape.workers, ")"));
         // push_back rather than resize/assign: clang 14 rejects the latter on
         // libstdc++'s vectors in constant expressions.
         for (int p = 0; p < shape.pipelines; ++p)

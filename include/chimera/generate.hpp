@@ -9,19 +9,69 @@
 #include <string_view>
 
 #include "config.hpp"
+#include "generators/chimera.hpp"
+#include "generators/dualpipe.hpp"
+#include "generators/dualpipev.hpp"
+#include "generators/gems.hpp"
+#include "generators/gpipe.hpp"
+#include "generators/interleaved.hpp"
+#include "generators/looped_bfs.hpp"
+#include "generators/one_f_one_b.hpp"
+#include "generators/zb_h1.hpp"
+#include "generators/zb_h2.hpp"
+#include "generators/zb_v.hpp"
 #include "registry.hpp"
 #include "schedule.hpp"
 
 namespace chimera {
 
+using generator_fn = schedule (*)(const config&);
+
+namespace detail {
+struct generator_row {
+    algorithm id;
+    generator_fn generate;
+};
+// Each registry entry's generator, one line per schedule. The entries name
+// no generator (the passes read entries and include no generator), so this
+// table is where an entry meets the function that builds its op lists.
+inline constexpr generator_row generators[] = {
+    {algorithm::gpipe, schedules::gpipe},
+    {algorithm::one_f_one_b, schedules::one_f_one_b},
+    {algorithm::chimera, schedules::chimera},
+    {algorithm::interleaved, schedules::interleaved},
+    {algorithm::looped_bfs, schedules::looped_bfs},
+    {algorithm::gems, schedules::gems},
+    {algorithm::zb_h1, schedules::zb_h1},
+    {algorithm::zb_h2, schedules::zb_h2},
+    {algorithm::zb_v, schedules::zb_v},
+    {algorithm::dualpipe, schedules::dualpipe},
+    {algorithm::dualpipev, schedules::dualpipev},
+};
+}  // namespace detail
+
+// The generator of a registry entry; nullptr for custom_entry.
+constexpr generator_fn generator_of(const schedule_entry& e) {
+    for (const detail::generator_row& row : detail::generators)
+        if (row.id == e.id) return row.generate;
+    return nullptr;
+}
+
+static_assert([] {
+    for (const schedule_entry* e : schedule_registry)
+        if (!generator_of(*e)) return false;
+    return true;
+}(), "every entry of schedule_registry needs its line in generate.hpp's detail::generators");
+
 // Throws schedule_error (rule id + values) for an invalid config.
 constexpr schedule generate(const config& c) {
     const schedule_entry& e = entry_of(c);
-    if (!e.generate) {
+    const generator_fn g = generator_of(e);
+    if (!g) {
         require_valid(c, e);  // custom: reports the rule
         return {};
     }
-    return e.generate(c);
+    return g(c);
 }
 
 namespace detail {

@@ -1,10 +1,13 @@
 // The schedule registry: one line per schedule. Each schedule describes
 // itself in its own header (schedules/*.hpp, a schedule_entry: name,
-// aliases, defaults, options, rules, N constraint, JSON params, generator,
-// checker hooks); this list is what generate, make_fixed, validate,
-// compare, io/json, the checker and the command-line tools walk.
-// docs/adding-a-schedule.md: adding a schedule = its header + one line here
-// (+ its value in config.hpp's `algorithm`).
+// aliases, defaults, options, rules, N constraint, JSON params, checker
+// hooks); this list is what generate, make_fixed, validate, compare,
+// io/json, the checker and the command-line tools walk. It includes the
+// descriptions only, never a generator (generators/*.hpp, reached through
+// generate.hpp), so that the passes, which include it, include no generator.
+// docs/adding-a-schedule.md: adding a schedule = its description and
+// generator headers + one line here + one line in generate.hpp (+ its value
+// in config.hpp's `algorithm`).
 #pragma once
 
 #include <array>

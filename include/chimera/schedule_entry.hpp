@@ -1,10 +1,13 @@
 // How a schedule describes itself to the rest of the library, once, in its
 // own header (schedules/*.hpp): name and aliases, defaults, the options it
 // takes, its validation rules, its N constraint in words, the config fields
-// it echoes under "params" in JSON, its generator and, optionally, checker
-// hooks and a closed-form unit-time slot. registry.hpp lists the entries;
-// generate, make_fixed, validate, compare, io/json, the checker and the
-// command-line tools read them. docs/adding-a-schedule.md walks through it.
+// it echoes under "params" in JSON and, optionally, checker hooks and a
+// closed-form unit-time slot. registry.hpp lists the entries; generate,
+// make_fixed, validate, compare, io/json, the checker and the command-line
+// tools read them. An entry names no generator: the generator
+// (generators/*.hpp) reads its entry, and generate.hpp maps each entry to
+// its generator, so that the passes, which read entries, include no
+// generator. docs/adding-a-schedule.md walks through it.
 //
 // The rules every schedule shares (D, N, W >= 1, size limit, options a
 // schedule does not take, a fixed pipeline count) are here, once.
@@ -109,7 +112,6 @@ struct schedule_entry {
     std::string_view n_constraint{};             // the N rule in one short sentence
     std::span<const param_field> params{};
     std::span<const schedule_variant> variants{};  // compare's rows; empty: one row at the defaults
-    schedule (*generate)(const config&) = nullptr;
     // Checker hooks (optional), run on schedules whose name and params name
     // this entry: shape rules before the op checks, invariants after them
     // (given the ASAP span with unit costs). D3 also checks, per (pipeline,
@@ -164,6 +166,9 @@ inline constexpr config_rule shared_rules[] = {
          return static_cast<long long>(x.c.stages) * x.v * x.c.micro_batches > max_stage_micro_batch_product;
      },
      [](const rule_input& x) {
+         if (x.v != 1)
+             return cat(who(x), ": D*v*N must be <= ", max_stage_micro_batch_product, " (got D=", x.c.stages,
+                        ", v=", x.v, ", N=", x.c.micro_batches, ")");
          return cat(who(x), ": D*N must be <= ", max_stage_micro_batch_product, " (got D=", x.c.stages,
                     ", N=", x.c.micro_batches, ")");
      }},

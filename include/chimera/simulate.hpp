@@ -22,7 +22,7 @@
 //   and p2p traffic that follow it);
 // * recomputation re-runs the forward inside every backward (B and I).
 // With unit costs and no communication cost the makespan is the unit-time
-// span of every formula in the spec (tests/test_simulate.cpp).
+// span of every formula in the spec (tests/core/test_simulate.cpp).
 #pragma once
 
 #include <algorithm>
@@ -166,7 +166,9 @@ constexpr void require_simulable(const S& s, const cost_model& costs) {
         throw schedule_error("S0", cat("simulate: the cost model describes ", costs.per_stage.size(),
                                        " stages, the schedule has ", s.stages()));
     for (const op& o : s.all_ops())
-        if (o.stage < 0 || o.stage >= s.stages() || (o.kind != op_kind::REDUCE_GRAD && !in_range(s, o)))
+        if (o.stage < 0 || o.stage >= s.stages() || (o.kind != op_kind::REDUCE_GRAD && !in_range(s, o)) ||
+            o.pipeline < 0 || o.pipeline >= s.pipelines() ||
+            (is_p2p(o.kind) && (o.peer < 0 || o.peer >= s.workers())))  // else timed as if it went elsewhere
             throw schedule_error("S0", cat("simulate: ", describe(o), " is out of range; run check first"));
 }
 

@@ -212,9 +212,11 @@ chimera::cost_model make_costs(const py::object& costs, const std::optional<std:
     return m;
 }
 
+// min_window None is the default (D - 1); the C++ option reads 0 as that
+// default too, so an explicit 0 (which would read as "always eager") is refused.
 chimera::lower_options lower_options(const std::string& sync, std::optional<int> min_window) {
-    if (min_window && *min_window < 0) throw py::value_error(cat("min_window must be >= 0 (got ", *min_window, ")"));
-    return {.sync = parse_sync(sync), .min_window = min_window.value_or(chimera::default_min_window)};
+    static_assert(chimera::default_min_window == 0);
+    return {.sync = parse_sync(sync), .min_window = optional_count(min_window, "min_window")};
 }
 
 simulation_result simulate(const chimera::schedule& s, const py::object& costs,
@@ -289,6 +291,48 @@ chimera::schedule build(const std::string& name, int stages, int micro_batches, 
     return b.build();
 }
 
+// ---- Pickling (and so copy.copy / copy.deepcopy). -------------------------
+
+// An op as (kind, stage, micro_batch, pipeline, peer), -1 for none.
+py::tuple op_state(const chimera::op& o) {
+    return py::make_tuple(std::string(to_string(o.kind)), o.stage, o.micro_batch, o.pipeline, o.peer);
+}
+
+chimera::op op_from_state(const py::tuple& t) {
+    if (t.size() != 5) throw py::value_error(cat("an Op's state holds 5 values (got ", t.size(), ")"));
+    return chimera::op{parse_kind(t[0].cast<std::string>()), t[1].cast<int>(), t[2].cast<int>(), t[3].cast<int>(),
+                       t[4].cast<int>()};
+}
+
+// A schedule as its frame in chimera.schedule/1 JSON (name, params, shape,
+// placement, routing: read back strictly) and its op lists as raw op
+// states: a schedule built by hand keeps ops that check() would flag, and
+// must survive pickling and copying as it is.
+py::tuple schedule_state(const chimera::schedule& s) {
+    py::list lists;
+    for (int w = 0; w < s.workers(); ++w) {
+        py::list ops;
+        for (const chimera::op& o : s.ops(w)) ops.append(op_state(o));
+        lists.append(ops);
+    }
+    const chimera::schedule frame = chimera::filter_ops(s, [](const chimera::op&) { return false; });
+    return py::make_tuple(py::bytes(chimera::io::write_json(frame)), lists);
+}
+
+chimera::schedule schedule_from_state(const py::tuple& state) {
+    if (state.size() != 2) throw py::value_error(cat("a Schedule's state holds 2 values (got ", state.size(), ")"));
+    const chimera::schedule frame = chimera::io::read_json(std::string(state[0].cast<py::bytes>()));
+    std::vector<std::vector<chimera::op>> lists;
+    for (const py::handle list : state[1].cast<py::list>()) {
+        lists.emplace_back();
+        for (const py::handle o : list.cast<py::list>()) lists.back().push_back(op_from_state(o.cast<py::tuple>()));
+    }
+    if (lists.size() != static_cast<std::size_t>(frame.workers()))
+        throw py::value_error(cat("a Schedule's state holds ", lists.size(), " op lists for ", frame.workers(),
+                                  " workers"));
+    return chimera::with_ops(frame, lists);
+}
+
 // ---- tune: chimera-sched tune's search. ----------------------------------
 
 template <class Array>
@@ -306,6 +350,10 @@ chimera::tune_result tune(const std::string& preset, int devices, int global_bat
     if (global_batch < 1) throw py::value_error(cat("global_batch must be >= 1 (got ", global_batch, ")"));
     if (memory_gib && !(*memory_gib > 0)) throw py::value_error(cat("memory_gib must be > 0 (got ", number(*memory_gib), ")"));
     if (max_micro_batch < 1) throw py::value_error(cat("max_micro_batch must be >= 1 (got ", max_micro_batch, ")"));
+    // tune() doubles an int B up to this bound: from 2^30 on the doubling
+    // overflows and the process dies (SIGFPE); no real micro-batch is that large.
+    if (max_micro_batch >= (1 << 30))
+        throw py::value_error(cat("max_micro_batch must be < 1073741824 (got ", max_micro_batch, ")"));
     chimera::tune_request r{
         .model = find_named(chimera::model_presets, p.model, "model"),
         .machine = {find_named(chimera::device_presets, p.device, "device"),
@@ -347,14 +395,7 @@ void bind_op(py::module_& m) {
         .def_readonly("pipeline", &chimera::op::pipeline)
         .def_property_readonly("peer", [](const chimera::op& o) { return optional_index(o.peer); })
         .def("__eq__", [](const chimera::op& a, const chimera::op& b) { return a == b; }, py::is_operator())
-        .def(py::pickle(
-            [](const chimera::op& o) {
-                return py::make_tuple(std::string(to_string(o.kind)), o.stage, o.micro_batch, o.pipeline, o.peer);
-            },
-            [](const py::tuple& t) {
-                return chimera::op{parse_kind(t[0].cast<std::string>()), t[1].cast<int>(), t[2].cast<int>(),
-                                   t[3].cast<int>(), t[4].cast<int>()};
-            }))
+        .def(py::pickle(&op_state, [](const py::tuple& t) { return op_from_state(t); }))
         .def("__hash__", [](const chimera::op& o) {
             return py::hash(py::make_tuple(static_cast<int>(o.kind), o.stage, o.micro_batch, o.pipeline, o.peer));
         })
@@ -461,8 +502,7 @@ void bind_schedule(py::module_& m) {
         .def("to_csv", &to_csv, py::kw_only(), py::arg("format") = py::none())
         .def("to_text", [](const chimera::schedule& s) { return chimera::io::write_text(s); })
         .def("__eq__", [](const chimera::schedule& a, const chimera::schedule& b) { return a == b; }, py::is_operator())
-        .def(py::pickle([](const chimera::schedule& s) { return py::bytes(chimera::io::write_json(s)); },
-                        [](const py::bytes& state) { return chimera::io::read_json(std::string(state)); }))
+        .def(py::pickle(&schedule_state, &schedule_from_state))
         .def("__repr__", [](const chimera::schedule& s) {
             return cat("Schedule(", s.name(), ", stages=", s.stages(), ", micro_batches=", s.micro_batches(),
                        ", pipelines=", s.pipelines(), ", workers=", s.workers(), ", ops=", s.op_count(), ")");

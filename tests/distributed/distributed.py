@@ -5,10 +5,13 @@ usage: distributed.py CHIMERA_TRAIN CHIMERA_SCHED CASE
 
 CASE:
   same-np4   D=4, W=1 (mpirun -np 4): Chimera k=2 and k=4 (direct), k=2
-             doubling, 1F1B, GPipe (eager sync), ZB-V, DualPipe give the
-             params_sha256 of the local run of the same schedule, and every
-             replica stays bit-identical.
-  same-np8   the same with D=4, W=2 (mpirun -np 8), one case stage-major.
+             doubling, 1F1B, GPipe (eager sync), ZB-V, DualPipe (from
+             chimera-sched's JSON), interleaved, GEMS, ZB-H1, DualPipeV,
+             Chimera with split backward give the params_sha256 of the
+             local run of the same schedule, and every replica stays
+             bit-identical.
+  same-np8   the first seven with D=4, W=2 (mpirun -np 8); one case
+             stage-major, one fp64.
   tcp        one case with --mca btl tcp,self (messages cross TCP).
   mismatch   one rank launched with other options: every rank exits 2
              naming rank 2; a world size that is not D x W: exit 2, the rule.
@@ -16,6 +19,13 @@ CASE:
              hang; the time from the kill to the end is printed.
   checkpoint a rank dies in a checkpoint write; resume equals the
              uninterrupted run; a partial set is refused.
+  nccl-train EXE  chimera-train-emulated --backend cuda --transport nccl
+             (the CUDA backend on the emulated nccl.h and CUDA) gives the
+             digest of the local emulated run: Chimera (eager sync: the
+             reductions overlap on the communication stream) np 4, 1F1B
+             W=2 np 8.
+  nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU
+             (skip, 77, without one).
   nccl EXE   the emulated nccl.h (mpirun -np 4): semantics, and a wrongly
              grouped exchange that times out on both ranks.
   hang       one rank stopped mid-step: the others' watchdog names it and
@@ -78,11 +88,11 @@ def cases():
     ]
 
 
-def same_answer(args, np, mpi_extra=(), train_extra=()):
+def same_answer(args, np, mpi_extra=(), train_extra=(), transport='mpi'):
     local = summary(run([train, *args, *common, *train_extra]))
-    distributed = summary(run(mpi(np, *mpi_extra) + [train, *args, *common, *train_extra, '--transport', 'mpi']))
+    distributed = summary(run(mpi(np, *mpi_extra) + [train, *args, *common, *train_extra, '--transport', transport]))
     label = ' '.join(os.path.basename(a) for a in args + list(train_extra))
-    if distributed['transport'] != 'mpi' or distributed['ranks'] != np:
+    if distributed['transport'] != transport or distributed['ranks'] != np:
         sys.exit(f'{label}: not an mpi run of {np} ranks: {distributed}')
     if distributed['params_sha256'] != local['params_sha256']:
         sys.exit(f'{label}: mpi digest {distributed["params_sha256"]} != local {local["params_sha256"]}')
@@ -91,7 +101,7 @@ def same_answer(args, np, mpi_extra=(), train_extra=()):
             sys.exit(f'{label}: {key} differs: mpi {distributed[key]}, local {local[key]}')
     if not (distributed['replicas_identical'] and local['replicas_identical']):
         sys.exit(f'{label}: replicas differ')
-    print(f'{label}: np {np}: {local["params_sha256"]}')
+    print(f'{label}: {transport} np {np}: {local["params_sha256"]}')
     return local['params_sha256']
 
 
@@ -196,13 +206,20 @@ def nccl_emulator(exe):
 
 
 if case == 'same-np4':
-    for args in cases():
+    zoo = [['--schedule', 'interleaved', '--stages', '4', '--micro-batches', '8'],
+           ['--schedule', 'gems', '--stages', '4', '--micro-batches', '4'],
+           ['--schedule', 'zb-h1', '--stages', '4', '--micro-batches', '8'],
+           ['--schedule', 'dualpipev', '--stages', '4', '--micro-batches', '8'],
+           ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--split-backward']]
+    for args in cases() + zoo:
         same_answer(args, 4)
 elif case == 'same-np8':
     for args in cases():
         same_answer(args + ['--data-parallel', '2'], 8)
     same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
                 train_extra=['--rank-layout', 'stage-major'])
+    same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '8', '--pipelines', '4',
+                 '--data-parallel', '2'], 8, train_extra=['--fp64'])
 elif case == 'tcp':
     same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
                 mpi_extra=['--mca', 'btl', 'tcp,self'])
@@ -216,10 +233,32 @@ elif case == 'mismatch':
     expect_failure(mpi(3) + [train, *base, '--micro-batches', '4'], 2,
                    'the world has 3 ranks; the schedule needs D x W = 4 x 1 = 4')
     print('world size: refused')
+    expect_failure([train, *base, '--micro-batches', '4'], 2, 'the world has 1 ranks')
+    print('started without mpirun (one rank): refused')
+    expect_failure([train, *base[:-2], '--micro-batches', '4', '--transport', 'nccl'], 2,
+                   '--transport nccl runs the cuda backend (--backend cuda)')
 elif case == 'kill':
     kill_mid_step()
 elif case == 'checkpoint':
     checkpoints()
+elif case == 'nccl-train':
+    # sys.argv[4]: chimera-train-emulated (the CUDA backend on the CUDA emulator)
+    train = sys.argv[4]
+    cuda = ['--backend', 'cuda']
+    same_answer(['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--sync', 'eager'], 4,
+                train_extra=cuda, transport='nccl')
+    same_answer(['--schedule', '1f1b', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
+                train_extra=cuda, transport='nccl')
+elif case == 'nccl-gpu':
+    # chimera-train built with the real NCCL: a 1-rank smoke run on a GPU
+    # gives the local run's digest; exit 77 (skip) without a usable GPU.
+    probe = subprocess.run([train, '--backend', 'cuda', '--schedule', 'gpipe', '--stages', '1', '--steps', '0'],
+                           capture_output=True, text=True, timeout=120, env=env)
+    if probe.returncode != 0:
+        print('no usable GPU: skipped\n' + probe.stderr.strip())
+        sys.exit(77)
+    same_answer(['--schedule', 'gpipe', '--stages', '1', '--micro-batches', '2'], 1, train_extra=['--backend', 'cuda'],
+                transport='nccl')
 elif case == 'nccl':
     nccl_emulator(sys.argv[4])
 elif case == 'hang':

@@ -341,7 +341,10 @@ def test_bad_arguments_of_methods(tmp_path):
         (lambda: s.pipeline_of(4), IndexError, "micro-batch 4 out of range"),
         (lambda: s.worker_of(2, 0), IndexError, "(pipeline 2, stage 0) out of range"),
         (lambda: s.lower(sync="later"), ValueError, "unknown sync policy 'later' (known: end, eager, eager-opt)"),
-        (lambda: s.lower(sync="eager-opt", min_window=-1), ValueError, "min_window must be >= 0 (got -1)"),
+        (lambda: s.lower(sync="eager-opt", min_window=-1), ValueError, "min_window must be >= 1 or None (got -1)"),
+        # 0 would silently mean the default D - 1 (the C++ option's reading), not "always eager".
+        (lambda: s.lower(sync="eager-opt", min_window=0), ValueError, "min_window must be >= 1 or None (got 0)"),
+        (lambda: s.simulate(sync="eager-opt", min_window=0), ValueError, "min_window must be >= 1 or None (got 0)"),
         (lambda: s.simulate(costs={"X": 1}), ValueError, "costs: unknown op kind 'X' (expected F, B, I, W)"),
         (lambda: s.simulate(costs=3), TypeError, "costs must be a dict like {'F': 1, 'B': 2} (got int)"),
         (lambda: s.simulate(costs=[{"F": 1}, 2]), TypeError, "costs[1] must be a dict"),
@@ -361,6 +364,9 @@ def test_bad_arguments_of_methods(tmp_path):
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, memory_gib=0), ValueError, "memory_gib must be > 0 (got 0)"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, schedules=["zb-v"]), ValueError, "gpipe, 1f1b and chimera only"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, sync="now"), ValueError, "unknown sync policy 'now'"),
+        # B doubles up to the bound in an int: 2^30 would overflow (the process died of SIGFPE).
+        (lambda: chimera.tune("gpt2-124m-p100", 8, 8, max_micro_batch=2**30), ValueError,
+         "max_micro_batch must be < 1073741824 (got 1073741824)"),
         (lambda: chimera.tune("gpt2-124m-p100", 8.5, 8), TypeError, "devices must be an int (got float 8.5)"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, True), TypeError, "global_batch must be an int (got bool True)"),
         (lambda: chimera.tune("gpt2-124m-p100", 8, 8, schedules="chimera"), TypeError, "schedules must be a list"),
@@ -427,6 +433,15 @@ def test_pickle_and_copy():
     assert pickle.loads(pickle.dumps(op)) == op
     reduce = chimera.Op("REDUCE_GRAD", 1)
     assert pickle.loads(pickle.dumps(reduce)) == reduce and pickle.loads(pickle.dumps(reduce)).micro_batch is None
+    # A schedule built by hand is not validated: it keeps ops that check()
+    # flags (out-of-range stage, micro-batch, pipeline, peer), and so do its copies.
+    Op = chimera.Op
+    odd = chimera.build("odd", stages=2, micro_batches=2, workers=2, ops=[
+        [Op("F", 7, 0), Op("F", 0, 9, pipeline=3), Op("SEND_F", 0, 0, peer=9)], [Op("RECV_F", 1, 0), Op("B", -1, 0)]])
+    assert not odd.check().ok
+    for clone in (pickle.loads(pickle.dumps(odd)), copy.deepcopy(odd), copy.copy(odd)):
+        assert clone == odd and [clone.ops(w) for w in range(2)] == [odd.ops(w) for w in range(2)]
+        assert clone.name == "odd" and clone.params == odd.params
 
 
 def test_version_is_the_projects():
@@ -462,6 +477,8 @@ def test_build_errors():
         ({**two, "ops": [[], []], "placement": [[0, 2]]}, chimera.ScheduleError, "worker 2 is not in [0, 2)"),
         ({**two, "ops": [[], []], "routing": [1]}, chimera.ScheduleError, "pipeline 1 is not in [0, 1)"),
         ({**two, "workers": 0, "ops": []}, chimera.ScheduleError, "must be >= 1 (got 2, 1, 1, 0)"),
+        ({**two, "workers": 2**31 - 1, "ops": []}, chimera.ScheduleError,
+         "workers must be <= 16777216 (got 2147483647)"),
         ({**two, "ops": [["F"], []]}, TypeError, "incompatible function arguments"),
     ]:
         with pytest.raises(error_type) as error:

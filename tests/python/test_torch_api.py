@@ -18,6 +18,9 @@ from torch import nn  # noqa: E402
 from torch.distributed.pipelining import schedules as S  # noqa: E402
 
 CHAIN = ["gpipe", "1f1b", "interleaved", "looped-bfs", "zb-h1", "zb-h2", "zb-v", "dualpipev"]
+# Grid points the library refuses (S1): interleaved needs N mod max(1, N // D) = 0,
+# dualpipev N >= 2D.
+UNAVAILABLE = {("interleaved", 2, 5), ("dualpipev", 2, 2), ("dualpipev", 4, 4)}
 
 
 def test_golden_1f1b_actions():
@@ -42,6 +45,8 @@ def test_torch_validates_and_simulates_our_order(name, workers, n):
     try:
         schedule = chimera.generate(name, workers, n)
     except chimera.ScheduleError:
+        if (name, workers, n) not in UNAVAILABLE:
+            raise  # only the listed sizes may be refused: a wider refusal would skip the grid silently
         pytest.skip(f"{name} does not exist for D={workers} N={n}")
     compute = ct.compute_actions(schedule)
     mapping = S._validate_schedule(compute, workers, schedule.stages, n)

@@ -1,11 +1,15 @@
-// Chimera with k = 2f bidirectional pipelines (chimera.md §2-§7).
+// Chimera with k = 2f bidirectional pipelines (chimera.md §2-§7), described:
+// its entry and rules, and the closed forms the generator
+// (generators/chimera.hpp) and the checker share: the micro-batch layout,
+// the unit-time slot of direct mode, the phase order of doubling and
+// halving, and the invariants (chimera_invariants.hpp).
 //
 // direct:   the closed form of §5 (every op has a unit-time slot, a worker
 //           runs its ops sorted by slot); units concatenate with a 2D shift.
 // doubling: the phase form of §7.2 (two forwards of one pipeline per step).
 // halving:  the doubling order over 2N half-size micro-batches (§7.3).
 // split_backward: the same F/B order through the zero-bubble pass
-//           (split_backward.hpp), W passes in the bubbles.
+//           (generators/split_backward.hpp), W passes in the bubbles.
 // Any N >= 1: build for the next multiple of the granule and drop the
 // missing micro-batches round-robin over the pipelines (§4).
 #pragma once
@@ -20,7 +24,6 @@
 #include "../placement.hpp"
 #include "../schedule.hpp"
 #include "../schedule_entry.hpp"
-#include "split_backward.hpp"
 
 namespace chimera::schedules {
 
@@ -73,7 +76,6 @@ inline constexpr schedule_variant chimera_variants[] = {
     {"--split-backward k=4", [](config c) { return c.split_backward = true, c.pipelines = 4, c; }},
 };
 
-constexpr schedule chimera(const config& requested);
 constexpr void check_chimera_shape(const schedule& s, std::vector<diagnostic>& out);
 constexpr void check_chimera_invariants(const schedule& s, double asap_span, std::vector<diagnostic>& out);
 constexpr bool chimera_has_unit_slots(const schedule_shape& s);
@@ -91,7 +93,6 @@ inline constexpr schedule_entry chimera_entry{
     .n_constraint = "Any N >= 1; D must be even and f = k/2 must divide D/2.",
     .params = chimera_params,
     .variants = chimera_variants,
-    .generate = chimera,
     .check_shape = check_chimera_shape,
     .check_invariants = check_chimera_invariants,
     .backward_fifo = true,
@@ -148,38 +149,6 @@ constexpr chimera_layout make_chimera_layout(const config& c) {
     return l;
 }
 
-constexpr void chimera_direct_ops(schedule& s, const chimera_layout& l) {
-    const int d = l.stages;
-    const int span = 2 * l.padded + 2 * l.per_pipeline - 2;  // 2N' + D/f - 2
-    const int units = l.padded / d;
-    std::vector<op> by_slot(static_cast<std::size_t>(span));
-    std::vector<std::uint8_t> taken(static_cast<std::size_t>(span));  // not vector<bool>: clang cannot evaluate it in constexpr
-    for (int w = 0; w < d; ++w) {
-        std::fill(taken.begin(), taken.end(), std::uint8_t{0});
-        for (int p = 0; p < l.pipelines; ++p) {
-            const int st = chimera_stage(d, l.pipelines, p, w);
-            for (int u = 0; u < units; ++u)
-                for (int j = 0; j < l.per_pipeline; ++j) {
-                    const int id = l.new_id[static_cast<std::size_t>(u * d + p * l.per_pipeline + j)];
-                    if (id < 0) continue;
-                    const int f_slot = st + 2 * j + 2 * d * u;
-                    const int b_slot = 2 * d - 1 - st + 2 * j + 2 * d * u;
-                    for (auto [slot, o] : {std::pair{f_slot, forward(p, id, st)}, std::pair{b_slot, backward(p, id, st)}}) {
-                        // Never overwrite: a collision is a generator bug (chimera.md §13.1).
-                        if (taken[static_cast<std::size_t>(slot)])
-                            throw schedule_error("T1", ::chimera::detail::cat("chimera: internal error, two ops of worker ",
-                                                                              w, " need slot ", slot));
-                        taken[static_cast<std::size_t>(slot)] = true;
-                        by_slot[static_cast<std::size_t>(slot)] = o;
-                    }
-                }
-        }
-        s.add_worker();
-        for (int slot = 0; slot < span; ++slot)
-            if (taken[static_cast<std::size_t>(slot)]) s.push_op(by_slot[static_cast<std::size_t>(slot)]);
-    }
-}
-
 struct phase_step {
     op_kind kind = op_kind::F;
     int pipeline = 0;
@@ -211,44 +180,7 @@ constexpr std::vector<phase_step> doubling_phase_order(int d, int w, int doubled
     return out;
 }
 
-constexpr void chimera_doubling_ops(schedule& s, const chimera_layout& l) {
-    const int d = l.stages;
-    const int half = d / 2;
-    for (int w = 0; w < d; ++w) {
-        const int stage_of[2] = {w, d - 1 - w};
-        int next[2][2] = {};  // [F, B][pipeline]: FIFO position
-        s.add_worker();
-        for (const phase_step& step : doubling_phase_order(d, w, l.padded / (2 * d))) {
-            const int i = next[step.kind == op_kind::F ? 0 : 1][step.pipeline]++;
-            const int original = i / half * d + step.pipeline * half + i % half;
-            const int id = l.new_id[static_cast<std::size_t>(original)];
-            if (id >= 0) s.push_op(op{step.kind, stage_of[step.pipeline], id, step.pipeline, no_peer});
-        }
-    }
-}
-
 }  // namespace detail
-
-constexpr schedule chimera(const config& requested) {
-    require_valid(requested, chimera_entry);
-    const config c = normalized(requested, chimera_entry);
-    const detail::chimera_layout l = detail::make_chimera_layout(c);
-    schedule s;
-    s.set_shape(chimera_entry.name, c.stages, detail::chimera_micro_batches(c), l.pipelines, c);
-    for (int p = 0; p < l.pipelines; ++p)
-        for (int st = 0; st < c.stages; ++st) s.set_placement(p, st, chimera_worker(c.stages, l.pipelines, p, st));
-    for (int m = 0; m < l.padded; ++m)
-        if (l.new_id[static_cast<std::size_t>(m)] >= 0)
-            s.set_pipeline_of(l.new_id[static_cast<std::size_t>(m)], l.pipeline_of_original(m));
-    if (c.scaling_mode == scaling::direct)
-        detail::chimera_direct_ops(s, l);
-    else
-        detail::chimera_doubling_ops(s, l);
-    // Zero-bubble Chimera: every worker may hold as many micro-batches as it
-    // does without the split, so the W passes cost no extra memory.
-    if (c.split_backward) return split_backward(s, peak_activations(s));
-    return s;
-}
 
 // Closed-form unit-time slot of an op of a Chimera schedule in direct mode
 // with full units (chimera.md §5): the slot it has in the paper's figures.

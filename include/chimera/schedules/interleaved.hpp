@@ -10,7 +10,6 @@
 #include "../config.hpp"
 #include "../schedule.hpp"
 #include "../schedule_entry.hpp"
-#include "chunked_chain.hpp"
 
 namespace chimera {
 
@@ -25,28 +24,6 @@ constexpr int interleaved_group_size(const config& c) {
 }  // namespace chimera
 
 namespace chimera::schedules {
-
-namespace detail {
-
-struct chunk_item {
-    int micro_batch = 0;
-    int chunk = 0;
-};
-
-// The forward sequence: groups [lo, lo+g), each emitting chunk 0 for every
-// micro-batch of the group, then chunk 1, ... (the last group may be shorter).
-constexpr std::vector<chunk_item> interleaved_forward_sequence(int micro_batches, int chunks, int group) {
-    std::vector<chunk_item> items;
-    items.reserve(static_cast<std::size_t>(micro_batches) * chunks);
-    for (int lo = 0; lo < micro_batches; lo += group) {
-        const int size = std::min(group, micro_batches - lo);
-        for (int c = 0; c < chunks; ++c)
-            for (int m = lo; m < lo + size; ++m) items.push_back({m, c});
-    }
-    return items;
-}
-
-}  // namespace detail
 
 inline constexpr config_rule interleaved_rules[] = {
     {config_errc::interleaved_group_rule, "S1",
@@ -83,8 +60,6 @@ inline constexpr param_field interleaved_params[] = {
     {"g", param_field::type::derived, nullptr, nullptr, interleaved_group_size},  // the group size in effect
 };
 
-constexpr schedule interleaved(const config& c);
-
 inline constexpr schedule_entry interleaved_entry{
     .id = algorithm::interleaved,
     .name = "interleaved",
@@ -94,32 +69,6 @@ inline constexpr schedule_entry interleaved_entry{
     .rules = interleaved_rules,
     .n_constraint = "Any N < 2D or divisible by floor(N/D); a group size g needs D <= g <= N and N mod g = 0 or >= D.",
     .params = interleaved_params,
-    .generate = interleaved,
 };
-
-constexpr schedule interleaved(const config& c) {
-    require_valid(c, interleaved_entry);
-    const int workers = c.stages, v = c.chunks, n = c.micro_batches, total = n * v;
-    schedule s = detail::loop_chain_shape(interleaved_entry, c, v);
-    const std::vector<detail::chunk_item> order =
-        detail::interleaved_forward_sequence(n, v, interleaved_group_size(c));
-    for (int r = 0; r < workers; ++r) {
-        s.add_worker();
-        // Backward item i is forward item i with chunk c replaced by v-1-c.
-        auto fwd = [&](int i) {
-            const auto& item = order[static_cast<std::size_t>(i)];
-            s.push_op(forward(0, item.micro_batch, item.chunk * workers + r));
-        };
-        auto bwd = [&](int i) {
-            const auto& item = order[static_cast<std::size_t>(i)];
-            s.push_op(backward(0, item.micro_batch, (v - 1 - item.chunk) * workers + r));
-        };
-        const int warm_up = std::min(2 * (workers - 1 - r) + (v - 1) * interleaved_group_size(c), total);
-        for (int i = 0; i < warm_up; ++i) fwd(i);
-        for (int i = 0; i < total - warm_up; ++i) fwd(warm_up + i), bwd(i);
-        for (int i = total - warm_up; i < total; ++i) bwd(i);
-    }
-    return s;
-}
 
 }  // namespace chimera::schedules

@@ -9,38 +9,14 @@
 #include "../config.hpp"
 #include "../schedule.hpp"
 #include "../schedule_entry.hpp"
-#include "chunked_chain.hpp"
-#include "single_chain.hpp"
 
 namespace chimera::schedules {
-
-constexpr schedule zb_h1(const config& c);
 
 inline constexpr schedule_entry zb_h1_entry{
     .id = algorithm::zb_h1,
     .name = "zb-h1",
     .description = "ZB-H1: 1F1B with the backward split into I and W, 1F1B's memory",
     .n_constraint = "Any N >= 1.",
-    .generate = zb_h1,
 };
-
-constexpr schedule zb_h1(const config& c) {
-    require_valid(c, zb_h1_entry);
-    const int n = c.micro_batches;
-    schedule s = detail::single_chain_shape(zb_h1_entry, c);
-    for (int r = 0; r < c.stages; ++r) {
-        s.add_worker();
-        const int warm_up = std::min(c.stages - 1 - r, n);
-        int next_weight = 0;  // oldest micro-batch whose W is pending
-        for (int m = 0; m < warm_up; ++m) s.push_op(forward(0, m, r));
-        for (int i = 0; i < n; ++i) {
-            if (warm_up + i < n) s.push_op(forward(0, warm_up + i, r));
-            s.push_op(input_gradient(0, i, r));
-            if (i >= r) s.push_op(weight_gradient(0, next_weight++, r));
-        }
-        while (next_weight < n) s.push_op(weight_gradient(0, next_weight++, r));
-    }
-    return s;
-}
 
 }  // namespace chimera::schedules

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 exe = sys.argv[1]
-golden = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "cli-bytes.txt")
+golden = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "cli-bytes.txt")
 
 SETTINGS = [[s] for s in ["gpipe", "1f1b", "chimera", "interleaved", "looped-bfs", "gems", "zb-h1", "zb-h2", "zb-v",
                           "dualpipe", "dualpipev"]]

@@ -11,7 +11,7 @@ import tempfile
 root = os.path.abspath(sys.argv[1])
 with tempfile.TemporaryDirectory() as tmp:
     project = os.path.join(tmp, "consumer")
-    shutil.copytree(os.path.join(root, "tests", "consumer"), project)
+    shutil.copytree(os.path.join(root, "tests", "packaging", "consumer"), project)
     os.makedirs(os.path.join(project, "subprojects"))
     os.symlink(root, os.path.join(project, "subprojects", "chimera"))
     build = os.path.join(project, "build")

@@ -2,7 +2,7 @@
 """chimera-train --schedule NAME for every schedule name that
 `chimera-sched generate --help` lists, plus sequential: each runs (none is
 refused), and trains the same model as sequential (equal first loss, last
-loss within 1e-5 relative; the exact equivalence is tests/runtime_train.cpp).
+loss within 1e-5 relative; the exact equivalence is tests/runtime/runtime_train.cpp).
 Bad combinations are refused with exit 2, the rule and the value.
 
   chimera_train_zoo.py CHIMERA_SCHED CHIMERA_TRAIN"""

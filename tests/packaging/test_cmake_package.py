@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The installed library is a CMake package: meson install into a temporary
-DESTDIR, then a CMake project (tests/consumer) finds it with
+DESTDIR, then a CMake project (tests/packaging/consumer) finds it with
 find_package(chimera 0.1) through CMAKE_PREFIX_PATH, links chimera::chimera,
 builds and runs. A request for a newer version is refused, and the
 pkg-config file of the same install points at the same headers.
-Usage: test_cmake_package.py SOURCE_ROOT (exit 77, skipped, without cmake)"""
+Usage: test_cmake_package.py SOURCE_ROOT (exit 77, skipped, without cmake; 1 under CI=true)"""
 import os
 import shutil
 import subprocess
@@ -13,6 +13,9 @@ import tempfile
 
 root = os.path.abspath(sys.argv[1])
 if shutil.which("cmake") is None:
+    if os.environ.get("CI"):  # .ci/install-deps installs cmake: its absence is a broken CI image
+        print("cmake not found under CI=true: the CMake package is untested")
+        sys.exit(1)
     print("cmake not found: skipped")
     sys.exit(77)
 
@@ -37,7 +40,7 @@ with tempfile.TemporaryDirectory() as tmp:
     ok = run(["meson", "setup", build, root, "--prefix=/usr/local", *disabled]) and \
         run(["meson", "install", "-C", build, "--destdir", destdir])
     consumer = os.path.join(tmp, "consumer")
-    shutil.copytree(os.path.join(root, "tests", "consumer"), consumer)
+    shutil.copytree(os.path.join(root, "tests", "packaging", "consumer"), consumer)
     cmake_build = os.path.join(tmp, "cmake-build")
     if ok and run(["cmake", "-S", consumer, "-B", cmake_build, f"-DCMAKE_PREFIX_PATH={prefix}"]) and \
             run(["cmake", "--build", cmake_build]):

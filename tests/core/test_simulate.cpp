@@ -6,7 +6,9 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <chimera/generate.hpp>
@@ -228,6 +230,43 @@ TEST_CASE("hand-checked timeline: 1F1B D=2 N=2 compute-only, every cross-worker 
         CHECK(r.start[position(s, 0, op_kind::B, 1, 0)] == doctest::Approx(5 + 2 * c));
         CHECK(r.workers[0].busy == doctest::Approx(4));  // communication is not compute
     }
+}
+
+TEST_CASE("what does not fit the schedule is refused with S0, naming it") {
+    const schedule lowered = lower(generate({algorithm::gpipe, 2, 2}));
+    const auto refusal = [](const schedule& s, const cost_model& costs = {}) -> std::string {
+        try {
+            (void)simulate(s, costs);
+        } catch (const schedule_error& e) {
+            return std::string(e.rule()) + " " + e.what();
+        }
+        return "accepted";
+    };
+    REQUIRE(refusal(lowered) == "accepted");
+    cost_model three;
+    three.per_stage.resize(3);
+    CHECK(refusal(lowered, three) == "S0 simulate: the cost model describes 3 stages, the schedule has 2");
+    // One field of worker 0's SEND_F of micro-batch 0 (pipeline 0, peer 1) out of range at a time.
+    std::vector<std::vector<op>> lists;
+    for (int w = 0; w < 2; ++w) lists.emplace_back(lowered.ops(w).begin(), lowered.ops(w).end());
+    const auto send = static_cast<std::size_t>(
+        std::ranges::find_if(lists[0], [](const op& o) { return o.kind == op_kind::SEND_F; }) - lists[0].begin());
+    REQUIRE(send < lists[0].size());
+    const op good = lists[0][send];
+    for (const auto& [bad, text] : {std::pair{op{op_kind::SEND_F, 0, 2, 0, 1}, "SEND_F(micro-batch 2, stage 0, "
+                                                                                  "pipeline 0, peer 1)"},
+                                    std::pair{op{op_kind::SEND_F, 0, 0, 0, 2}, "SEND_F(micro-batch 0, stage 0, "
+                                                                                  "pipeline 0, peer 2)"},
+                                    std::pair{op{op_kind::SEND_F, 0, 0, 1, 1}, "SEND_F(micro-batch 0, stage 0, "
+                                                                                  "pipeline 1, peer 1)"},
+                                    std::pair{op{op_kind::SEND_F, 0, 0, 0, no_peer}, "SEND_F(micro-batch 0, stage "
+                                                                                       "0, pipeline 0)"}}) {
+        lists[0][send] = bad;
+        CHECK(refusal(with_ops(lowered, lists)) ==
+              std::string("S0 simulate: ") + text + " is out of range; run check first");
+    }
+    lists[0][send] = good;
+    CHECK(refusal(with_ops(lowered, lists)) == "accepted");
 }
 
 TEST_CASE("unequal per-stage costs: the slowest stage paces GPipe") {

@@ -392,3 +392,13 @@ TEST_CASE("data-parallel ranks and all-reduce groups, both layouts") {
     const schedule g = generate({.schedule = algorithm::gpipe, .stages = 4, .micro_batches = 4});
     CHECK(replica_ranks(g, 2, 3) == std::vector<int>{2, 6, 10});
 }
+
+TEST_CASE("the size rule names the chunk count when chunks multiply the stage chain") {
+    const auto chunked = validate({.schedule = algorithm::interleaved, .stages = 4, .micro_batches = 8, .chunks = 1 << 20});
+    REQUIRE(chunked.has_value());
+    CHECK(chunked->rule == "S1");
+    CHECK(chunked->message.find("D*v*N must be <= 16777216 (got D=4, v=1048576, N=8)") != std::string::npos);
+    const auto plain = validate({.schedule = algorithm::gpipe, .stages = 1 << 13, .micro_batches = 1 << 12});
+    REQUIRE(plain.has_value());
+    CHECK(plain->message.find("D*N must be <= 16777216 (got D=8192, N=4096)") != std::string::npos);
+}

@@ -122,12 +122,14 @@ with tempfile.TemporaryDirectory() as tmp:
                 except Exception as e:  # noqa: BLE001
                     expect(False, f"{tag}: PyTorch's simulator stalls on our compute_comms CSV: {e}")
 
-                # Once lowering lands, our own compute_comms export must load too.
+                # Our own compute_comms export loads too.
                 direct = os.path.join(tmp, f"{schedule}-{stages}-{micro_batches}.ours-comms.csv")
                 result = subprocess.run([CLI, "export", "--schedule", schedule, "--stages", str(stages),
                                          "--micro-batches", str(micro_batches), "--format", "pytorch-csv",
                                          "--csv-format", "compute_comms", "-o", direct],
                                         capture_output=True, text=True)
+                expect(result.returncode == 0,
+                       f"{tag}: chimera-sched export --csv-format compute_comms failed: {result.stderr.strip()}")
                 if result.returncode == 0:
                     rt3 = runtime(stages, stages, micro_batches)
                     try:

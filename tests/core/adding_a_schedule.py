@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """docs/adding-a-schedule.md is true: in a copy of include/, apply the doc's
-worked example (the schedule header from the doc, one enum value in
-config.hpp, one include and one line in registry.hpp: nothing else), then
+worked example (the description and generator headers from the doc, one
+enum value in config.hpp, one include and one line in each of registry.hpp
+and generate.hpp: nothing else), then
 compile and run a program that generates the new schedule by name, checks
 it, round-trips it through JSON and gets its rule's message, and compile
 an invalid make_fixed config that must fail with the rule's text.
@@ -14,8 +15,14 @@ import tempfile
 
 root, compiler = sys.argv[1], sys.argv[2:]
 doc = open(os.path.join(root, "docs", "adding-a-schedule.md")).read()
-header = doc.split("```cpp\n")[1].split("```")[0]
-header = "\n".join(line[3:] if line.startswith("   ") else line for line in header.splitlines()) + "\n"
+
+
+def block(i):
+    text = doc.split("```cpp\n")[i].split("```")[0]
+    return "\n".join(line[3:] if line.startswith("   ") else line for line in text.splitlines()) + "\n"
+
+
+description, generator = block(1), block(2)
 
 PROGRAM = r"""
 #include <chimera/chimera.hpp>
@@ -51,12 +58,17 @@ with tempfile.TemporaryDirectory() as tmp:
     include = os.path.join(tmp, "include")
     shutil.copytree(os.path.join(root, "include"), include)
     chimera = os.path.join(include, "chimera")
-    open(os.path.join(chimera, "schedules", "gpipe_lifo.hpp"), "w").write(header)
+    open(os.path.join(chimera, "schedules", "gpipe_lifo.hpp"), "w").write(description)
+    open(os.path.join(chimera, "generators", "gpipe_lifo.hpp"), "w").write(generator)
     edit(os.path.join(chimera, "config.hpp"), "    dualpipev,", "    dualpipev,\n    gpipe_lifo,")
     edit(os.path.join(chimera, "registry.hpp"), '#include "schedules/gpipe.hpp"\n',
          '#include "schedules/gpipe.hpp"\n#include "schedules/gpipe_lifo.hpp"\n')
     edit(os.path.join(chimera, "registry.hpp"), "    &schedules::dualpipev_entry,\n",
          "    &schedules::dualpipev_entry,\n    &schedules::gpipe_lifo_entry,\n")
+    edit(os.path.join(chimera, "generate.hpp"), '#include "generators/gpipe.hpp"\n',
+         '#include "generators/gpipe.hpp"\n#include "generators/gpipe_lifo.hpp"\n')
+    edit(os.path.join(chimera, "generate.hpp"), "    {algorithm::dualpipev, schedules::dualpipev},\n",
+         "    {algorithm::dualpipev, schedules::dualpipev},\n    {algorithm::gpipe_lifo, schedules::gpipe_lifo},\n")
     source, exe = os.path.join(tmp, "t.cpp"), os.path.join(tmp, "t")
     open(source, "w").write(PROGRAM)
     built = subprocess.run(compiler + ["-std=c++20", "-I", include, source, "-o", exe], capture_output=True, text=True)
@@ -74,4 +86,4 @@ with tempfile.TemporaryDirectory() as tmp:
     if bad.returncode == 0 or "chimera rule S1: gpipe-lifo needs N <= 4D" not in bad.stderr:
         print("FAIL: an invalid compile-time gpipe-lifo config does not fail with its rule:\n" + bad.stderr[:2000])
         sys.exit(1)
-print("ok: the worked example of docs/adding-a-schedule.md adds a schedule with three files")
+print("ok: the worked example of docs/adding-a-schedule.md adds a schedule with five files")

@@ -68,7 +68,7 @@ r = run("simulate", "--stages", "4", "--micro-batches", "4", "--cost", "F=1,B=2"
         "--message-bytes", "100", "--format", "text")
 expect(r.returncode == 0 and "makespan" in r.stdout and "timeline" in r.stdout and "P3" in r.stdout, "simulate text")
 r = run("simulate", "--schedule", "gpipe", "--stages", "2", "--micro-batches", "2", "--cost", "F=1,B=2", "--p2p", "0.5,0")
-expect(json.loads(r.stdout)["makespan"] == 10, "GPipe D=2 N=2 with alpha 0.5: makespan 10 (tests/test_simulate.cpp)")
+expect(json.loads(r.stdout)["makespan"] == 10, "GPipe D=2 N=2 with alpha 0.5: makespan 10 (tests/core/test_simulate.cpp)")
 # --message-bytes reaches the cost model: lowered 1F1B D=2 N=2 with unit
 # compute and one message cost c = alpha + bytes * beta per transfer runs
 # F0 [0,1], its send [1,1+c], stage 1's F0 B0 [1+c,3+c], the crossing pair
@@ -90,6 +90,7 @@ expect_usage_error(["simulate", "--stages", "4", "--micro-batches", "4", "--cost
 expect_usage_error(["simulate", "--stages", "4", "--micro-batches", "4", "--cost", "F=nan"], "bad --cost")
 expect_usage_error(["simulate", "--stages", "4", "--micro-batches", "4", "--p2p", "1"], "bad --p2p")
 expect_usage_error(["simulate", "--stages", "4", "--micro-batches", "4", "--p2p", "1,x"], "bad --p2p")
+expect_usage_error(["lower", "--stages", "4", "--micro-batches", "4", "--sync", "eager-opt", "--min-window", "0"], "--min-window")
 
 # tune: a ranked table; clear errors for unknown presets and impossible requests.
 r = run("tune", "--preset", "gpt2-124m-h100", "--devices", "8", "--global-batch", "32", "--top", "3")

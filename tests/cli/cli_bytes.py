@@ -15,7 +15,7 @@ import sys
 
 EXE = sys.argv[1]
 RECORD = "--record" in sys.argv[2:]
-DIGESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "golden", "cli_bytes.sha256")
+DIGESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "golden", "cli_bytes.sha256")
 
 # (schedule, extra options, sizes (D, N)); sizes each schedule accepts.
 SCHEDULES = [

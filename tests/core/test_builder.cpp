@@ -6,6 +6,7 @@
 #include <chimera/chimera.hpp>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 using namespace chimera;
@@ -105,11 +106,26 @@ TEST_CASE("out-of-range builder arguments are refused with S0") {
     CHECK_THROWS_AS(b.route(2, 0), schedule_error);
     CHECK_THROWS_AS(b.route(0, 1), schedule_error);
     CHECK_THROWS_AS(b.append(forward(0, 0, 5)), schedule_error);
-    try {
-        b.append(-1, forward(0, 0, 0));
-    } catch (const schedule_error& e) {
-        CHECK(e.rule() == "S0");
-    }
+    const auto rule_of = [](auto&& call) -> std::string {
+        try {
+            call();
+        } catch (const schedule_error& e) {
+            return std::string(e.rule());
+        }
+        return "accepted";
+    };
+    CHECK(rule_of([&] { b.append(-1, forward(0, 0, 0)); }) == "S0");
+    // Sizes beyond the JSON reader's limits are refused before anything is
+    // allocated (2^31 - 1 workers would be one op list each), naming the values.
+    const int huge = 2147483647;
+    CHECK(rule_of([&] { schedule_builder("x", {.workers = huge}); }) == "S0");
+    CHECK_THROWS_WITH_AS(schedule_builder("x", {.workers = huge}),
+                         "schedule_builder: workers must be <= 16777216 (got 2147483647)", schedule_error);
+    CHECK_THROWS_WITH_AS(schedule_builder("x", {.stages = 4096, .micro_batches = 4097}),
+                         "schedule_builder: stages x micro_batches and stages x pipelines must be <= 16777216 "
+                         "(got 16781312 and 4096)",
+                         schedule_error);
+    CHECK_NOTHROW(schedule_builder("x", {.stages = 4096, .micro_batches = 4096, .workers = 1 << 10}));
 }
 
 TEST_CASE("IR helpers: copy_frame, with_ops, filter_ops, compute_only, op text") {

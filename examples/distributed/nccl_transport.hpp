@@ -1,0 +1,267 @@
+// The `nccl` transport (docs/distributed.md): one process per GPU, the CUDA
+// backend's comm groups on NCCL. The ncclUniqueId goes from MPI rank 0 to
+// everyone over MPI; point-to-point messages use the world communicator,
+// each stage's replica group its own (ncclCommSplit, ordered by the
+// members' fixed order so the emulator's sum equals the local run's);
+// every comm group is one ncclGroupStart/End on the worker's communication
+// stream, joined to the compute stream by events.
+// Errors are checked; an asynchronous error (a peer that never posts: the
+// emulator's timeout) is reported after the step, and the communicators
+// are aborted.
+//
+// Built against examples/distributed/nccl_emulator.hpp in the emulated
+// CUDA build (CI); against the real nccl.h otherwise (never run here).
+#pragma once
+
+#include <mpi.h>
+
+#include <chrono>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#if defined(CHIMERA_CUDA_EMULATION)
+#include "nccl_emulator.hpp"
+#else
+#include <nccl.h>
+#endif
+
+#include <chimera/placement.hpp>
+#include <chimera/runtime/message.hpp>
+#include <chimera/runtime/transport.hpp>
+#include <chimera/schedule.hpp>
+
+#include "../cuda/backend.hpp"
+#include "mpi_transport.hpp"
+
+namespace chimera::runtime::nccl {
+
+class nccl_failure : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+inline void check(ncclResult_t r, const std::string& what) {
+    if (r != ncclSuccess) throw nccl_failure(what + ": " + ncclGetErrorString(r));
+}
+
+// The communicators of one run. Collective over MPI_COMM_WORLD.
+class world {
+public:
+    world(const schedule& s, const mpi::world& w, int data_parallel) : mpi_(w) {
+        int rank = 0, ranks = 0;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+        ncclUniqueId id;
+        if (rank == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+        mpi::check(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast");
+        check(ncclCommInitRank(&all_, ranks, id, rank), "ncclCommInitRank");
+        for (int st = 0; st < s.stages(); ++st) {
+            int order = -1;  // this rank's member of stage st's reduction
+            for (int g = 0; g < data_parallel; ++g)
+                for (int p = 0; p < s.pipelines(); ++p)
+                    if (w.to_mpi(g * s.workers() + s.placement(p, st)) == rank) {
+                        if (order >= 0)
+                            throw nccl_failure("nccl transport: rank " + std::to_string(rank) +
+                                               " holds two replicas of stage " + std::to_string(st));
+                        order = g * s.pipelines() + p;
+                    }
+            ncclComm_t c = nullptr;
+            check(ncclCommSplit(all_, order >= 0 ? st : NCCL_SPLIT_NOCOLOR, order, &c, nullptr), "ncclCommSplit");
+            stages_.push_back(c);
+        }
+    }
+    world(const world&) = delete;
+    world& operator=(const world&) = delete;
+    ~world() {
+        for (ncclComm_t c : stages_)
+            if (c) ncclCommDestroy(c);
+        ncclCommDestroy(all_);
+    }
+
+    ncclComm_t all() const { return all_; }
+    ncclComm_t stage(int s) const { return stages_.at(static_cast<std::size_t>(s)); }
+    int to_mpi(int logical) const { return mpi_.to_mpi(logical); }
+
+    // After the stream is idle: throws (and aborts every communicator)
+    // when an asynchronous error happened.
+    void check_async() {
+        std::vector<ncclComm_t> all = stages_;
+        all.push_back(all_);
+        for (ncclComm_t c : all) {
+            ncclResult_t error = ncclSuccess;
+            if (c) check(ncclCommGetAsyncError(c, &error), "ncclCommGetAsyncError");
+            if (error == ncclSuccess) continue;
+            std::string reason = ncclGetErrorString(error);
+#if defined(CHIMERA_CUDA_EMULATION)
+            reason += std::string(": ") + ncclGetLastError(c);
+#endif
+            for (ncclComm_t& x : stages_)
+                if (x) ncclCommAbort(x), x = nullptr;
+            ncclCommAbort(all_);
+            all_ = nullptr;
+            throw nccl_failure("nccl transport, MPI rank " + std::to_string(mpi_.mpi_rank()) + ": " + reason);
+        }
+    }
+
+private:
+    const mpi::world& mpi_;
+    ncclComm_t all_ = nullptr;
+    std::vector<ncclComm_t> stages_;
+};
+
+// One comm group of one rank: models runtime::transport over the CUDA
+// backend's device buffers. The group runs on the communication stream,
+// after everything the compute stream issued before it (an event); the
+// compute stream waits for the group's end before its next work, except
+// for a group of reductions only, whose end is left in `deferred` (joined
+// before the optimizer: the gradient sync overlaps the remaining backward
+// passes). Received buffers are allocated on the communication stream and
+// listed in `received` (freed after the step).
+class channel {
+public:
+    channel(world& w, cudaStream_t compute, cudaStream_t comm, std::vector<float*>& received,
+            std::vector<cudaEvent_t>& deferred)
+        : w_(w), compute_(compute), stream_(comm), received_(received), deferred_(deferred) {
+        join(compute_, stream_);
+        check(ncclGroupStart(), "ncclGroupStart");
+    }
+    void post_send(const message_key& key, gpu::device_span data) {
+        reductions_only_ = false;
+        check(ncclSend(data.data, data.count, ncclFloat32, w_.to_mpi(key.to), w_.all(), stream_), "ncclSend");
+    }
+    void post_recv(const message_key& key, gpu::device_receipt out) {
+        reductions_only_ = false;
+        float* buffer = nullptr;
+        gpu::check(cudaMallocAsync(reinterpret_cast<void**>(&buffer), out.count * sizeof(float), stream_),
+                   "cudaMallocAsync");
+        received_.push_back(buffer);
+        check(ncclRecv(buffer, out.count, ncclFloat32, w_.to_mpi(key.from), w_.all(), stream_), "ncclRecv");
+        *out.data = buffer;
+    }
+    void post_reduce(const reduce_key& key, gpu::device_span data) {
+        check(ncclAllReduce(data.data, data.data, data.count, ncclFloat32, ncclSum, w_.stage(key.stage), stream_),
+              "ncclAllReduce");
+    }
+    void complete() {
+        check(ncclGroupEnd(), "ncclGroupEnd");
+        if (reductions_only_) deferred_.push_back(record(stream_));
+        else join(stream_, compute_);
+    }
+
+    // `later` runs its next work after what `earlier` issued so far.
+    static void join(cudaStream_t earlier, cudaStream_t later) {
+        const cudaEvent_t e = record(earlier);
+        gpu::check(cudaStreamWaitEvent(later, e, 0), "cudaStreamWaitEvent");
+        gpu::check(cudaEventDestroy(e), "cudaEventDestroy");  // CUDA keeps it until the wait is done
+    }
+    static cudaEvent_t record(cudaStream_t s) {
+        cudaEvent_t e = nullptr;
+        gpu::check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreateWithFlags");
+        gpu::check(cudaEventRecord(e, s), "cudaEventRecord");
+        return e;
+    }
+
+private:
+    world& w_;
+    cudaStream_t compute_, stream_;
+    std::vector<float*>& received_;
+    std::vector<cudaEvent_t>& deferred_;
+    bool reductions_only_ = true;
+};
+static_assert(runtime::transport<channel, gpu::device_span, gpu::device_receipt, gpu::device_span>);
+
+}  // namespace chimera::runtime::nccl
+
+namespace chimera::runtime::nccl {
+
+// Node-local rank -> GPU: the i-th rank of a node (MPI_COMM_TYPE_SHARED)
+// takes the node's GPU i; a rank beyond the node's GPUs is refused (NCCL
+// does not share a GPU between ranks). The emulator has one device per
+// process, so there every rank takes device 0.
+struct device_selection {
+    device_selection() {
+        MPI_Comm node = MPI_COMM_NULL;
+        int world_rank = 0, local = 0, devices = 0;
+        MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+        mpi::check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node),
+                   "MPI_Comm_split_type");
+        MPI_Comm_rank(node, &local);
+        MPI_Comm_free(&node);
+        gpu::check(cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
+#if defined(CHIMERA_CUDA_EMULATION)
+        local = 0;
+#endif
+        if (local >= devices)
+            throw nccl_failure("MPI rank " + std::to_string(world_rank) + " is rank " + std::to_string(local) +
+                               " on its node, which has " + std::to_string(devices) +
+                               " GPU(s): one rank per GPU (fewer ranks per node, or more GPUs)");
+        gpu::check(cudaSetDevice(local), "cudaSetDevice");
+    }
+};
+
+// This rank's worker on the CUDA backend, its comm groups on NCCL (the
+// worker of mpi::rank_trainer), on its node-local GPU. Received buffers are
+// freed after the step; an asynchronous NCCL error is checked when the
+// stream is idle.
+class cuda_worker : private device_selection, public gpu::cuda_backend {
+public:
+    using options = gpu::gpu_stage_options;
+    cuda_worker(mpi::world& w, const schedule& s, const run_shape& shape, const gpt::dataset& data, int group,
+                int worker, const std::vector<float>& initial, const options& o = {})
+        : device_selection(), gpu::cuda_backend(s, shape, data, group, worker, initial, o), mpi_(w),
+          nccl_(s, w, shape.data_parallel) {
+        gpu::check(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    }
+    cuda_worker(const cuda_worker&) = delete;
+    cuda_worker& operator=(const cuda_worker&) = delete;
+    ~cuda_worker() {
+        free_received();
+        cudaStreamDestroy(comm_stream_);
+    }
+
+    void begin_step(int step) {
+        local_ = std::make_unique<gpu::step_transport>(1, mpi_.watchdog(), pool_);  // unused: comm goes to NCCL
+        begin(step, *local_);
+    }
+    void end_step() {
+        free_received();
+        local_.reset();
+    }
+    void comm(std::span<const op> group) {
+        channel transport(nccl_, stream(), comm_stream_, received_, deferred_);
+        gpu::cuda_backend::comm(group, transport);
+    }
+    // NCCL's errors first (a peer that never posted leaves the buffers
+    // unconsumed); then the deferred reductions join the compute stream.
+    void synchronize() {
+        gpu::check(cudaStreamSynchronize(comm_stream_), "cudaStreamSynchronize");
+        gpu::check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
+        nccl_.check_async();
+        for (cudaEvent_t e : deferred_) {
+            gpu::check(cudaStreamWaitEvent(stream(), e, 0), "cudaStreamWaitEvent");
+            gpu::check(cudaEventDestroy(e), "cudaEventDestroy");
+        }
+        deferred_.clear();
+        gpu::cuda_backend::synchronize();
+    }
+
+private:
+    void free_received() {
+        cudaStreamSynchronize(comm_stream_);
+        cudaStreamSynchronize(stream());
+        for (float* p : received_) cudaFree(p);
+        received_.clear();
+    }
+    mpi::world& mpi_;
+    world nccl_;
+    gpu::buffer_pool pool_;
+    std::unique_ptr<gpu::step_transport> local_;
+    std::vector<float*> received_;
+    cudaStream_t comm_stream_ = nullptr;
+    std::vector<cudaEvent_t> deferred_;
+};
+
+}  // namespace chimera::runtime::nccl
