@@ -1,4 +1,4 @@
-// CUDA benchmarks (runtime.md §11): the GEMM ladder next to cuBLAS at the
+// CUDA benchmarks (docs/design/runtime-contract.md#performance-anchors): the GEMM ladder next to cuBLAS at the
 // GPT-2 124M shapes and 4096^3, attention v1 vs the flash forward, and
 // GPT-2 124M (T = 1024) tokens/s and MFU on one GPU, sequential and Chimera
 // on virtual workers. cuBLAS appears only here, as the baseline.

@@ -79,7 +79,7 @@ namespace {
 std::string label(const chimera::op& o) { return chimera::detail::cat(to_string(o.kind), o.micro_batch); }
 
 // Columns of equal time; a compute op shows its label where it starts and
-// '~' while it runs (chimera.md §5.2 style). At most 160 columns.
+// '~' while it runs (docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches style). At most 160 columns.
 std::string timeline_grid(const chimera::schedule& s, const chimera::simulation& r) {
     using chimera::detail::cat;
     double quantum = 0;

@@ -1,4 +1,4 @@
-// bf16 rounding shared by the CPU twins and the CUDA kernels (runtime.md §7):
+// bf16 rounding shared by the CPU twins and the CUDA kernels (docs/design/runtime-contract.md#kernels-and-their-cpu-twins):
 // the bits of a float rounded to nearest-even bf16, and back. Kept as plain
 // bit arithmetic so host and device produce the same bits.
 #pragma once

@@ -1,5 +1,5 @@
 // Per-element and per-row formulas shared by the CPU kernels and the later
-// CUDA kernels (runtime.md §7): loops, parallelism and reductions stay
+// CUDA kernels (docs/design/runtime-contract.md#kernels-and-their-cpu-twins): loops, parallelism and reductions stay
 // backend-specific, the formulas live here once.
 #pragma once
 

@@ -1,5 +1,5 @@
 // Contiguous split of L equal blocks into D stages that minimises the
-// largest stage cost (runtime.md §6), the head counted on the last stage.
+// largest stage cost (docs/design/runtime-contract.md#the-model), the head counted on the last stage.
 #pragma once
 
 #include <algorithm>

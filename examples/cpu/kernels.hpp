@@ -1,4 +1,4 @@
-// CPU twins of the model kernels (runtime.md §7), templated on float and
+// CPU twins of the model kernels (docs/design/runtime-contract.md#kernels-and-their-cpu-twins), templated on float and
 // double. llm.c argument order: outputs first, then inputs, then sizes.
 // Backward kernels add into their gradient outputs. Weight gradients are
 // summed over the rows of one call first and then added once, so that a

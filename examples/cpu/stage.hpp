@@ -107,7 +107,7 @@ public:
     }
 
     // Input-gradient backward. The last stage seeds with dloss/dlogits times
-    // `loss_scale` (1/(N*W), runtime.md §2); others read `dout`. Writes the
+    // `loss_scale` (1/(N*W), docs/design/runtime-contract.md#the-executor); others read `dout`. Writes the
     // gradient at the stage input to `dinput` unless this is stage 0.
     void backward_input(const R* params, stash<R>& s, const R* dout, R* dinput, R loss_scale) const {
         const int N = B_ * T_, C = c_.channels;

@@ -1,4 +1,4 @@
-// Host-side declarations of the hand-written CUDA kernels (runtime.md §7).
+// Host-side declarations of the hand-written CUDA kernels (docs/design/runtime-contract.md#kernels-and-their-cpu-twins).
 // Plain C++ (only the CUDA runtime header), so host .cpp files compiled by
 // g++ can launch kernels; the kernels themselves live in kernels.cuh and are
 // compiled once, in kernels.cu. Argument order follows the CPU twins in

@@ -1,4 +1,4 @@
-// The one CUDA translation unit of the runtime (runtime.md §10: no -rdc,
+// The one CUDA translation unit of the runtime (docs/design/runtime-contract.md#building-and-testing-without-a-gpu: no -rdc,
 // kernels in a header, one .cu per binary): launch shapes for every kernel
 // declared in gpu_kernels.hpp. No fmt here (it does not compile under nvcc).
 #include <algorithm>

@@ -1,4 +1,4 @@
-// The hand-written CUDA kernels (runtime.md §7), fp32 unless named bf16.
+// The hand-written CUDA kernels (docs/design/runtime-contract.md#kernels-and-their-cpu-twins), fp32 unless named bf16.
 // Per-element and per-row formulas come from common/math.hpp and
 // common/bf16.hpp, shared with the CPU twins; here only the parallel loops
 // and reductions. Reductions use fixed trees (warp xor-shuffles, then one

@@ -31,7 +31,7 @@ struct gpu_stash {
     bool input_backward_done = false;
 };
 
-// Arithmetic of the matmuls (runtime.md §7). bf16: the inputs of every
+// Arithmetic of the matmuls (docs/design/runtime-contract.md#kernels-and-their-cpu-twins). bf16: the inputs of every
 // matmul are rounded to bf16 and multiplied on tensor cores (G2) with fp32
 // accumulation; everything else stays fp32: parameters (the master
 // weights), gradients, AdamW moments, activations and the other kernels.

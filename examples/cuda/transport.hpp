@@ -1,4 +1,4 @@
-// Local transport (runtime.md §5.2): several virtual workers on one GPU, one
+// Local transport (docs/design/runtime-contract.md#cuda-local-transport): several virtual workers on one GPU, one
 // stream each. A send copies the activation on the sender's stream into a
 // buffer owned by the message and records the message's event; a receive
 // makes the receiver's stream wait on that event. The host thread of the
@@ -212,7 +212,7 @@ private:
         float* buffer = nullptr;
         std::size_t count = 0;
         cudaEvent_t event = nullptr;
-        bool recorded = false;  // host-side: the event was recorded (runtime.md §5.2 pitfall)
+        bool recorded = false;  // host-side: the event was recorded (docs/design/runtime-contract.md#cuda-local-transport pitfall)
     };
     struct reduction {
         int members = 0, arrived = 0;

@@ -1,4 +1,4 @@
-// GPT-2-style model description (runtime.md §6): configuration, the global
+// GPT-2-style model description (docs/design/runtime-contract.md#the-model): configuration, the global
 // tensor table (llm.c layout, one flat buffer), deterministic init, and the
 // cut into D stages. Head untied from wte (see docs/runtime.md).
 #pragma once
@@ -134,7 +134,7 @@ struct stage_layout {
     std::size_t offset = 0, size = 0;               // in the whole-model buffer
 };
 
-// Per-token forward costs (runtime.md §6): block 24C^2 + 4TC, head 2 C Vp.
+// Per-token forward costs (docs/design/runtime-contract.md#the-model): block 24C^2 + 4TC, head 2 C Vp.
 inline std::vector<stage_layout> partition(const gpt_config& c, int stages) {
     const double C = c.channels;
     const double block_cost = 24 * C * C + 4.0 * c.max_seq * C;

@@ -2,16 +2,16 @@
 // structure and ranges, placement, routing, exact op multisets, dependency
 // order, FIFO channels, deadlock freedom, and the rules a schedule adds
 // through its registry entry (Chimera: unit-time and memory invariants of
-// chimera.md §11, in schedules/chimera_invariants.hpp). Usable in constant
+// docs/design/schedule-rules.md, in schedules/chimera_invariants.hpp). Usable in constant
 // expressions:
 //
 //   static_assert(chimera::check(chimera::make_fixed<cfg>()).ok());
 //
 // Rule ids: S0 (this library: sizes, ranges, op fields), S1-S5, D1-D4,
-// T1-T5, M1-M3 as in chimera.md §11. Lowered schedules (with comm ops) also
+// T1-T5, M1-M3 as in docs/design/schedule-rules.md. Lowered schedules (with comm ops) also
 // get C1 (each SEND has exactly one matching RECV with consistent peers),
 // C2 (every cross-worker dependency has its SEND/RECV pair, in order),
-// C3 (rendezvous deadlock replay, schedules.md §1.4), G1 and G3.
+// C3 (rendezvous deadlock replay, docs/design/lowering.md#deadlock-check-two-levels), G1 and G3.
 #pragma once
 
 #include <algorithm>

@@ -1,6 +1,6 @@
 // One table for every generator: span, bubble ratio, peak activations, weight
 // replicas and the N constraint at the same (D workers, N micro-batches) and
-// costs (schedules.md §12). What `chimera-sched compare` prints.
+// costs (docs/design/schedule-zoo.md#summary). What `chimera-sched compare` prints.
 //
 // Units: D is the number of workers for every schedule; chunked schedules
 // (interleaved, looped BFS, ZB-V, DualPipeV) cut the model into v*D chunks,

@@ -23,16 +23,16 @@ enum class algorithm : std::uint8_t {
     one_f_one_b,
     chimera,
     custom,
-    interleaved,  // Megatron virtual pipeline (schedules.md §4)
-    looped_bfs,   // PyTorch LoopedBFS (§4)
-    gems,         // two mirrored replicas, one micro-batch each in flight (§5)
-    zb_h1,        // zero bubble, 1F1B memory (§6)
-    zb_h2,        // zero bubble, about twice the memory (§7)
-    zb_v,         // zero bubble, V placement (§8)
-    dualpipe,     // DeepSeek, bidirectional with replicated stages (§9)
-    dualpipev,    // DualPipe cut in half, V placement (§10)
+    interleaved,  // Megatron virtual pipeline (docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs)
+    looped_bfs,   // PyTorch LoopedBFS (docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs)
+    gems,         // two mirrored replicas, one micro-batch each in flight (docs/design/schedule-zoo.md#gems)
+    zb_h1,        // zero bubble, 1F1B memory (docs/design/schedule-zoo.md#zb-h1)
+    zb_h2,        // zero bubble, about twice the memory (docs/design/schedule-zoo.md#zb-h2)
+    zb_v,         // zero bubble, V placement (docs/design/schedule-zoo.md#zb-v)
+    dualpipe,     // DeepSeek, bidirectional with replicated stages (docs/design/schedule-zoo.md#dualpipe)
+    dualpipev,    // DualPipe cut in half, V placement (docs/design/schedule-zoo.md#dualpipev)
 };
-// Chimera's answers to N > D (chimera.md §7).
+// Chimera's answers to N > D (docs/design/chimera-closed-form.md#more-micro-batches-than-stages).
 enum class scaling : std::uint8_t { direct, doubling, halving };
 
 constexpr std::string_view to_string(scaling s) {
@@ -48,12 +48,12 @@ constexpr std::optional<scaling> parse_scaling(std::string_view name) {
 struct config {
     algorithm schedule = algorithm::chimera;
     int stages = 4;          // D
-    int micro_batches = 4;   // N requested (halving splits each into two, chimera.md §7.3)
+    int micro_batches = 4;   // N requested (halving splits each into two, docs/design/chimera-closed-form.md#backward-halving)
     int pipelines = 0;       // k; 0 = the algorithm's default (2 for Chimera, 1 otherwise)
     scaling scaling_mode = scaling::direct;
     int data_parallel = 1;   // W
     int chunks = 2;          // v, model chunks per worker: interleaved and looped BFS (ZB-V, DualPipeV: exactly 2)
-    int group_size = 0;      // interleaved: micro-batches per group g; 0 = derive (PyTorch rule, schedules.md §4)
+    int group_size = 0;      // interleaved: micro-batches per group g; 0 = derive (PyTorch rule, docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs)
     bool split_backward = false;  // chimera: split each B into I and W (zero-bubble Chimera)
 
     friend constexpr bool operator==(const config&, const config&) = default;
@@ -91,7 +91,7 @@ enum class config_errc : std::uint8_t {
 };
 
 struct config_error {
-    std::string_view rule;  // "S1" for every parameter rule (chimera.md §11)
+    std::string_view rule;  // "S1" for every parameter rule (docs/design/schedule-rules.md)
     std::string message;
 };
 

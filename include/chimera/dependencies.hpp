@@ -77,7 +77,7 @@ constexpr compute_index make_compute_index(const S& s) {
 }
 
 // Peak number of micro-batches whose activations a worker holds: +1 at F,
-// -1 at B (or at W when the backward is split), schedules.md §1.2.
+// -1 at B (or at W when the backward is split), docs/design/schedule-rules.md#memory-accounting.
 template <schedule_like S>
 constexpr int peak_activations(const S& s, int worker) {
     int live = 0, peak = 0;

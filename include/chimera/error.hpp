@@ -1,5 +1,5 @@
 // The one exception type of the library: every refusal names the rule it
-// enforces (the ids of chimera.md §11 / formats.md) and the offending values.
+// enforces (the ids of docs/design/schedule-rules.md / docs/design/formats.md) and the offending values.
 #pragma once
 
 #include <stdexcept>

@@ -1,7 +1,7 @@
 // The unit-time slot of every op (every op lasts one slot): the closed form
-// of the schedule's registry entry where it applies (Chimera: chimera.md §5,
+// of the schedule's registry entry where it applies (Chimera: docs/design/chimera-closed-form.md#the-closed-form,
 // the slots of the paper's figures), else the start step of a unit-time ASAP
-// run (schedules.md §1.3). The text
+// run (docs/design/lowering.md#the-placement-rule). The text
 // grid and the lowering pass place ops by these slots.
 #pragma once
 

@@ -152,7 +152,7 @@ TEST_CASE("chimera rules: a reordered but otherwise valid list breaks the closed
     CHECK(check(as_custom(mutated)).ok());  // valid as a custom schedule
 }
 
-TEST_CASE("chimera rules: placement must be §2.2 (S2) and params must match the shape (S1)") {
+TEST_CASE("chimera rules: placement must be docs/design/chimera-closed-form.md#placement (S2) and params must match the shape (S1)") {
     schedule s = chimera44();
     schedule moved = with_lists(s, lists_of(s));
     moved.set_placement(0, 0, 3);

@@ -16,7 +16,7 @@ config chimera_config(int d, int n, int k = 2, scaling mode = scaling::direct) {
     return {.schedule = algorithm::chimera, .stages = d, .micro_batches = n, .pipelines = k, .scaling_mode = mode};
 }
 
-// The phase forms of chimera.md §6-§7 (f = 1): for each worker, `body(a,
+// The phase forms of docs/design/chimera-closed-form.md#the-phase-form to #more-micro-batches-than-stages (f = 1): for each worker, `body(a,
 // b, own, other, f, bw)` emits its phases, where f(p) and bw(p) append the
 // next forward and backward of pipeline p (micro-batches FIFO per pipeline).
 template <class Body>
@@ -36,7 +36,7 @@ std::vector<std::vector<op>> phases(int d, Body body) {
     return lists;
 }
 
-// chimera.md §6/§7.1: the phase form of direct mode (f = 1), written
+// docs/design/chimera-closed-form.md#the-phase-form and #direct-concatenation: the phase form of direct mode (f = 1), written
 // independently of the closed form the generator uses.
 std::vector<std::vector<op>> phase_form(int d, int n) {
     return phases(d, [&](int a, int b, int own, int other, auto f, auto bw) {
@@ -55,7 +55,7 @@ std::vector<std::vector<op>> phase_form(int d, int n) {
 
 }  // namespace
 
-TEST_CASE("chimera D=4 N=4: per-worker op lists of chimera.md §5.2") {
+TEST_CASE("chimera D=4 N=4: per-worker op lists of docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches") {
     const schedule s = generate(chimera_config(4, 4));
     CHECK(test::worker_string(s, 0) == "F0d0 F1d0 F2u3 B2u3 F3u3 B3u3 B0d0 B1d0");
     CHECK(test::worker_string(s, 1) == "F0d1 F2u2 F1d1 F3u2 B2u2 B0d1 B3u2 B1d1");
@@ -67,7 +67,7 @@ TEST_CASE("chimera D=4 N=4: per-worker op lists of chimera.md §5.2") {
     CHECK(numbers == "01223301");
 }
 
-TEST_CASE("chimera D=4 N=4: worker x slot table of chimera.md §5.2") {
+TEST_CASE("chimera D=4 N=4: worker x slot table of docs/design/chimera-closed-form.md#worked-example-four-stages-four-micro-batches") {
     const schedule s = generate(chimera_config(4, 4));
     const char* table[4][10] = {
         {"F0", "", "F1", "F2", "B2", "F3", "B3", "B0", "", "B1"},
@@ -84,7 +84,7 @@ TEST_CASE("chimera D=4 N=4: worker x slot table of chimera.md §5.2") {
     }
 }
 
-TEST_CASE("chimera D=4 N=8 direct: concatenated units of chimera.md §7.1") {
+TEST_CASE("chimera D=4 N=8 direct: concatenated units of docs/design/chimera-closed-form.md#direct-concatenation") {
     const schedule s = generate(chimera_config(4, 8));
     CHECK(test::worker_string(s, 0) ==
           "F0d0 F1d0 F2u3 B2u3 F3u3 B3u3 B0d0 F4d0 B1d0 F5d0 F6u3 B6u3 F7u3 B7u3 B4d0 B5d0");
@@ -106,7 +106,7 @@ TEST_CASE("chimera direct: closed form equals the phase form (f = 1, every even 
         }
 }
 
-TEST_CASE("placement of chimera.md §2.2") {
+TEST_CASE("placement of docs/design/chimera-closed-form.md#placement") {
     SUBCASE("D=4, f=1: P0 (d0,u3), P1 (d1,u2), P2 (d2,u1), P3 (d3,u0)") {
         const schedule s = generate(chimera_config(4, 4));
         for (int w = 0; w < 4; ++w) {
@@ -154,7 +154,7 @@ TEST_CASE("placement of chimera.md §2.2") {
     }
 }
 
-TEST_CASE("micro-batch routing of chimera.md §3") {
+TEST_CASE("micro-batch routing of docs/design/chimera-closed-form.md#routing-micro-batches-to-pipelines") {
     const schedule s = generate(chimera_config(8, 16, 4));
     for (int m = 0; m < 16; ++m) CHECK(s.pipeline_of(m) == (m % 8) / 2);
     const schedule t = generate(chimera_config(4, 8));
@@ -163,7 +163,7 @@ TEST_CASE("micro-batch routing of chimera.md §3") {
 }
 
 namespace {
-// Independent oracle for chimera.md §4: the full schedule for N' with the
+// Independent oracle for docs/design/chimera-closed-form.md#parameter-rules-and-any-n: the full schedule for N' with the
 // dropped micro-batches deleted and the rest renumbered.
 schedule pad_and_drop(const config& c) {
     const int d = c.stages, k = pipeline_count(c);
@@ -210,7 +210,7 @@ schedule pad_and_drop(const config& c) {
 }
 }  // namespace
 
-TEST_CASE("any N >= 1: pad to the granule, drop round-robin, renumber (chimera.md §4)") {
+TEST_CASE("any N >= 1: pad to the granule, drop round-robin, renumber (docs/design/chimera-closed-form.md#parameter-rules-and-any-n)") {
     for (int d = 2; d <= 12; d += 2)
         for (int k = 2; k <= d; k += 2) {
             if ((d / 2) % (k / 2)) continue;
@@ -239,7 +239,7 @@ TEST_CASE("small N keeps both directions busy: N=2 on D=4 sends one micro-batch 
     CHECK(s.pipeline_of(1) == 1);
 }
 
-TEST_CASE("halving runs the doubling order over 2N half-size micro-batches (chimera.md §7.3)") {
+TEST_CASE("halving runs the doubling order over 2N half-size micro-batches (docs/design/chimera-closed-form.md#backward-halving)") {
     const schedule h = generate(chimera_config(4, 8, 2, scaling::halving));
     const schedule d = generate(chimera_config(4, 16, 2, scaling::doubling));
     CHECK(h.micro_batches() == 16);
@@ -255,7 +255,7 @@ TEST_CASE("forward doubling: two forwards of one pipeline back to back, D forwar
           "F0d0 F1d0 F4d0 F5d0 F2u3 F3u3 B2u3 F6u3 F7u3 B3u3 B0d0 B6u3 B1d0 B7u3 B4d0 B5d0");
 }
 
-TEST_CASE("gpipe and 1f1b orders (schedules.md §2, §3; formats.md §1 example)") {
+TEST_CASE("gpipe and 1f1b orders (docs/design/schedule-zoo.md#gpipe, #1f1b; docs/design/formats.md#the-native-json-form example)") {
     const schedule g = generate({.schedule = algorithm::gpipe, .stages = 3, .micro_batches = 3});
     for (int w = 0; w < 3; ++w) {
         std::string expect;
@@ -312,7 +312,7 @@ TEST_CASE("invalid configs are refused with the rule and the values") {
 }
 
 namespace {
-// chimera.md §5: every op at its closed-form slot (F: stage + 2j + 2Du, B:
+// docs/design/chimera-closed-form.md#the-closed-form: every op at its closed-form slot (F: stage + 2j + 2Du, B:
 // 2D-1-stage + 2j + 2Du, j = position of m in its pipeline's block of unit
 // u), each worker's ops sorted by slot; written from the formula, not from
 // the generator.
@@ -336,7 +336,7 @@ std::vector<std::vector<op>> closed_form_lists(int d, int n, int k) {
     return lists;
 }
 
-// chimera.md §7.2: the phase table of forward doubling, full doubled units.
+// docs/design/chimera-closed-form.md#forward-doubling: the phase table of forward doubling, full doubled units.
 std::vector<std::vector<op>> doubling_form(int d, int n) {
     return phases(d, [&](int a, int b, int own, int other, auto f, auto bw) {
         for (int v = 0; v < n / (2 * d); ++v) {

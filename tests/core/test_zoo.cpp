@@ -1,4 +1,4 @@
-// The schedule zoo (schedules.md §4-§10, §12, §14) and zero-bubble Chimera:
+// The schedule zoo (docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs to #dualpipev, #summary, #reference-numbers-from-other-projects) and zero-bubble Chimera:
 // every generator over a grid passes the checker and reproduces the spec's
 // formulas; invalid parameters are refused with the rule; I/W mutations are
 // caught.
@@ -58,7 +58,7 @@ TEST_CASE("every generator over a grid of valid parameters passes the checker") 
     CHECK(checked > 1000);
 }
 
-TEST_CASE("interleaved: warm-up, peak and Megatron's order invariants (schedules.md §4, §14)") {
+TEST_CASE("interleaved: warm-up, peak and Megatron's order invariants (docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs, #reference-numbers-from-other-projects)") {
     for (int p = 1; p <= 6; ++p)
         for (int n = 1; n <= 4 * p; ++n)
             for (int v = 1; v <= 3; ++v)
@@ -88,7 +88,7 @@ TEST_CASE("interleaved: warm-up, peak and Megatron's order invariants (schedules
                 }
 }
 
-TEST_CASE("interleaved: the group sequence of schedules.md §4's example") {
+TEST_CASE("interleaved: the group sequence of docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs's example") {
     // P = 2, N = 5, g = 3, v = 2: micro-batches 0 1 2 0 1 2 3 4 3 4, chunks 0 0 0 1 1 1 0 0 1 1
     const auto items = schedules::detail::interleaved_forward_sequence(5, 2, 3);
     const int mb[] = {0, 1, 2, 0, 1, 2, 3, 4, 3, 4}, ch[] = {0, 0, 0, 1, 1, 1, 0, 0, 1, 1};
@@ -108,7 +108,7 @@ TEST_CASE("looped BFS holds every chunk activation") {
             }
 }
 
-TEST_CASE("GEMS: one micro-batch per worker in flight, steady period 2D max + 2 min (schedules.md §5)") {
+TEST_CASE("GEMS: one micro-batch per worker in flight, steady period 2D max + 2 min (docs/design/schedule-zoo.md#gems)") {
     for (int d = 1; d <= 8; ++d) {
         CHECK(worst(peak_activations(generate(make(algorithm::gems, d, 7)))) == 1);
         for (auto [tf, tb] : {std::pair{1.0, 2.0}, std::pair{1.0, 1.0}, std::pair{2.0, 1.0}}) {
@@ -120,7 +120,7 @@ TEST_CASE("GEMS: one micro-batch per worker in flight, steady period 2D max + 2 
     }
 }
 
-TEST_CASE("ZB-H1: makespan 3N + P - 1, idle P - 1 and peak P on every worker (schedules.md §6)") {
+TEST_CASE("ZB-H1: makespan 3N + P - 1, idle P - 1 and peak P on every worker (docs/design/schedule-zoo.md#zb-h1)") {
     for (int p = 1; p <= 8; ++p)
         for (int n = p; n <= 3 * p + 1; ++n) {
             const schedule s = generate(make(algorithm::zb_h1, p, n));
@@ -136,7 +136,7 @@ TEST_CASE("ZB-H1: makespan 3N + P - 1, idle P - 1 and peak P on every worker (sc
         }
 }
 
-TEST_CASE("ZB-H2: worker r busy without a gap from r to 3N + r - 1, peak 2P - 1 (schedules.md §7)") {
+TEST_CASE("ZB-H2: worker r busy without a gap from r to 3N + r - 1, peak 2P - 1 (docs/design/schedule-zoo.md#zb-h2)") {
     for (int p = 1; p <= 8; ++p)
         for (int n = 2 * p - 1; n <= 4 * p; ++n) {
             const schedule s = generate(make(algorithm::zb_h2, p, n));
@@ -151,7 +151,7 @@ TEST_CASE("ZB-H2: worker r busy without a gap from r to 3N + r - 1, peak 2P - 1 
         }
 }
 
-TEST_CASE("ZB-V: makespan 6N + P - 1, idle P - 1, 1F1B memory (schedules.md §8)") {
+TEST_CASE("ZB-V: makespan 6N + P - 1, idle P - 1, 1F1B memory (docs/design/schedule-zoo.md#zb-v)") {
     for (int p = 1; p <= 8; ++p)
         for (int n = 2 * p; n <= 4 * p; ++n) {
             const schedule s = generate(make(algorithm::zb_v, p, n));
@@ -163,7 +163,7 @@ TEST_CASE("ZB-V: makespan 6N + P - 1, idle P - 1, 1F1B memory (schedules.md §8)
         }
 }
 
-TEST_CASE("DualPipe: N/2 forwards per direction, PP + 1 activations (schedules.md §9, §14)") {
+TEST_CASE("DualPipe: N/2 forwards per direction, PP + 1 activations (docs/design/schedule-zoo.md#dualpipe, #reference-numbers-from-other-projects)") {
     for (int p = 2; p <= 12; p += 2)
         for (int n = 2 * p; n <= 4 * p; n += 2) {
             const schedule s = generate(make(algorithm::dualpipe, p, n));
@@ -181,7 +181,7 @@ TEST_CASE("DualPipe: N/2 forwards per direction, PP + 1 activations (schedules.m
         }
 }
 
-TEST_CASE("DualPipeV: N forwards per chunk, 2P + 1 chunk activations, PyTorch's golden row (schedules.md §10, §14)") {
+TEST_CASE("DualPipeV: N forwards per chunk, 2P + 1 chunk activations, PyTorch's golden row (docs/design/schedule-zoo.md#dualpipev, #reference-numbers-from-other-projects)") {
     for (int p = 1; p <= 8; ++p)
         for (int n = 2 * p; n <= 4 * p; ++n) {
             const schedule s = generate(make(algorithm::dualpipev, p, n));
@@ -369,7 +369,7 @@ TEST_CASE("compare: rows carry the settings their labels name and the library's 
         CHECK(r.weight_replicas == s.pipelines());
     }
     CHECK(chimera_rows == 5);
-    // Chimera k=4 at unit costs: span 2N + D/f - 2 (chimera.md §5).
+    // Chimera k=4 at unit costs: span 2N + D/f - 2 (docs/design/chimera-closed-form.md#the-closed-form).
     const auto unit = compare_all(8, 16, {1, 1, 1, 1});
     const auto k4 = std::find_if(unit.begin(), unit.end(), [](const auto& r) { return r.label == "chimera k=4 direct"; });
     REQUIRE(k4 != unit.end());

@@ -1,4 +1,4 @@
-// V3 (runtime.md §8): every CUDA kernel against its CPU twin on the same
+// V3 (docs/design/runtime-contract.md#equivalence-guarantees-and-how-they-are-tested): every CUDA kernel against its CPU twin on the same
 // random inputs, odd shapes and tails included. Exits 77 (meson: SKIP) when
 // no CUDA device is usable, so GPU-less machines still compile it.
 #define DOCTEST_CONFIG_IMPLEMENT
@@ -303,7 +303,7 @@ TEST_CASE("matmul: the three layouts on G2 (bf16) against an fp64 product of the
         gpu::matmul_backward_weight_bf16(d_dw.data(), d_db.data(), d_dout.data(), d_inp.data(), N, C, OC,
                                          scratch.data(), nullptr);
         device_sync();
-        // bf16 rtol 2^-7 (runtime.md §8); the atol covers fp32 accumulation
+        // bf16 rtol 2^-7 (docs/design/runtime-contract.md#equivalence-guarantees-and-how-they-are-tested); the atol covers fp32 accumulation
         // over K terms of size up to 1 (random-walk growth, sqrt(K)).
         auto atol = [](int K) { return 1e-5 * std::sqrt(static_cast<double>(K)); };
         expect_close(d_out.download(), out_ref, atol(C), 1.0 / 128, "matmul forward (G2)");

@@ -1,4 +1,4 @@
-// The CUDA backend end to end (runtime.md §8): V4 (a GPU training step
+// The CUDA backend end to end (docs/design/runtime-contract.md#equivalence-guarantees-and-how-they-are-tested): V4 (a GPU training step
 // against the CPU twin: loss, gradient per tensor, parameters; v1 and flash
 // attention), V5 (two GPU runs, and a run resumed from a checkpoint, are
 // bitwise equal) and every schedule on the local transport against the
@@ -116,7 +116,7 @@ TEST_CASE("V4: GPU logits match the CPU twin (fp32 within 1e-3; bf16 recorded)")
         double worst = 0;
         for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::fabs(double(got[i]) - reference[i]));
         MESSAGE((bf16 ? "bf16" : "fp32") << " logits: max |GPU - CPU twin| = " << worst);
-        if (bf16) CHECK(mismatches(got, reference, 0, 25.0) == 0);  // llm.c's bf16 ceiling; runtime.md §8: recorded
+        if (bf16) CHECK(mismatches(got, reference, 0, 25.0) == 0);  // llm.c's bf16 ceiling; docs/design/runtime-contract.md#equivalence-guarantees-and-how-they-are-tested: recorded
         else CHECK(mismatches(got, reference, 0, 1e-3) == 0);
     }
 }
@@ -241,7 +241,7 @@ TEST_CASE("every schedule on the local transport trains the same model as the se
     }
 }
 
-// --- bf16: matmuls on tensor cores, fp32 master weights (runtime.md §7, §8) ---
+// --- bf16: matmuls on tensor cores, fp32 master weights (docs/design/runtime-contract.md#kernels-and-their-cpu-twins, #equivalence-guarantees-and-how-they-are-tested) ---
 
 namespace {
 
@@ -286,7 +286,7 @@ TEST_CASE("V4 bf16: a bf16 GPU training step against the fp32 CPU twin (loss gat
         CAPTURE(shape.seq);  // not seq: clang < 16 cannot capture structured bindings
         MESSAGE("bf16 " << lowered.name() << ", B x T = " << shape.batch << " x " << shape.seq << ": loss " << a.loss
                         << " vs fp32 CPU " << b.loss);
-        CHECK(close(a.loss, b.loss, 0, 0.05));  // runtime.md §8
+        CHECK(close(a.loss, b.loss, 0, 0.05));  // docs/design/runtime-contract.md#equivalence-guarantees-and-how-they-are-tested
         REQUIRE(a.micro_batch_losses.size() == b.micro_batch_losses.size());
         for (std::size_t i = 0; i < a.micro_batch_losses.size(); ++i)
             CHECK(close(a.micro_batch_losses[i], b.micro_batch_losses[i], 0, 0.05));

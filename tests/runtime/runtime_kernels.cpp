@@ -1,4 +1,4 @@
-// V1 (runtime.md §8): every kernel's backward against central finite
+// V1 (docs/design/runtime-contract.md#equivalence-guarantees-and-how-they-are-tested): every kernel's backward against central finite
 // differences in double precision on a tiny model, through the stage code
 // (so the stash and the I/W split are covered too).
 #include <doctest/doctest.h>

@@ -1,5 +1,5 @@
-// Determinism, resume and failure handling of the runtime (runtime.md §8 V5,
-// §4 deadlock detection, checkpoints).
+// Determinism, resume and failure handling of the runtime (docs/design/runtime-contract.md#equivalence-guarantees-and-how-they-are-tested V5,
+// docs/design/runtime-contract.md#cpu-transport deadlock detection, checkpoints).
 #include <doctest/doctest.h>
 
 #include <chrono>

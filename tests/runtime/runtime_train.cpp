@@ -1,4 +1,4 @@
-// The runtime's core promise (runtime.md §8 V2, V5, V7): every schedule
+// The runtime's core promise (docs/design/runtime-contract.md#equivalence-guarantees-and-how-they-are-tested V2, V5, V7): every schedule
 // trains the same model as the sequential reference; replicas stay equal;
 // runs are deterministic; the measured activation peak is the predicted one.
 #include <doctest/doctest.h>

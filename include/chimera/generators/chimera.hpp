@@ -37,7 +37,7 @@ constexpr void chimera_direct_ops(schedule& s, const chimera_layout& l) {
                     const int f_slot = st + 2 * j + 2 * d * u;
                     const int b_slot = 2 * d - 1 - st + 2 * j + 2 * d * u;
                     for (auto [slot, o] : {std::pair{f_slot, forward(p, id, st)}, std::pair{b_slot, backward(p, id, st)}}) {
-                        // Never overwrite: a collision is a generator bug (chimera.md §13.1).
+                        // Never overwrite: a collision is a generator bug (docs/design/chimera-closed-form.md#pitfalls-of-the-original-implementation).
                         if (taken[static_cast<std::size_t>(slot)])
                             throw schedule_error("T1", ::chimera::detail::cat("chimera: internal error, two ops of worker ",
                                                                               w, " need slot ", slot));

@@ -1,4 +1,4 @@
-// Shapes shared by the zoo (schedules.md §4-§10): one stage chain with
+// Shapes shared by the zoo (docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs to #dualpipev): one stage chain with
 // several chunks per worker (loop or V placement), or two mirrored
 // pipelines with Chimera's f = 1 placement.
 #pragma once

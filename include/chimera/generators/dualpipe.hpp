@@ -61,7 +61,7 @@ constexpr schedule dualpipe(const config& c) {
     require_valid(c, dualpipe_entry);
     const int p = c.stages, n = c.micro_batches, half = p / 2;
     schedule s = detail::mirror_shape(dualpipe_entry, c);
-    // interp. (schedules.md §9): ids 0 .. N/2-1 go down, N/2 .. N-1 go up.
+    // interp. (docs/design/schedule-zoo.md#dualpipe): ids 0 .. N/2-1 go down, N/2 .. N-1 go up.
     for (int m = 0; m < n; ++m) s.set_pipeline_of(m, m < n / 2 ? 0 : 1);
     for (int r = 0; r < p; ++r) {
         s.add_worker();

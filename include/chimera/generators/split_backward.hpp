@@ -1,4 +1,4 @@
-// Zero-bubble pass (schedules.md §6-§7 applied to any B schedule): split
+// Zero-bubble pass (docs/design/schedule-zoo.md#zb-h1 to #zb-h2 applied to any B schedule): split
 // every B of a schedule into I and W, keep the order of the F and I ops, and
 // place each W where its worker would otherwise wait, or where a forward
 // would push the micro-batches held between F and W past a cap, or after

@@ -68,7 +68,7 @@ inline void write_json_string(std::string& out, std::string_view text) {
 }
 }  // namespace detail
 
-// Generator parameters echoed under "params" (chimera.md §5.1): the shared
+// Generator parameters echoed under "params" (docs/design/chimera-closed-form.md#what-the-generator-emits): the shared
 // ones, then the fields the schedule's registry entry lists.
 inline std::string write_params(const config& c) {
     using ::chimera::detail::cat;

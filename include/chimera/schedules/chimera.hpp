@@ -1,17 +1,17 @@
-// Chimera with k = 2f bidirectional pipelines (chimera.md §2-§7), described:
+// Chimera with k = 2f bidirectional pipelines (docs/design/chimera-closed-form.md#placement to #more-micro-batches-than-stages), described:
 // its entry and rules, and the closed forms the generator
 // (generators/chimera.hpp) and the checker share: the micro-batch layout,
 // the unit-time slot of direct mode, the phase order of doubling and
 // halving, and the invariants (chimera_invariants.hpp).
 //
-// direct:   the closed form of §5 (every op has a unit-time slot, a worker
+// direct:   the closed form of docs/design/chimera-closed-form.md#the-closed-form (every op has a unit-time slot, a worker
 //           runs its ops sorted by slot); units concatenate with a 2D shift.
-// doubling: the phase form of §7.2 (two forwards of one pipeline per step).
-// halving:  the doubling order over 2N half-size micro-batches (§7.3).
+// doubling: the phase form of docs/design/chimera-closed-form.md#forward-doubling (two forwards of one pipeline per step).
+// halving:  the doubling order over 2N half-size micro-batches (docs/design/chimera-closed-form.md#backward-halving).
 // split_backward: the same F/B order through the zero-bubble pass
 //           (generators/split_backward.hpp), W passes in the bubbles.
 // Any N >= 1: build for the next multiple of the granule and drop the
-// missing micro-batches round-robin over the pipelines (§4).
+// missing micro-batches round-robin over the pipelines (docs/design/chimera-closed-form.md#parameter-rules-and-any-n).
 #pragma once
 
 #include <algorithm>
@@ -154,7 +154,7 @@ struct phase_step {
     int pipeline = 0;
 };
 
-// The phase form of forward doubling (chimera.md §7.2), f = 1: the kind and
+// The phase form of forward doubling (docs/design/chimera-closed-form.md#forward-doubling), f = 1: the kind and
 // pipeline of every op of worker w over `doubled_units` doubled units, in
 // order; micro-batches are taken FIFO per pipeline. Halving runs the same
 // order over twice the micro-batches.
@@ -183,7 +183,7 @@ constexpr std::vector<phase_step> doubling_phase_order(int d, int w, int doubled
 }  // namespace detail
 
 // Closed-form unit-time slot of an op of a Chimera schedule in direct mode
-// with full units (chimera.md §5): the slot it has in the paper's figures.
+// with full units (docs/design/chimera-closed-form.md#the-closed-form): the slot it has in the paper's figures.
 template <class S>
 constexpr int chimera_slot(const S& s, const op& o) {
     const int d = s.stages();

@@ -16,14 +16,14 @@ namespace detail {
 
 using ::chimera::detail::cat;
 
-// S2: the placement of chimera.md §2.2; S3: k distinct replicas per stage.
+// S2: the placement of docs/design/chimera-closed-form.md#placement; S3: k distinct replicas per stage.
 constexpr void check_chimera_placement(const schedule& s, int k, std::vector<diagnostic>& out) {
     for (int p = 0; p < k; ++p)
         for (int stage = 0; stage < s.stages(); ++stage)
             if (s.placement(p, stage) != chimera_worker(s.stages(), k, p, stage))
                 out.push_back({"S2", -1, -1,
                                cat("chimera: placement[", p, "][", stage, "] = ", s.placement(p, stage), ", expected ",
-                                   chimera_worker(s.stages(), k, p, stage), " (chimera.md §2.2)")});
+                                   chimera_worker(s.stages(), k, p, stage), " (docs/design/chimera-closed-form.md#placement)")});
     for (int stage = 0; stage < s.stages(); ++stage) {
         std::vector<int> holders;
         for (int p = 0; p < k; ++p) holders.push_back(s.placement(p, stage));

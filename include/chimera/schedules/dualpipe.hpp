@@ -1,6 +1,6 @@
-// DualPipe (DeepSeek; schedules.md §9): two directions over Chimera's f = 1
+// DualPipe (DeepSeek; docs/design/schedule-zoo.md#dualpipe): two directions over Chimera's f = 1
 // placement with replicated stages, the eight-step body of DeepSeek's
-// implementation (shared with DualPipeV, §10). Compound F&B pairs are
+// implementation (shared with DualPipeV, docs/design/schedule-zoo.md#dualpipev). Compound F&B pairs are
 // emitted as F then B: the IR has no compound op, so a pair costs t_F + t_B.
 #pragma once
 

@@ -1,4 +1,4 @@
-// DualPipeV, DualPipe "cut in half" (schedules.md §10): V placement, one
+// DualPipeV, DualPipe "cut in half" (docs/design/schedule-zoo.md#dualpipev): V placement, one
 // chain of 2P stages; DualPipe's eight steps with own = chunk 0 (stage r),
 // other = chunk 1 (stage 2P-1-r), h = r and P in place of P/2.
 #pragma once

@@ -1,4 +1,4 @@
-// GEMS (schedules.md §5, interp.): two mirrored replicas (Chimera f = 1
+// GEMS (docs/design/schedule-zoo.md#gems, interp.): two mirrored replicas (Chimera f = 1
 // placement), micro-batches in pairs (2q down, 2q+1 up), at most one
 // micro-batch in flight per replica: every worker runs F and B of the down
 // one, then F and B of the up one.

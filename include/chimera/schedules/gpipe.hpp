@@ -1,4 +1,4 @@
-// GPipe (schedules.md §2): all forwards, then all backwards.
+// GPipe (docs/design/schedule-zoo.md#gpipe): all forwards, then all backwards.
 #pragma once
 
 #include "../config.hpp"

@@ -1,4 +1,4 @@
-// Interleaved 1F1B, Megatron-LM's virtual pipeline (schedules.md §4): v
+// Interleaved 1F1B, Megatron-LM's virtual pipeline (docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs): v
 // chunks per worker in loop placement, micro-batches walked in groups of g,
 // a warm-up of 2(P-1-r) + (v-1)g forwards, then one forward and one
 // backward alternating.
@@ -14,7 +14,7 @@
 namespace chimera {
 
 // Interleaved 1F1B's group size g: the user's, or PyTorch's derivation
-// g = N / max(1, floor(N/P)) (schedules.md §4).
+// g = N / max(1, floor(N/P)) (docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs).
 constexpr int interleaved_group_size(const config& c) {
     if (c.group_size != 0) return c.group_size;
     const int rounds = std::max(1, c.micro_batches / c.stages);
@@ -35,8 +35,8 @@ inline constexpr config_rule interleaved_rules[] = {
      [](const rule_input& x) {
          const config& c = x.c;
          return ::chimera::detail::cat(
-             "interleaved: Megatron's group rule needs P <= g <= N and (N mod g = 0 or N mod g >= P) (schedules.md "
-             "§4); got P=", c.stages, ", N=", c.micro_batches, ", g=", c.group_size, ", N mod g=",
+             "interleaved: Megatron's group rule needs P <= g <= N and (N mod g = 0 or N mod g >= P) (docs/design/schedule-zoo.md "
+             "docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs); got P=", c.stages, ", N=", c.micro_batches, ", g=", c.group_size, ", N mod g=",
              c.group_size > 0 ? c.micro_batches % c.group_size : 0, "; smaller groups stall in dependency bubbles");
      }},
     {config_errc::interleaved_rounds_rule, "S1",
@@ -48,7 +48,7 @@ inline constexpr config_rule interleaved_rules[] = {
      [](const rule_input& x) {
          const config& c = x.c;
          return ::chimera::detail::cat(
-             "interleaved: PyTorch's rule needs N mod rounds = 0 with rounds = max(1, floor(N/P)) (schedules.md §4); "
+             "interleaved: PyTorch's rule needs N mod rounds = 0 with rounds = max(1, floor(N/P)) (docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs); "
              "got P=", c.stages, ", N=", c.micro_batches, ", rounds=", std::max(1, c.micro_batches / c.stages),
              "; pick N as a multiple of P, or a group size g satisfying Megatron's rule");
      }},

@@ -1,4 +1,4 @@
-// Looped BFS (PyTorch's LoopedBFS, schedules.md §4): loop placement; every
+// Looped BFS (PyTorch's LoopedBFS, docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs): loop placement; every
 // worker runs all forwards of its chunk 0, then of chunk 1, ...; then the
 // backwards chunk by chunk in reverse, micro-batches in decreasing order.
 #pragma once

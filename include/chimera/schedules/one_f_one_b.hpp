@@ -1,4 +1,4 @@
-// 1F1B, also PipeDream-Flush and DAPPLE (schedules.md §3): a warm-up of
+// 1F1B, also PipeDream-Flush and DAPPLE (docs/design/schedule-zoo.md#1f1b): a warm-up of
 // forwards, then one forward and one backward alternating, then the rest of
 // the backwards.
 #pragma once

@@ -1,4 +1,4 @@
-// ZB-H1 (Qi et al., ICLR'24; schedules.md §6): 1F1B with the backward split
+// ZB-H1 (Qi et al., ICLR'24; docs/design/schedule-zoo.md#zb-h1): 1F1B with the backward split
 // into I and W, and W delayed by r on worker r, so that every worker keeps
 // exactly P micro-batches between F and W (1F1B's worker-0 memory) while the
 // W passes fill the cool-down bubbles.

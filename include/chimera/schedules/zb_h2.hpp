@@ -1,4 +1,4 @@
-// ZB-H2 (schedules.md §7, interp.): a lock-step rule that lets up to 2P-1
+// ZB-H2 (docs/design/schedule-zoo.md#zb-h2, interp.): a lock-step rule that lets up to 2P-1
 // micro-batches sit between F and W, so that the layout becomes the ZB
 // paper's parallelogram. In each step every worker picks, looking only at
 // ops finished in earlier steps: I of its next micro-batch if its gradient is

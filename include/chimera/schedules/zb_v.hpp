@@ -1,4 +1,4 @@
-// ZB-V (Qi et al.; schedules.md §8): V placement (worker r holds stages r and
+// ZB-V (Qi et al.; docs/design/schedule-zoo.md#zb-v): V placement (worker r holds stages r and
 // 2P-1-r), backward split into I and W, built from the seven-phase recipe
 // below for n = max(N, 2P-1) micro-batches; ops of micro-batches >= N are then
 // dropped (as PyTorch does), which keeps every dependency order intact.
