@@ -101,6 +101,15 @@ concept trainable = runtime::backend<B> &&
         { t.order_mismatches() } -> std::convertible_to<int>;
     };
 
+// The schedule's peak activation count for each of `ranks` ranks (rank r
+// runs worker r mod workers: every data-parallel group alike).
+inline std::vector<int> predicted_peaks_per_rank(const schedule& s, int ranks) {
+    const auto per_worker = peak_activations(s);
+    std::vector<int> peaks;
+    for (int r = 0; r < ranks; ++r) peaks.push_back(per_worker[static_cast<std::size_t>(r % s.workers())]);
+    return peaks;
+}
+
 template <trainable Backend>
 class trainer {
 public:
@@ -210,12 +219,7 @@ public:
         return peaks;
     }
     // Predicted peaks per rank (the schedule's count, every group alike).
-    std::vector<int> predicted_peaks() const {
-        const auto per_worker = peak_activations(s_);
-        std::vector<int> peaks;
-        for (int r = 0; r < ranks(); ++r) peaks.push_back(per_worker[static_cast<std::size_t>(r % s_.workers())]);
-        return peaks;
-    }
+    std::vector<int> predicted_peaks() const { return predicted_peaks_per_rank(s_, ranks()); }
     // Messages whose send and receive were issued at different positions of
     // their pair's order (a transport pairing by order would mis-pair them).
     int order_mismatches() const { return order_mismatches_; }

@@ -245,12 +245,7 @@ public:
         return t;
     }
 
-    std::vector<int> predicted_peaks() const {
-        const auto per_worker = peak_activations(s_);
-        std::vector<int> peaks;
-        for (int r = 0; r < ranks(); ++r) peaks.push_back(per_worker[static_cast<std::size_t>(r % s_.workers())]);
-        return peaks;
-    }
+    std::vector<int> predicted_peaks() const { return predicted_peaks_per_rank(s_, ranks()); }
 
     // Checkpoints: one shard per rank and a manifest (shards.hpp).
     void save_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed, int next_step) const {
