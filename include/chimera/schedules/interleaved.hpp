@@ -35,8 +35,8 @@ inline constexpr config_rule interleaved_rules[] = {
      [](const rule_input& x) {
          const config& c = x.c;
          return ::chimera::detail::cat(
-             "interleaved: Megatron's group rule needs P <= g <= N and (N mod g = 0 or N mod g >= P) (docs/design/schedule-zoo.md "
-             "docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs); got P=", c.stages, ", N=", c.micro_batches, ", g=", c.group_size, ", N mod g=",
+             "interleaved: Megatron's group rule needs P <= g <= N and (N mod g = 0 or N mod g >= P) "
+             "(docs/design/schedule-zoo.md#interleaved-1f1b-and-looped-bfs); got P=", c.stages, ", N=", c.micro_batches, ", g=", c.group_size, ", N mod g=",
              c.group_size > 0 ? c.micro_batches % c.group_size : 0, "; smaller groups stall in dependency bubbles");
      }},
     {config_errc::interleaved_rounds_rule, "S1",
