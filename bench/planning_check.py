@@ -71,8 +71,15 @@ def main():
     profile = os.path.join(o.build, "planning-profile.json")
     run([train, "--schedule", "chimera", "--stages", "4", "--micro-batches", "8", "--batch", "4", "--steps",
          str(o.steps), "--profile-out", profile, "--json"])
+    # The 4 ranks share this machine's cores: the planner bounds each step by them.
+    with open(os.path.join(ROOT, "bench", "planning", "cpu-mpi-cluster.json")) as f:
+        cluster_doc = json.load(f)
+    cluster_doc["cores_per_node"] = os.cpu_count()
+    cluster = os.path.join(o.build, "planning-cluster.json")
+    with open(cluster, "w") as f:
+        json.dump(cluster_doc, f, indent=2)
     tuned = json.loads(run([sched, "tune", "--model", os.path.join(ROOT, "presets", "models", "tiny-gpt.json"),
-                            "--cluster", os.path.join(ROOT, "bench", "planning", "cpu-mpi-cluster.json"),
+                            "--cluster", cluster,
                             "--profile", profile, "--global-batch", str(o.global_batch), "--max-micro-batch", "8",
                             "--sync", "eager", "--format", "json", "--top", "0"]))
     # The best row of every (schedule, D), then of every (schedule, D, B), in

@@ -169,6 +169,7 @@ cluster_description parse_cluster_file(const std::string& path, const std::strin
     if (c.devices % c.machine.devices_per_node != 0)
         in.fail("devices_per_node", "must divide field 'devices' = " + std::to_string(c.devices),
                 json(c.machine.devices_per_node));
+    if (in.has("cores_per_node")) c.machine.cores_per_node = as_int(in, "cores_per_node", 1);
     object_reader device(where, in.get("device"), "device.");
     c.machine.device = read_device(device);
     object_reader inter(where, in.get("inter_node"), "inter_node.");

@@ -158,7 +158,7 @@ step_prediction predict_step(const Trainer& trainer, const times_snapshot& befor
     double busy = 0;
     for (const auto& w : sim.workers) busy += w.busy;
     busy = busy * model.data_parallel + p.optimizer * trainer.ranks();
-    p.core_bound = std::max(p.makespan, busy / std::max(1u, cores));
+    p.core_bound = core_bound_time(p.makespan, busy, cores);
     return p;
 }
 

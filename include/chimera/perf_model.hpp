@@ -159,6 +159,12 @@ struct hardware {
     network_description network;
     network_description intra_node{};
     int devices_per_node = 1;
+    int cores_per_node = 0;  // ranks that can compute at once on one node (0: one per device)
+
+    // Cores for `devices` ranks (0: unbounded, one per device).
+    constexpr unsigned cores(int devices) const {
+        return cores_per_node > 0 ? static_cast<unsigned>(cores_per_node) * (devices / devices_per_node) : 0;
+    }
 
     constexpr bool pipeline_in_node(int stages) const {
         return devices_per_node > 1 && stages <= devices_per_node && devices_per_node % stages == 0;

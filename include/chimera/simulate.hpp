@@ -118,6 +118,13 @@ struct simulation {
     }
 };
 
+// A step on `cores` cores that run the workers' compute (work conserving):
+// no shorter than the schedule with one core per worker (`makespan`), nor
+// than all compute seconds (`work`, every replica) spread over the cores.
+constexpr double core_bound_time(double makespan, double work, unsigned cores) {
+    return std::max(makespan, work / std::max(1u, cores));
+}
+
 // Peak bytes of kept activations on a worker: + at F, - at B (W when
 // split); with recomputation the stage input is kept and the full set
 // exists only while that micro-batch's backward runs.

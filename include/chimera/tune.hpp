@@ -62,7 +62,8 @@ struct tune_candidate {
     tune_point point;
     bool fits = false;
     double memory_bytes = 0;     // worst worker: weights + optimizer state + peak activations
-    double iteration_time = 0;   // simulated makespan of one iteration (0 when it does not fit)
+    double iteration_time = 0;   // simulated makespan of one iteration, core-bound when the cluster gives
+                                 // cores_per_node (0 when it does not fit)
     double throughput = 0;       // samples per second
     double bubble_ratio = 0;
 };
@@ -150,7 +151,12 @@ inline tune_candidate evaluate(const tune_request& r, const tune_point& point) {
     if (!out.fits) return out;
     const simulation sim = simulate(lower(s, {.sync = r.sync}), costs);
     out.iteration_time = sim.makespan;
-    out.throughput = sim.makespan > 0 ? r.global_batch / sim.makespan : 0;
+    if (const unsigned cores = r.machine.cores(r.devices); cores > 0) {
+        double work = 0;
+        for (const worker_report& w : sim.workers) work += w.busy;
+        out.iteration_time = core_bound_time(sim.makespan, work * c.data_parallel, cores);
+    }
+    out.throughput = out.iteration_time > 0 ? r.global_batch / out.iteration_time : 0;
     out.bubble_ratio = sim.bubble_ratio();
     return out;
 }

@@ -74,6 +74,10 @@ bad("cluster", "p100-aries", setter("inter_node", "alpha", value=-2e-6), "'inter
 bad("cluster", "p100-aries", setter("devices_per_node", value=3), "'devices_per_node'", "'devices' = 2048", "3")
 bad("cluster", "p100-aries", setter("devices_per_node", value=8), "'intra_node'", "missing")
 bad("cluster", "p100-aries", setter("intra_node", value={"alpha": 0, "beta": 0}), "'intra_node'", "devices_per_node")
+bad("cluster", "p100-aries", setter("cores_per_node", value=0), "'cores_per_node'", ">= 1", "0")
+bad("cluster", "p100-aries", setter("cores_per_node", value=-4), "'cores_per_node'", ">= 1", "-4")
+bad("cluster", "p100-aries", setter("cores_per_node", value=2.5), "'cores_per_node'", "integer", "2.5")
+bad("cluster", "p100-aries", setter("cores_per_node", value="2"), "'cores_per_node'", "integer", '"2"')
 bad("cluster", "p100-aries", setter("device", value=[1, 2]), "device", "JSON object")
 bad("cluster", "p100-aries", lambda d: d.update(inter_node="fast"), "inter_node", "JSON object", '"fast"')
 with open(os.path.join(tmp, "broken.json"), "w") as f:

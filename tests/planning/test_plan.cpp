@@ -115,3 +115,41 @@ TEST_CASE("networks: a pipeline inside a node uses intra_node; equal links chang
             for (int s = 0; s < stages; ++s) CHECK(c.allreduce(s, 2) == a.allreduce(s, 2));
         }
 }
+
+TEST_CASE("core bound: the trainer's formula, max(one core per worker, all compute / cores)") {
+    CHECK(core_bound_time(1.0, 3.0, 2) == 1.5);   // compute-bound: 3 s of work on 2 cores
+    CHECK(core_bound_time(1.0, 3.0, 4) == 1.0);   // enough cores: the schedule's makespan
+    CHECK(core_bound_time(2.0, 3.0, 0) == 3.0);   // 0 cores reads as 1
+}
+
+TEST_CASE("cores_per_node: tune bounds every iteration time by the node's cores") {
+    for (int devices : {4, 8})
+        for (int cores : {1, 2, 3, 16}) {
+            CAPTURE(devices);
+            CAPTURE(cores);
+            tune_request r = request("gpt2-124m", devices, 16, 16);
+            r.machine.devices_per_node = 4;
+            r.machine.intra_node = r.machine.network;
+            const tune_result plain = tune(r);
+            r.machine.cores_per_node = cores;
+            const unsigned total = static_cast<unsigned>(cores * devices / 4);
+            CHECK(r.machine.cores(devices) == total);
+            const tune_result bound = tune(r);
+            REQUIRE(bound.ranked.size() == plain.ranked.size());
+            REQUIRE(!bound.ranked.empty());
+            bool slower = false;
+            for (const tune_candidate& c : bound.ranked) {
+                const cost_model costs = costs_of(r, c.point);
+                const simulation sim = simulate(lower(generate(c.point.schedule), {.sync = r.sync}), costs);
+                double work = 0;
+                for (const worker_report& w : sim.workers) work += w.busy;
+                const double want = std::max(sim.makespan, work * c.point.schedule.data_parallel / total);
+                CHECK(c.iteration_time == doctest::Approx(want).epsilon(1e-12));
+                CHECK(c.iteration_time >= sim.makespan);
+                CHECK(c.throughput == doctest::Approx(r.global_batch / c.iteration_time).epsilon(1e-12));
+                slower = slower || c.iteration_time > sim.makespan;
+            }
+            // As many cores as ranks: every rank computes at once, nothing changes.
+            CHECK(slower == (static_cast<int>(total) < devices));
+        }
+}
