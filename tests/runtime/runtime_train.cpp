@@ -180,3 +180,23 @@ TEST_CASE("the first training step moves every weight by AdamW step 1's closed f
     CHECK(wrong == 0);
     CHECK(moved > static_cast<int>(initial.size()) / 2);  // most gradients are far above eps
 }
+
+// chimera-train's "cores" prediction is the library's core bound (the one
+// tune applies with cores_per_node) over the measured op times: one core
+// reads as all work serialised, many cores as the one-core-per-worker makespan.
+TEST_CASE("predict_step: the core-bound prediction is core_bound_time over the measured work") {
+    const schedule lowered = lower(generate({algorithm::chimera, 4, 4, 2}));
+    const run_shape shape = test_shape(lowered.micro_batches(), 1);
+    pipeline_trainer<double> t(lowered, shape, data(), gpt::initial_parameters<double>(shape.model, 5));
+    for (int s = 0; s < 2; ++s) t.step(s);
+    const step_prediction one = predict_step(t, {}, t.total_times(), 2, 1);
+    REQUIRE(one.makespan > 0);
+    CHECK(one.core_bound > one.makespan);  // 4 workers' work on one core
+    for (unsigned cores : {1u, 2u, 3u, 64u}) {
+        CAPTURE(cores);
+        const step_prediction p = predict_step(t, {}, t.total_times(), 2, cores);
+        CHECK(p.makespan == one.makespan);
+        CHECK(p.core_bound == doctest::Approx(core_bound_time(p.makespan, one.core_bound, cores)).epsilon(1e-12));
+    }
+    CHECK(predict_step(t, {}, t.total_times(), 2, 64).core_bound == one.makespan);
+}
