@@ -80,6 +80,19 @@ def runtime(stages, ranks, micro_batches):
     return S._PipelineScheduleRuntime([MockStage(0, stages, ranks, 0)], micro_batches)
 
 
+def load_comms(stages, micro_batches, path, refusal):
+    """PyTorch's runtime with the compute_comms CSV at `path` loaded, or None
+    (and a failed check naming `refusal`) when PyTorch refuses it."""
+    rt = runtime(stages, stages, micro_batches)
+    try:
+        rt._load_csv(path, format="compute_comms")
+    except Exception as e:  # noqa: BLE001 - report any refusal
+        expect(False, f"{refusal}: {e}")
+        return None
+    expect(True, "")
+    return rt
+
+
 with tempfile.TemporaryDirectory() as tmp:
     # 1. Our exports load in PyTorch (compute_only), and PyTorch's lowering of
     #    them round-trips through our compute_comms reader and writer.
@@ -106,12 +119,8 @@ with tempfile.TemporaryDirectory() as tmp:
 
                 rewritten = os.path.join(tmp, f"{schedule}-{stages}-{micro_batches}.comms.csv")
                 run("convert", lowered, rewritten, "--csv-format", "compute_comms")
-                rt2 = runtime(stages, stages, micro_batches)
-                try:
-                    rt2._load_csv(rewritten, format="compute_comms")
-                    expect(True, "")
-                except Exception as e:  # noqa: BLE001
-                    expect(False, f"{tag}: PyTorch refused our compute_comms CSV: {e}")
+                rt2 = load_comms(stages, micro_batches, rewritten, f"{tag}: PyTorch refused our compute_comms CSV")
+                if rt2 is None:
                     continue
                 # PyTorch's simulator knows no gradient reduction: drop it there.
                 p2p_only = {rank: [a for a in row if "REDUCE_GRAD" not in str(a)]
@@ -131,12 +140,7 @@ with tempfile.TemporaryDirectory() as tmp:
                 expect(result.returncode == 0,
                        f"{tag}: chimera-sched export --csv-format compute_comms failed: {result.stderr.strip()}")
                 if result.returncode == 0:
-                    rt3 = runtime(stages, stages, micro_batches)
-                    try:
-                        rt3._load_csv(direct, format="compute_comms")
-                        expect(True, "")
-                    except Exception as e:  # noqa: BLE001
-                        expect(False, f"{tag}: PyTorch refused our exported compute_comms CSV: {e}")
+                    load_comms(stages, micro_batches, direct, f"{tag}: PyTorch refused our exported compute_comms CSV")
 
     # 2. PyTorch's own compute_only dumps read back into the same op lists.
     for ranks in (2, 4):
