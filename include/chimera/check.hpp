@@ -49,14 +49,6 @@ struct check_options {
 
 namespace detail {
 
-// The compute ops of a list, in order (lowered lists interleave comm ops).
-constexpr std::vector<op> compute_ops(std::span<const op> list) {
-    std::vector<op> out;
-    for (const op& o : list)
-        if (is_compute(o.kind)) out.push_back(o);
-    return out;
-}
-
 struct checker_state {
     check_report report;
     check_options options;

@@ -202,6 +202,14 @@ constexpr schedule filter_ops(const basic_schedule<From>& s, Keep keep) {
     return out;
 }
 
+// The compute ops of one list, in order (a lowered list interleaves comm ops).
+constexpr std::vector<op> compute_ops(std::span<const op> list) {
+    std::vector<op> out;
+    for (const op& o : list)
+        if (is_compute(o.kind)) out.push_back(o);
+    return out;
+}
+
 // The compute-only view of a lowered schedule: SEND/RECV/REDUCE_GRAD dropped.
 template <class From>
 constexpr schedule compute_only(const basic_schedule<From>& s) {

@@ -82,9 +82,7 @@ constexpr void check_span(const schedule& s, double asap_span, std::vector<diagn
         out.push_back({"T3", -1, -1,
                        cat("ASAP span is ", static_cast<long long>(asap_span), ", expected 2N + D/f - 2 = ", span)});
     for (int w = 0; w < d; ++w) {
-        std::vector<op> list;
-        for (const op& o : s.ops(w))
-            if (is_compute(o.kind)) list.push_back(o);
+        const std::vector<op> list = compute_ops(s.ops(w));
         if (static_cast<int>(list.size()) != 2 * n) {
             out.push_back({"T3", w, -1, cat("worker ", w, " is busy ", list.size(), " slots, expected 2N = ", 2 * n)});
         } else if (chimera_slot(s, list.back()) >= span) {
