@@ -108,7 +108,9 @@ inline std::vector<tune_point> tune_points(const tune_request& r, std::vector<tu
         if (!r.depths.empty() && std::find(r.depths.begin(), r.depths.end(), d) == r.depths.end()) continue;
         if (r.devices % d != 0 || (d > r.model.layers && !rejected)) continue;
         const int w = r.devices / d;
-        for (int b = 1; b <= r.max_micro_batch_size; b *= 2) {
+        // b doubles in long long: `int b *= 2` would overflow past 2^30.
+        for (long long b_wide = 1; b_wide <= r.max_micro_batch_size; b_wide *= 2) {
+            const int b = static_cast<int>(b_wide);
             const long long bw = static_cast<long long>(b) * w;
             const int n = r.global_batch % bw == 0 ? static_cast<int>(r.global_batch / bw) : 0;
             if (std::string rule = detail::tune_shape_rule(r, d, b); !rule.empty()) {

@@ -98,6 +98,11 @@ expect(r.returncode == 0, f"tune exits 0 ({r.stderr})")
 rows = r.stdout.strip().splitlines()
 expect(len(rows) == 5 and rows[1].startswith("rank") and rows[2].split()[0] == "1", f"tune prints 3 ranked rows: {rows}")
 expect(r.stderr == "", "no progress bar when stderr is not a terminal")
+# B doubles up to --max-micro-batch without overflowing (2^30 used to end in SIGFPE);
+# sizes past the global batch add no rows.
+huge = run("tune", "--preset", "gpt2-124m-h100", "--devices", "8", "--global-batch", "32", "--top", "3",
+           "--max-micro-batch", "1073741824")
+expect(huge.returncode == 0 and huge.stdout == r.stdout, f"tune --max-micro-batch 2^30: rc {huge.returncode} {huge.stderr}")
 expect_usage_error(["tune", "--preset", "gpt3", "--devices", "8", "--global-batch", "8"], "unknown preset 'gpt3'")
 expect_usage_error(["tune", "--preset", "gpt2-1.3b-p100", "--devices", "2", "--global-batch", "2", "--memory", "1"],
                    "no configuration")
