@@ -128,6 +128,8 @@ chimera::device_description read_device(object_reader& in) {
     d.gradient_bytes_per_parameter = in.number_or("gradient_bytes_per_parameter", true, d.gradient_bytes_per_parameter);
     d.optimizer_bytes_per_parameter =
         in.number_or("optimizer_bytes_per_parameter", true, d.optimizer_bytes_per_parameter);
+    d.optimizer_seconds_per_parameter =
+        in.number_or("optimizer_seconds_per_parameter", true, d.optimizer_seconds_per_parameter);
     in.no_other_fields();
     return d;
 }
@@ -253,6 +255,7 @@ chimera::measured_profile parse_profile_file(const std::string& path, const std:
         layers += m.layers;
         p.stages.push_back(m);
     }
+    p.optimizer_seconds_per_parameter = in.number_or("optimizer_seconds_per_parameter", true, 0);
     if (layers != model.layers)
         in.fail("stages", "must hold the model's " + std::to_string(model.layers) + " layers (stages[].layers add up to " +
                               std::to_string(layers) + ")", json(layers));
@@ -262,6 +265,19 @@ chimera::measured_profile parse_profile_file(const std::string& path, const std:
 
 chimera::measured_profile read_profile_file(const std::string& path, const chimera::model_description& model) {
     return parse_profile_file(path, read_file(path), model);
+}
+
+void calibrate_with(chimera::model_description& model, chimera::hardware& machine,
+                    const std::vector<std::string>& profile_paths) {
+    std::vector<chimera::measured_profile> profiles;
+    for (const std::string& path : profile_paths) profiles.push_back(read_profile_file(path, model));
+    try {
+        chimera::calibrate(model, machine, profiles);
+    } catch (const std::invalid_argument& e) {
+        std::string files;
+        for (const std::string& path : profile_paths) files += " " + path;
+        throw usage_error(std::string("--profile") + files + ": " + e.what());
+    }
 }
 
 chimera::model_description read_model_file(const std::string& path) { return parse_model_file(path, read_file(path)); }

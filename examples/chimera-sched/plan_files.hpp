@@ -5,6 +5,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include <chimera/perf_model.hpp>
 
@@ -24,6 +25,9 @@ cluster_description parse_cluster_file(const std::string& path, const std::strin
 chimera::measured_profile parse_profile_file(const std::string& path, const std::string& text,
                                              const chimera::model_description& model);
 chimera::measured_profile read_profile_file(const std::string& path, const chimera::model_description& model);
+// --profile FILE... (one per micro-batch size): chimera::calibrate with every file.
+void calibrate_with(chimera::model_description& model, chimera::hardware& machine,
+                    const std::vector<std::string>& profile_paths);
 
 // The same, reading the file first.
 chimera::model_description read_model_file(const std::string& path);

@@ -29,7 +29,7 @@ json point_json(const chimera::tune_point& p) {
 
 json terms_json(const chimera::iteration_terms& t) {
     return {{"compute", t.compute}, {"bubble", t.bubble}, {"p2p", t.p2p}, {"allreduce", t.allreduce},
-            {"memory_headroom_bytes", t.memory_headroom}};
+            {"shared_cores", t.shared_cores}, {"memory_headroom_bytes", t.memory_headroom}};
 }
 
 // The rule's family: the text before its first ':' ("memory", "S1", ...).
@@ -39,13 +39,14 @@ std::string family(const std::string& rule) { return rule.substr(0, rule.find(':
 
 std::string terms_table(const chimera::tune_request& r, const chimera::tune_result& result, std::size_t top) {
     std::string out =
-        "\nwhy (seconds per iteration = compute + bubble + p2p + all-reduce; headroom = memory limit - memory):\n"
-        "rank  iteration s    compute     bubble        p2p  all-reduce  headroom GiB\n";
+        "\nwhy (seconds per iteration = compute + bubble + p2p + all-reduce + cores; cores: waiting for a core;\n"
+        "headroom = memory limit - memory):\n"
+        "rank  iteration s    compute     bubble        p2p  all-reduce      cores  headroom GiB\n";
     for (std::size_t i = 0; i < std::min(top, result.ranked.size()); ++i) {
         const chimera::tune_candidate& c = result.ranked[i];
         const chimera::iteration_terms t = chimera::explain(r, c);
-        out += format("%4zu %12.4f %10.4f %10.4f %10.4f %11.4f %13.2f\n", i + 1, c.iteration_time, t.compute, t.bubble,
-                      t.p2p, t.allreduce, t.memory_headroom / gib);
+        out += format("%4zu %12.4f %10.4f %10.4f %10.4f %11.4f %10.4f %13.2f\n", i + 1, c.iteration_time, t.compute,
+                      t.bubble, t.p2p, t.allreduce, t.shared_cores, t.memory_headroom / gib);
     }
     return out;
 }

@@ -158,7 +158,8 @@ struct simulate_state {
     double message_bytes = 0, gradient_bytes = 0;
     bool recompute = false;
     std::string format = "json";
-    std::string model_file, cluster_file, profile_file;
+    std::string model_file, cluster_file;
+    std::vector<std::string> profile_files;
     int micro_batch_size = 1;
 };
 
@@ -167,7 +168,7 @@ chimera::cost_model cost_model_of(const simulate_state& s, const chimera::config
     if (!s.model_file.empty()) {
         chimera::model_description m = read_model_file(s.model_file);
         chimera::hardware machine = read_cluster_file(s.cluster_file).machine;
-        if (!s.profile_file.empty()) chimera::calibrate(m, machine, read_profile_file(s.profile_file, m));
+        calibrate_with(m, machine, s.profile_files);
         if (config.stages > m.layers)
             throw usage_error("--stages " + std::to_string(config.stages) + " is more than the model's " +
                               std::to_string(m.layers) + " layers (every stage needs one)");
@@ -203,7 +204,8 @@ command add_simulate(CLI::App& app) {
                          ->check(CLI::NonNegativeNumber);
     auto* model = sub->add_option("--model", s->model_file, "Model file: costs from the performance model (docs/planning.md)");
     auto* cluster = sub->add_option("--cluster", s->cluster_file, "Cluster file (with --model)");
-    sub->add_option("--profile", s->profile_file, "Measured stage costs (chimera-train --profile-out), with --model")
+    sub->add_option("--profile", s->profile_files,
+                    "Measured stage costs (chimera-train --profile-out), with --model; one file per micro-batch size")
         ->needs(model);
     sub->add_option("--micro-batch-size", s->micro_batch_size, "Samples per micro-batch B (with --model)")
         ->check(CLI::PositiveNumber)

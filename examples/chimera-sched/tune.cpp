@@ -94,7 +94,8 @@ std::string table(const chimera::tune_result& result, std::size_t top) {
 }
 
 struct tune_state {
-    std::string preset, model_file, cluster_file, profile_file;
+    std::string preset, model_file, cluster_file;
+    std::vector<std::string> profile_files;
     int devices = 0, global_batch = 0, max_micro_batch = 64;
     double memory_gib = 0;
     std::size_t top = 10;
@@ -136,8 +137,7 @@ chimera::tune_request make_request(tune_state& s, const tune_inputs& in) {
 
 int run_tune(tune_state& s) {
     tune_inputs in = load_inputs(s.preset, s.model_file, s.cluster_file);
-    if (!s.profile_file.empty())
-        chimera::calibrate(in.model, in.machine, read_profile_file(s.profile_file, in.model));
+    calibrate_with(in.model, in.machine, s.profile_files);
     const chimera::tune_request r = make_request(s, in);
     chimera::tune_result result;
     {
@@ -177,7 +177,9 @@ command add_tune(CLI::App& app) {
     preset->excludes(model)->excludes(cluster);
     model->needs(cluster);
     cluster->needs(model);
-    sub->add_option("--profile", s->profile_file, "Measured stage costs (chimera-train --profile-out) replace the modelled ones")
+    sub->add_option("--profile", s->profile_files,
+                    "Measured stage costs (chimera-train --profile-out) replace the modelled ones; one file per "
+                    "micro-batch size, interpolated between them")
         ->needs(model);
     sub->add_option("--devices", s->devices, "Devices P (default: the cluster file's devices)");
     sub->add_option("--global-batch", s->global_batch, "Samples per iteration over all replicas")->required();

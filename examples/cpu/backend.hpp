@@ -2,7 +2,13 @@
 // parameter / gradient / AdamW buffers, the activation stashes per
 // (pipeline, stage, micro-batch) and the message buffers; talks to the other
 // workers through a hub. Models runtime::backend and runtime::trainable.
+// Compute ops and the optimizer are timed in the worker thread's CPU time:
+// what the op costs on a core of its own, also when more workers than
+// cores share the machine (time slicing does not inflate it); comm groups
+// in wall-clock time (their cost is waiting).
 #pragma once
+
+#include <time.h>
 
 #include <chrono>
 #include <cstdint>
@@ -170,7 +176,7 @@ public:
     // of examples/distributed).
     template <class Transport>
     void comm(std::span<const op> group, Transport& transport) {
-        const auto start = clock::now();
+        const auto start = std::chrono::steady_clock::now();
         std::vector<message_key> sent;  // outputs to drop once sent
         for (const op& o : group) {
             if (o.kind == op_kind::REDUCE_GRAD) {
@@ -192,7 +198,7 @@ public:
         }
         transport.complete();
         for (const auto& key : sent) boxes_.take(key);
-        times_.comm += seconds_since(start);
+        times_.comm += seconds_since<std::chrono::steady_clock>(start);
     }
 
     void synchronize() {
@@ -216,10 +222,24 @@ public:
     }
 
 private:
-    using clock = std::chrono::steady_clock;
-    static double seconds_since(clock::time_point start) {
-        return std::chrono::duration<double>(clock::now() - start).count();
+    // CLOCK_THREAD_CPUTIME_ID as a std::chrono clock.
+    struct clock {
+        using duration = std::chrono::nanoseconds;
+        using rep = duration::rep;
+        using period = duration::period;
+        using time_point = std::chrono::time_point<clock>;
+        static constexpr bool is_steady = true;
+        static time_point now() noexcept {
+            timespec t{};
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+            return time_point(std::chrono::seconds(t.tv_sec) + duration(t.tv_nsec));
+        }
+    };
+    template <class Clock>
+    static double seconds_since(typename Clock::time_point start) {
+        return std::chrono::duration<double>(Clock::now() - start).count();
     }
+    static double seconds_since(clock::time_point start) { return seconds_since<clock>(start); }
     void record(const op& o, double op_times::*seconds, int op_times::*count, double elapsed) {
         for (op_times* t : {&times_, &stage_times_[static_cast<std::size_t>(o.stage)]}) {
             t->*seconds += elapsed;

@@ -117,22 +117,24 @@ namespace chimera::runtime::cpu {
 
 // The step time the simulator (chimera::simulate) predicts from per-stage
 // op costs measured between two total_times() readings over `steps` steps,
-// plus the mean optimizer time per worker. Communication is free in the
-// model (in-process copies).
+// and the mean optimizer time per worker, spread evenly over the replicas
+// it holds. Communication is free in the model (in-process copies).
 struct step_prediction {
     double forward = 0, backward = 0;  // mean op cost over all stages (seconds)
     double optimizer = 0;              // seconds per worker per step
     double makespan = 0;               // one core per worker
-    double core_bound = 0;             // limited by `cores` cores: max(makespan, total work / cores)
+    double core_bound = 0;             // the workers of every replica on `cores` cores (shared_core_time)
 };
 
 template <class Trainer>  // pipeline_trainer, or mpi::rank_trainer (examples/distributed)
 step_prediction predict_step(const Trainer& trainer, const times_snapshot& before,
                              const times_snapshot& after, int steps, unsigned cores) {
     auto mean = [](double a, double b, int n, int m) { return m > n ? (b - a) / (m - n) : 0.0; };
+    const schedule& s = trainer.lowered();
     step_prediction p;
+    p.optimizer = steps > 0 ? (after.optimizer - before.optimizer) / steps / trainer.ranks() : 0;
     cost_model model;
-    model.data_parallel = trainer.ranks() / trainer.lowered().workers();
+    model.data_parallel = trainer.ranks() / s.workers();
     op_times all_before, all_after;
     const op_times zero{};
     for (std::size_t st = 0; st < after.stages.size(); ++st) {
@@ -144,6 +146,7 @@ step_prediction predict_step(const Trainer& trainer, const times_snapshot& befor
         profile.backward = mean(x.backward, y.backward, x.backwards, y.backwards);
         profile.input_backward = mean(x.input_backward, y.input_backward, x.input_backwards, y.input_backwards);
         profile.weight_backward = mean(x.weight_backward, y.weight_backward, x.weight_backwards, y.weight_backwards);
+        profile.optimizer = p.optimizer * s.workers() / (s.stages() * s.pipelines());
         model.per_stage.push_back(profile);
         all_before.forward += x.forward, all_before.forwards += x.forwards;
         all_before.backward += x.backward, all_before.backwards += x.backwards;
@@ -152,13 +155,9 @@ step_prediction predict_step(const Trainer& trainer, const times_snapshot& befor
     }
     p.forward = mean(all_before.forward, all_after.forward, all_before.forwards, all_after.forwards);
     p.backward = mean(all_before.backward, all_after.backward, all_before.backwards, all_after.backwards);
-    p.optimizer = steps > 0 ? (after.optimizer - before.optimizer) / steps / trainer.ranks() : 0;
-    const simulation sim = simulate(trainer.lowered(), model);
-    p.makespan = sim.makespan + p.optimizer;
-    double busy = 0;
-    for (const auto& w : sim.workers) busy += w.busy;
-    busy = busy * model.data_parallel + p.optimizer * trainer.ranks();
-    p.core_bound = core_bound_time(p.makespan, busy, cores);
+    const simulation sim = simulate(s, model);
+    p.makespan = sim.makespan;
+    p.core_bound = shared_core_time(s, sim, cores, model.data_parallel);
     return p;
 }
 

@@ -92,7 +92,7 @@ public:
             if (std::chrono::steady_clock::now() >= deadline) throw comm_failure(report(watchdog, rank));
             // Yield first (a partner on this core gets to run), sleep only
             // after a while (a long wait: a peer computes), at most 100 us.
-            if (++idle_polls < 2000) {
+            if (++idle_polls < 20) {
                 std::this_thread::yield();
                 continue;
             }

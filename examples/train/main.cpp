@@ -352,16 +352,20 @@ void print_report(const nlohmann::json& s) {
                s["predicted_step_seconds_core_bound"].get<double>(), s["cores"].get<unsigned>());
 }
 
-// --profile-out: mean seconds per op of every stage over the run, and the
-// layers each stage held, for chimera-sched tune --profile.
+// --profile-out: mean seconds per op of every stage over the run (CPU time:
+// examples/cpu/backend.hpp), the layers each stage held, and the optimizer
+// seconds per parameter, for chimera-sched tune --profile. Rank 0 writes it.
 template <class Trainer>
-void write_profile(const options& o, const run_plan& p, const Trainer& t) {
+void write_profile(const options& o, const run_plan& p, const Trainer& t, int steps) {
     if (o.profile_out.empty()) return;
     if constexpr (requires { t.total_times(); }) {
         const auto times = t.total_times();
+        if constexpr (requires { t.root(); })
+            if (!t.root()) return;
         const auto layouts = gpt::partition(p.shape.model, p.lowered.stages());
         const auto mean = [](double total, int count) { return count > 0 ? total / count : 0.0; };
         nlohmann::json stages = nlohmann::json::array();
+        double replica_parameters = 0;  // every replica of every stage, all data-parallel groups
         for (std::size_t s = 0; s < times.stages.size(); ++s) {
             const auto& x = times.stages[s];
             stages.push_back({{"layers", layouts[s].last_block - layouts[s].first_block},
@@ -369,14 +373,16 @@ void write_profile(const options& o, const run_plan& p, const Trainer& t) {
                               {"backward", mean(x.backward, x.backwards)},
                               {"input_backward", mean(x.input_backward, x.input_backwards)},
                               {"weight_backward", mean(x.weight_backward, x.weight_backwards)}});
+            replica_parameters += static_cast<double>(layouts[s].size) * p.lowered.pipelines() * p.shape.data_parallel;
         }
+        nlohmann::json doc{{"format", "chimera-profile"}, {"model", o.model}, {"micro_batch_size", o.batch},
+                           {"stages", stages}};
+        if (steps > 0) doc["optimizer_seconds_per_parameter"] = times.optimizer / steps / replica_parameters;
         std::ofstream out(o.profile_out);
-        out << nlohmann::json{{"format", "chimera-profile"}, {"model", o.model}, {"micro_batch_size", o.batch},
-                              {"stages", stages}}.dump(1)
-            << "\n";
+        out << doc.dump(1) << "\n";
         if (!out) throw usage_error("cannot write --profile-out " + o.profile_out);
     } else {
-        throw usage_error("--profile-out needs a backend that times its ops (--backend cpu, local transport)");
+        throw usage_error("--profile-out needs a backend that times its ops (--backend cpu)");
     }
 }
 
@@ -387,7 +393,7 @@ int train_with(const options& o, const run_plan& p, const gpt::dataset& data, Tr
     if (!o.json) print_header(o, p, t, first_step);
     const loop_result r = run_steps(o, p, t, first_step);
     const nlohmann::json summary = summarize(o, p, t, r, data);
-    if (!p.sequential) write_profile(o, p, t);
+    if (!p.sequential) write_profile(o, p, t, r.steps);
     if (o.json) fmt::print("{}\n", nlohmann::json{{"summary", summary}}.dump());
     else print_report(summary);
     return 0;

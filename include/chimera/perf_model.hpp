@@ -7,7 +7,11 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -77,6 +81,7 @@ struct device_description {
     double optimizer_bytes_per_parameter = 12;  // fp32 master copy + Adam moments
     // Op times relative to the forward (a profile measures them).
     double backward_ratio = 2, input_backward_ratio = 1, weight_backward_ratio = 1;
+    double optimizer_seconds_per_parameter = 0;  // one replica's optimizer step (0: left out, as on GPUs)
 };
 
 struct network_description {
@@ -156,10 +161,36 @@ inline std::vector<int> partition_layers(const model_description& m, int stages)
 // nodes unless all P devices fit in one node.
 struct hardware {
     device_description device;
+    // Measured speed at given micro-batch sizes (calibrate); empty: the device's.
+    struct measured_speed {
+        double micro_batch_size = 1, flops_per_second = 0, backward_ratio = 2, input_backward_ratio = 1,
+               weight_backward_ratio = 1;
+    };
     network_description network;
     network_description intra_node{};
     int devices_per_node = 1;
     int cores_per_node = 0;  // ranks that can compute at once on one node (0: one per device)
+    std::vector<measured_speed> measured{};  // ascending micro_batch_size
+
+    // The speed at `micro_batch_size` B, for `tokens` = B x sequence: the
+    // device's (peak x efficiency, slower below half_tokens), or measured,
+    // interpolated linearly in B between the two nearest measured sizes
+    // (time per FLOP; the nearest one outside them).
+    constexpr measured_speed speed(double micro_batch_size, double tokens) const {
+        if (measured.empty())
+            return {micro_batch_size, device.peak_flops * device.efficiency * tokens / (tokens + device.half_tokens),
+                    device.backward_ratio, device.input_backward_ratio, device.weight_backward_ratio};
+        std::size_t hi = 0;
+        while (hi + 1 < measured.size() && measured[hi].micro_batch_size < micro_batch_size) ++hi;
+        const measured_speed& b = measured[hi];
+        const measured_speed& a = measured[hi > 0 ? hi - 1 : 0];
+        const double span = b.micro_batch_size - a.micro_batch_size;
+        const double x = span > 0 ? std::clamp((micro_batch_size - a.micro_batch_size) / span, 0.0, 1.0) : 1.0;
+        const auto mix = [x](double u, double v) { return u + x * (v - u); };
+        return {micro_batch_size, 1 / mix(1 / a.flops_per_second, 1 / b.flops_per_second),
+                mix(a.backward_ratio, b.backward_ratio), mix(a.input_backward_ratio, b.input_backward_ratio),
+                mix(a.weight_backward_ratio, b.weight_backward_ratio)};
+    }
 
     // Cores for `devices` ranks (0: unbounded, one per device).
     constexpr unsigned cores(int devices) const {
@@ -175,9 +206,7 @@ struct hardware {
 inline cost_model make_cost_model(const model_description& m, const hardware& hw, int stages, double micro_batch_size,
                                   bool recompute, int data_parallel) {
     const std::vector<int> layers = partition_layers(m, stages);
-    const double tokens = micro_batch_size * m.sequence;
-    const double rate =
-        hw.device.peak_flops * hw.device.efficiency * tokens / (tokens + hw.device.half_tokens);  // FLOP/s reached
+    const hardware::measured_speed speed = hw.speed(micro_batch_size, micro_batch_size * m.sequence);
     cost_model c;
     c.recompute = recompute;
     const network_description& p2p = hw.pipeline_in_node(stages) ? hw.intra_node : hw.network;
@@ -199,10 +228,11 @@ inline cost_model make_cost_model(const model_description& m, const hardware& hw
         if (s == 0) params += m.embedding_parameters();
         if (last) params += m.head_parameters();
         stage_profile& p = c.per_stage[static_cast<std::size_t>(s)];
-        p.forward = flops / rate;
-        p.backward = hw.device.backward_ratio * p.forward;
-        p.input_backward = hw.device.input_backward_ratio * p.forward;
-        p.weight_backward = hw.device.weight_backward_ratio * p.forward;
+        p.forward = flops / speed.flops_per_second;
+        p.backward = speed.backward_ratio * p.forward;
+        p.input_backward = speed.input_backward_ratio * p.forward;
+        p.weight_backward = speed.weight_backward_ratio * p.forward;
+        p.optimizer = static_cast<double>(params) * hw.device.optimizer_seconds_per_parameter;
         p.message_bytes = micro_batch_size * m.boundary_bytes();
         p.parameter_bytes = static_cast<double>(params) * hw.device.bytes_per_parameter;
         p.gradient_bytes = static_cast<double>(params) * hw.device.gradient_bytes_per_parameter;
@@ -226,33 +256,49 @@ struct measured_stage {
 struct measured_profile {
     double micro_batch_size = 1;
     std::vector<measured_stage> stages;
+    double optimizer_seconds_per_parameter = 0;  // 0: not measured
 };
 
-// Replace the device's assumed speed with the measured one: the FLOP rate
-// that reproduces the measured forward time of all stages together (reached
-// at every micro-batch size: half_tokens 0), the measured backward/forward
-// ratios, and the measured activation bytes per layer and sample.
+// Replace the device's assumed speed with the measured one: at each
+// profile's micro-batch size, the FLOP rate that reproduces the measured
+// forward time of all stages together and the measured backward/forward
+// ratios (hardware::speed interpolates between sizes); the measured
+// activation bytes per layer and sample and optimizer seconds per parameter
+// (the last profile that has them). Precondition: different micro-batch
+// sizes (else std::invalid_argument naming the size).
+inline void calibrate(model_description& m, hardware& hw, std::span<const measured_profile> profiles) {
+    for (const measured_profile& p : profiles) {
+        double flops = 0, forward = 0, backward = 0, input = 0, weight = 0, activation = 0;
+        int layers = 0;
+        for (std::size_t s = 0; s < p.stages.size(); ++s) {
+            const measured_stage& st = p.stages[s];
+            const bool last = s + 1 == p.stages.size();
+            flops += p.micro_batch_size * (st.layers * m.layer_flops() + (last ? m.head_flops() : 0));
+            forward += st.forward, backward += st.backward, input += st.input_backward, weight += st.weight_backward;
+            activation += st.activation_bytes;
+            layers += st.layers;
+        }
+        if (forward <= 0 || layers <= 0) continue;
+        hardware::measured_speed speed{p.micro_batch_size, flops / forward, hw.device.backward_ratio,
+                                       hw.device.input_backward_ratio, hw.device.weight_backward_ratio};
+        if (backward > 0) speed.backward_ratio = backward / forward;
+        if (input > 0 && weight > 0) speed.input_backward_ratio = input / forward, speed.weight_backward_ratio = weight / forward;
+        const auto at = std::find_if(hw.measured.begin(), hw.measured.end(),
+                                     [&](const auto& x) { return x.micro_batch_size >= p.micro_batch_size; });
+        if (at != hw.measured.end() && at->micro_batch_size == p.micro_batch_size) {
+            char size[32];
+            std::snprintf(size, sizeof size, "%g", p.micro_batch_size);
+            throw std::invalid_argument(std::string("calibrate: two profiles at micro-batch size ") + size +
+                                        " (give one profile per size)");
+        }
+        hw.measured.insert(at, speed);
+        if (activation > 0) m.given_layer_activation_bytes = activation / (p.micro_batch_size * layers);
+        if (p.optimizer_seconds_per_parameter > 0)
+            hw.device.optimizer_seconds_per_parameter = p.optimizer_seconds_per_parameter;
+    }
+}
 inline void calibrate(model_description& m, hardware& hw, const measured_profile& p) {
-    double flops = 0, forward = 0, backward = 0, input = 0, weight = 0, activation = 0;
-    int layers = 0;
-    for (std::size_t s = 0; s < p.stages.size(); ++s) {
-        const measured_stage& st = p.stages[s];
-        const bool last = s + 1 == p.stages.size();
-        flops += p.micro_batch_size * (st.layers * m.layer_flops() + (last ? m.head_flops() : 0));
-        forward += st.forward, backward += st.backward, input += st.input_backward, weight += st.weight_backward;
-        activation += st.activation_bytes;
-        layers += st.layers;
-    }
-    if (forward <= 0 || layers <= 0) return;
-    hw.device.peak_flops = flops / forward;
-    hw.device.efficiency = 1;
-    hw.device.half_tokens = 0;
-    if (backward > 0) hw.device.backward_ratio = backward / forward;
-    if (input > 0 && weight > 0) {
-        hw.device.input_backward_ratio = input / forward;
-        hw.device.weight_backward_ratio = weight / forward;
-    }
-    if (activation > 0) m.given_layer_activation_bytes = activation / (p.micro_batch_size * layers);
+    calibrate(m, hw, std::span<const measured_profile>(&p, 1));
 }
 
 }  // namespace chimera

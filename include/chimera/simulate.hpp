@@ -20,7 +20,8 @@
 //   2 (r-1) beta L / r over r = replicas x data_parallel members, L the
 //   stage's gradient bytes (so an eager all-reduce overlaps the compute
 //   and p2p traffic that follow it);
-// * recomputation re-runs the forward inside every backward (B and I).
+// * recomputation re-runs the forward inside every backward (B and I);
+// * a worker ends with the optimizer steps of the replicas it holds.
 // With unit costs and no communication cost the makespan is the unit-time
 // span of every formula in the spec (tests/core/test_simulate.cpp).
 #pragma once
@@ -51,6 +52,7 @@ struct stage_profile {
     double optimizer_bytes = 0;   // optimizer state of one replica
     double activation_bytes = 0;  // kept per micro-batch from F until B (or W when split)
     double recompute_bytes = 0;   // kept per micro-batch instead, with recomputation (the stage input)
+    double optimizer = 0;         // time of one replica's optimizer step, after the worker's last op
 
     friend constexpr bool operator==(const stage_profile&, const stage_profile&) = default;
 };
@@ -96,7 +98,9 @@ constexpr cost_model unit_costs(double forward = 1, double backward = 1) {
 }
 
 struct worker_report {
-    double busy = 0;  // compute time
+    double busy = 0;  // compute time, its optimizer steps included
+    double optimizer = 0;  // optimizer steps of its replicas, from `end` - optimizer to `end`
+    double end = 0;   // when its last op (then its optimizer steps) ends
     double idle = 0;  // makespan - busy
     double communication = 0;  // time its comm stream is busy
     int peak_activations = 0;  // micro-batches held at once (docs/design/schedule-rules.md#memory-accounting)
@@ -117,13 +121,6 @@ struct simulation {
         return total > 0 ? 1 - busy / total : 0;
     }
 };
-
-// A step on `cores` cores that run the workers' compute (work conserving):
-// no shorter than the schedule with one core per worker (`makespan`), nor
-// than all compute seconds (`work`, every replica) spread over the cores.
-constexpr double core_bound_time(double makespan, double work, unsigned cores) {
-    return std::max(makespan, work / std::max(1u, cores));
-}
 
 // Peak bytes of kept activations on a worker: + at F, - at B (W when
 // split); with recomputation the stage input is kept and the full set
@@ -332,7 +329,8 @@ private:
         return true;
     }
 
-    // Makespan, completeness, and busy/communication time per worker.
+    // Makespan, completeness, and busy/communication time per worker; each
+    // worker's optimizer steps follow its last op.
     constexpr void sum_times() {
         r_.complete = true;
         for (std::size_t i = 0; i < all_.size(); ++i) {
@@ -340,9 +338,18 @@ private:
                 r_.complete = false;
                 continue;
             }
-            r_.makespan = std::max(r_.makespan, r_.finish[i]);
             auto& wr = r_.workers[static_cast<std::size_t>(matching_.owner[i])];
+            wr.end = std::max(wr.end, r_.finish[i]);
             (is_compute(all_[i].kind) ? wr.busy : wr.communication) += r_.finish[i] - r_.start[i];
+        }
+        for (int w = 0; w < s_.workers(); ++w) {
+            auto& wr = r_.workers[static_cast<std::size_t>(w)];
+            for (int p = 0; p < s_.pipelines(); ++p)
+                for (int st = 0; st < s_.stages(); ++st)
+                    if (s_.placement(p, st) == w) wr.optimizer += costs_.stage(st).optimizer;
+            wr.busy += wr.optimizer;
+            wr.end += wr.optimizer;
+            r_.makespan = std::max(r_.makespan, wr.end);
         }
     }
 
@@ -379,6 +386,35 @@ template <schedule_like S>
 constexpr simulation simulate(const S& s, const cost_model& costs = {}) {
     detail::require_simulable(s, costs);
     return detail::simulator<S>(s, costs).run();
+}
+
+// The step when the workers, times `copies` identical data-parallel
+// replicas, share `cores` cores (processor sharing; 0 cores: one per
+// worker). The simulated timeline (one core per worker) is cut where a
+// compute op or an optimizer step starts or ends; a slice in which n
+// workers compute takes max(1, n x copies / cores) times as long.
+// Postconditions: at least the makespan, at least all compute seconds of
+// every replica spread over the cores; equal to the makespan when the
+// cores suffice, and to work / cores when n never changes.
+template <schedule_like S>
+constexpr double shared_core_time(const S& s, const simulation& sim, unsigned cores, int copies = 1) {
+    if (cores == 0) return sim.makespan;
+    std::vector<std::pair<double, int>> edges;  // (time, +1 start / -1 end)
+    const auto ops = s.all_ops();
+    for (std::size_t i = 0; i < ops.size(); ++i)
+        if (is_compute(ops[i].kind) && sim.start[i] >= 0 && sim.finish[i] > sim.start[i])
+            edges.insert(edges.end(), {{sim.start[i], 1}, {sim.finish[i], -1}});
+    for (const worker_report& w : sim.workers)
+        if (w.optimizer > 0) edges.insert(edges.end(), {{w.end - w.optimizer, 1}, {w.end, -1}});
+    std::sort(edges.begin(), edges.end());
+    double total = 0, at = 0;
+    int computing = 0;
+    for (const auto& [time, change] : edges) {
+        total += (time - at) * std::max(1.0, static_cast<double>(computing) * copies / cores);
+        at = time;
+        computing += change;
+    }
+    return total + (sim.makespan - at);
 }
 
 // C_f and C_b of docs/design/chimera-closed-form.md#iteration-time: forwards and backwards on the critical

@@ -62,8 +62,8 @@ struct tune_candidate {
     tune_point point;
     bool fits = false;
     double memory_bytes = 0;     // worst worker: weights + optimizer state + peak activations
-    double iteration_time = 0;   // simulated makespan of one iteration, core-bound when the cluster gives
-                                 // cores_per_node (0 when it does not fit)
+    double iteration_time = 0;   // simulated makespan of one iteration, on shared cores when the cluster
+                                 // gives cores_per_node (shared_core_time; 0 when it does not fit)
     double throughput = 0;       // samples per second
     double bubble_ratio = 0;
 };
@@ -151,13 +151,9 @@ inline tune_candidate evaluate(const tune_request& r, const tune_point& point) {
     for (int w = 0; w < s.workers(); ++w) out.memory_bytes = std::max(out.memory_bytes, memory_of(s, w, costs).total());
     out.fits = out.memory_bytes <= r.memory_limit();
     if (!out.fits) return out;
-    const simulation sim = simulate(lower(s, {.sync = r.sync}), costs);
-    out.iteration_time = sim.makespan;
-    if (const unsigned cores = r.machine.cores(r.devices); cores > 0) {
-        double work = 0;
-        for (const worker_report& w : sim.workers) work += w.busy;
-        out.iteration_time = core_bound_time(sim.makespan, work * c.data_parallel, cores);
-    }
+    const schedule lowered = lower(s, {.sync = r.sync});
+    const simulation sim = simulate(lowered, costs);
+    out.iteration_time = shared_core_time(lowered, sim, r.machine.cores(r.devices), c.data_parallel);
     out.throughput = out.iteration_time > 0 ? r.global_batch / out.iteration_time : 0;
     out.bubble_ratio = sim.bubble_ratio();
     return out;
@@ -201,10 +197,11 @@ inline tune_result tune(const tune_request& r, const std::function<void(std::siz
 // Why a configuration takes the time it takes: the iteration time split into
 // terms that add up to it (docs/planning.md#why-it-wins).
 struct iteration_terms {
-    double compute = 0;      // compute time of the busiest worker (the critical path's work)
+    double compute = 0;      // compute time of the busiest worker (the critical path's work), optimizer included
     double bubble = 0;       // waiting on dependencies, with free communication
     double p2p = 0;          // what p2p messages add to the last compute op's end
-    double allreduce = 0;    // gradient all-reduce after the last compute op (not overlapped)
+    double allreduce = 0;    // gradient all-reduce and optimizer steps after the last compute op (not overlapped)
+    double shared_cores = 0;  // waiting for a core: more ranks than cores (shared_core_time), else 0
     double memory_headroom = 0;  // limit - memory of the worst worker (bytes)
 };
 
@@ -222,6 +219,7 @@ inline iteration_terms explain(const tune_request& r, const tune_candidate& cand
     t.bubble = ideal.makespan - t.compute;
     t.p2p = std::max(0.0, last_compute - ideal.makespan);
     t.allreduce = sim.makespan - std::max(last_compute, ideal.makespan);
+    t.shared_cores = candidate.iteration_time - sim.makespan;
     t.memory_headroom = r.memory_limit() - candidate.memory_bytes;
     return t;
 }

@@ -313,6 +313,35 @@ TEST_CASE("recomputation: backward re-runs the forward, activations shrink to th
     CHECK(r.workers[3].peak_activation_bytes == doctest::Approx(1.25));
 }
 
+TEST_CASE("optimizer steps: each worker ends with its replicas' steps, nothing else moves") {
+    for (const config& c : {config{algorithm::chimera, 4, 8, 2}, config{algorithm::chimera, 4, 4, 4},
+                            config{algorithm::gpipe, 4, 8}, config{algorithm::one_f_one_b, 3, 5}}) {
+        CAPTURE(c);
+        const schedule s = lower(generate(c));
+        cost_model plain = unit_costs(1, 2);
+        plain.per_stage.assign(static_cast<std::size_t>(c.stages), plain.uniform);
+        cost_model with = plain;
+        for (int st = 0; st < c.stages; ++st) with.per_stage[static_cast<std::size_t>(st)].optimizer = 0.25 * (st + 1);
+        const simulation a = simulate(s, plain), b = simulate(s, with);
+        CHECK(a.start == b.start);  // the optimizer runs after every op
+        double makespan = 0;
+        for (int w = 0; w < s.workers(); ++w) {
+            double steps = 0;  // what this worker's replicas add, from the placement
+            for (int p = 0; p < s.pipelines(); ++p)
+                for (int st = 0; st < s.stages(); ++st)
+                    if (s.placement(p, st) == w) steps += 0.25 * (st + 1);
+            const worker_report &x = a.workers[static_cast<std::size_t>(w)], &y = b.workers[static_cast<std::size_t>(w)];
+            CHECK(x.optimizer == 0);
+            CHECK(y.optimizer == doctest::Approx(steps));
+            CHECK(y.busy == doctest::Approx(x.busy + steps));
+            CHECK(y.end == doctest::Approx(x.end + steps));
+            makespan = std::max(makespan, x.end + steps);
+        }
+        CHECK(b.makespan == doctest::Approx(makespan));
+        CHECK(b.makespan > a.makespan);
+    }
+}
+
 TEST_CASE("a deadlocked schedule is reported incomplete, not timed") {
     const schedule lowered = lower(generate({algorithm::gpipe, 2, 2}));
     std::vector<std::vector<op>> lists;

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <stdexcept>
 #include <vector>
 
 #include <chimera/tune.hpp>
@@ -54,19 +55,24 @@ TEST_CASE("every point of the search is tried or rejected once, with a rule") {
 
 TEST_CASE("the iteration-time terms add up to the simulated iteration time") {
     for (std::string_view model : {"gpt2-124m", "bert-48"})
-        for (sync_policy sync : {sync_policy::end, sync_policy::eager}) {
-            tune_request r = request(model, 8, 32, 16);
-            r.sync = sync;
-            for (const tune_candidate& c : tune(r).ranked) {
-                const iteration_terms t = explain(r, c);
-                CHECK(t.compute > 0);
-                CHECK(t.bubble >= -1e-12 * c.iteration_time);
-                CHECK(t.p2p >= 0);
-                CHECK(t.allreduce >= -1e-12 * c.iteration_time);
-                CHECK(std::abs(t.compute + t.bubble + t.p2p + t.allreduce - c.iteration_time) <= 1e-9 * c.iteration_time);
-                CHECK(t.memory_headroom == doctest::Approx(r.memory_limit() - c.memory_bytes));
+        for (sync_policy sync : {sync_policy::end, sync_policy::eager})
+            for (int cores : {0, 3}) {
+                tune_request r = request(model, 8, 32, 16);
+                r.sync = sync;
+                r.machine.cores_per_node = cores;
+                for (const tune_candidate& c : tune(r).ranked) {
+                    const iteration_terms t = explain(r, c);
+                    CHECK(t.compute > 0);
+                    CHECK(t.bubble >= -1e-12 * c.iteration_time);
+                    CHECK(t.p2p >= 0);
+                    CHECK(t.allreduce >= -1e-12 * c.iteration_time);
+                    CHECK(t.shared_cores >= 0);
+                    if (cores == 0) CHECK(t.shared_cores == 0);
+                    CHECK(std::abs(t.compute + t.bubble + t.p2p + t.allreduce + t.shared_cores - c.iteration_time) <=
+                          1e-9 * c.iteration_time);
+                    CHECK(t.memory_headroom == doctest::Approx(r.memory_limit() - c.memory_bytes));
+                }
             }
-        }
 }
 
 TEST_CASE("calibrate: the measured totals come back at the measured micro-batch size, linear in B") {
@@ -85,6 +91,40 @@ TEST_CASE("calibrate: the measured totals come back at the measured micro-batch 
             CHECK(forward == doctest::Approx(0.10 * b / 4));
             CHECK(backward == doctest::Approx(0.16 * b / 4));
         }
+}
+
+TEST_CASE("calibrate: profiles at several micro-batch sizes, interpolated in time per FLOP between them") {
+    const model_description base = *find_preset(model_presets, "gpt2-124m");
+    const hardware hw{*find_preset(device_presets, "h100"), *find_preset(network_presets, "nvlink-ib")};
+    // Two stages of 6 layers (the last also the head); forward 0.04 s at B = 2, 0.10 s at B = 8.
+    const measured_profile at8{8, {{6, 0.04, 0.08, 0, 0, 0}, {6, 0.06, 0.12, 0, 0, 0}}, 0};
+    const measured_profile at2{2, {{6, 0.015, 0.03, 0, 0, 0}, {6, 0.025, 0.045, 0, 0, 0}}, 3e-9};
+    model_description m = base;
+    hardware h = hw;
+    calibrate(m, h, std::vector<measured_profile>{at8, at2});  // any order
+    REQUIRE(h.measured.size() == 2);
+    CHECK(h.measured[0].micro_batch_size == 2);
+    const auto forward_at = [&](double b) {
+        double total = 0;
+        for (const stage_profile& s : make_cost_model(m, h, 2, b, false, 1).per_stage) total += s.forward;
+        return total;
+    };
+    CHECK(forward_at(2) == doctest::Approx(0.04));
+    CHECK(forward_at(8) == doctest::Approx(0.10));
+    CHECK(forward_at(4) == doctest::Approx(4 * (0.04 / 2 + (4 - 2) / 6.0 * (0.10 / 8 - 0.04 / 2))));
+    CHECK(forward_at(1) == doctest::Approx(0.02));   // below the smallest: its speed
+    CHECK(forward_at(32) == doctest::Approx(0.40));  // above the largest: its speed
+    const cost_model c = make_cost_model(m, h, 2, 8, false, 1);
+    double backward = 0;
+    for (const stage_profile& s : c.per_stage) backward += s.backward;
+    CHECK(backward == doctest::Approx(0.20));
+    CHECK(h.device.optimizer_seconds_per_parameter == 3e-9);
+    const int first = partition_layers(m, 2)[0];
+    CHECK(c.stage(0).optimizer == doctest::Approx(3e-9 * (first * m.layer_parameters() + m.embedding_parameters())));
+    hardware twice = hw;
+    CHECK_THROWS_WITH_AS(calibrate(m, twice, std::vector<measured_profile>{at2, at8, at2}),
+                         "calibrate: two profiles at micro-batch size 2 (give one profile per size)",
+                         std::invalid_argument);
 }
 
 TEST_CASE("networks: a pipeline inside a node uses intra_node; equal links change nothing") {
@@ -116,10 +156,49 @@ TEST_CASE("networks: a pipeline inside a node uses intra_node; equal links chang
         }
 }
 
-TEST_CASE("core bound: the trainer's formula, max(one core per worker, all compute / cores)") {
-    CHECK(core_bound_time(1.0, 3.0, 2) == 1.5);   // compute-bound: 3 s of work on 2 cores
-    CHECK(core_bound_time(1.0, 3.0, 4) == 1.0);   // enough cores: the schedule's makespan
-    CHECK(core_bound_time(2.0, 3.0, 0) == 3.0);   // 0 cores reads as 1
+namespace {
+
+// shared_core_time by another route: on a unit-cost compute-only timeline
+// every op starts and ends on a whole number, so count the computing
+// workers in each unit interval.
+double shared_by_units(const schedule& s, const simulation& sim, unsigned cores, int copies) {
+    double total = 0;
+    for (int t = 0; t < static_cast<int>(std::lround(sim.makespan)); ++t) {
+        int n = 0;
+        for (std::size_t i = 0; i < s.all_ops().size(); ++i)
+            n += sim.start[i] <= t && t + 1 <= sim.finish[i] ? 1 : 0;
+        total += std::max(1.0, static_cast<double>(n) * copies / cores);
+    }
+    return total;
+}
+
+}  // namespace
+
+TEST_CASE("shared_core_time: a slice with n computing workers on fewer cores takes n x copies / cores as long") {
+    bool differs = false;  // from max(makespan, work / cores), somewhere
+    for (const config& c : {config{algorithm::gpipe, 3, 3}, config{algorithm::gpipe, 4, 8}, config{algorithm::one_f_one_b, 4, 6},
+                            config{algorithm::chimera, 4, 4, 2}, config{algorithm::chimera, 4, 8, 4},
+                            config{algorithm::chimera, 6, 6, 2}, config{algorithm::one_f_one_b, 2, 5}})
+        for (unsigned cores : {1u, 2u, 3u, 4u, 8u, 16u})
+            for (int copies : {1, 2}) {
+                CAPTURE(c);
+                CAPTURE(cores);
+                CAPTURE(copies);
+                const schedule s = generate(c);
+                const simulation sim = simulate(s, unit_costs(1, 2));
+                const double t = shared_core_time(s, sim, cores, copies);
+                double work = 0;
+                for (const worker_report& w : sim.workers) work += w.busy;
+                CHECK(t == doctest::Approx(shared_by_units(s, sim, cores, copies)));
+                CHECK(t >= sim.makespan - 1e-9);
+                CHECK(t >= work * copies / cores - 1e-9);
+                if (cores >= static_cast<unsigned>(s.workers() * copies)) CHECK(t == doctest::Approx(sim.makespan));
+                if (cores == 1) CHECK(t == doctest::Approx(work * copies));  // never idle without comm costs
+                differs = differs || t > std::max(sim.makespan, work * copies / cores) + 1e-9;
+            }
+    CHECK(differs);
+    const schedule s = generate({algorithm::gpipe, 2, 2});
+    CHECK(shared_core_time(s, simulate(s, unit_costs(1, 1)), 0) == simulate(s, unit_costs(1, 1)).makespan);  // 0: one per worker
 }
 
 TEST_CASE("cores_per_node: tune bounds every iteration time by the node's cores") {
@@ -140,16 +219,18 @@ TEST_CASE("cores_per_node: tune bounds every iteration time by the node's cores"
             bool slower = false;
             for (const tune_candidate& c : bound.ranked) {
                 const cost_model costs = costs_of(r, c.point);
-                const simulation sim = simulate(lower(generate(c.point.schedule), {.sync = r.sync}), costs);
+                const schedule lowered = lower(generate(c.point.schedule), {.sync = r.sync});
+                const simulation sim = simulate(lowered, costs);
                 double work = 0;
                 for (const worker_report& w : sim.workers) work += w.busy;
-                const double want = std::max(sim.makespan, work * c.point.schedule.data_parallel / total);
-                CHECK(c.iteration_time == doctest::Approx(want).epsilon(1e-12));
-                CHECK(c.iteration_time >= sim.makespan);
+                const int copies = c.point.schedule.data_parallel;
+                CHECK(c.iteration_time == doctest::Approx(shared_core_time(lowered, sim, total, copies)).epsilon(1e-12));
+                CHECK(c.iteration_time >= std::max(sim.makespan, work * copies / total) * (1 - 1e-12));
                 CHECK(c.throughput == doctest::Approx(r.global_batch / c.iteration_time).epsilon(1e-12));
                 slower = slower || c.iteration_time > sim.makespan;
             }
             // As many cores as ranks: every rank computes at once, nothing changes.
-            CHECK(slower == (static_cast<int>(total) < devices));
+            if (static_cast<int>(total) >= devices) CHECK(!slower);
+            if (total == 1) CHECK(slower);
         }
 }
