@@ -28,6 +28,9 @@ CASE:
              (skip, 77, without one).
   nccl EXE   the emulated nccl.h (mpirun -np 4): semantics, and a wrongly
              grouped exchange that times out on both ranks.
+  reduce EXE the replica reduction (tests/distributed/mpi_reduce.cpp) under
+             mpirun -np 3 (uneven chunks) and -np 4: chunking, bitwise
+             equality with the fixed-order sum.
   hang       one rank stopped mid-step: the others' watchdog names it and
              aborts the job.
 Exit 77 (skip) without mpirun."""
@@ -261,6 +264,9 @@ elif case == 'nccl-gpu':
                 transport='nccl')
 elif case == 'nccl':
     nccl_emulator(sys.argv[4])
+elif case == 'reduce':
+    for np in (3, 4):
+        print(run(mpi(np) + [sys.argv[4]]).stdout.strip())
 elif case == 'hang':
     hang_mid_step()
 else:
