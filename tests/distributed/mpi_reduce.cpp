@@ -22,10 +22,6 @@
 #include <string>
 #include <vector>
 
-#include <chimera/config.hpp>
-#include <chimera/generate.hpp>
-#include <chimera/lower.hpp>
-
 #include <distributed/mpi_transport.hpp>
 
 namespace {
@@ -134,12 +130,7 @@ int main(int argc, char** argv) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &ranks);
     {  // the world's communicators are freed before MPI_Finalize
-        chimera::config c;
-        c.schedule = chimera::algorithm::gpipe;
-        c.stages = 1;
-        c.micro_batches = 1;
-        chimera::runtime::mpi::world w(chimera::lower(chimera::generate(c), {}), ranks,
-                                       chimera::rank_layout::group_major, std::chrono::milliseconds(60000));
+        auto w = chimera::runtime::mpi::all_ranks_world(std::chrono::milliseconds(60000));
         chunking(rank);
         reductions<float>(w, rank, ranks);
         reductions<double>(w, rank, ranks);
