@@ -11,6 +11,8 @@
 //     other association give other bits: checked on the reference itself
 //     (reverse order and a sum that starts from member 0 instead of zero
 //     differ), so the comparison can fail.
+//     The same with two members on every rank (2M members, a rank owns
+//     two chunks).
 //   * a member count that disagrees with the group is refused.
 // Exit 0 when every rank passed.
 #include <mpi.h>
@@ -88,26 +90,44 @@ bool same_bits(const std::vector<R>& a, const std::vector<R>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(R)) == 0;
 }
 
+// Every rank holds `per_rank` members: orders rank * per_rank + k.
 template <class R>
-void reductions(chimera::runtime::mpi::world& w, int rank, int ranks) {
-    const std::string type = sizeof(R) == 4 ? "float" : "double";
-    const auto m = static_cast<std::size_t>(ranks);
+void reductions(chimera::runtime::mpi::world& w, int rank, int ranks, int per_rank) {
+    const int members = ranks * per_rank;
+    const std::string type = std::string(sizeof(R) == 4 ? "float" : "double") + ", " + std::to_string(members) + " members";
+    const auto m = static_cast<std::size_t>(members);
     for (std::size_t n : {std::size_t{0}, std::size_t{1}, m - 1, m, m + 1, std::size_t{7}, std::size_t{1001}, std::size_t{65537}})
         for (int round = 0; round < 3; ++round) {
-            std::vector<R> buffer(n);
-            for (std::size_t i = 0; i < n; ++i) buffer[i] = value<R>(rank, i, round);
+            std::vector<std::vector<R>> buffers(static_cast<std::size_t>(per_rank), std::vector<R>(n));
             chimera::runtime::mpi::channel<R> c(w);
-            c.post_reduce({0, rank, ranks}, buffer);
+            for (int k = 0; k < per_rank; ++k) {
+                auto& b = buffers[static_cast<std::size_t>(k)];
+                for (std::size_t i = 0; i < n; ++i) b[i] = value<R>(rank * per_rank + k, i, round);
+                c.post_reduce({0, rank * per_rank + k, members}, b);
+            }
             c.complete();
             const std::string what = type + " n=" + std::to_string(n) + " round " + std::to_string(round);
-            const auto reference = sum_in_order<R>(ranks, n, round, false, true);
-            expect(same_bits(buffer, reference), rank, what + ": not the bits of the ascending-order sum");
+            const auto reference = sum_in_order<R>(members, n, round, false, true);
+            for (const auto& b : buffers)
+                expect(same_bits(b, reference), rank, what + ": not the bits of the ascending-order sum");
             if (n < 1000) continue;
-            expect(!same_bits(reference, sum_in_order<R>(ranks, n, round, true, true)), rank,
+            expect(!same_bits(reference, sum_in_order<R>(members, n, round, true, true)), rank,
                    what + ": the data cannot tell the reverse order apart");
-            expect(!same_bits(reference, sum_in_order<R>(ranks, n, round, false, false)), rank,
+            expect(!same_bits(reference, sum_in_order<R>(members, n, round, false, false)), rank,
                    what + ": the data cannot tell a sum that starts from member 0 apart");
         }
+}
+
+// One stage, two pipelines both placed on the one worker, W = ranks: each
+// rank holds two members of the stage's reduction (adjacent orders), owns
+// two chunks and sends both members' slices.
+chimera::runtime::mpi::world two_members_per_rank(int ranks) {
+    chimera::schedule s;
+    s.set_shape("two-members-per-rank", 1, 1, 2);
+    s.set_placement(0, 0, 0);
+    s.set_placement(1, 0, 0);
+    s.add_worker();
+    return chimera::runtime::mpi::world(s, ranks, chimera::rank_layout::group_major, std::chrono::milliseconds(60000));
 }
 
 void bad_member_count(chimera::runtime::mpi::world& w, int rank, int ranks) {
@@ -132,9 +152,11 @@ int main(int argc, char** argv) {
     {  // the world's communicators are freed before MPI_Finalize
         auto w = chimera::runtime::mpi::all_ranks_world(std::chrono::milliseconds(60000));
         chunking(rank);
-        reductions<float>(w, rank, ranks);
-        reductions<double>(w, rank, ranks);
+        reductions<float>(w, rank, ranks, 1);
+        reductions<double>(w, rank, ranks, 1);
         bad_member_count(w, rank, ranks);
+        auto pairs = two_members_per_rank(ranks);
+        reductions<float>(pairs, rank, ranks, 2);
     }
     int all = 0;
     MPI_Allreduce(&failures, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
