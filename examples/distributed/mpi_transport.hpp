@@ -269,6 +269,11 @@ public:
             throw comm_failure("mpi transport: REDUCE_GRAD of stage " + std::to_string(key.stage) + " names " +
                                std::to_string(key.members) + " members, the run has " +
                                std::to_string(world_.group(key.stage).members.size()));
+        if (!r.mine.empty() && r.mine.front().second.size() != data.size())
+            throw comm_failure("mpi transport: REDUCE_GRAD of stage " + std::to_string(key.stage) + ": member " +
+                               std::to_string(key.order) + " has " + std::to_string(data.size()) + " values, member " +
+                               std::to_string(r.mine.front().first) + " has " +
+                               std::to_string(r.mine.front().second.size()));
         r.mine.emplace_back(key.order, data);
     }
 

@@ -13,7 +13,8 @@
 //     differ), so the comparison can fail.
 //     The same with two members on every rank (2M members, a rank owns
 //     two chunks).
-//   * a member count that disagrees with the group is refused.
+//   * a member count that disagrees with the group, and members of one
+//     rank with different sizes, are refused.
 // Exit 0 when every rank passed.
 #include <mpi.h>
 
@@ -118,6 +119,21 @@ void reductions(chimera::runtime::mpi::world& w, int rank, int ranks, int per_ra
         }
 }
 
+// Two members of one rank with different sizes are refused, naming both.
+void bad_sizes(chimera::runtime::mpi::world& pairs, int rank, int ranks) {
+    std::vector<float> a(4, 1.0f), b(5, 1.0f);
+    chimera::runtime::mpi::channel<float> c(pairs);
+    c.post_reduce({0, 2 * rank, 2 * ranks}, a);
+    try {
+        c.post_reduce({0, 2 * rank + 1, 2 * ranks}, b);
+        expect(false, rank, "members of different sizes were accepted");
+    } catch (const chimera::runtime::mpi::comm_failure& e) {
+        const std::string expected = "member " + std::to_string(2 * rank + 1) + " has 5 values, member " +
+                                     std::to_string(2 * rank) + " has 4";
+        expect(std::string(e.what()).find(expected) != std::string::npos, rank, std::string("message: ") + e.what());
+    }
+}
+
 // One stage, two pipelines both placed on the one worker, W = ranks: each
 // rank holds two members of the stage's reduction (adjacent orders), owns
 // two chunks and sends both members' slices.
@@ -157,6 +173,7 @@ int main(int argc, char** argv) {
         bad_member_count(w, rank, ranks);
         auto pairs = two_members_per_rank(ranks);
         reductions<float>(pairs, rank, ranks, 2);
+        bad_sizes(pairs, rank, ranks);
     }
     int all = 0;
     MPI_Allreduce(&failures, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
