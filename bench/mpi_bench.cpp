@@ -9,7 +9,8 @@
 // way = half the round trip; alpha (the smallest message's time) and beta
 // (seconds per byte at the largest) are what chimera-sched simulate --p2p
 // takes. Reduction: the transport's fixed-order replica reduction over all
-// ranks (examples/distributed/mpi_transport.hpp), next to MPI_Allreduce
+// ranks (examples/distributed/mpi_transport.hpp: owner-chunk reduce-scatter
+// and allgather), next to MPI_Allreduce
 // (whose summation order is unspecified, so the runtime does not use it).
 #include <mpi.h>
 
@@ -19,10 +20,6 @@
 #include <cstring>
 #include <string>
 #include <vector>
-
-#include <chimera/config.hpp>
-#include <chimera/generate.hpp>
-#include <chimera/lower.hpp>
 
 #include <distributed/mpi_transport.hpp>
 
@@ -91,11 +88,7 @@ int main(int argc, char** argv) {
     }
     {  // the world's communicators are freed before MPI_Finalize
         // One stage held by every rank: the replica group of all ranks.
-        config c;
-        c.schedule = algorithm::gpipe;
-        c.stages = 1;
-        c.micro_batches = 1;
-        runtime::mpi::world w(lower(generate(c), {}), ranks, rank_layout::group_major, std::chrono::milliseconds(60000));
+        auto w = runtime::mpi::all_ranks_world(std::chrono::milliseconds(60000));
 
         double alpha = 0, beta = 0;
         if (rank == 0) std::printf("| point-to-point bytes | time (us) | algbw (GB/s) | busbw (GB/s) |\n|---:|---:|---:|---:|\n");

@@ -62,57 +62,27 @@ inline void sync_path(const std::string& path, int flags) {
     ::close(fd);
     if (rc != 0) throw checkpoint_error(path + ": fsync failed: " + std::strerror(errno));
 }
-}  // namespace detail
 
-inline std::string checkpoint_path(const std::string& directory) { return directory + "/checkpoint.bin"; }
-
+// What every checkpoint file holds after its magic (and version): the
+// value size, the model config, the next step and the seed.
 template <class R>
-void save_checkpoint(const std::string& directory, const checkpoint<R>& c) {
-    using detail::put;
-    std::string bytes(detail::checkpoint_magic, 8);
+void put_head(std::string& bytes, const gpt::gpt_config& model, std::int64_t next_step, std::uint64_t seed) {
     put(bytes, static_cast<std::uint32_t>(sizeof(R)));
-    for (int v : {c.model.vocab, c.model.padded_vocab, c.model.max_seq, c.model.channels, c.model.layers, c.model.heads})
+    for (int v : {model.vocab, model.padded_vocab, model.max_seq, model.channels, model.layers, model.heads})
         put(bytes, static_cast<std::int32_t>(v));
-    put(bytes, c.next_step);
-    put(bytes, c.seed);
-    put(bytes, static_cast<std::uint64_t>(c.params.size()));
-    for (const auto* v : {&c.params, &c.first_moment, &c.second_moment})
-        bytes.append(reinterpret_cast<const char*>(v->data()), v->size() * sizeof(R));
-    put(bytes, detail::fnv1a(bytes));
-    std::filesystem::create_directories(directory);
-    const std::string final_path = checkpoint_path(directory), temporary = final_path + ".tmp";
-    {
-        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        if (!out) throw checkpoint_error(temporary + ": write failed");
-    }
-    detail::sync_path(temporary, O_RDONLY);
-    std::filesystem::rename(temporary, final_path);
-    detail::sync_path(directory, O_RDONLY | O_DIRECTORY);
+    put(bytes, next_step);
+    put(bytes, seed);
 }
 
-// Refuses (checkpoint_error, one clear sentence) a missing, truncated,
-// corrupted or mismatched file.
+// Reads the head into c (model, next_step, seed); refuses another value
+// size, model or seed than this run's.
 template <class R>
-checkpoint<R> load_checkpoint(const std::string& directory, const gpt::gpt_config& expected_model,
-                              std::uint64_t expected_seed) {
-    using detail::get;
-    const std::string path = checkpoint_path(directory);
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw checkpoint_error(path + ": no checkpoint to resume from");
-    const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (bytes.size() < 8 + sizeof(std::uint64_t) || std::memcmp(bytes.data(), detail::checkpoint_magic, 8) != 0)
-        throw checkpoint_error(path + ": not a chimera-train checkpoint (bad magic)");
-    const std::size_t body = bytes.size() - sizeof(std::uint64_t);
-    std::size_t at = body;
-    if (get<std::uint64_t>(bytes, at, path) != detail::fnv1a(bytes.substr(0, body)))
-        throw checkpoint_error(path + ": checksum mismatch (corrupted or truncated file)");
-    at = 8;
+void get_head(const std::string& bytes, std::size_t& at, const std::string& path, checkpoint<R>& c,
+              const gpt::gpt_config& expected_model, std::uint64_t expected_seed) {
     const auto value_size = get<std::uint32_t>(bytes, at, path);
     if (value_size != sizeof(R))
         throw checkpoint_error(path + ": holds " + std::to_string(value_size * 8) + "-bit values, this run uses " +
                                std::to_string(sizeof(R) * 8) + "-bit");
-    checkpoint<R> c;
     int* fields[] = {&c.model.vocab, &c.model.padded_vocab, &c.model.max_seq, &c.model.channels, &c.model.layers,
                      &c.model.heads};
     for (int* f : fields) *f = get<std::int32_t>(bytes, at, path);
@@ -130,7 +100,69 @@ checkpoint<R> load_checkpoint(const std::string& directory, const gpt::gpt_confi
     if (c.seed != expected_seed)
         throw checkpoint_error(path + ": seed mismatch (checkpoint " + std::to_string(c.seed) + ", this run " +
                                std::to_string(expected_seed) + ")");
-    const auto count = get<std::uint64_t>(bytes, at, path);
+}
+
+// Appends the checksum and writes `bytes` to `final_path` atomically
+// (temporary file, fsync, rename, fsync of the directory).
+inline void write_atomically(const std::string& directory, const std::string& final_path, std::string bytes) {
+    put(bytes, fnv1a(bytes));
+    std::filesystem::create_directories(directory);
+    const std::string temporary = final_path + ".tmp";
+    {
+        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+        if (!out) throw checkpoint_error(temporary + ": write failed");
+    }
+    sync_path(temporary, O_RDONLY);
+    std::filesystem::rename(temporary, final_path);
+    sync_path(directory, O_RDONLY | O_DIRECTORY);
+}
+
+// The whole file; refuses a missing one.
+inline std::string read_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw checkpoint_error(path + ": no checkpoint to resume from");
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// The length of the body before the trailing checksum; refuses a file
+// whose checksum does not match.
+inline std::size_t checked_body(const std::string& bytes, const std::string& path) {
+    if (bytes.size() < 8 + sizeof(std::uint64_t)) throw checkpoint_error(path + ": truncated checkpoint");
+    const std::size_t body = bytes.size() - sizeof(std::uint64_t);
+    std::size_t at = body;
+    if (get<std::uint64_t>(bytes, at, path) != fnv1a(bytes.substr(0, body)))
+        throw checkpoint_error(path + ": checksum mismatch (corrupted or truncated file)");
+    return body;
+}
+}  // namespace detail
+
+inline std::string checkpoint_path(const std::string& directory) { return directory + "/checkpoint.bin"; }
+
+template <class R>
+void save_checkpoint(const std::string& directory, const checkpoint<R>& c) {
+    std::string bytes(detail::checkpoint_magic, 8);
+    detail::put_head<R>(bytes, c.model, c.next_step, c.seed);
+    detail::put(bytes, static_cast<std::uint64_t>(c.params.size()));
+    for (const auto* v : {&c.params, &c.first_moment, &c.second_moment})
+        bytes.append(reinterpret_cast<const char*>(v->data()), v->size() * sizeof(R));
+    detail::write_atomically(directory, checkpoint_path(directory), std::move(bytes));
+}
+
+// Refuses (checkpoint_error, one clear sentence) a missing, truncated,
+// corrupted or mismatched file.
+template <class R>
+checkpoint<R> load_checkpoint(const std::string& directory, const gpt::gpt_config& expected_model,
+                              std::uint64_t expected_seed) {
+    const std::string path = checkpoint_path(directory);
+    const std::string bytes = detail::read_file(path);
+    if (bytes.size() < 8 + sizeof(std::uint64_t) || std::memcmp(bytes.data(), detail::checkpoint_magic, 8) != 0)
+        throw checkpoint_error(path + ": not a chimera-train checkpoint (bad magic)");
+    const std::size_t body = detail::checked_body(bytes, path);
+    std::size_t at = 8;
+    checkpoint<R> c;
+    detail::get_head<R>(bytes, at, path, c, expected_model, expected_seed);
+    const auto count = detail::get<std::uint64_t>(bytes, at, path);
     if (count != gpt::parameter_count(expected_model) || at + 3 * count * sizeof(R) != body)
         throw checkpoint_error(path + ": parameter count mismatch");
     for (auto* v : {&c.params, &c.first_moment, &c.second_moment}) {

@@ -3,11 +3,14 @@
 // receives (MPI_Isend / MPI_Irecv, the tag named by the message key) and
 // completed together by one progress loop with a watchdog. A replica
 // group's gradient reduction runs on that group's communicator
-// (MPI_Comm_split, one per stage): every member's buffer goes to the
-// group's lowest rank, which adds them in ascending reduce_key::order (the
-// order of the local transport, so the sums are bitwise equal) and sends
-// the sum back. MPI_Allreduce is not used: its summation order is
-// unspecified.
+// (MPI_Comm_split, one per stage) as a reduce-scatter and an allgather:
+// the buffer is cut into one contiguous chunk per member (owner_chunks);
+// member j's rank receives every other member's slice of chunk j, adds
+// the M slices in ascending reduce_key::order starting from zero (the
+// order of the local transport, so the sums are bitwise equal), and sends
+// the summed chunk to every other rank of the group. Each rank moves
+// 2(M-1)/M of the buffer per member instead of a root's 2(M-1) buffers.
+// MPI_Allreduce is not used: its summation order is unspecified.
 //
 // Ranks: message keys and reduction members name *logical* ranks
 // (group * D + worker, as the local trainer numbers its workers); the
@@ -29,6 +32,9 @@
 #include <utility>
 #include <vector>
 
+#include <chimera/config.hpp>
+#include <chimera/generate.hpp>
+#include <chimera/lower.hpp>
 #include <chimera/placement.hpp>
 #include <chimera/runtime/message.hpp>
 #include <chimera/runtime/transport.hpp>
@@ -54,6 +60,28 @@ template <class R>
 MPI_Datatype datatype() {
     static_assert(std::is_same_v<R, float> || std::is_same_v<R, double>, "mpi transport: float or double");
     return std::is_same_v<R, float> ? MPI_FLOAT : MPI_DOUBLE;
+}
+
+// One member's chunk of a reduced buffer: values [offset, offset + size).
+struct chunk {
+    std::size_t offset = 0, size = 0;
+    friend bool operator==(const chunk&, const chunk&) = default;
+};
+
+// The owner chunks of an n-value buffer reduced over `members` members:
+// contiguous, in member order, n / members values each and one more for
+// the first n % members (so chunks are empty when n < members).
+inline std::vector<chunk> owner_chunks(std::size_t n, int members) {
+    if (members < 1)
+        throw std::invalid_argument("owner_chunks: a reduction needs at least one member, got " +
+                                    std::to_string(members));
+    const auto m = static_cast<std::size_t>(members);
+    std::vector<chunk> chunks;
+    for (std::size_t j = 0, at = 0; j < m; ++j) {
+        chunks.push_back({at, n / m + (j < n % m ? 1 : 0)});
+        at += chunks.back().size;
+    }
+    return chunks;
 }
 
 // Outstanding requests with what each one is (for the failure report),
@@ -170,6 +198,7 @@ public:
     int mpi_rank() const { return mpi_rank_; }
     std::chrono::milliseconds watchdog() const { return watchdog_; }
     MPI_Comm p2p() const { return p2p_; }
+    int tag_ub() const { return tag_ub_; }
 
     // A point-to-point message's tag: unique per (kind, pipeline, stage,
     // micro-batch); the pair of ranks is the source / destination.
@@ -202,6 +231,19 @@ private:
     std::vector<replica_group> groups_;
 };
 
+// A world of one stage held by every rank (one-stage GPipe, W = world
+// size): stage 0's replica group is every rank, one member each (M =
+// ranks), for benchmarks and tests of the reduction. Collective.
+inline world all_ranks_world(std::chrono::milliseconds watchdog) {
+    int ranks = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+    config c;
+    c.schedule = algorithm::gpipe;
+    c.stages = 1;
+    c.micro_batches = 1;
+    return world(lower(generate(c), {}), ranks, rank_layout::group_major, watchdog);
+}
+
 // One comm group of this rank: models runtime::transport over host spans.
 // Sends and receives are posted at once; reductions when complete() runs.
 template <class R>
@@ -230,6 +272,11 @@ public:
             throw comm_failure("mpi transport: REDUCE_GRAD of stage " + std::to_string(key.stage) + " names " +
                                std::to_string(key.members) + " members, the run has " +
                                std::to_string(world_.group(key.stage).members.size()));
+        if (!r.mine.empty() && r.mine.front().second.size() != data.size())
+            throw comm_failure("mpi transport: REDUCE_GRAD of stage " + std::to_string(key.stage) + ": member " +
+                               std::to_string(key.order) + " has " + std::to_string(data.size()) + " values, member " +
+                               std::to_string(r.mine.front().first) + " has " +
+                               std::to_string(r.mine.front().second.size()));
         r.mine.emplace_back(key.order, data);
     }
 
@@ -237,98 +284,127 @@ public:
         for (auto& [stage, r] : reductions_) start_reduction(stage, r);
         requests_.wait(world_.watchdog(), world_.mpi_rank(), [&](std::size_t index) { on_done(index); });
         for (auto& [stage, r] : reductions_)
-            for (auto& [order, buffer] : r.mine)
-                if (!r.root) std::copy(r.result.begin(), r.result.end(), buffer.begin());
+            for (auto& [order, buffer] : r.mine) std::copy(r.result.begin(), r.result.end(), buffer.begin());
         reductions_.clear();
+        arrivals_.clear();
     }
 
 private:
     struct reduction {
-        std::vector<std::pair<int, std::span<R>>> mine;       // (order, buffer) of this rank's members
-        bool root = false;
-        std::map<int, std::vector<R>> arrived;                // root: order -> other ranks' buffers
-        std::vector<std::size_t> pending;                     // root: requests of the arrivals
-        std::vector<R> result;                                // non-root: the sum
+        std::vector<std::pair<int, std::span<R>>> mine;  // (order, buffer) of this rank's members
+        std::vector<chunk> chunks;                       // member j owns chunks[j]
+        std::vector<R> result;                           // the sum: owned chunks added here, the others received
+        std::map<std::pair<std::size_t, int>, std::vector<R>> arrived;  // (owned chunk, order) -> another rank's slice
+        std::vector<int> missing;                        // per owned chunk: slices still in flight
     };
 
     static int count(std::size_t n) { return static_cast<int>(n); }
 
-    // Root: receive every other member; others: send theirs, receive the sum.
+    // The reduce-scatter: for every non-empty chunk, its owner posts the
+    // receives of the other ranks' members' slices, every other rank sends
+    // its members' slices and posts the receive of the summed chunk.
     void start_reduction(int stage, reduction& r) {
         const auto& g = world_.group(stage);
+        const int members = count(g.members.size()), me = world_.mpi_rank();
+        require_members_here(stage, r);
+        if (static_cast<long>(members) * (members + 1) - 1 > world_.tag_ub())
+            throw comm_failure("mpi transport: REDUCE_GRAD of stage " + std::to_string(stage) + " has " +
+                               std::to_string(members) + " members; its tags exceed this MPI's MPI_TAG_UB " +
+                               std::to_string(world_.tag_ub()));
         const std::size_t n = r.mine.front().second.size();
-        r.root = g.ranks.front() == world_.mpi_rank();
-        const std::string what = "REDUCE_GRAD of stage " + std::to_string(stage);
-        if (r.root) {
-            for (std::size_t order = 0; order < g.members.size(); ++order) {
-                if (g.members[order] == world_.mpi_rank()) continue;
-                auto& buffer = r.arrived[static_cast<int>(order)];
-                buffer.resize(n);
-                MPI_Request q;
-                check(MPI_Irecv(buffer.data(), count(n), datatype<R>(), g.comm_rank(g.members[order]),
-                                static_cast<int>(order), g.comm, &q),
-                      "MPI_Irecv");
-                r.pending.push_back(requests_.size());
-                requests_.add(q, what + ": member " + std::to_string(order) + " from MPI rank " +
-                                     std::to_string(g.members[order]));
+        r.chunks = owner_chunks(n, members);
+        r.result.assign(n, R(0));
+        r.missing.assign(g.members.size(), 0);
+        for (std::size_t j = 0; j < r.chunks.size(); ++j) {
+            const chunk c = r.chunks[j];
+            const int owner = g.members[j];
+            if (c.size == 0) continue;
+            if (owner == me) {
+                for (std::size_t order = 0; order < g.members.size(); ++order)
+                    if (g.members[order] != me) receive_slice(stage, r, j, static_cast<int>(order));
+                continue;
             }
-            if (r.pending.empty()) finish_root(stage, r);
-            return;
+            for (auto& [order, buffer] : r.mine)
+                post(true, stage, buffer.subspan(c.offset, c.size), owner, order * members + count(j),
+                     label(stage, j) + ": member " + std::to_string(order) + "'s slice to");
+            post(false, stage, std::span<R>(r.result).subspan(c.offset, c.size), owner, members * members + count(j),
+                 label(stage, j) + ": the sum from");
         }
-        for (auto& [order, buffer] : r.mine) {
-            MPI_Request q;
-            check(MPI_Isend(buffer.data(), count(n), datatype<R>(), 0, order, g.comm, &q), "MPI_Isend");
-            requests_.add(q, what + ": member " + std::to_string(order) + " to MPI rank " +
-                                 std::to_string(g.ranks.front()));
-        }
-        r.result.resize(n);
-        MPI_Request q;
-        check(MPI_Irecv(r.result.data(), count(n), datatype<R>(), 0, count(g.members.size()), g.comm, &q),
-              "MPI_Irecv");
-        requests_.add(q, what + ": the sum from MPI rank " + std::to_string(g.ranks.front()));
+        for (std::size_t j = 0; j < r.chunks.size(); ++j)
+            if (g.members[j] == me && r.chunks[j].size > 0 && r.missing[j] == 0) finish_chunk(stage, r, j);
+    }
+
+    // Every member on this rank must be in this comm group.
+    void require_members_here(int stage, const reduction& r) const {
+        const auto& g = world_.group(stage);
+        for (std::size_t order = 0; order < g.members.size(); ++order)
+            if (g.members[order] == world_.mpi_rank() &&
+                std::none_of(r.mine.begin(), r.mine.end(), [&](const auto& m) { return m.first == count(order); }))
+                throw comm_failure("REDUCE_GRAD of stage " + std::to_string(stage) + ": member " +
+                                   std::to_string(order) + " is missing on MPI rank " + std::to_string(world_.mpi_rank()));
+    }
+
+    void receive_slice(int stage, reduction& r, std::size_t j, int order) {
+        const auto& g = world_.group(stage);
+        auto& slice = r.arrived[{j, order}];
+        slice.resize(r.chunks[j].size);
+        arrivals_[requests_.size()] = {stage, j};
+        ++r.missing[j];
+        post(false, stage, std::span<R>(slice), g.members[static_cast<std::size_t>(order)],
+             order * count(g.members.size()) + count(j),
+             label(stage, j) + ": member " + std::to_string(order) + "'s slice from");
     }
 
     void on_done(std::size_t index) {
-        for (auto& [stage, r] : reductions_) {
-            if (!r.root) continue;
-            const auto it = std::find(r.pending.begin(), r.pending.end(), index);
-            if (it == r.pending.end()) continue;
-            r.pending.erase(it);
-            if (r.pending.empty()) finish_root(stage, r);
-        }
+        const auto it = arrivals_.find(index);
+        if (it == arrivals_.end()) return;
+        const auto [stage, j] = it->second;
+        auto& r = reductions_.at(stage);
+        if (--r.missing[j] == 0) finish_chunk(stage, r, j);
     }
 
-    // Every member arrived: add them in ascending order (as the local
-    // transport: from zero), write the sum to this rank's buffers and send
-    // it to every other rank of the group.
-    void finish_root(int stage, reduction& r) {
+    // Every slice of owned chunk j is here: add the members in ascending
+    // order, starting from zero (as the local transport), and send the sum
+    // to every other rank of the group (the allgather).
+    void finish_chunk(int stage, reduction& r, std::size_t j) {
         const auto& g = world_.group(stage);
-        const std::size_t n = r.mine.front().second.size();
-        std::vector<R> sum(n, R(0));
+        const chunk c = r.chunks[j];
+        R* sum = r.result.data() + c.offset;
         for (std::size_t order = 0; order < g.members.size(); ++order) {
             const R* x = nullptr;
-            if (const auto a = r.arrived.find(static_cast<int>(order)); a != r.arrived.end()) x = a->second.data();
+            if (const auto a = r.arrived.find({j, count(order)}); a != r.arrived.end()) x = a->second.data();
             for (const auto& [o, buffer] : r.mine)
-                if (o == static_cast<int>(order)) x = buffer.data();
-            if (!x) throw comm_failure("REDUCE_GRAD of stage " + std::to_string(stage) + ": member " +
-                                       std::to_string(order) + " is missing on MPI rank " + std::to_string(g.members[order]));
-            for (std::size_t i = 0; i < n; ++i) sum[i] += x[i];
+                if (o == count(order)) x = buffer.data() + c.offset;
+            for (std::size_t i = 0; i < c.size; ++i) sum[i] += x[i];
         }
-        for (auto& [o, buffer] : r.mine) std::copy(sum.begin(), sum.end(), buffer.begin());
-        r.result = std::move(sum);
-        for (std::size_t peer = 1; peer < g.ranks.size(); ++peer) {
-            MPI_Request q;
-            check(MPI_Isend(r.result.data(), count(n), datatype<R>(), static_cast<int>(peer),
-                            count(g.members.size()), g.comm, &q),
+        for (std::size_t order = 0; order < g.members.size(); ++order) r.arrived.erase({j, count(order)});
+        for (const int peer : g.ranks)
+            if (peer != world_.mpi_rank())
+                post(true, stage, std::span<R>(r.result).subspan(c.offset, c.size), peer,
+                     count(g.members.size() * g.members.size() + j), label(stage, j) + ": the sum to");
+    }
+
+    // One send or receive of a reduction of `stage` with MPI rank `peer`.
+    void post(bool send, int stage, std::span<R> data, int peer, int tag, const std::string& what) {
+        const auto& g = world_.group(stage);
+        MPI_Request q;
+        if (send)
+            check(MPI_Isend(data.data(), count(data.size()), datatype<R>(), g.comm_rank(peer), tag, g.comm, &q),
                   "MPI_Isend");
-            requests_.add(q, "REDUCE_GRAD of stage " + std::to_string(stage) + ": the sum to MPI rank " +
-                                 std::to_string(g.ranks[peer]));
-        }
+        else
+            check(MPI_Irecv(data.data(), count(data.size()), datatype<R>(), g.comm_rank(peer), tag, g.comm, &q),
+                  "MPI_Irecv");
+        requests_.add(q, what + " MPI rank " + std::to_string(peer));
+    }
+
+    static std::string label(int stage, std::size_t j) {
+        return "REDUCE_GRAD of stage " + std::to_string(stage) + ", chunk " + std::to_string(j);
     }
 
     world& world_;
     request_set requests_;
     std::map<int, reduction> reductions_;
+    std::map<std::size_t, std::pair<int, std::size_t>> arrivals_;  // request index -> (stage, owned chunk)
 };
 static_assert(runtime::transport<channel<float>, std::span<const float>, std::span<float>>);
 

@@ -247,23 +247,23 @@ public:
 
     std::vector<int> predicted_peaks() const { return predicted_peaks_per_rank(s_, ranks()); }
 
-    // Checkpoints: one shard per rank and a manifest (shards.hpp).
+    // Checkpoints: one shard per rank (the stages it holds) and a manifest (shards.hpp).
     void save_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed, int next_step) const {
-        checkpoint<R> c{model, next_step, seed, {}, {}, {}};
-        const std::size_t count = gpt::parameter_count(model);
-        for (auto* v : {&c.params, &c.first_moment, &c.second_moment}) v->assign(count, R(0));
-        const auto layouts = gpt::partition(model, s_.stages());
-        for (const replica& r : backend_.owned()) {
-            const train_state<R> part = backend_.state_of(r);
-            const auto at = static_cast<std::ptrdiff_t>(layouts[static_cast<std::size_t>(r.stage)].offset);
-            std::copy(part.params.begin(), part.params.end(), c.params.begin() + at);
-            std::copy(part.first_moment.begin(), part.first_moment.end(), c.first_moment.begin() + at);
-            std::copy(part.second_moment.begin(), part.second_moment.end(), c.second_moment.begin() + at);
+        const std::vector<replica> owned = backend_.owned();
+        shard<R> sh{world_.mpi_rank(), s_.stages(), stages_held(owned, model, s_.stages()), {model, next_step, seed, {}, {}, {}}};
+        for (const shard_stage& h : sh.held) {
+            const auto r = std::find_if(owned.begin(), owned.end(), [&](const replica& x) { return x.stage == h.stage; });
+            const train_state<R> part = backend_.state_of(*r);
+            if (part.params.size() != h.size) throw std::logic_error("stage " + std::to_string(h.stage) + ": size mismatch");
+            sh.state.params.insert(sh.state.params.end(), part.params.begin(), part.params.end());
+            sh.state.first_moment.insert(sh.state.first_moment.end(), part.first_moment.begin(), part.first_moment.end());
+            sh.state.second_moment.insert(sh.state.second_moment.end(), part.second_moment.begin(), part.second_moment.end());
         }
-        write_shard(directory, c, world_.mpi_rank(), world_size());
+        write_shard(directory, sh, world_size());
     }
     int resume_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed) {
-        checkpoint<R> c = read_shard<R>(directory, model, seed, world_.mpi_rank(), world_size());
+        checkpoint<R> c = whole_model(read_shard<R>(directory, model, seed, world_.mpi_rank(), world_size(), s_.stages(),
+                                                    stages_held(backend_.owned(), model, s_.stages())));
         backend_.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
         return static_cast<int>(c.next_step);
     }

@@ -18,7 +18,8 @@ CASE:
   kill       one rank killed mid-step: the job ends non-zero naming it, no
              hang; the time from the kill to the end is printed.
   checkpoint a rank dies in a checkpoint write; resume equals the
-             uninterrupted run; a partial set is refused.
+             uninterrupted run; a partial set is refused; a shard holds
+             only its rank's stages; a tampered stage table is refused.
   nccl-train EXE  chimera-train-emulated --backend cuda --transport nccl
              (the CUDA backend on the emulated nccl.h and CUDA) gives the
              digest of the local emulated run: Chimera (eager sync: the
@@ -28,6 +29,9 @@ CASE:
              (skip, 77, without one).
   nccl EXE   the emulated nccl.h (mpirun -np 4): semantics, and a wrongly
              grouped exchange that times out on both ranks.
+  reduce EXE the replica reduction (tests/distributed/mpi_reduce.cpp) under
+             mpirun -np 3 (uneven chunks) and -np 4: chunking, bitwise
+             equality with the fixed-order sum.
   hang       one rank stopped mid-step: the others' watchdog names it and
              aborts the job.
 Exit 77 (skip) without mpirun."""
@@ -196,6 +200,54 @@ def checkpoints():
     print('partial set and missing checkpoint refused')
 
 
+def fnv1a(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+    return h
+
+
+def shard_sizes(d, step, ranks):
+    return [os.path.getsize(os.path.join(d, f'step-{step:08d}', f'rank-{r}', 'checkpoint.bin')) for r in range(ranks)]
+
+
+def compact_shards():
+    """A shard holds only its rank's stages: with 1F1B D=4 (one stage per
+    rank) every shard is under half the local whole-model checkpoint and
+    the four add up to it (plus their headers); with Chimera k=2 (two
+    stages per rank) they add up to twice it. A shard whose stage table was
+    changed (stage 2 -> 3, checksum recomputed) is refused naming the rank
+    and both stage sets; one changed without its checksum as corrupted;
+    another rank's shard as foreign, a format-1 (whole-model) file by name."""
+    base = ['--stages', '4', '--micro-batches', '4', '--batch', '1', '--json', '--steps', '2']
+    for schedule, copies in (('1f1b', 1), ('chimera', 2)):
+        local, d = os.path.join(scratch, 'whole-' + schedule), os.path.join(scratch, 'compact-' + schedule)
+        run([train, '--schedule', schedule, *base, '--checkpoint', local])
+        run(mpi(4) + [train, '--schedule', schedule, *base, '--transport', 'mpi', '--checkpoint', d])
+        whole, shards = os.path.getsize(os.path.join(local, 'checkpoint.bin')), shard_sizes(d, 2, 4)
+        if abs(sum(shards) - copies * whole) > 4 * 200 or (copies == 1 and max(shards) >= 0.5 * whole):
+            sys.exit(f'{schedule}: shards {shards} bytes against a whole-model checkpoint of {whole}')
+        print(f'{schedule} D=4: shards {shards} bytes, whole-model checkpoint {whole}')
+    path = os.path.join(d, 'step-00000002', 'rank-2', 'checkpoint.bin')
+    data = bytearray(open(path, 'rb').read())
+    stage_at = 8 + 4 + 4 + 24 + 8 + 8 + 4 + 4 + 4  # magic, format, value size, model, step, seed, rank, D, count
+    held = [int.from_bytes(data[stage_at + 20 * i:stage_at + 20 * i + 4], 'little') for i in range(2)]
+    if held != [1, 2]:
+        sys.exit(f'chimera D=4 rank 2 should hold stages 1, 2; its shard says {held}')
+    data[stage_at + 20] = 3  # stage 2 -> 3: the table now says 1, 3
+    open(path, 'wb').write(bytes(data[:-8]) + fnv1a(data[:-8]).to_bytes(8, 'little'))
+    resume = mpi(4) + [train, '--schedule', 'chimera', *base, '--transport', 'mpi', '--checkpoint', d, '--resume']
+    expect_failure(resume, 2, "rank 2's shard holds stage 3 where the schedule gives rank 2 stage 2 "
+                              "(shard: stages 1, 3; schedule: stages 1, 2)")
+    open(path, 'wb').write(bytes(data))  # the same change under the original checksum
+    expect_failure(resume, 2, 'checksum mismatch')
+    shutil.copy(os.path.join(d, 'step-00000002', 'rank-1', 'checkpoint.bin'), path)
+    expect_failure(resume, 2, 'rank-2/checkpoint.bin: written by rank 1, not 2')
+    shutil.copy(os.path.join(scratch, 'whole-chimera', 'checkpoint.bin'), path)
+    expect_failure(resume, 2, 'rank-2/checkpoint.bin: a format-1 shard (a whole-model file per rank')
+    print('tampered stage table, checksum, foreign shard, format-1 shard refused')
+
+
 def nccl_emulator(exe):
     print(run(mpi(4) + [exe, 'semantics']).stdout.strip())
     start = time.monotonic()
@@ -241,6 +293,7 @@ elif case == 'kill':
     kill_mid_step()
 elif case == 'checkpoint':
     checkpoints()
+    compact_shards()
 elif case == 'nccl-train':
     # sys.argv[4]: chimera-train-emulated (the CUDA backend on the CUDA emulator)
     train = sys.argv[4]
@@ -261,6 +314,9 @@ elif case == 'nccl-gpu':
                 transport='nccl')
 elif case == 'nccl':
     nccl_emulator(sys.argv[4])
+elif case == 'reduce':
+    for np in (3, 4):
+        print(run(mpi(np) + [sys.argv[4]]).stdout.strip())
 elif case == 'hang':
     hang_mid_step()
 else:
