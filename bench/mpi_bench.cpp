@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include <distributed/all_ranks_world.hpp>
 #include <distributed/mpi_transport.hpp>
 
 namespace {

@@ -32,9 +32,6 @@
 #include <utility>
 #include <vector>
 
-#include <chimera/config.hpp>
-#include <chimera/generate.hpp>
-#include <chimera/lower.hpp>
 #include <chimera/placement.hpp>
 #include <chimera/runtime/message.hpp>
 #include <chimera/runtime/transport.hpp>
@@ -230,19 +227,6 @@ private:
     MPI_Comm p2p_ = MPI_COMM_NULL;
     std::vector<replica_group> groups_;
 };
-
-// A world of one stage held by every rank (one-stage GPipe, W = world
-// size): stage 0's replica group is every rank, one member each (M =
-// ranks), for benchmarks and tests of the reduction. Collective.
-inline world all_ranks_world(std::chrono::milliseconds watchdog) {
-    int ranks = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
-    config c;
-    c.schedule = algorithm::gpipe;
-    c.stages = 1;
-    c.micro_batches = 1;
-    return world(lower(generate(c), {}), ranks, rank_layout::group_major, watchdog);
-}
 
 // One comm group of this rank: models runtime::transport over host spans.
 // Sends and receives are posted at once; reductions when complete() runs.
