@@ -92,6 +92,11 @@ inline void sync(const std::string& path, int flags) {
     }
     ::close(fd);
 }
+inline std::string seconds_text(double seconds) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", seconds);
+    return text;
+}
 inline void require_directory(const std::string& directory, const std::string& who) {
     std::error_code ec;
     if (!std::filesystem::is_directory(directory, ec))
@@ -213,7 +218,7 @@ inline std::string await(const std::string& directory, const std::string& tag, i
         std::ifstream in(path, std::ios::binary);
         if (in) return decode(path, std::string(std::istreambuf_iterator<char>(in), {}), tag, world_size);
         if (std::chrono::steady_clock::now() >= deadline)
-            throw error("rendezvous: " + who + " timed out after " + std::to_string(timeout.count()) +
+            throw error("rendezvous: " + who + " timed out after " + detail::seconds_text(timeout.count()) +
                         " s waiting for " + path + " (run tag '" + tag +
                         "'): rank 0 has not published it. Likely: rank 0 did not start or failed first, the directory "
                         "is not shared between the nodes, or rank 0 runs with another --run-tag");
@@ -231,8 +236,9 @@ struct launch_ranks {
 using environment = std::function<const char*(const char*)>;
 
 // The first complete set of (rank, size, local rank) variables: CHIMERA_*,
-// Slurm, OpenMPI, torchrun. None, or one with non-numbers or rank >= size:
-// config_error listing the variables.
+// Slurm, OpenMPI, torchrun (CHIMERA_LOCAL_RANK may be left out: it is
+// then CHIMERA_RANK, one node). None, or one with non-numbers or rank >=
+// size: config_error listing the variables.
 inline launch_ranks ranks_from_environment(const environment& get = [](const char* n) { return std::getenv(n); }) {
     static constexpr const char* sets[][4] = {
         {"CHIMERA_RANK", "CHIMERA_WORLD_SIZE", "CHIMERA_LOCAL_RANK", "chimera"},
@@ -248,6 +254,7 @@ inline launch_ranks ranks_from_environment(const environment& get = [](const cha
     };
     for (const auto& set : sets) {
         const char* values[3] = {get(set[0]), get(set[1]), get(set[2])};
+        if (!values[2] && &set == &sets[0]) values[2] = values[0];  // CHIMERA_LOCAL_RANK: one node by default
         if (!values[0] || !values[1] || !values[2]) continue;
         int parsed[3];
         for (int i = 0; i < 3; ++i) {

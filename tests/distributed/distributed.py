@@ -24,13 +24,25 @@ CASE:
              digest of the local emulated run: Chimera (eager sync: the
              reductions overlap on the communication stream) np 4, 1F1B
              W=2 np 8.
+  nccl-file EXE  the same without MPI in chimera-train: --rendezvous
+             file:DIR (the ncclUniqueId through a shared file, the control
+             plane on NCCL; mpirun only because the emulated nccl.h is built
+             on MPI): Chimera np 4 and 1F1B W=2 np 8 give the local digest
+             and leave no rendezvous file; the same tag runs again; a
+             checkpointed run resumes to the uninterrupted digest; ranks
+             launched with different options all exit 2.
+  rendezvous-fail EXE  one process as rank 1 of 4 (no mpirun, MPI made
+             unusable) times out naming the file and tag without touching
+             MPI; a stale file makes rank 0 refuse naming it; missing or
+             garbage launcher variables, a missing or bad --run-tag and
+             file: with the mpi transport are usage errors (exit 2).
   nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU
              (skip, 77, without one).
   nccl EXE   the emulated nccl.h (mpirun -np 4): semantics, and a wrongly
              grouped exchange that times out on both ranks.
   hang       one rank stopped mid-step: the others' watchdog names it and
              aborts the job.
-Exit 77 (skip) without mpirun."""
+Exit 77 (skip) without mpirun (except rendezvous-fail, which needs none)."""
 import json
 import os
 import shutil
@@ -42,7 +54,7 @@ import time
 
 train, sched, case = sys.argv[1:4]
 mpirun = shutil.which('mpirun')
-if not mpirun:
+if not mpirun and case != 'rendezvous-fail':
     print('mpirun not found: skipped')
     sys.exit(77)
 # Running as root needs OpenMPI's consent; two cores need oversubscription.
@@ -55,8 +67,9 @@ def mpi(np, *extra):
     return [mpirun, '-np', str(np), '--oversubscribe', *extra]
 
 
-def run(cmd, expect=0, timeout=300, extra_env=None):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(env, **(extra_env or {})))
+def run(cmd, expect=0, timeout=300, extra_env=None, base_env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       env=dict(base_env or env, **(extra_env or {})))
     if p.returncode != expect:
         sys.exit(f'{" ".join(cmd)}: exit {p.returncode}, expected {expect}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}')
     return p
@@ -88,9 +101,10 @@ def cases():
     ]
 
 
-def same_answer(args, np, mpi_extra=(), train_extra=(), transport='mpi'):
+def same_answer(args, np, mpi_extra=(), train_extra=(), transport='mpi', rank_extra=()):
     local = summary(run([train, *args, *common, *train_extra]))
-    distributed = summary(run(mpi(np, *mpi_extra) + [train, *args, *common, *train_extra, '--transport', transport]))
+    distributed = summary(run(mpi(np, *mpi_extra) + [train, *args, *common, *train_extra, '--transport', transport,
+                                                     *rank_extra]))
     label = ' '.join(os.path.basename(a) for a in args + list(train_extra))
     if distributed['transport'] != transport or distributed['ranks'] != np:
         sys.exit(f'{label}: not an mpi run of {np} ranks: {distributed}')
@@ -205,6 +219,93 @@ def nccl_emulator(exe):
     print(f'ungrouped exchange: deadlock reported on both ranks, job ended after {time.monotonic() - start:.2f} s')
 
 
+def nccl_file(exe):
+    """--rendezvous file:DIR under mpirun (the emulated nccl.h's transport)."""
+    rdzv = tempfile.mkdtemp(dir=scratch)
+    cuda = ['--backend', 'cuda']
+
+    def by_file(tag):
+        return ['--rendezvous', 'file:' + rdzv, '--run-tag', tag]
+
+    def no_file_left(what):
+        if os.listdir(rdzv):
+            sys.exit(f'{what}: the rendezvous directory still holds {os.listdir(rdzv)}')
+
+    chimera = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--sync', 'eager']
+    for again in range(2):  # a clean run removes its file: the same tag runs again
+        same_answer(chimera, 4, train_extra=cuda, transport='nccl', rank_extra=by_file('T'))
+        no_file_left(f'chimera np 4 (run {again + 1})')
+    same_answer(['--schedule', '1f1b', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
+                train_extra=cuda, transport='nccl', rank_extra=by_file('dp2'))
+    no_file_left('1f1b np 8')
+    # Checkpoints (barrier, broadcast, all-gather on the NCCL control plane).
+    base = [exe, *cuda, *chimera, '--batch', '1', '--json']
+    whole = summary(run(base + ['--steps', '3']))['params_sha256']
+    d = os.path.join(scratch, 'ck-file')
+    run(mpi(4) + base + ['--steps', '2', '--checkpoint', d, '--transport', 'nccl', *by_file('ck1')])
+    resumed = run(mpi(4) + base + ['--steps', '3', '--checkpoint', d, '--resume', '--transport', 'nccl',
+                                   *by_file('ck2')])
+    steps = [json.loads(line)['step'] for line in resumed.stdout.splitlines() if '"step"' in line]
+    if steps != [2] or summary(resumed)['params_sha256'] != whole:
+        sys.exit(f'file-mode resume: steps {steps}, digest {summary(resumed)["params_sha256"]} vs {whole}')
+    print(f'file mode: checkpoint after step 2, resumed to 3: {whole}')
+    # The digest check on the NCCL control plane: every rank exits 2.
+    opts = [*cuda, '--schedule', 'chimera', '--stages', '4', '--steps', '1', '--batch', '1', '--transport', 'nccl',
+            *by_file('mismatch')]
+    p, seconds = expect_failure(mpi(2) + [exe, *opts, '--micro-batches', '4', ':', '-np', '2', exe, *opts,
+                                          '--micro-batches', '8'], 2, 'rank 2 runs a different configuration')
+    if p.stderr.count('rank 2 runs a different') != 4:
+        sys.exit('not every rank reported the mismatch:\n' + p.stderr)
+    no_file_left('mismatch')
+    print(f'file mode: mismatch: every rank exits 2 in {seconds:.2f} s')
+
+
+def rendezvous_failures(exe):
+    """--rendezvous file: refusals, each process alone (no mpirun)."""
+    d = tempfile.mkdtemp(dir=scratch)
+    base = [exe, '--backend', 'cuda', '--transport', 'nccl', '--schedule', 'chimera', '--stages', '4',
+            '--micro-batches', '4', '--steps', '1', '--batch', '1', '--rendezvous', 'file:' + d]
+    launchers = ('CHIMERA_', 'SLURM_', 'OMPI_COMM_WORLD_', 'RANK', 'WORLD_SIZE', 'LOCAL_RANK')
+    clean = {k: v for k, v in env.items() if not k.startswith(launchers)}
+
+    def refused(cmd, code, needles, extra=None, limit=60):
+        start = time.monotonic()
+        p = run(cmd, expect=code, timeout=limit, extra_env=extra, base_env=clean)
+        for needle in needles:
+            if needle not in p.stderr:
+                sys.exit(f'{" ".join(cmd)}: stderr lacks {needle!r}:\n{p.stderr[-3000:]}')
+        return p, time.monotonic() - start
+
+    # Rank 1 of 4 whose rank 0 never comes. MPI is made unusable
+    # (OMPI_MCA_pml=bogus: MPI_Init would abort): the path must not touch it.
+    late = os.path.join(d, 'chimera-late.nccl-id')
+    p, seconds = refused(base + ['--run-tag', 'late', '--rendezvous-timeout', '2'], 1,
+                         [f'rank 1 timed out after 2 s waiting for {late}', "run tag 'late'",
+                          'not shared between the nodes'],
+                         {'CHIMERA_RANK': '1', 'CHIMERA_WORLD_SIZE': '4', 'OMPI_MCA_pml': 'bogus'})
+    if seconds > 30 or 'MPI' in p.stderr:
+        sys.exit(f'timeout: took {seconds:.1f} s, or MPI was touched:\n{p.stderr[-3000:]}')
+    print(f'rendezvous timeout (2 s): exit 1 after {seconds:.2f} s')
+    stale = os.path.join(d, 'chimera-stale.nccl-id')
+    with open(stale, 'w') as f:
+        f.write('left by a crashed run')
+    refused(base + ['--run-tag', 'stale'], 1, [f'{stale} already exists', 'choose another --run-tag'],
+            {'CHIMERA_RANK': '0', 'CHIMERA_WORLD_SIZE': '4'})
+    refused(base + ['--run-tag', 'stale'], 1, [stale, 'bad magic'], {'CHIMERA_RANK': '2', 'CHIMERA_WORLD_SIZE': '4'})
+    listed = 'SLURM_PROCID SLURM_NTASKS SLURM_LOCALID'
+    for extra, needle in [({}, 'none of the launcher variables is set'),
+                          ({'CHIMERA_RANK': 'x', 'CHIMERA_WORLD_SIZE': '4'}, "CHIMERA_RANK='x' is not a number"),
+                          ({'RANK': '4', 'WORLD_SIZE': '4', 'LOCAL_RANK': '0'}, 'are inconsistent')]:
+        refused(base + ['--run-tag', 'env'], 2, [needle, listed], extra)
+    refused(base, 2, ['needs --run-tag TAG'], {'CHIMERA_RANK': '0', 'CHIMERA_WORLD_SIZE': '4'})
+    refused(base + ['--run-tag', '../x'], 2, ['[A-Za-z0-9._-]'])
+    refused([exe, '--transport', 'mpi', '--rendezvous', 'file:' + d, '--run-tag', 'x'], 2,
+            ['--rendezvous file: runs the nccl transport only'])
+    if sorted(os.listdir(d)) != ['chimera-stale.nccl-id']:
+        sys.exit(f'unexpected files left: {os.listdir(d)}')
+    print('stale file, launcher variables, run tag, transport: refused')
+
+
 if case == 'same-np4':
     zoo = [['--schedule', 'interleaved', '--stages', '4', '--micro-batches', '8'],
            ['--schedule', 'gems', '--stages', '4', '--micro-batches', '4'],
@@ -261,6 +362,11 @@ elif case == 'nccl-gpu':
                 transport='nccl')
 elif case == 'nccl':
     nccl_emulator(sys.argv[4])
+elif case == 'nccl-file':
+    train = sys.argv[4]  # chimera-train-emulated
+    nccl_file(train)
+elif case == 'rendezvous-fail':
+    rendezvous_failures(sys.argv[4])
 elif case == 'hang':
     hang_mid_step()
 else:

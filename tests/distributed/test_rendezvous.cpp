@@ -193,6 +193,9 @@ TEST_CASE("rendezvous: ranks from the launcher's environment, first complete set
     ranks = rdzv::ranks_from_environment(
         env_of({{"CHIMERA_RANK", "0"}, {"CHIMERA_WORLD_SIZE", "1"}, {"CHIMERA_LOCAL_RANK", "0"}, {"RANK", "x"}}));
     CHECK((ranks.rank == 0 && ranks.size == 1 && ranks.source == "chimera"));
+    // CHIMERA_LOCAL_RANK left out: the rank (one node).
+    ranks = rdzv::ranks_from_environment(env_of({{"CHIMERA_RANK", "2"}, {"CHIMERA_WORLD_SIZE", "4"}}));
+    CHECK((ranks.rank == 2 && ranks.size == 4 && ranks.local_rank == 2 && ranks.source == "chimera"));
     ranks = rdzv::ranks_from_environment(env_of({{"RANK", "2"}, {"WORLD_SIZE", "3"}, {"LOCAL_RANK", "0"}}));
     CHECK((ranks.rank == 2 && ranks.source == "torchrun"));
 }
@@ -201,6 +204,7 @@ TEST_CASE("rendezvous: missing, garbage or inconsistent launcher variables are a
     const std::vector<std::pair<std::map<std::string, std::string>, std::string>> cases = {
         {{}, "none of the launcher variables is set"},
         {{{"RANK", "1"}, {"WORLD_SIZE", "4"}}, "none of the launcher variables is set"},
+        {{{"CHIMERA_RANK", "1"}}, "none of the launcher variables is set"},
         {{{"RANK", "one"}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "0"}}, "RANK='one' is not a number"},
         {{{"RANK", ""}, {"WORLD_SIZE", "4"}, {"LOCAL_RANK", "0"}}, "RANK='' is not a number"},
         {{{"RANK", "1"}, {"WORLD_SIZE", "4x"}, {"LOCAL_RANK", "0"}}, "WORLD_SIZE='4x' is not a number"},
