@@ -30,7 +30,8 @@ CASE:
              on MPI): Chimera np 4 and 1F1B W=2 np 8 give the local digest
              and leave no rendezvous file; the same tag runs again; a
              checkpointed run resumes to the uninterrupted digest; ranks
-             launched with different options all exit 2.
+             launched with different options all exit 2; a stopped rank
+             ends the job (its partners abort their communicators).
   rendezvous-fail EXE  one process as rank 1 of 4 (no mpirun, MPI made
              unusable) times out naming the file and tag without touching
              MPI; a stale file makes rank 0 refuse naming it; missing or
@@ -38,8 +39,9 @@ CASE:
              file: with the mpi transport are usage errors (exit 2).
   nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU
              (skip, 77, without one).
-  nccl EXE   the emulated nccl.h (mpirun -np 4): semantics, and a wrongly
-             grouped exchange that times out on both ranks.
+  nccl EXE   the emulated nccl.h (mpirun -np 4): semantics (with
+             ncclAllGather, ncclBroadcast), a wrong unique id refused on every
+             rank, and a wrongly grouped exchange that times out on both ranks.
   hang       one rank stopped mid-step: the others' watchdog names it and
              aborts the job.
 Exit 77 (skip) without mpirun (except rendezvous-fail, which needs none)."""
@@ -127,13 +129,13 @@ def expect_failure(cmd, code, needle, timeout=120):
     return p, time.monotonic() - start
 
 
-def long_job(watchdog_ms):
-    """A long mpi run (4 ranks); returns the process and the ranks' pids in rank order."""
+def long_job(watchdog_ms, exe=None, transport=('--transport', 'mpi'), extra_env=None):
+    """A long run (4 ranks); returns the process and the ranks' pids in rank order."""
     args = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--steps', '100000', '--batch', '1',
-            '--json', '--transport', 'mpi', '--watchdog-ms', str(watchdog_ms)]
-    env_ranks = dict(env, CHIMERA_PID_DIR=scratch)
+            '--json', *transport, '--watchdog-ms', str(watchdog_ms)]
+    env_ranks = dict(env, CHIMERA_PID_DIR=scratch, **(extra_env or {}))
     p = subprocess.Popen(mpi(4) + ['sh', '-c', 'echo $$ > "$CHIMERA_PID_DIR/rank.$OMPI_COMM_WORLD_RANK"; exec "$0" "$@"',
-                                   train, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   exe or train, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=env_ranks, start_new_session=True)
     line = p.stdout.readline()  # a step ran: every rank is inside the training loop
     if '"step"' not in line:
@@ -212,6 +214,10 @@ def checkpoints():
 
 def nccl_emulator(exe):
     print(run(mpi(4) + [exe, 'semantics']).stdout.strip())
+    p = run(mpi(4) + [exe, 'wrong-id'])
+    if p.stderr.count('the ranks passed different unique ids') != 4:
+        sys.exit('a wrong unique id was not refused on every rank:\n' + p.stderr)
+    print('wrong unique id: ncclCommInitRank fails on every rank')
     start = time.monotonic()
     p = run(mpi(4) + [exe, 'deadlock'], extra_env={'CHIMERA_NCCL_EMULATOR_TIMEOUT_MS': '1500'})
     if p.stderr.count('no progress for 1500 ms') != 2:
@@ -258,6 +264,18 @@ def nccl_file(exe):
         sys.exit('not every rank reported the mismatch:\n' + p.stderr)
     no_file_left('mismatch')
     print(f'file mode: mismatch: every rank exits 2 in {seconds:.2f} s')
+    # A rank stops (SIGSTOP): its partners' NCCL work times out (the
+    # emulator's stand-in for NCCL's error), they abort their
+    # communicators and exit 1 naming the cause; the launcher ends the job.
+    p, pids = long_job(10000, exe, (*cuda, '--transport', 'nccl', *by_file('hang')),
+                       {'CHIMERA_NCCL_EMULATOR_TIMEOUT_MS': '3000'})
+    os.kill(pids[3], signal.SIGSTOP)
+    err, _ = end_of(p, 'SIGSTOP of rank 3 (file mode)', 60)
+    os.kill(pids[3], signal.SIGCONT) if os.path.exists(f'/proc/{pids[3]}') else None
+    if 'no progress for 3000 ms' not in err or 'chimera-train: rank ' not in err:
+        sys.exit('file mode: the stopped rank was not reported:\n' + err[-3000:])
+    print(err[-1200:])
+    no_file_left('hang')
 
 
 def rendezvous_failures(exe):
