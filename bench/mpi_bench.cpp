@@ -95,7 +95,8 @@ int main(int argc, char** argv) {
         c.schedule = algorithm::gpipe;
         c.stages = 1;
         c.micro_batches = 1;
-        runtime::mpi::world w(lower(generate(c), {}), ranks, rank_layout::group_major, std::chrono::milliseconds(60000));
+        runtime::mpi::world w(lower(generate(c), {}), runtime::rank_map{1, ranks, rank_layout::group_major},
+                              std::chrono::milliseconds(60000));
 
         double alpha = 0, beta = 0;
         if (rank == 0) std::printf("| point-to-point bytes | time (us) | algbw (GB/s) | busbw (GB/s) |\n|---:|---:|---:|---:|\n");
