@@ -142,7 +142,8 @@ public:
                 at[from] += n;
             }
         }
-        for (auto* v : {&out.params, &out.first_moment, &out.second_moment}) *v = values_of<R>(control_.broadcast(bytes_of(*v)));
+        for (auto* v : {&out.params, &out.first_moment, &out.second_moment})
+            *v = values_of<R>(control_.broadcast(bytes_of(*v)));
         return out;
     }
 
@@ -234,7 +235,8 @@ private:
     static const schedule& checked(const control_plane& control, const schedule& s, const run_shape& shape) {
         const int expected = s.workers() * shape.data_parallel;
         if (control.size() != expected)
-            throw consistency_error("the world has " + std::to_string(control.size()) + " ranks; the schedule needs D x W = " +
+            throw consistency_error("the world has " + std::to_string(control.size()) +
+                                    " ranks; the schedule needs D x W = " +
                                     std::to_string(s.workers()) + " x " + std::to_string(shape.data_parallel) + " = " +
                                     std::to_string(expected) + " (mpirun -np " + std::to_string(expected) + ")");
         return s;

@@ -399,20 +399,35 @@ int train_with(const options& o, const run_plan& p, const gpt::dataset& data, Tr
     return 0;
 }
 
-// --transport mpi|nccl: this process is one rank of D x W
-// (docs/distributed.md); the same loop and report as the local run, printed
-// by rank 0. Worker: mpi::cpu_worker or nccl::cuda_worker.
 #if CHIMERA_HAVE_MPI
 // The run's control plane: MPI (MPI_Init here), or with --rendezvous
 // file:DIR NCCL after the shared-file rendezvous (no MPI in this process).
 std::unique_ptr<control_plane> make_control([[maybe_unused]] const options& o) {
 #if CHIMERA_HAVE_NCCL
     if (o.rendezvous != "mpi")
-        return nccl::join_by_file(o.rendezvous.substr(5), o.run_tag, std::chrono::duration<double>(o.rendezvous_timeout));
+        return nccl::join_by_file(o.rendezvous.substr(5), o.run_tag,
+                                  std::chrono::duration<double>(o.rendezvous_timeout));
 #endif
     return std::make_unique<mpi::control>();
 }
+
+// What every rank must agree on, by name: the options, the lowered
+// schedule, the initial model.
+template <class R>
+std::vector<std::pair<std::string, std::string>> digest_parts(const options& o, const run_plan& p,
+                                                              const std::vector<R>& initial) {
+    return {{"configuration", fmt::format("{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", o.schedule,
+                                          o.schedule_file, o.stages, o.micro_batches, o.pipelines, o.scaling, o.chunks,
+                                          o.group_size, o.split_backward, o.sync, o.model, o.batch, o.learning_rate,
+                                          o.weight_decay, o.steps, o.rank_layout)},
+            {"lowered schedule", mpi::schedule_text(p.lowered)},
+            {"model", fmt::format("{} {} {}", o.seed, sizeof(R), sha256_hex(initial))}};
+}
 #endif
+
+// --transport mpi|nccl: this process is one rank of D x W
+// (docs/distributed.md); the same loop and report as the local run, printed
+// by rank 0. Worker: mpi::cpu_worker or nccl::cuda_worker.
 
 template <class Worker, class Options>
 int train_distributed(const options& o, const run_plan& p, const gpt::dataset& data, const Options& worker_options) {
@@ -422,18 +437,10 @@ int train_distributed(const options& o, const run_plan& p, const gpt::dataset& d
     const std::unique_ptr<control_plane> control = make_control(o);
     return run_rank(*control, [&] {
         const auto initial = gpt::initial_parameters<R>(p.shape.model, o.seed);
-        require_same_everywhere(*control,
-                                {{"configuration", fmt::format("{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
-                                                               o.schedule, o.schedule_file, o.stages, o.micro_batches,
-                                                               o.pipelines, o.scaling, o.chunks, o.group_size,
-                                                               o.split_backward, o.sync, o.model, o.batch,
-                                                               o.learning_rate, o.weight_decay, o.steps, o.rank_layout)},
-                                 {"lowered schedule", mpi::schedule_text(p.lowered)},
-                                 {"model", fmt::format("{} {} {}", o.seed, sizeof(R), sha256_hex(initial))}});
+        require_same_everywhere(*control, digest_parts<R>(o, p, initial));
+        const auto layout = o.rank_layout == "stage-major" ? rank_layout::stage_major : rank_layout::group_major;
         mpi::rank_trainer<Worker> t(*control, p.lowered, p.shape, data, initial,
-                                    std::chrono::milliseconds(o.watchdog_ms),
-                                    o.rank_layout == "stage-major" ? rank_layout::stage_major : rank_layout::group_major,
-                                    worker_options);
+                                    std::chrono::milliseconds(o.watchdog_ms), layout, worker_options);
         return train_with(o, p, data, t);
     });
 #else

@@ -169,13 +169,19 @@ def kill_mid_step():
         sys.exit('the lost rank is not named, or the end took longer than the watchdog:\n' + err[-3000:])
 
 
+def stop_rank_3(p, pids, what):
+    """Stops rank 3 (SIGSTOP: alive, silent); the job must end; its stderr."""
+    os.kill(pids[3], signal.SIGSTOP)
+    err, _ = end_of(p, what, 60)
+    if os.path.exists(f'/proc/{pids[3]}'):
+        os.kill(pids[3], signal.SIGCONT)
+    return err
+
+
 def hang_mid_step():
     """Rank 3 stops (SIGSTOP: alive, silent): the other ranks' watchdog
     (3 s) names what they wait for from MPI rank 3 and aborts the job."""
-    p, pids = long_job(3000)
-    os.kill(pids[3], signal.SIGSTOP)
-    err, elapsed = end_of(p, 'SIGSTOP of rank 3', 60)
-    os.kill(pids[3], signal.SIGCONT) if os.path.exists(f'/proc/{pids[3]}') else None
+    err = stop_rank_3(*long_job(3000), 'SIGSTOP of rank 3')
     if 'for 3000 ms (a rank died' not in err or 'MPI rank 3' not in err:
         sys.exit('the watchdog did not name the silent rank:\n' + err[-3000:])
     print(err[-1500:])
@@ -267,11 +273,8 @@ def nccl_file(exe):
     # A rank stops (SIGSTOP): its partners' NCCL work times out (the
     # emulator's stand-in for NCCL's error), they abort their
     # communicators and exit 1 naming the cause; the launcher ends the job.
-    p, pids = long_job(10000, exe, (*cuda, '--transport', 'nccl', *by_file('hang')),
-                       {'CHIMERA_NCCL_EMULATOR_TIMEOUT_MS': '3000'})
-    os.kill(pids[3], signal.SIGSTOP)
-    err, _ = end_of(p, 'SIGSTOP of rank 3 (file mode)', 60)
-    os.kill(pids[3], signal.SIGCONT) if os.path.exists(f'/proc/{pids[3]}') else None
+    err = stop_rank_3(*long_job(10000, exe, (*cuda, '--transport', 'nccl', *by_file('hang')),
+                                {'CHIMERA_NCCL_EMULATOR_TIMEOUT_MS': '3000'}), 'SIGSTOP of rank 3 (file mode)')
     if 'no progress for 3000 ms' not in err or 'chimera-train: rank ' not in err:
         sys.exit('file mode: the stopped rank was not reported:\n' + err[-3000:])
     print(err[-1200:])
