@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <exception>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -80,10 +81,13 @@ public:
     }
     world(const world&) = delete;
     world& operator=(const world&) = delete;
+    // Destroyed while an error propagates: aborted (a destroy could wait
+    // for work that a failed peer never completes).
     ~world() {
+        const auto end = std::uncaught_exceptions() > 0 ? ncclCommAbort : ncclCommDestroy;
         for (ncclComm_t c : stages_)
-            if (c) ncclCommDestroy(c);
-        ncclCommDestroy(all_);
+            if (c) end(c);
+        if (all_) end(all_);
     }
 
     ncclComm_t all() const { return all_; }
