@@ -37,8 +37,9 @@ CASE:
              MPI; a stale file makes rank 0 refuse naming it; missing or
              garbage launcher variables, a missing or bad --run-tag and
              file: with the mpi transport are usage errors (exit 2).
-  nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU
-             (skip, 77, without one).
+  nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU,
+             under mpirun and with --rendezvous file:DIR (skip, 77, without
+             one).
   nccl EXE   the emulated nccl.h (mpirun -np 4): semantics (with
              ncclAllGather, ncclBroadcast), a wrong unique id refused on every
              rank, and a wrongly grouped exchange that times out on both ranks.
@@ -320,6 +321,8 @@ def rendezvous_failures(exe):
         refused(base + ['--run-tag', 'env'], 2, [needle, listed], extra)
     refused(base, 2, ['needs --run-tag TAG'], {'CHIMERA_RANK': '0', 'CHIMERA_WORLD_SIZE': '4'})
     refused(base + ['--run-tag', '../x'], 2, ['[A-Za-z0-9._-]'])
+    refused(base + ['--run-tag', 'x', '--rendezvous-timeout', '0'], 2, ['--rendezvous-timeout must be > 0'])
+    refused(base + ['--rendezvous', 'files:' + d], 2, ['mpi, or file:DIR'])
     refused([exe, '--transport', 'mpi', '--rendezvous', 'file:' + d, '--run-tag', 'x'], 2,
             ['--rendezvous file: runs the nccl transport only'])
     if sorted(os.listdir(d)) != ['chimera-stale.nccl-id']:
@@ -379,8 +382,15 @@ elif case == 'nccl-gpu':
     if probe.returncode != 0:
         print('no usable GPU: skipped\n' + probe.stderr.strip())
         sys.exit(77)
-    same_answer(['--schedule', 'gpipe', '--stages', '1', '--micro-batches', '2'], 1, train_extra=['--backend', 'cuda'],
-                transport='nccl')
+    gpu_args = ['--schedule', 'gpipe', '--stages', '1', '--micro-batches', '2', '--backend', 'cuda', *common]
+    digest = same_answer(gpu_args[:6], 1, train_extra=gpu_args[6:8], transport='nccl')
+    # The same rank without MPI: --rendezvous file:DIR on the real NCCL.
+    rdzv = tempfile.mkdtemp(dir=scratch)
+    p = run([train, *gpu_args, '--transport', 'nccl', '--rendezvous', 'file:' + rdzv, '--run-tag', 'gpu'],
+            extra_env={'CHIMERA_RANK': '0', 'CHIMERA_WORLD_SIZE': '1'})
+    if summary(p)['params_sha256'] != digest or os.listdir(rdzv):
+        sys.exit(f'file rendezvous on the real NCCL: {summary(p)["params_sha256"]} vs {digest}, left {os.listdir(rdzv)}')
+    print('file rendezvous, 1 rank, real NCCL: same digest, no file left')
 elif case == 'nccl':
     nccl_emulator(sys.argv[4])
 elif case == 'nccl-file':
