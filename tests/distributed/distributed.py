@@ -322,7 +322,7 @@ def rendezvous_failures(exe):
     refused(base, 2, ['needs --run-tag TAG'], {'CHIMERA_RANK': '0', 'CHIMERA_WORLD_SIZE': '4'})
     refused(base + ['--run-tag', '../x'], 2, ['[A-Za-z0-9._-]'])
     refused(base + ['--run-tag', 'x', '--rendezvous-timeout', '0'], 2, ['--rendezvous-timeout must be > 0'])
-    refused(base + ['--rendezvous', 'files:' + d], 2, ['mpi, or file:DIR'])
+    refused(base[:-2] + ['--rendezvous', 'files:' + d], 2, ['mpi, or file:DIR'])
     refused([exe, '--transport', 'mpi', '--rendezvous', 'file:' + d, '--run-tag', 'x'], 2,
             ['--rendezvous file: runs the nccl transport only'])
     if sorted(os.listdir(d)) != ['chimera-stale.nccl-id']:
