@@ -36,7 +36,6 @@
 
 namespace chimera::runtime::mpi {
 
-
 // The lowered schedule as text (what every rank must agree on).
 inline std::string schedule_text(const schedule& s) {
     std::string text = std::string(s.name()) + " D=" + std::to_string(s.stages()) + " N=" +
@@ -235,10 +234,9 @@ private:
     static const schedule& checked(const control_plane& control, const schedule& s, const run_shape& shape) {
         const int expected = s.workers() * shape.data_parallel;
         if (control.size() != expected)
-            throw consistency_error("the world has " + std::to_string(control.size()) +
-                                    " ranks; the schedule needs D x W = " +
-                                    std::to_string(s.workers()) + " x " + std::to_string(shape.data_parallel) + " = " +
-                                    std::to_string(expected) + " (mpirun -np " + std::to_string(expected) + ")");
+            throw consistency_error(fmt::format("the world has {0} ranks; the schedule needs D x W = {1} x {2} = {3} "
+                                                "(launch {3} ranks: mpirun -np {3}, srun -n {3})",
+                                                control.size(), s.workers(), shape.data_parallel, expected));
         return s;
     }
     // The lowest logical rank holding `stage`, and its replica (pipeline order).
