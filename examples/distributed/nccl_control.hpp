@@ -68,21 +68,23 @@ public:
     }
 
 private:
-    // Device memory for one collective (at least one byte).
+    // Device memory for one collective (at least one byte), stream-ordered
+    // (no implicit device synchronisation).
     struct device_bytes {
-        explicit device_bytes(std::size_t n) {
-            gpu::check(cudaMalloc(&data, std::max<std::size_t>(n, 1)), "cudaMalloc");
+        device_bytes(std::size_t n, cudaStream_t s) : stream(s) {
+            gpu::check(cudaMallocAsync(&data, std::max<std::size_t>(n, 1), stream), "cudaMallocAsync");
         }
         device_bytes(const device_bytes&) = delete;
         device_bytes& operator=(const device_bytes&) = delete;
-        ~device_bytes() { cudaFree(data); }
+        ~device_bytes() { cudaFreeAsync(data, stream); }
         void* data = nullptr;
+        cudaStream_t stream;
     };
 
     // `in` on the device, `op(in, out)` on the stream, `out_size` bytes back.
     template <class Op>
     std::string on_device(const std::string& in, std::size_t out_size, Op op) {
-        device_bytes device_in(in.size()), device_out(out_size);
+        device_bytes device_in(in.size(), stream_), device_out(out_size, stream_);
         gpu::check(cudaMemcpyAsync(device_in.data, in.data(), in.size(), cudaMemcpyHostToDevice, stream_),
                    "cudaMemcpyAsync");
         op(device_in.data, device_out.data);

@@ -30,8 +30,9 @@ CASE:
              on MPI): Chimera np 4 and 1F1B W=2 np 8 give the local digest
              and leave no rendezvous file; the same tag runs again; a
              checkpointed run resumes to the uninterrupted digest; ranks
-             launched with different options all exit 2; a stopped rank
-             ends the job (its partners abort their communicators).
+             launched with different options, or a world that is not
+             D x W, all exit 2; a stopped rank ends the job (its partners
+             abort their communicators).
   rendezvous-fail EXE  one process as rank 1 of 4 (no mpirun, MPI made
              unusable) times out naming the file and tag without touching
              MPI; a stale file makes rank 0 refuse naming it; missing or
@@ -271,6 +272,11 @@ def nccl_file(exe):
         sys.exit('not every rank reported the mismatch:\n' + p.stderr)
     no_file_left('mismatch')
     print(f'file mode: mismatch: every rank exits 2 in {seconds:.2f} s')
+    p, _ = expect_failure(mpi(3) + [exe, *opts, '--micro-batches', '4'], 2,
+                          'the world has 3 ranks; the schedule needs D x W = 4 x 1 = 4')
+    if p.stderr.count('the world has 3 ranks') != 3:
+        sys.exit('file mode: not every rank refused the world size:\n' + p.stderr)
+    no_file_left('world size')
     # A rank stops (SIGSTOP): its partners' NCCL work times out (the
     # emulator's stand-in for NCCL's error), they abort their
     # communicators and exit 1 naming the cause; the launcher ends the job.
