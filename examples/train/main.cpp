@@ -428,7 +428,6 @@ std::vector<std::pair<std::string, std::string>> digest_parts(const options& o, 
 // --transport mpi|nccl: this process is one rank of D x W
 // (docs/distributed.md); the same loop and report as the local run, printed
 // by rank 0. Worker: mpi::cpu_worker or nccl::cuda_worker.
-
 template <class Worker, class Options>
 int train_distributed(const options& o, const run_plan& p, const gpt::dataset& data, const Options& worker_options) {
 #if CHIMERA_HAVE_MPI
