@@ -156,12 +156,18 @@ public:
         if (payload.size() > max_payload) throw error("rendezvous: payload too large");
         if (std::filesystem::exists(path_)) throw stale();
         const std::string temporary = directory + "/.chimera-" + tag + ".id.tmp." + std::to_string(::getpid());
-        {
-            std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-            out << encode(tag, world_size, payload);
-            if (!out.flush()) throw error("rendezvous: " + temporary + ": write failed");
+        try {
+            {
+                std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
+                out << encode(tag, world_size, payload);
+                if (!out.flush()) throw error("rendezvous: rank 0: cannot write " + temporary);
+            }
+            detail::sync(temporary, O_RDONLY);
+        } catch (...) {
+            std::error_code ec;
+            std::filesystem::remove(temporary, ec);
+            throw;
         }
-        detail::sync(temporary, O_RDONLY);
         move_into_place(temporary);
         detail::sync(directory, O_RDONLY | O_DIRECTORY);
     }

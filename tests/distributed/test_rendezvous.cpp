@@ -138,6 +138,19 @@ TEST_CASE("rendezvous: a stale final file is refused by rank 0, naming the path 
           std::string::npos);
 }
 
+TEST_CASE("rendezvous: rank 0 refuses a directory it cannot write, leaving nothing behind") {
+    temp_dir d;
+    const std::string e = error_of([&] { rdzv::publication p(d.path + "/missing", "t", 2, payload()); });
+    CHECK(e.find(d.path + "/missing is not a directory here") != std::string::npos);
+    if (::geteuid() != 0) {  // root writes anywhere
+        std::filesystem::permissions(d.path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+        CHECK(error_of([&] { rdzv::publication p(d.path, "t", 2, payload()); }).find("cannot write") !=
+              std::string::npos);
+        std::filesystem::permissions(d.path, std::filesystem::perms::owner_all);
+    }
+    CHECK(std::filesystem::is_empty(d.path));
+}
+
 TEST_CASE("rendezvous: a file for another world size is refused naming both") {
     temp_dir d;
     rdzv::publication p(d.path, "w", 8, payload());
