@@ -38,6 +38,10 @@ CASE:
              MPI; a stale file makes rank 0 refuse naming it; missing or
              garbage launcher variables, a missing or bad --run-tag and
              file: with the mpi transport are usage errors (exit 2).
+  control-plane EXE  the control planes over MPI and over the emulated
+             NCCL (file rendezvous) on 1, 3 and 4 ranks: all-gather, gather,
+             broadcast of variable lengths, barrier (tests/distributed/
+             control_plane.cpp).
   nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU,
              under mpirun and with --rendezvous file:DIR (skip, 77, without
              one).
@@ -399,6 +403,13 @@ elif case == 'nccl-gpu':
     print('file rendezvous, 1 rank, real NCCL: same digest, no file left')
 elif case == 'nccl':
     nccl_emulator(sys.argv[4])
+elif case == 'control-plane':
+    exe = sys.argv[4]
+    for np in (1, 3, 4):
+        rdzv = tempfile.mkdtemp(dir=scratch)
+        print(f'np {np}:', run(mpi(np) + [exe, 'mpi']).stdout.strip(), run(mpi(np) + [exe, 'nccl', rdzv]).stdout.strip())
+        if os.listdir(rdzv):
+            sys.exit(f'rendezvous file left: {os.listdir(rdzv)}')
 elif case == 'nccl-file':
     train = sys.argv[4]  # chimera-train-emulated
     nccl_file(train)
