@@ -7,8 +7,9 @@
 // by polling an event (an asynchronous NCCL error ends the wait).
 // Variable lengths: the lengths are gathered first, then the bytes padded
 // to the longest. A gather to rank 0 is an all-gather (NCCL has no gather;
-// the control plane moves small data, and the whole model once at the end). On an error the communicator is aborted (ncclCommAbort)
-// and the process exits 1; the launcher ends the other ranks.
+// the control plane moves small data, and the whole model once at the end).
+// On an error the communicator is aborted (ncclCommAbort) and the process
+// exits 1; the launcher ends the other ranks.
 #pragma once
 
 #include <algorithm>

@@ -23,10 +23,9 @@ using chimera::runtime::control_plane;
 
 // Rank r's bytes for pattern p: every byte value, lengths varying by rank.
 std::string bytes_for(int pattern, int rank) {
-    const std::size_t lengths[] = {0, static_cast<std::size_t>(rank % 2 == 0 ? 0 : 3 * rank + 1),
-                                   static_cast<std::size_t>(7 * rank), std::size_t{100000} + static_cast<std::size_t>(rank)};
-    std::string s(lengths[pattern], '\0');
-    for (std::size_t i = 0; i < s.size(); ++i) s[i] = static_cast<char>((i * 131 + static_cast<std::size_t>(rank) * 7) & 0xff);
+    const int lengths[] = {0, rank % 2 == 0 ? 0 : 3 * rank + 1, 7 * rank, 100000 + rank};
+    std::string s(static_cast<std::size_t>(lengths[pattern]), '\0');
+    for (std::size_t i = 0; i < s.size(); ++i) s[i] = static_cast<char>((i * 131 + std::size_t{7} * rank) & 0xff);
     return s;
 }
 
