@@ -26,7 +26,7 @@ inline world all_ranks_world(std::chrono::milliseconds watchdog) {
     c.schedule = algorithm::gpipe;
     c.stages = 1;
     c.micro_batches = 1;
-    return world(lower(generate(c), {}), ranks, rank_layout::group_major, watchdog);
+    return world(lower(generate(c), {}), rank_map{1, ranks, rank_layout::group_major}, watchdog);
 }
 
 }  // namespace chimera::runtime::mpi

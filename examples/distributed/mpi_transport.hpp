@@ -14,7 +14,7 @@
 //
 // Ranks: message keys and reduction members name *logical* ranks
 // (group * D + worker, as the local trainer numbers its workers); the
-// layout (chimera::rank_layout) maps them to MPI ranks.
+// layout (rank_map, chimera::rank_layout) maps them to MPI ranks.
 #pragma once
 
 #include <mpi.h>
@@ -36,6 +36,8 @@
 #include <chimera/runtime/message.hpp>
 #include <chimera/runtime/transport.hpp>
 #include <chimera/schedule.hpp>
+
+#include "control_plane.hpp"
 
 namespace chimera::runtime::mpi {
 
@@ -153,9 +155,8 @@ private:
 class world {
 public:
     // Collective over MPI_COMM_WORLD: every rank calls it with the same schedule.
-    world(const schedule& s, int data_parallel, rank_layout layout, std::chrono::milliseconds watchdog)
-        : workers_(s.workers()), data_parallel_(data_parallel), stages_(s.stages()), pipelines_(s.pipelines()),
-          layout_(layout), watchdog_(watchdog) {
+    world(const schedule& s, const rank_map& map, std::chrono::milliseconds watchdog)
+        : stages_(s.stages()), pipelines_(s.pipelines()), map_(map), watchdog_(watchdog) {
         MPI_Comm_rank(MPI_COMM_WORLD, &mpi_rank_);
         check(MPI_Comm_dup(MPI_COMM_WORLD, &p2p_), "MPI_Comm_dup");
         void* ub = nullptr;
@@ -164,8 +165,8 @@ public:
         tag_ub_ = found ? *static_cast<int*>(ub) : 32767;
         for (int st = 0; st < stages_; ++st) {
             std::vector<int> members;  // MPI rank of member `order`
-            for (int g = 0; g < data_parallel; ++g)
-                for (int p = 0; p < pipelines_; ++p) members.push_back(to_mpi(g * workers_ + s.placement(p, st)));
+            for (int g = 0; g < map.data_parallel; ++g)
+                for (int p = 0; p < pipelines_; ++p) members.push_back(to_mpi(g * s.workers() + s.placement(p, st)));
             std::vector<int> ranks = members;
             std::sort(ranks.begin(), ranks.end());
             ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
@@ -184,14 +185,7 @@ public:
     }
 
     // Logical rank (group-major) <-> MPI rank.
-    int to_mpi(int logical) const {
-        return global_rank(logical / workers_, logical % workers_, workers_, data_parallel_, layout_);
-    }
-    int logical_rank() const {
-        return layout_ == rank_layout::group_major
-                   ? mpi_rank_
-                   : (mpi_rank_ % data_parallel_) * workers_ + mpi_rank_ / data_parallel_;
-    }
+    int to_mpi(int logical) const { return map_.global(logical); }
     int mpi_rank() const { return mpi_rank_; }
     std::chrono::milliseconds watchdog() const { return watchdog_; }
     MPI_Comm p2p() const { return p2p_; }
@@ -220,8 +214,8 @@ public:
     const replica_group& group(int stage) const { return groups_.at(static_cast<std::size_t>(stage)); }
 
 private:
-    int workers_, data_parallel_, stages_, pipelines_;
-    rank_layout layout_;
+    int stages_, pipelines_;
+    rank_map map_;
     std::chrono::milliseconds watchdog_;
     int mpi_rank_ = 0, tag_ub_ = 32767;
     MPI_Comm p2p_ = MPI_COMM_NULL;

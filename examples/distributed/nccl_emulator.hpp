@@ -16,11 +16,18 @@
 //   tag per communicator).
 // * ncclAllReduce (ncclSum) adds the ranks' buffers in rank order on the
 //   lowest rank and sends the sum back: the same bits on every run.
+// * ncclAllGather and ncclBroadcast: collectives over the communicator,
+//   in-stream, in the order the ranks issue them.
 //
 // Communicators: ncclCommInitRank must be called by every rank of
-// MPI_COMM_WORLD (the usual world communicator; the unique id names it);
+// MPI_COMM_WORLD (the usual world communicator) with the same unique id
+// (ncclGetUniqueId makes a fresh one per call); a rank whose id differs
+// makes the call fail on every rank (on NCCL it would hang or fail).
 // ncclCommSplit splits any communicator. MPI must be initialised with
-// MPI_THREAD_MULTIPLE (stream threads call MPI).
+// MPI_THREAD_MULTIPLE (stream threads call MPI); where the program did not
+// initialise MPI (a rank started without it: --rendezvous file:DIR),
+// ncclCommInitRank does, and finalizes it at exit: the emulator stands in
+// for NCCL's own bootstrap network, as the CUDA emulator for a GPU.
 #pragma once
 
 #include <mpi.h>
@@ -30,11 +37,15 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #if defined(CHIMERA_CUDA_EMULATION)
 #include "../cuda/emulator/cuda_emulator.hpp"
@@ -52,7 +63,7 @@ enum ncclResult_t {
     ncclRemoteError = 6,
     ncclInProgress = 7,
 };
-enum ncclDataType_t { ncclInt32 = 2, ncclFloat32 = 7, ncclFloat = 7, ncclFloat64 = 8, ncclDouble = 8 };
+enum ncclDataType_t { ncclInt8 = 0, ncclChar = 0, ncclUint8 = 1, ncclInt32 = 2, ncclFloat32 = 7, ncclFloat = 7, ncclFloat64 = 8, ncclDouble = 8 };
 enum ncclRedOp_t { ncclSum = 0 };
 struct ncclUniqueId {
     char internal[128];
@@ -176,9 +187,38 @@ inline ncclResult_t add(communicator* c, task t, cudaStream_t stream) {
 }
 
 inline MPI_Datatype mpi_type(ncclDataType_t t) {
-    return t == ncclFloat64 ? MPI_DOUBLE : t == ncclInt32 ? MPI_INT : MPI_FLOAT;
+    return t == ncclFloat64 ? MPI_DOUBLE : t == ncclInt32 ? MPI_INT : t <= ncclUint8 ? MPI_BYTE : MPI_FLOAT;
 }
-inline std::size_t type_size(ncclDataType_t t) { return t == ncclFloat64 ? 8 : 4; }
+inline std::size_t type_size(ncclDataType_t t) { return t == ncclFloat64 ? 8 : t <= ncclUint8 ? 1 : 4; }
+
+// The reason of the last failed call without a communicator (ncclGetLastError(nullptr)).
+inline std::string& last_error() {
+    static std::string reason;
+    return reason;
+}
+
+// MPI for a program that did not initialise it: initialised here, finalized at exit.
+inline void ensure_mpi() {
+    int initialized = 0;
+    MPI_Initialized(&initialized);
+    if (initialized) return;
+    int provided = 0;
+    MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+    std::atexit([] {
+        int finalized = 0;
+        MPI_Finalized(&finalized);
+        if (!finalized) MPI_Finalize();
+    });
+}
+
+// True when every rank of MPI_COMM_WORLD passed the same id (collective).
+inline bool same_id_everywhere(const ncclUniqueId& id, int ranks) {
+    std::vector<char> all(sizeof id.internal * static_cast<std::size_t>(ranks));
+    MPI_Allgather(id.internal, sizeof id.internal, MPI_BYTE, all.data(), sizeof id.internal, MPI_BYTE, MPI_COMM_WORLD);
+    for (int r = 0; r < ranks; ++r)
+        if (std::memcmp(all.data() + r * sizeof id.internal, id.internal, sizeof id.internal) != 0) return false;
+    return true;
+}
 
 template <class T>
 void add_in_order(std::vector<std::vector<char>>& parts, void* out, std::size_t count) {
@@ -203,18 +243,28 @@ inline const char* ncclGetErrorString(ncclResult_t r) {
     }
 }
 
+// A fresh id per call (process, time, a random number, a counter).
 inline ncclResult_t ncclGetUniqueId(ncclUniqueId* id) {
     static int counter = 0;
     std::memset(id->internal, 0, sizeof id->internal);
-    std::snprintf(id->internal, sizeof id->internal, "chimera-nccl-emulator %d", ++counter);
+    std::snprintf(id->internal, sizeof id->internal, "chimera-nccl-emulator %ld %ld %u %d", static_cast<long>(getpid()),
+                  static_cast<long>(std::time(nullptr)), std::random_device{}(), ++counter);
     return ncclSuccess;
 }
 
 inline ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank) {
+    chimera_nccl::ensure_mpi();
     int world = 0;
     MPI_Comm_size(MPI_COMM_WORLD, &world);
-    if (nranks != world) return ncclInvalidUsage;  // the emulator's world communicator only
-    (void)id;
+    if (nranks != world) {  // the emulator's world communicator only
+        chimera_nccl::last_error() = "ncclCommInitRank: nranks " + std::to_string(nranks) + ", the MPI world has " +
+                                     std::to_string(world);
+        return ncclInvalidUsage;
+    }
+    if (!chimera_nccl::same_id_everywhere(id, world)) {
+        chimera_nccl::last_error() = "ncclCommInitRank: the ranks passed different unique ids";
+        return ncclInvalidUsage;
+    }
     auto* c = new chimera_nccl::communicator;
     MPI_Comm_split(MPI_COMM_WORLD, 0, rank, &c->p2p);
     MPI_Comm_dup(c->p2p, &c->collective);
@@ -248,7 +298,9 @@ inline ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* error) 
 }
 // The reason behind an asynchronous error (the emulator's; NCCL logs it
 // with NCCL_DEBUG=WARN).
-inline const char* ncclGetLastError(ncclComm_t comm) { return comm ? comm->reason.c_str() : ""; }
+inline const char* ncclGetLastError(ncclComm_t comm) {
+    return comm ? comm->reason.c_str() : chimera_nccl::last_error().c_str();
+}
 
 // Abort: the work that timed out is cancelled; later work is dropped.
 // Call it after the stream is idle (as NCCL's abort, it frees the
@@ -345,6 +397,63 @@ inline ncclResult_t ncclAllReduce(const void* send, void* recv, std::size_t coun
         for (int to = 1; to < comm->size; ++to) {
             r.emplace_back();
             MPI_Issend(recv, static_cast<int>(bytes), MPI_BYTE, to, 2, comm->collective, &r.back());
+        }
+    };
+    return chimera_nccl::add(comm, std::move(t), stream);
+}
+
+// recv[r * count ..] = rank r's send: rank 0 collects every rank's buffer,
+// then sends the whole to every other rank (synchronous sends).
+inline ncclResult_t ncclAllGather(const void* send, void* recv, std::size_t count, ncclDataType_t type, ncclComm_t comm,
+                                  cudaStream_t stream) {
+    if (!comm) return ncclInvalidArgument;
+    const std::size_t bytes = count * chimera_nccl::type_size(type);
+    const int n = static_cast<int>(bytes), whole = static_cast<int>(bytes) * comm->size;
+    auto* out = static_cast<char*>(recv);
+    chimera_nccl::task t;
+    t.post = [=](std::vector<MPI_Request>& r) {
+        if (comm->rank != 0) {
+            r.emplace_back();
+            MPI_Issend(send, n, MPI_BYTE, 0, 3, comm->collective, &r.back());
+            r.emplace_back();
+            MPI_Irecv(out, whole, MPI_BYTE, 0, 4, comm->collective, &r.back());
+            return;
+        }
+        std::memmove(out, send, bytes);
+        for (int from = 1; from < comm->size; ++from) {
+            r.emplace_back();
+            MPI_Irecv(out + static_cast<std::size_t>(from) * bytes, n, MPI_BYTE, from, 3, comm->collective, &r.back());
+        }
+    };
+    t.after = [=](std::vector<MPI_Request>& r) {
+        if (comm->rank != 0) return;
+        for (int to = 1; to < comm->size; ++to) {
+            r.emplace_back();
+            MPI_Issend(out, whole, MPI_BYTE, to, 4, comm->collective, &r.back());
+        }
+    };
+    return chimera_nccl::add(comm, std::move(t), stream);
+}
+
+// recv = root's send on every rank (synchronous sends from the root).
+inline ncclResult_t ncclBroadcast(const void* send, void* recv, std::size_t count, ncclDataType_t type, int root,
+                                  ncclComm_t comm, cudaStream_t stream) {
+    if (!comm) return ncclInvalidArgument;
+    if (root < 0 || root >= comm->size) return ncclInvalidArgument;
+    const std::size_t bytes = count * chimera_nccl::type_size(type);
+    chimera_nccl::task t;
+    t.post = [=](std::vector<MPI_Request>& r) {
+        const int n = static_cast<int>(bytes);
+        if (comm->rank != root) {
+            r.emplace_back();
+            MPI_Irecv(recv, n, MPI_BYTE, root, 5, comm->collective, &r.back());
+            return;
+        }
+        std::memmove(recv, send, bytes);
+        for (int to = 0; to < comm->size; ++to) {
+            if (to == root) continue;
+            r.emplace_back();
+            MPI_Issend(recv, n, MPI_BYTE, to, 5, comm->collective, &r.back());
         }
     };
     return chimera_nccl::add(comm, std::move(t), stream);

@@ -1,6 +1,7 @@
 // The `nccl` transport (docs/distributed.md): one process per GPU, the CUDA
-// backend's comm groups on NCCL. The ncclUniqueId goes from MPI rank 0 to
-// everyone over MPI; point-to-point messages use the world communicator,
+// backend's comm groups on NCCL. The ncclUniqueId goes from rank 0 to
+// everyone over the run's control plane (MPI, or NCCL after the shared-file
+// rendezvous: nccl_control.hpp); point-to-point messages use the world communicator,
 // each stage's replica group its own (ncclCommSplit, ordered by the
 // members' fixed order so the emulator's sum equals the local run's);
 // every comm group is one ncclGroupStart/End on the worker's communication
@@ -13,9 +14,9 @@
 // CUDA build (CI); against the real nccl.h otherwise (never run here).
 #pragma once
 
-#include <mpi.h>
-
 #include <chrono>
+#include <cstring>
+#include <exception>
 #include <memory>
 #include <span>
 #include <stdexcept>
@@ -34,7 +35,7 @@
 #include <chimera/schedule.hpp>
 
 #include "../cuda/backend.hpp"
-#include "mpi_transport.hpp"
+#include "control_plane.hpp"
 
 namespace chimera::runtime::nccl {
 
@@ -47,22 +48,27 @@ inline void check(ncclResult_t r, const std::string& what) {
     if (r != ncclSuccess) throw nccl_failure(what + ": " + ncclGetErrorString(r));
 }
 
-// The communicators of one run. Collective over MPI_COMM_WORLD.
+// The communicators of one run. Collective: rank 0's ncclUniqueId reaches
+// every rank over the control plane.
 class world {
 public:
-    world(const schedule& s, const mpi::world& w, int data_parallel) : mpi_(w) {
-        int rank = 0, ranks = 0;
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+    world(const schedule& s, const rank_map& map, control_plane& control) : map_(map), rank_(control.rank()) {
         ncclUniqueId id;
-        if (rank == 0) check(ncclGetUniqueId(&id), "ncclGetUniqueId");
-        mpi::check(MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD), "MPI_Bcast");
-        check(ncclCommInitRank(&all_, ranks, id, rank), "ncclCommInitRank");
+        std::string mine;
+        if (rank_ == 0) {
+            check(ncclGetUniqueId(&id), "ncclGetUniqueId");
+            mine.assign(reinterpret_cast<const char*>(&id), sizeof id);
+        }
+        const std::string got = control.broadcast(mine);
+        if (got.size() != sizeof id) throw nccl_failure("nccl transport: the unique id from rank 0 has the wrong size");
+        std::memcpy(&id, got.data(), sizeof id);
+        check(ncclCommInitRank(&all_, control.size(), id, rank_), "ncclCommInitRank");
+        const int rank = rank_, data_parallel = map.data_parallel;
         for (int st = 0; st < s.stages(); ++st) {
             int order = -1;  // this rank's member of stage st's reduction
             for (int g = 0; g < data_parallel; ++g)
                 for (int p = 0; p < s.pipelines(); ++p)
-                    if (w.to_mpi(g * s.workers() + s.placement(p, st)) == rank) {
+                    if (map.global(g * s.workers() + s.placement(p, st)) == rank) {
                         if (order >= 0)
                             throw nccl_failure("nccl transport: rank " + std::to_string(rank) +
                                                " holds two replicas of stage " + std::to_string(st));
@@ -75,15 +81,18 @@ public:
     }
     world(const world&) = delete;
     world& operator=(const world&) = delete;
+    // Destroyed while an error propagates: aborted (a destroy could wait
+    // for work that a failed peer never completes).
     ~world() {
+        const auto end = std::uncaught_exceptions() > 0 ? ncclCommAbort : ncclCommDestroy;
         for (ncclComm_t c : stages_)
-            if (c) ncclCommDestroy(c);
-        ncclCommDestroy(all_);
+            if (c) end(c);
+        if (all_) end(all_);
     }
 
     ncclComm_t all() const { return all_; }
     ncclComm_t stage(int s) const { return stages_.at(static_cast<std::size_t>(s)); }
-    int to_mpi(int logical) const { return mpi_.to_mpi(logical); }
+    int to_global(int logical) const { return map_.global(logical); }
 
     // After the stream is idle: throws (and aborts every communicator)
     // when an asynchronous error happened.
@@ -102,12 +111,13 @@ public:
                 if (x) ncclCommAbort(x), x = nullptr;
             ncclCommAbort(all_);
             all_ = nullptr;
-            throw nccl_failure("nccl transport, MPI rank " + std::to_string(mpi_.mpi_rank()) + ": " + reason);
+            throw nccl_failure("nccl transport, rank " + std::to_string(rank_) + ": " + reason);
         }
     }
 
 private:
-    const mpi::world& mpi_;
+    rank_map map_;
+    int rank_ = 0;
     ncclComm_t all_ = nullptr;
     std::vector<ncclComm_t> stages_;
 };
@@ -130,7 +140,7 @@ public:
     }
     void post_send(const message_key& key, gpu::device_span data) {
         reductions_only_ = false;
-        check(ncclSend(data.data, data.count, ncclFloat32, w_.to_mpi(key.to), w_.all(), stream_), "ncclSend");
+        check(ncclSend(data.data, data.count, ncclFloat32, w_.to_global(key.to), w_.all(), stream_), "ncclSend");
     }
     void post_recv(const message_key& key, gpu::device_receipt out) {
         reductions_only_ = false;
@@ -138,7 +148,7 @@ public:
         gpu::check(cudaMallocAsync(reinterpret_cast<void**>(&buffer), out.count * sizeof(float), stream_),
                    "cudaMallocAsync");
         received_.push_back(buffer);
-        check(ncclRecv(buffer, out.count, ncclFloat32, w_.to_mpi(key.from), w_.all(), stream_), "ncclRecv");
+        check(ncclRecv(buffer, out.count, ncclFloat32, w_.to_global(key.from), w_.all(), stream_), "ncclRecv");
         *out.data = buffer;
     }
     void post_reduce(const reduce_key& key, gpu::device_span data) {
@@ -177,29 +187,24 @@ static_assert(runtime::transport<channel, gpu::device_span, gpu::device_receipt,
 
 namespace chimera::runtime::nccl {
 
-// Node-local rank -> GPU: the i-th rank of a node (MPI_COMM_TYPE_SHARED)
-// takes the node's GPU i; a rank beyond the node's GPUs is refused (NCCL
-// does not share a GPU between ranks). The emulator has one device per
-// process, so there every rank takes device 0.
-struct device_selection {
-    device_selection() {
-        MPI_Comm node = MPI_COMM_NULL;
-        int world_rank = 0, local = 0, devices = 0;
-        MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
-        mpi::check(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, world_rank, MPI_INFO_NULL, &node),
-                   "MPI_Comm_split_type");
-        MPI_Comm_rank(node, &local);
-        MPI_Comm_free(&node);
-        gpu::check(cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
+// Node-local rank -> GPU: the i-th rank of a node takes the node's GPU i;
+// a rank beyond the node's GPUs is refused (NCCL does not share a GPU
+// between ranks). The emulator has one device per process, so there every
+// rank takes device 0.
+inline void select_device(int rank, int local) {
+    int devices = 0;
+    gpu::check(cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
 #if defined(CHIMERA_CUDA_EMULATION)
-        local = 0;
+    local = 0;
 #endif
-        if (local >= devices)
-            throw nccl_failure("MPI rank " + std::to_string(world_rank) + " is rank " + std::to_string(local) +
-                               " on its node, which has " + std::to_string(devices) +
-                               " GPU(s): one rank per GPU (fewer ranks per node, or more GPUs)");
-        gpu::check(cudaSetDevice(local), "cudaSetDevice");
-    }
+    if (local >= devices)
+        throw nccl_failure("rank " + std::to_string(rank) + " is rank " + std::to_string(local) +
+                           " on its node, which has " + std::to_string(devices) +
+                           " GPU(s): one rank per GPU (fewer ranks per node, or more GPUs)");
+    gpu::check(cudaSetDevice(local), "cudaSetDevice");
+}
+struct device_selection {
+    explicit device_selection(const control_plane& c) { select_device(c.rank(), c.local_rank()); }
 };
 
 // This rank's worker on the CUDA backend, its comm groups on NCCL (the
@@ -209,10 +214,10 @@ struct device_selection {
 class cuda_worker : private device_selection, public gpu::cuda_backend {
 public:
     using options = gpu::gpu_stage_options;
-    cuda_worker(mpi::world& w, const schedule& s, const run_shape& shape, const gpt::dataset& data, int group,
-                int worker, const std::vector<float>& initial, const options& o = {})
-        : device_selection(), gpu::cuda_backend(s, shape, data, group, worker, initial, o), mpi_(w),
-          nccl_(s, w, shape.data_parallel) {
+    cuda_worker(const rank_context& c, const schedule& s, const run_shape& shape, const gpt::dataset& data,
+                int group, int worker, const std::vector<float>& initial, const options& o = {})
+        : device_selection(c.control), gpu::cuda_backend(s, shape, data, group, worker, initial, o),
+          watchdog_(c.watchdog), nccl_(s, c.map, c.control) {
         gpu::check(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
     }
     cuda_worker(const cuda_worker&) = delete;
@@ -223,7 +228,7 @@ public:
     }
 
     void begin_step(int step) {
-        local_ = std::make_unique<gpu::step_transport>(1, mpi_.watchdog(), pool_);  // unused: comm goes to NCCL
+        local_ = std::make_unique<gpu::step_transport>(1, watchdog_, pool_);  // unused: comm goes to NCCL
         begin(step, *local_);
     }
     void end_step() {
@@ -255,7 +260,7 @@ private:
         for (float* p : received_) cudaFree(p);
         received_.clear();
     }
-    mpi::world& mpi_;
+    std::chrono::milliseconds watchdog_;
     world nccl_;
     gpu::buffer_pool pool_;
     std::unique_ptr<gpu::step_transport> local_;

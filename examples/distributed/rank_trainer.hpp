@@ -1,16 +1,15 @@
-// One process per worker (docs/distributed.md): the CPU backend of this
-// rank's worker runs its own op list through the library executor and
-// talks to the other ranks through the mpi transport. Results that the
-// local trainer reads from every worker (losses, the whole-model state,
-// replica checks, peaks) are gathered to MPI rank 0.
+// One process per worker (docs/distributed.md): the backend of this rank's
+// worker runs its own op list through the library executor and talks to the
+// other ranks through its transport (mpi, nccl). Results that the local
+// trainer reads from every worker (losses, the whole-model state, replica
+// checks, peaks) are gathered to rank 0 over the run's control plane
+// (control_plane.hpp: MPI, or NCCL without MPI).
 //
 // Before anything collective depends on them, every rank exchanges a digest
 // of what must be equal everywhere (configuration, lowered schedule, model)
 // and of the world size; a mismatch stops every rank with the same message,
 // naming the first rank that differs.
 #pragma once
-
-#include <mpi.h>
 
 #include <algorithm>
 #include <chrono>
@@ -30,52 +29,12 @@
 #include "../common/shape.hpp"
 #include "../common/trainer.hpp"
 #include "../cpu/backend.hpp"
+#include "control_plane.hpp"
 #include "mpi_transport.hpp"
 #include "sha256.hpp"
 #include "shards.hpp"
 
 namespace chimera::runtime::mpi {
-
-
-// Every rank's bytes, at rank 0 (empty elsewhere). Collective.
-inline std::vector<std::string> gather(const std::string& mine) {
-    const int ranks = world_size(), me = world_rank();
-    int length = static_cast<int>(mine.size());
-    std::vector<int> lengths(static_cast<std::size_t>(ranks)), offsets(static_cast<std::size_t>(ranks));
-    check(MPI_Gather(&length, 1, MPI_INT, lengths.data(), 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Gather");
-    int total = 0;
-    for (int r = 0; r < ranks; ++r) offsets[static_cast<std::size_t>(r)] = total, total += lengths[static_cast<std::size_t>(r)];
-    std::string all(me == 0 ? static_cast<std::size_t>(total) : 0, '\0');
-    check(MPI_Gatherv(mine.data(), length, MPI_CHAR, all.data(), lengths.data(), offsets.data(), MPI_CHAR, 0,
-                      MPI_COMM_WORLD),
-          "MPI_Gatherv");
-    std::vector<std::string> out;
-    if (me == 0)
-        for (int r = 0; r < ranks; ++r)
-            out.push_back(all.substr(static_cast<std::size_t>(offsets[static_cast<std::size_t>(r)]),
-                                     static_cast<std::size_t>(lengths[static_cast<std::size_t>(r)])));
-    return out;
-}
-
-// Every rank passes the same part names (what must agree) with its own
-// text; throws consistency_error on every rank when one differs from
-// rank 0's, naming the first such rank and the part.
-inline void require_same_everywhere(const std::vector<std::pair<std::string, std::string>>& parts) {
-    std::string mine;
-    for (const auto& [name, text] : parts) {
-        const auto d = sha256().update(text).digest();
-        mine.append(reinterpret_cast<const char*>(d.data()), d.size());
-    }
-    std::string all(mine.size() * static_cast<std::size_t>(world_size()), '\0');
-    check(MPI_Allgather(mine.data(), static_cast<int>(mine.size()), MPI_CHAR, all.data(), static_cast<int>(mine.size()),
-                        MPI_CHAR, MPI_COMM_WORLD),
-          "MPI_Allgather");
-    for (int r = 1; r < world_size(); ++r)
-        for (std::size_t p = 0; p < parts.size(); ++p)
-            if (std::memcmp(all.data() + r * mine.size() + 32 * p, all.data() + 32 * p, 32) != 0)
-                throw consistency_error("rank " + std::to_string(r) + " runs a different " + parts[p].first +
-                                        " than rank 0 (every rank must be launched with the same options)");
-}
 
 // The lowered schedule as text (what every rank must agree on).
 inline std::string schedule_text(const schedule& s) {
@@ -89,15 +48,16 @@ inline std::string schedule_text(const schedule& s) {
 }
 
 // This rank's worker on the CPU backend, its comm groups on the mpi
-// transport. What rank_trainer needs from a worker besides the backend:
-// begin_step(step) / end_step() around each iteration.
+// transport (collective over MPI_COMM_WORLD). What rank_trainer needs from a
+// worker besides the backend: begin_step(step) / end_step() around each
+// iteration.
 template <class R>
 class cpu_worker : public cpu::cpu_backend<R> {
 public:
     using options = typename cpu::cpu_backend<R>::options;
-    cpu_worker(world& w, const schedule& s, const run_shape& shape, const gpt::dataset& data, int group, int worker,
-               const std::vector<R>& initial, const options& o = {})
-        : cpu::cpu_backend<R>(s, shape, data, group, worker, initial, o), world_(w) {}
+    cpu_worker(const rank_context& c, const schedule& s, const run_shape& shape, const gpt::dataset& data, int group,
+               int worker, const std::vector<R>& initial, const options& o = {})
+        : cpu::cpu_backend<R>(s, shape, data, group, worker, initial, o), world_(s, c.map, c.watchdog) {}
     void begin_step(int step) {
         progress_ = std::make_unique<cpu::hub<R>>(1, world_.watchdog());  // the backend reports progress to it
         this->begin(step, *progress_);
@@ -109,13 +69,13 @@ public:
     }
 
 private:
-    world& world_;
+    world world_;
     std::unique_ptr<cpu::hub<R>> progress_;
 };
 
 // One rank of a multi-process run: the trainer's interface (step, state,
 // replica checks, peaks, checkpoints) over this rank's Worker (cpu_worker
-// on the mpi transport, nccl::cuda_worker on NCCL).
+// on the mpi transport, nccl::cuda_worker on NCCL) and the control plane.
 template <class Worker>
 class rank_trainer {
 public:
@@ -123,16 +83,17 @@ public:
     using R = value_type;
 
     // Collective: every rank constructs it with the same arguments.
-    rank_trainer(schedule lowered, const run_shape& shape, const gpt::dataset& data, const std::vector<R>& initial,
-                 std::chrono::milliseconds watchdog, rank_layout layout, const typename Worker::options& options = {})
-        : s_(std::move(lowered)), shape_(with_micro_batches(shape, s_)),
-          world_(checked(s_, shape_), shape_.data_parallel, layout, watchdog),
-          backend_(world_, s_, shape_, data, world_.logical_rank() / s_.workers(), world_.logical_rank() % s_.workers(),
-                   initial, options) {}
+    rank_trainer(control_plane& control, schedule lowered, const run_shape& shape, const gpt::dataset& data,
+                 const std::vector<R>& initial, std::chrono::milliseconds watchdog, rank_layout layout,
+                 const typename Worker::options& options = {})
+        : control_(control), s_(std::move(lowered)), shape_(with_micro_batches(shape, s_)),
+          map_{checked(control, s_, shape_).workers(), shape_.data_parallel, layout},
+          backend_(rank_context{control, map_, watchdog}, s_, shape_, data, logical_rank() / s_.workers(),
+                   logical_rank() % s_.workers(), initial, options) {}
 
     const schedule& lowered() const { return s_; }
-    int ranks() const { return world_size(); }
-    bool root() const { return world_.mpi_rank() == 0; }
+    int ranks() const { return control_.size(); }
+    bool root() const { return control_.rank() == 0; }
     int order_mismatches() const { return 0; }  // messages match by tag, i.e. by key
 
     // One iteration of this rank's worker; the loss (and the slowest
@@ -141,14 +102,14 @@ public:
     step_result step(int step_index) {
         const auto start = std::chrono::steady_clock::now();
         backend_.begin_step(step_index);
-        run_iteration(s_.ops(world_.logical_rank() % s_.workers()), backend_.owned(), backend_);
+        run_iteration(s_.ops(logical_rank() % s_.workers()), backend_.owned(), backend_);
         backend_.end_step();
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         std::vector<double> mine{seconds};
         for (const auto& [id, loss] : backend_.losses()) mine.push_back(id), mine.push_back(loss);
         step_result result;
         std::vector<std::pair<int, double>> losses;
-        for (const std::string& blob : gather(bytes_of(mine))) {
+        for (const std::string& blob : control_.gather(bytes_of(mine))) {
             const auto values = values_of<double>(blob);
             result.seconds = std::max(result.seconds, values.at(0));
             for (std::size_t i = 1; i + 1 < values.size(); i += 2)
@@ -163,16 +124,16 @@ public:
     train_state<R> state() const {
         std::string mine;
         for (int st = 0; st < s_.stages(); ++st)
-            if (const auto [rank, r] = holder(st); rank == world_.logical_rank()) {
+            if (const auto [rank, r] = holder(st); rank == logical_rank()) {
                 const train_state<R> part = backend_.state_of(r);
                 for (const auto* v : {&part.params, &part.first_moment, &part.second_moment}) mine += bytes_of(*v);
             }
-        const auto all = gather(mine);
+        const auto all = control_.gather(mine);
         train_state<R> out;
         std::vector<std::size_t> at(all.size(), 0);
         const auto layouts = gpt::partition(shape_.model, s_.stages());
         for (int st = 0; st < s_.stages() && root(); ++st) {
-            const auto from = static_cast<std::size_t>(world_.to_mpi(holder(st).first));
+            const auto from = static_cast<std::size_t>(map_.global(holder(st).first));
             const std::size_t n = layouts[static_cast<std::size_t>(st)].size * sizeof(R);
             for (auto* v : {&out.params, &out.first_moment, &out.second_moment}) {
                 const auto part = values_of<R>(all[from].substr(at[from], n));
@@ -180,7 +141,8 @@ public:
                 at[from] += n;
             }
         }
-        for (auto* v : {&out.params, &out.first_moment, &out.second_moment}) broadcast(*v);
+        for (auto* v : {&out.params, &out.first_moment, &out.second_moment})
+            *v = values_of<R>(control_.broadcast(bytes_of(*v)));
         return out;
     }
 
@@ -201,22 +163,21 @@ public:
         }
         std::map<int, std::string> first;
         int identical = 1;
-        for (const std::string& blob : gather(mine))
+        for (const std::string& blob : control_.gather(mine))
             for (std::size_t i = 0; i + 36 <= blob.size(); i += 36) {
                 const int stage = values_of<int>(blob.substr(i, 4)).at(0);
                 const auto [it, added] = first.emplace(stage, blob.substr(i + 4, 32));
                 if (!added && it->second != blob.substr(i + 4, 32)) identical = 0;
             }
-        check(MPI_Bcast(&identical, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast");
-        return identical != 0;
+        return values_of<int>(control_.broadcast(bytes_of(std::vector<int>{identical}))).at(0) != 0;
     }
 
     // Peak stashed micro-batches per logical rank (rank 0's view). Collective.
     std::vector<int> measured_peaks() const {
-        const auto all = gather(bytes_of(std::vector<int>{backend_.peak_activations()}));
+        const auto all = control_.gather(bytes_of(std::vector<int>{backend_.peak_activations()}));
         std::vector<int> peaks;
         for (int logical = 0; logical < static_cast<int>(all.size()); ++logical)
-            peaks.push_back(values_of<int>(all[static_cast<std::size_t>(world_.to_mpi(logical))]).at(0));
+            peaks.push_back(values_of<int>(all[static_cast<std::size_t>(map_.global(logical))]).at(0));
         return peaks;
     }
     // Op times summed over all ranks since construction, as the local
@@ -226,15 +187,10 @@ public:
     {
         std::vector<op_times> mine = backend_.stage_times();
         mine.push_back(backend_.times());  // last: the whole worker (its optimizer time)
-        const std::string bytes = bytes_of(mine);
-        std::string all(bytes.size() * static_cast<std::size_t>(ranks()), '\0');
-        check(MPI_Allgather(bytes.data(), static_cast<int>(bytes.size()), MPI_CHAR, all.data(),
-                            static_cast<int>(bytes.size()), MPI_CHAR, MPI_COMM_WORLD),
-              "MPI_Allgather");
         times_snapshot t;
         t.stages.assign(static_cast<std::size_t>(s_.stages()), {});
-        for (int r = 0; r < ranks(); ++r) {
-            const auto rank_times = values_of<op_times>(all.substr(r * bytes.size(), bytes.size()));
+        for (const std::string& blob : control_.all_gather(bytes_of(mine))) {
+            const auto rank_times = values_of<op_times>(blob);
             t.optimizer += rank_times.back().optimizer;
             for (std::size_t st = 0; st < t.stages.size(); ++st) {
                 op_times x = rank_times[st];
@@ -250,7 +206,7 @@ public:
     // Checkpoints: one shard per rank (the stages it holds) and a manifest (shards.hpp).
     void save_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed, int next_step) const {
         const std::vector<replica> owned = backend_.owned();
-        shard<R> sh{world_.mpi_rank(), s_.stages(), stages_held(owned, model, s_.stages()), {model, next_step, seed, {}, {}, {}}};
+        shard<R> sh{control_.rank(), s_.stages(), stages_held(owned, model, s_.stages()), {model, next_step, seed, {}, {}, {}}};
         for (const shard_stage& h : sh.held) {
             const auto r = std::find_if(owned.begin(), owned.end(), [&](const replica& x) { return x.stage == h.stage; });
             const train_state<R> part = backend_.state_of(*r);
@@ -259,10 +215,10 @@ public:
             sh.state.first_moment.insert(sh.state.first_moment.end(), part.first_moment.begin(), part.first_moment.end());
             sh.state.second_moment.insert(sh.state.second_moment.end(), part.second_moment.begin(), part.second_moment.end());
         }
-        write_shard(directory, sh, world_size());
+        write_shard(control_, directory, sh);
     }
     int resume_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed) {
-        checkpoint<R> c = whole_model(read_shard<R>(directory, model, seed, world_.mpi_rank(), world_size(), s_.stages(),
+        checkpoint<R> c = whole_model(read_shard<R>(control_, directory, model, seed, s_.stages(),
                                                     stages_held(backend_.owned(), model, s_.stages())));
         backend_.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
         return static_cast<int>(c.next_step);
@@ -273,13 +229,14 @@ private:
         shape.micro_batches = s.micro_batches();
         return shape;
     }
+    int logical_rank() const { return map_.logical(control_.rank()); }
     // The world size must be D x W (every rank agrees, having passed the digest check).
-    static const schedule& checked(const schedule& s, const run_shape& shape) {
+    static const schedule& checked(const control_plane& control, const schedule& s, const run_shape& shape) {
         const int expected = s.workers() * shape.data_parallel;
-        if (world_size() != expected)
-            throw consistency_error("the world has " + std::to_string(world_size()) + " ranks; the schedule needs D x W = " +
-                                    std::to_string(s.workers()) + " x " + std::to_string(shape.data_parallel) + " = " +
-                                    std::to_string(expected) + " (mpirun -np " + std::to_string(expected) + ")");
+        if (control.size() != expected)
+            throw consistency_error(fmt::format("the world has {0} ranks; the schedule needs D x W = {1} x {2} = {3} "
+                                                "(launch {3} ranks: mpirun -np {3}, srun -n {3})",
+                                                control.size(), s.workers(), shape.data_parallel, expected));
         return s;
     }
     // The lowest logical rank holding `stage`, and its replica (pipeline order).
@@ -289,26 +246,11 @@ private:
                 if (r.stage == stage) return {w, r};
         throw std::logic_error("no replica of stage " + std::to_string(stage));
     }
-    static void broadcast(std::vector<R>& v) {
-        unsigned long n = v.size();
-        check(MPI_Bcast(&n, 1, MPI_UNSIGNED_LONG, 0, MPI_COMM_WORLD), "MPI_Bcast");
-        v.resize(n);
-        check(MPI_Bcast(v.data(), static_cast<int>(n), datatype<R>(), 0, MPI_COMM_WORLD), "MPI_Bcast");
-    }
-    template <class T>
-    static std::string bytes_of(const std::vector<T>& v) {
-        return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
-    }
-    template <class T>
-    static std::vector<T> values_of(const std::string& bytes) {
-        std::vector<T> v(bytes.size() / sizeof(T));
-        std::memcpy(v.data(), bytes.data(), v.size() * sizeof(T));
-        return v;
-    }
 
+    control_plane& control_;
     schedule s_;
     run_shape shape_;
-    world world_;
+    rank_map map_;
     Worker backend_;
 };
 

@@ -16,12 +16,8 @@
 // (Format 1 was a whole-model checkpoint file per rank with the stages the
 // rank does not hold left zero; it is refused by name.)
 //
-// Also the process-level pieces: MPI_Init/Finalize, and how a rank ends on
-// an error (collective refusals exit 2 on every rank; anything else is
-// MPI_Abort, which stops the whole job).
+// Collective steps go through the run's control plane (control_plane.hpp).
 #pragma once
-
-#include <mpi.h>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -43,28 +39,9 @@
 #include <fmt/core.h>
 
 #include "../common/checkpoint.hpp"
-#include "mpi_transport.hpp"
+#include "control_plane.hpp"
 
-namespace chimera::runtime::mpi {
-
-// Something that must be equal on every rank is not (or the world size
-// does not fit, or the checkpoint to resume is incomplete): every rank
-// throws the same error, nothing hangs.
-class consistency_error : public std::runtime_error {
-public:
-    using std::runtime_error::runtime_error;
-};
-
-inline int world_size() {
-    int n = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &n);
-    return n;
-}
-inline int world_rank() {
-    int r = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &r);
-    return r;
-}
+namespace chimera::runtime {
 
 inline std::string step_directory(const std::string& directory, int step) {
     return fmt::format("{}/step-{:08d}", directory, step);
@@ -274,14 +251,14 @@ checkpoint<R> whole_model(const shard<R>& s) {
 // Collective: this rank's shard of step `s.state.next_step`, then the
 // manifest; keeps the previous complete step, removes older ones.
 template <class R>
-void write_shard(const std::string& directory, const shard<R>& s, int ranks) {
+void write_shard(control_plane& control, const std::string& directory, const shard<R>& s) {
     const int step = static_cast<int>(s.state.next_step);
     const std::string dir = shard_directory(directory, step, s.rank);
     maybe_die_in_checkpoint(dir, step, s.rank);
     save_shard_file<R>(dir, s);
-    check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");  // every shard is durable
+    control.barrier();  // every shard is durable
     if (s.rank != 0) return;
-    write_manifest(step_directory(directory, step), step, ranks);
+    write_manifest(step_directory(directory, step), step, control.size());
     int kept = 0;
     for (const int st : steps_in(directory))
         if (st < step && read_manifest(step_directory(directory, st)).first == st) kept = st;
@@ -294,13 +271,14 @@ void write_shard(const std::string& directory, const shard<R>& s, int ranks) {
 // consistency_error on every rank when there is none, or when a rank
 // cannot read its shard (each such rank prints why).
 template <class R>
-shard<R> read_shard(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed, int rank,
-                    int ranks, int stages, const std::vector<shard_stage>& expected) {
-    int step = -1, written_by = 0;
+shard<R> read_shard(control_plane& control, const std::string& directory, const gpt::gpt_config& model,
+                    std::uint64_t seed, int stages, const std::vector<shard_stage>& expected) {
+    const int rank = control.rank(), ranks = control.size();
+    std::vector<int> newest{-1, 0};  // (step, ranks that wrote it): rank 0's view
     for (const int s : steps_in(directory))
-        if (const auto [m, n] = read_manifest(step_directory(directory, s)); m == s) step = s, written_by = n;
-    check(MPI_Bcast(&step, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast");
-    check(MPI_Bcast(&written_by, 1, MPI_INT, 0, MPI_COMM_WORLD), "MPI_Bcast");
+        if (const auto [m, n] = read_manifest(step_directory(directory, s)); m == s) newest = {s, n};
+    newest = values_of<int>(control.broadcast(bytes_of(newest)));
+    const int step = newest.at(0), written_by = newest.at(1);
     if (step < 0)
         throw consistency_error(directory + ": no complete checkpoint to resume from (a step counts once its manifest "
                                 "is written, after every rank's shard)");
@@ -317,46 +295,13 @@ shard<R> read_shard(const std::string& directory, const gpt::gpt_config& model, 
         fmt::print(stderr, "chimera-train: rank {}: {}\n", rank, e.what());
         ok = 0;
     }
-    std::vector<int> all(static_cast<std::size_t>(ranks));
-    check(MPI_Allgather(&ok, 1, MPI_INT, all.data(), 1, MPI_INT, MPI_COMM_WORLD), "MPI_Allgather");
+    const auto all = control.all_gather(bytes_of(std::vector<int>{ok}));
     for (int r = 0; r < ranks; ++r)
-        if (!all[static_cast<std::size_t>(r)])
+        if (!values_of<int>(all[static_cast<std::size_t>(r)]).at(0))
             throw consistency_error(fmt::format("{} is incomplete: rank {} cannot read its shard; refusing to resume "
                                                 "from a partial set (delete that step to resume from an older one)",
                                                 step_directory(directory, step), r));
     return c;
 }
 
-// MPI_Init / MPI_Finalize around one run.
-class session {
-public:
-    session() {
-        int provided = 0;
-        MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);  // the nccl emulator calls MPI from stream threads
-    }
-    session(const session&) = delete;
-    session& operator=(const session&) = delete;
-    ~session() { MPI_Finalize(); }
-};
-
-// Runs one rank's job: rank 0 alone prints to stdout. Returns the exit
-// code: f's; 2 for a refusal every rank agrees on (consistency_error); any
-// other error is reported and ends the whole job (MPI_Abort, exit 1).
-template <class F>
-int run_rank(F&& f) {
-    const int rank = world_rank();
-    if (rank != 0 && !std::freopen("/dev/null", "w", stdout)) std::fclose(stdout);
-    try {
-        return f();
-    } catch (const consistency_error& e) {
-        fmt::print(stderr, "chimera-train: rank {}: {}\n", rank, e.what());
-        return 2;
-    } catch (const std::exception& e) {
-        fmt::print(stderr, "chimera-train: rank {}: {}\n", rank, e.what());
-        std::fflush(stderr);
-        MPI_Abort(MPI_COMM_WORLD, 1);
-        return 1;
-    }
-}
-
-}  // namespace chimera::runtime::mpi
+}  // namespace chimera::runtime

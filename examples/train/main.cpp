@@ -33,8 +33,10 @@
 
 #include <common/checkpoint.hpp>
 #include <cpu/trainer.hpp>
+#include <distributed/rendezvous.hpp>
 #include <distributed/sha256.hpp>
 #if CHIMERA_HAVE_MPI
+#include <distributed/mpi_control.hpp>
 #include <distributed/rank_trainer.hpp>
 #endif
 // --transport nccl: on the emulated nccl.h (chimera-train-emulated), or the
@@ -45,6 +47,7 @@
 #define CHIMERA_HAVE_NCCL 0
 #endif
 #if CHIMERA_HAVE_NCCL
+#include <distributed/nccl_control.hpp>
 #include <distributed/nccl_transport.hpp>
 #endif
 #if CHIMERA_HAVE_CUDA
@@ -78,6 +81,9 @@ struct options {
     std::string attention = "v1";  // cuda only: v1 or flash (head size 64)
     std::string transport = "local";  // local (threads) or mpi (one process per worker)
     std::string rank_layout = "group-major";
+    std::string rendezvous = "mpi";  // mpi, or file:DIR (nccl without MPI)
+    std::string run_tag;             // file: names the rendezvous file
+    double rendezvous_timeout = 300;
 };
 
 struct usage_error : std::runtime_error {
@@ -399,6 +405,32 @@ int train_with(const options& o, const run_plan& p, const gpt::dataset& data, Tr
     return 0;
 }
 
+#if CHIMERA_HAVE_MPI
+// The run's control plane: MPI (MPI_Init here), or with --rendezvous
+// file:DIR NCCL after the shared-file rendezvous (no MPI in this process).
+std::unique_ptr<control_plane> make_control([[maybe_unused]] const options& o) {
+#if CHIMERA_HAVE_NCCL
+    if (o.rendezvous != "mpi")
+        return nccl::join_by_file(o.rendezvous.substr(5), o.run_tag,
+                                  std::chrono::duration<double>(o.rendezvous_timeout));
+#endif
+    return std::make_unique<mpi::control>();
+}
+
+// What every rank must agree on, by name: the options, the lowered
+// schedule, the initial model.
+template <class R>
+std::vector<std::pair<std::string, std::string>> digest_parts(const options& o, const run_plan& p,
+                                                              const std::vector<R>& initial) {
+    return {{"configuration", fmt::format("{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", o.schedule,
+                                          o.schedule_file, o.stages, o.micro_batches, o.pipelines, o.scaling, o.chunks,
+                                          o.group_size, o.split_backward, o.sync, o.model, o.batch, o.learning_rate,
+                                          o.weight_decay, o.steps, o.rank_layout)},
+            {"lowered schedule", mpi::schedule_text(p.lowered)},
+            {"model", fmt::format("{} {} {}", o.seed, sizeof(R), sha256_hex(initial))}};
+}
+#endif
+
 // --transport mpi|nccl: this process is one rank of D x W
 // (docs/distributed.md); the same loop and report as the local run, printed
 // by rank 0. Worker: mpi::cpu_worker or nccl::cuda_worker.
@@ -407,20 +439,13 @@ int train_distributed(const options& o, const run_plan& p, const gpt::dataset& d
 #if CHIMERA_HAVE_MPI
     using R = typename Worker::value_type;
     if (p.sequential) throw usage_error("--transport " + o.transport + " runs a pipeline schedule (not sequential)");
-    const mpi::session session;
-    return mpi::run_rank([&] {
+    const std::unique_ptr<control_plane> control = make_control(o);
+    return run_rank(*control, [&] {
         const auto initial = gpt::initial_parameters<R>(p.shape.model, o.seed);
-        mpi::require_same_everywhere({{"configuration", fmt::format("{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}",
-                                                                    o.schedule, o.schedule_file, o.stages,
-                                                                    o.micro_batches, o.pipelines, o.scaling, o.chunks,
-                                                                    o.group_size, o.split_backward, o.sync, o.model,
-                                                                    o.batch, o.learning_rate, o.weight_decay,
-                                                                    o.steps, o.rank_layout)},
-                                      {"lowered schedule", mpi::schedule_text(p.lowered)},
-                                      {"model", fmt::format("{} {} {}", o.seed, sizeof(R), sha256_hex(initial))}});
-        mpi::rank_trainer<Worker> t(p.lowered, p.shape, data, initial, std::chrono::milliseconds(o.watchdog_ms),
-                                    o.rank_layout == "stage-major" ? rank_layout::stage_major : rank_layout::group_major,
-                                    worker_options);
+        require_same_everywhere(*control, digest_parts<R>(o, p, initial));
+        const auto layout = o.rank_layout == "stage-major" ? rank_layout::stage_major : rank_layout::group_major;
+        mpi::rank_trainer<Worker> t(*control, p.lowered, p.shape, data, initial,
+                                    std::chrono::milliseconds(o.watchdog_ms), layout, worker_options);
         return train_with(o, p, data, t);
     });
 #else
@@ -521,6 +546,15 @@ void add_options(CLI::App& app, options& o) {
                    "worker, mpirun -np D*W chimera-train ...")
         ->check(CLI::IsMember({"local", "mpi", "nccl"}))
         ->capture_default_str();
+    app.add_option("--rendezvous", o.rendezvous,
+                   "nccl: how ranks find each other: mpi (started by an MPI launcher), or file:DIR (no MPI: a shared "
+                   "directory; rank and size from the launcher's environment, e.g. srun)")
+        ->capture_default_str();
+    app.add_option("--run-tag", o.run_tag,
+                   "file: names the rendezvous file; unique per run (default with Slurm: $SLURM_JOB_ID.$SLURM_STEP_ID)");
+    app.add_option("--rendezvous-timeout", o.rendezvous_timeout,
+                   "file: seconds a rank waits for rank 0's rendezvous file")
+        ->capture_default_str();
     app.add_option("--rank-layout", o.rank_layout,
                    "mpi: MPI rank of (group g, worker w): group-major g*D+w, or stage-major w*W+g")
         ->check(CLI::IsMember({"group-major", "stage-major"}))
@@ -535,7 +569,25 @@ void add_options(CLI::App& app, options& o) {
         ->capture_default_str();
 }
 
-int run(const options& o) {
+// --rendezvous mpi | file:DIR, and with file: a run tag and a timeout.
+void check_rendezvous(options& o) {
+    if (o.rendezvous == "mpi") return;
+    if (o.rendezvous.rfind("file:", 0) != 0 || o.rendezvous.size() == 5)
+        throw usage_error("--rendezvous '" + o.rendezvous + "': mpi, or file:DIR (a directory every rank sees)");
+    if (o.transport != "nccl")
+        throw usage_error("--rendezvous file: runs the nccl transport only (--transport nccl --backend cuda; the mpi "
+                          "transport needs an MPI launcher)");
+    if (o.run_tag.empty()) o.run_tag = rendezvous::default_run_tag();
+    if (o.run_tag.empty())
+        throw usage_error("--rendezvous file: needs --run-tag TAG, unique per run (Slurm sets the default "
+                          "$SLURM_JOB_ID.$SLURM_STEP_ID)");
+    rendezvous::check_tag(o.run_tag);
+    if (!(o.rendezvous_timeout > 0))
+        throw usage_error("--rendezvous-timeout must be > 0 seconds (got " + std::to_string(o.rendezvous_timeout) +
+                          ")");
+}
+
+int run(options o) {
     if (o.steps < 0 || o.batch < 1 || o.watchdog_ms < 1)
         throw usage_error("--steps >= 0, --batch >= 1, --watchdog-ms >= 1 (got " + std::to_string(o.steps) + ", " +
                           std::to_string(o.batch) + ", " + std::to_string(o.watchdog_ms) + ")");
@@ -546,6 +598,7 @@ int run(const options& o) {
     if ((o.transport == "mpi" && o.backend != "cpu") || (o.transport == "nccl" && o.backend != "cuda"))
         throw usage_error("--transport " + o.transport + " runs the " + (o.transport == "mpi" ? "cpu" : "cuda") +
                           " backend (--backend " + (o.transport == "mpi" ? "cpu" : "cuda") + ")");
+    check_rendezvous(o);
     if (o.backend == "cuda") return train_on_cuda(o);
     return o.fp64 ? train<cpu::cpu_backend<double>>(o) : train<cpu::cpu_backend<float>>(o);
 }
@@ -565,6 +618,9 @@ int main(int argc, char** argv) {
     try {
         return run(o);
     } catch (const usage_error& e) {
+        fmt::print(stderr, "chimera-train: {}\n", e.what());
+        return 2;
+    } catch (const rendezvous::config_error& e) {
         fmt::print(stderr, "chimera-train: {}\n", e.what());
         return 2;
     } catch (const checkpoint_error& e) {

@@ -25,16 +25,36 @@ CASE:
              digest of the local emulated run: Chimera (eager sync: the
              reductions overlap on the communication stream) np 4, 1F1B
              W=2 np 8.
-  nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU
-             (skip, 77, without one).
-  nccl EXE   the emulated nccl.h (mpirun -np 4): semantics, and a wrongly
-             grouped exchange that times out on both ranks.
+  nccl-file EXE  the same without MPI in chimera-train: --rendezvous
+             file:DIR (the ncclUniqueId through a shared file, the control
+             plane on NCCL; mpirun only because the emulated nccl.h is built
+             on MPI): Chimera np 4 and 1F1B W=2 np 8 give the local digest
+             and leave no rendezvous file; the same tag runs again; a
+             checkpointed run resumes to the uninterrupted digest; ranks
+             launched with different options, or a world that is not
+             D x W, all exit 2; a stopped rank ends the job (its partners
+             abort their communicators).
+  rendezvous-fail EXE  one process as rank 1 of 4 (no mpirun, MPI made
+             unusable) times out naming the file and tag without touching
+             MPI; a stale file makes rank 0 refuse naming it; missing or
+             garbage launcher variables, a missing or bad --run-tag and
+             file: with the mpi transport are usage errors (exit 2).
+  control-plane EXE  the control planes over MPI and over the emulated
+             NCCL (file rendezvous) on 1, 3 and 4 ranks: all-gather, gather,
+             broadcast of variable lengths, barrier (tests/distributed/
+             control_plane.cpp).
+  nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU,
+             under mpirun and with --rendezvous file:DIR (skip, 77, without
+             one).
+  nccl EXE   the emulated nccl.h (mpirun -np 4): semantics (with
+             ncclAllGather, ncclBroadcast), a wrong unique id refused on every
+             rank, and a wrongly grouped exchange that times out on both ranks.
   reduce EXE the replica reduction (tests/distributed/mpi_reduce.cpp) under
              mpirun -np 3 (uneven chunks) and -np 4: chunking, bitwise
              equality with the fixed-order sum.
   hang       one rank stopped mid-step: the others' watchdog names it and
              aborts the job.
-Exit 77 (skip) without mpirun."""
+Exit 77 (skip) without mpirun (except rendezvous-fail, which needs none)."""
 import json
 import os
 import shutil
@@ -46,7 +66,7 @@ import time
 
 train, sched, case = sys.argv[1:4]
 mpirun = shutil.which('mpirun')
-if not mpirun:
+if not mpirun and case != 'rendezvous-fail':
     print('mpirun not found: skipped')
     sys.exit(77)
 # Running as root needs OpenMPI's consent; two cores need oversubscription.
@@ -59,8 +79,9 @@ def mpi(np, *extra):
     return [mpirun, '-np', str(np), '--oversubscribe', *extra]
 
 
-def run(cmd, expect=0, timeout=300, extra_env=None):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=dict(env, **(extra_env or {})))
+def run(cmd, expect=0, timeout=300, extra_env=None, base_env=None):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       env=dict(base_env or env, **(extra_env or {})))
     if p.returncode != expect:
         sys.exit(f'{" ".join(cmd)}: exit {p.returncode}, expected {expect}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}')
     return p
@@ -92,9 +113,10 @@ def cases():
     ]
 
 
-def same_answer(args, np, mpi_extra=(), train_extra=(), transport='mpi'):
+def same_answer(args, np, mpi_extra=(), train_extra=(), transport='mpi', rank_extra=()):
     local = summary(run([train, *args, *common, *train_extra]))
-    distributed = summary(run(mpi(np, *mpi_extra) + [train, *args, *common, *train_extra, '--transport', transport]))
+    distributed = summary(run(mpi(np, *mpi_extra) + [train, *args, *common, *train_extra, '--transport', transport,
+                                                     *rank_extra]))
     label = ' '.join(os.path.basename(a) for a in args + list(train_extra))
     if distributed['transport'] != transport or distributed['ranks'] != np:
         sys.exit(f'{label}: not an mpi run of {np} ranks: {distributed}')
@@ -117,13 +139,13 @@ def expect_failure(cmd, code, needle, timeout=120):
     return p, time.monotonic() - start
 
 
-def long_job(watchdog_ms):
-    """A long mpi run (4 ranks); returns the process and the ranks' pids in rank order."""
+def long_job(watchdog_ms, exe=None, transport=('--transport', 'mpi'), extra_env=None):
+    """A long run (4 ranks); returns the process and the ranks' pids in rank order."""
     args = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--steps', '100000', '--batch', '1',
-            '--json', '--transport', 'mpi', '--watchdog-ms', str(watchdog_ms)]
-    env_ranks = dict(env, CHIMERA_PID_DIR=scratch)
+            '--json', *transport, '--watchdog-ms', str(watchdog_ms)]
+    env_ranks = dict(env, CHIMERA_PID_DIR=scratch, **(extra_env or {}))
     p = subprocess.Popen(mpi(4) + ['sh', '-c', 'echo $$ > "$CHIMERA_PID_DIR/rank.$OMPI_COMM_WORLD_RANK"; exec "$0" "$@"',
-                                   train, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   exe or train, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=env_ranks, start_new_session=True)
     line = p.stdout.readline()  # a step ran: every rank is inside the training loop
     if '"step"' not in line:
@@ -157,13 +179,19 @@ def kill_mid_step():
         sys.exit('the lost rank is not named, or the end took longer than the watchdog:\n' + err[-3000:])
 
 
+def stop_rank_3(p, pids, what):
+    """Stops rank 3 (SIGSTOP: alive, silent); the job must end; its stderr."""
+    os.kill(pids[3], signal.SIGSTOP)
+    err, _ = end_of(p, what, 60)
+    if os.path.exists(f'/proc/{pids[3]}'):
+        os.kill(pids[3], signal.SIGCONT)
+    return err
+
+
 def hang_mid_step():
     """Rank 3 stops (SIGSTOP: alive, silent): the other ranks' watchdog
     (3 s) names what they wait for from MPI rank 3 and aborts the job."""
-    p, pids = long_job(3000)
-    os.kill(pids[3], signal.SIGSTOP)
-    err, elapsed = end_of(p, 'SIGSTOP of rank 3', 60)
-    os.kill(pids[3], signal.SIGCONT) if os.path.exists(f'/proc/{pids[3]}') else None
+    err = stop_rank_3(*long_job(3000), 'SIGSTOP of rank 3')
     if 'for 3000 ms (a rank died' not in err or 'MPI rank 3' not in err:
         sys.exit('the watchdog did not name the silent rank:\n' + err[-3000:])
     print(err[-1500:])
@@ -250,11 +278,118 @@ def compact_shards():
 
 def nccl_emulator(exe):
     print(run(mpi(4) + [exe, 'semantics']).stdout.strip())
+    p = run(mpi(4) + [exe, 'wrong-id'])
+    if p.stderr.count('the ranks passed different unique ids') != 4:
+        sys.exit('a wrong unique id was not refused on every rank:\n' + p.stderr)
+    print('wrong unique id: ncclCommInitRank fails on every rank')
     start = time.monotonic()
     p = run(mpi(4) + [exe, 'deadlock'], extra_env={'CHIMERA_NCCL_EMULATOR_TIMEOUT_MS': '1500'})
     if p.stderr.count('no progress for 1500 ms') != 2:
         sys.exit('the ungrouped exchange was not reported as a deadlock on ranks 0 and 1:\n' + p.stderr)
     print(f'ungrouped exchange: deadlock reported on both ranks, job ended after {time.monotonic() - start:.2f} s')
+
+
+def nccl_file(exe):
+    """--rendezvous file:DIR under mpirun (the emulated nccl.h's transport)."""
+    rdzv = tempfile.mkdtemp(dir=scratch)
+    cuda = ['--backend', 'cuda']
+
+    def by_file(tag):
+        return ['--rendezvous', 'file:' + rdzv, '--run-tag', tag]
+
+    def no_file_left(what):
+        if os.listdir(rdzv):
+            sys.exit(f'{what}: the rendezvous directory still holds {os.listdir(rdzv)}')
+
+    chimera = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--sync', 'eager']
+    for again in range(2):  # a clean run removes its file: the same tag runs again
+        same_answer(chimera, 4, train_extra=cuda, transport='nccl', rank_extra=by_file('T'))
+        no_file_left(f'chimera np 4 (run {again + 1})')
+    same_answer(['--schedule', '1f1b', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
+                train_extra=cuda, transport='nccl', rank_extra=by_file('dp2'))
+    no_file_left('1f1b np 8')
+    # Checkpoints (barrier, broadcast, all-gather on the NCCL control plane).
+    base = [exe, *cuda, *chimera, '--batch', '1', '--json']
+    whole = summary(run(base + ['--steps', '3']))['params_sha256']
+    d = os.path.join(scratch, 'ck-file')
+    run(mpi(4) + base + ['--steps', '2', '--checkpoint', d, '--transport', 'nccl', *by_file('ck1')])
+    resumed = run(mpi(4) + base + ['--steps', '3', '--checkpoint', d, '--resume', '--transport', 'nccl',
+                                   *by_file('ck2')])
+    steps = [json.loads(line)['step'] for line in resumed.stdout.splitlines() if '"step"' in line]
+    if steps != [2] or summary(resumed)['params_sha256'] != whole:
+        sys.exit(f'file-mode resume: steps {steps}, digest {summary(resumed)["params_sha256"]} vs {whole}')
+    print(f'file mode: checkpoint after step 2, resumed to 3: {whole}')
+    # The digest check on the NCCL control plane: every rank exits 2.
+    opts = [*cuda, '--schedule', 'chimera', '--stages', '4', '--steps', '1', '--batch', '1', '--transport', 'nccl',
+            *by_file('mismatch')]
+    p, seconds = expect_failure(mpi(2) + [exe, *opts, '--micro-batches', '4', ':', '-np', '2', exe, *opts,
+                                          '--micro-batches', '8'], 2, 'rank 2 runs a different configuration')
+    if p.stderr.count('rank 2 runs a different') != 4:
+        sys.exit('not every rank reported the mismatch:\n' + p.stderr)
+    no_file_left('mismatch')
+    print(f'file mode: mismatch: every rank exits 2 in {seconds:.2f} s')
+    p, _ = expect_failure(mpi(3) + [exe, *opts, '--micro-batches', '4'], 2,
+                          'the world has 3 ranks; the schedule needs D x W = 4 x 1 = 4')
+    if p.stderr.count('the world has 3 ranks') != 3:
+        sys.exit('file mode: not every rank refused the world size:\n' + p.stderr)
+    no_file_left('world size')
+    # A rank stops (SIGSTOP): its partners' NCCL work times out (the
+    # emulator's stand-in for NCCL's error), they abort their
+    # communicators and exit 1 naming the cause; the launcher ends the job.
+    err = stop_rank_3(*long_job(10000, exe, (*cuda, '--transport', 'nccl', *by_file('hang')),
+                                {'CHIMERA_NCCL_EMULATOR_TIMEOUT_MS': '3000'}), 'SIGSTOP of rank 3 (file mode)')
+    if 'no progress for 3000 ms' not in err or 'chimera-train: rank ' not in err:
+        sys.exit('file mode: the stopped rank was not reported:\n' + err[-3000:])
+    print(err[-1200:])
+    no_file_left('hang')
+
+
+def rendezvous_failures(exe):
+    """--rendezvous file: refusals, each process alone (no mpirun)."""
+    d = tempfile.mkdtemp(dir=scratch)
+    base = [exe, '--backend', 'cuda', '--transport', 'nccl', '--schedule', 'chimera', '--stages', '4',
+            '--micro-batches', '4', '--steps', '1', '--batch', '1', '--rendezvous', 'file:' + d]
+    launchers = ('CHIMERA_', 'SLURM_', 'OMPI_COMM_WORLD_', 'RANK', 'WORLD_SIZE', 'LOCAL_RANK')
+    clean = {k: v for k, v in env.items() if not k.startswith(launchers)}
+
+    def refused(cmd, code, needles, extra=None, limit=60):
+        start = time.monotonic()
+        p = run(cmd, expect=code, timeout=limit, extra_env=extra, base_env=clean)
+        for needle in needles:
+            if needle not in p.stderr:
+                sys.exit(f'{" ".join(cmd)}: stderr lacks {needle!r}:\n{p.stderr[-3000:]}')
+        return p, time.monotonic() - start
+
+    # Rank 1 of 4 whose rank 0 never comes. MPI is made unusable
+    # (OMPI_MCA_pml=bogus: MPI_Init would abort): the path must not touch it.
+    late = os.path.join(d, 'chimera-late.nccl-id')
+    p, seconds = refused(base + ['--run-tag', 'late', '--rendezvous-timeout', '2'], 1,
+                         [f'rank 1 timed out after 2 s waiting for {late}', "run tag 'late'",
+                          'not shared between the nodes'],
+                         {'CHIMERA_RANK': '1', 'CHIMERA_WORLD_SIZE': '4', 'OMPI_MCA_pml': 'bogus'})
+    if seconds > 30 or 'MPI' in p.stderr:
+        sys.exit(f'timeout: took {seconds:.1f} s, or MPI was touched:\n{p.stderr[-3000:]}')
+    print(f'rendezvous timeout (2 s): exit 1 after {seconds:.2f} s')
+    stale = os.path.join(d, 'chimera-stale.nccl-id')
+    with open(stale, 'w') as f:
+        f.write('left by a crashed run')
+    refused(base + ['--run-tag', 'stale'], 1, [f'{stale} already exists', 'choose another --run-tag'],
+            {'CHIMERA_RANK': '0', 'CHIMERA_WORLD_SIZE': '4'})
+    refused(base + ['--run-tag', 'stale'], 1, [stale, 'bad magic'], {'CHIMERA_RANK': '2', 'CHIMERA_WORLD_SIZE': '4'})
+    listed = 'SLURM_PROCID SLURM_NTASKS SLURM_LOCALID'
+    for extra, needle in [({}, 'none of the launcher variables is set'),
+                          ({'CHIMERA_RANK': 'x', 'CHIMERA_WORLD_SIZE': '4'}, "CHIMERA_RANK='x' is not a number"),
+                          ({'RANK': '4', 'WORLD_SIZE': '4', 'LOCAL_RANK': '0'}, 'are inconsistent')]:
+        refused(base + ['--run-tag', 'env'], 2, [needle, listed], extra)
+    refused(base, 2, ['needs --run-tag TAG'], {'CHIMERA_RANK': '0', 'CHIMERA_WORLD_SIZE': '4'})
+    refused(base + ['--run-tag', '../x'], 2, ['[A-Za-z0-9._-]'])
+    refused(base + ['--run-tag', 'x', '--rendezvous-timeout', '0'], 2, ['--rendezvous-timeout must be > 0'])
+    refused(base[:-2] + ['--rendezvous', 'files:' + d], 2, ['mpi, or file:DIR'])
+    refused([exe, '--transport', 'mpi', '--rendezvous', 'file:' + d, '--run-tag', 'x'], 2,
+            ['--rendezvous file: runs the nccl transport only'])
+    if sorted(os.listdir(d)) != ['chimera-stale.nccl-id']:
+        sys.exit(f'unexpected files left: {os.listdir(d)}')
+    print('stale file, launcher variables, run tag, transport: refused')
 
 
 if case == 'same-np4':
@@ -310,13 +445,32 @@ elif case == 'nccl-gpu':
     if probe.returncode != 0:
         print('no usable GPU: skipped\n' + probe.stderr.strip())
         sys.exit(77)
-    same_answer(['--schedule', 'gpipe', '--stages', '1', '--micro-batches', '2'], 1, train_extra=['--backend', 'cuda'],
-                transport='nccl')
+    gpu_args = ['--schedule', 'gpipe', '--stages', '1', '--micro-batches', '2', '--backend', 'cuda', *common]
+    digest = same_answer(gpu_args[:6], 1, train_extra=gpu_args[6:8], transport='nccl')
+    # The same rank without MPI: --rendezvous file:DIR on the real NCCL.
+    rdzv = tempfile.mkdtemp(dir=scratch)
+    p = run([train, *gpu_args, '--transport', 'nccl', '--rendezvous', 'file:' + rdzv, '--run-tag', 'gpu'],
+            extra_env={'CHIMERA_RANK': '0', 'CHIMERA_WORLD_SIZE': '1'})
+    if summary(p)['params_sha256'] != digest or os.listdir(rdzv):
+        sys.exit(f'file rendezvous on the real NCCL: {summary(p)["params_sha256"]} vs {digest}, left {os.listdir(rdzv)}')
+    print('file rendezvous, 1 rank, real NCCL: same digest, no file left')
 elif case == 'nccl':
     nccl_emulator(sys.argv[4])
 elif case == 'reduce':
     for np in (3, 4):
         print(run(mpi(np) + [sys.argv[4]]).stdout.strip())
+elif case == 'control-plane':
+    exe = sys.argv[4]
+    for np in (1, 3, 4):
+        rdzv = tempfile.mkdtemp(dir=scratch)
+        print(f'np {np}:', run(mpi(np) + [exe, 'mpi']).stdout.strip(), run(mpi(np) + [exe, 'nccl', rdzv]).stdout.strip())
+        if os.listdir(rdzv):
+            sys.exit(f'rendezvous file left: {os.listdir(rdzv)}')
+elif case == 'nccl-file':
+    train = sys.argv[4]  # chimera-train-emulated
+    nccl_file(train)
+elif case == 'rendezvous-fail':
+    rendezvous_failures(sys.argv[4])
 elif case == 'hang':
     hang_mid_step()
 else:

@@ -144,7 +144,8 @@ chimera::runtime::mpi::world two_members_per_rank(int ranks) {
     s.set_placement(0, 0, 0);
     s.set_placement(1, 0, 0);
     s.add_worker();
-    return chimera::runtime::mpi::world(s, ranks, chimera::rank_layout::group_major, std::chrono::milliseconds(60000));
+    return chimera::runtime::mpi::world(s, chimera::runtime::rank_map{1, ranks, chimera::rank_layout::group_major},
+                                        std::chrono::milliseconds(60000));
 }
 
 void bad_member_count(chimera::runtime::mpi::world& w, int rank, int ranks) {

@@ -2,7 +2,12 @@
 // mpirun -np 4, on the CUDA emulator's streams:
 //   nccl_emulator semantics   grouped ring exchange, per-peer order,
 //                             all-reduce bits = the sum in rank order on
-//                             every rank, ncclCommSplit; exit 0
+//                             every rank, ncclCommSplit, ncclAllGather and
+//                             ncclBroadcast (every root, in issue order);
+//                             exit 0
+//   nccl_emulator wrong-id    rank 1 passes another ncclUniqueId to
+//                             ncclCommInitRank: the call fails on every
+//                             rank (NCCL would hang or fail); exit 0
 //   nccl_emulator deadlock    ranks 0 and 1 exchange with ncclSend then
 //                             ncclRecv *outside* a group: on GPUs both
 //                             sends wait for a receive that is queued
@@ -79,6 +84,42 @@ void semantics(ncclComm_t comm, int rank, int ranks, cudaStream_t stream) {
     expect(error == ncclSuccess, rank, "no asynchronous error");
 }
 
+// ncclAllGather: recv[8 r + i] = rank r's byte i; ncclBroadcast from two roots.
+void collectives(ncclComm_t comm, int rank, int ranks, cudaStream_t stream) {
+    std::vector<unsigned char> mine(8), all(8 * static_cast<std::size_t>(ranks), 0), expected;
+    for (int i = 0; i < 8; ++i) mine[static_cast<std::size_t>(i)] = static_cast<unsigned char>(16 * rank + i);
+    for (int r = 0; r < ranks; ++r)
+        for (int i = 0; i < 8; ++i) expected.push_back(static_cast<unsigned char>(16 * r + i));
+    ncclAllGather(mine.data(), all.data(), 8, ncclUint8, comm, stream);
+    // Two broadcasts in a row from different roots: applied in issue order.
+    std::vector<double> from_last(4, -1.0), from_first(4, -1.0);
+    std::vector<double> send_last(4, 100.0 + ranks - 1), send_first(4, 7.0 + rank);
+    ncclBroadcast(send_last.data(), from_last.data(), 4, ncclFloat64, ranks - 1, comm, stream);
+    ncclBroadcast(send_first.data(), from_first.data(), 4, ncclFloat64, 0, comm, stream);
+    cudaStreamSynchronize(stream);
+    expect(all == expected, rank, "ncclAllGather: rank r's bytes at r * count");
+    expect(from_last == std::vector<double>(4, 100.0 + ranks - 1), rank, "ncclBroadcast from the last rank");
+    expect(from_first == std::vector<double>(4, 7.0), rank, "ncclBroadcast from rank 0");
+    expect(ncclBroadcast(send_first.data(), from_first.data(), 4, ncclFloat64, ranks, comm, stream) ==
+               ncclInvalidArgument,
+           rank, "ncclBroadcast: a root outside the communicator is refused");
+}
+
+// Rank 1 joins with an id of its own: ncclCommInitRank fails on every rank.
+void wrong_id(int rank, int ranks) {
+    ncclUniqueId id;
+    if (rank == 0) ncclGetUniqueId(&id);
+    MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+    ncclUniqueId again;
+    ncclGetUniqueId(&again);
+    expect(std::memcmp(&again, &id, sizeof id) != 0, rank, "ncclGetUniqueId: a fresh id per call");
+    if (rank == 1) id = again;
+    ncclComm_t comm = nullptr;
+    const ncclResult_t r = ncclCommInitRank(&comm, ranks, id, rank);
+    expect(r == ncclInvalidUsage && comm == nullptr, rank, "ncclCommInitRank with another rank's id must fail");
+    std::fprintf(stderr, "rank %d: %s: %s\n", rank, ncclGetErrorString(r), ncclGetLastError(nullptr));
+}
+
 void deadlock(ncclComm_t comm, int rank, cudaStream_t stream) {
     if (rank > 1) return;
     const int peer = 1 - rank;
@@ -105,18 +146,22 @@ int main(int argc, char** argv) {
         MPI_Finalize();
         return 2;
     }
-    ncclUniqueId id;
-    if (rank == 0) ncclGetUniqueId(&id);
-    MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
-    ncclComm_t comm = nullptr;
-    ncclCommInitRank(&comm, ranks, id, rank);
-    cudaStream_t stream = nullptr;
-    cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
     const std::string which = argv[1];
-    if (which == "semantics") semantics(comm, rank, ranks, stream);
-    else deadlock(comm, rank, stream);
-    cudaStreamDestroy(stream);
-    ncclCommDestroy(comm);  // aborts a communicator in error (cancels the timed-out exchange)
+    if (which == "wrong-id") {
+        wrong_id(rank, ranks);
+    } else {
+        ncclUniqueId id;
+        if (rank == 0) ncclGetUniqueId(&id);
+        MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+        ncclComm_t comm = nullptr;
+        expect(ncclCommInitRank(&comm, ranks, id, rank) == ncclSuccess, rank, "ncclCommInitRank");
+        cudaStream_t stream = nullptr;
+        cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+        if (which == "semantics") semantics(comm, rank, ranks, stream), collectives(comm, rank, ranks, stream);
+        else deadlock(comm, rank, stream);
+        cudaStreamDestroy(stream);
+        ncclCommDestroy(comm);  // aborts a communicator in error (cancels the timed-out exchange)
+    }
     int total = 0;
     MPI_Allreduce(&failures, &total, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0) std::printf("%s\n", total == 0 ? "ok" : "FAILED");

@@ -18,7 +18,6 @@
 
 using namespace chimera;
 using namespace chimera::runtime;
-using namespace chimera::runtime::mpi;
 
 namespace {
 

@@ -1,0 +1,73 @@
+// The two control planes (examples/distributed/control_plane.hpp) give the
+// same answers, under mpirun -np N:
+//   control_plane mpi        over MPI_COMM_WORLD (mpi_control.hpp)
+//   control_plane nccl DIR   over the emulated NCCL after the shared-file
+//                            rendezvous in DIR (nccl_control.hpp; rank and
+//                            size from OpenMPI's variables)
+// Properties, over a grid of length patterns (all empty, rank-dependent
+// with empty ones among them, one long): all_gather returns every rank's
+// exact bytes in rank order on every rank; gather the same on rank 0 and
+// nothing elsewhere; broadcast rank 0's bytes (lengths 0, 1, 1000) whatever
+// the others pass; barrier returns. Exit 0 when every rank agrees.
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <distributed/mpi_control.hpp>
+#include <distributed/nccl_control.hpp>
+
+namespace {
+
+using chimera::runtime::control_plane;
+
+// Rank r's bytes for pattern p: every byte value, lengths varying by rank.
+std::string bytes_for(int pattern, int rank) {
+    const int lengths[] = {0, rank % 2 == 0 ? 0 : 3 * rank + 1, 7 * rank, 100000 + rank};
+    std::string s(static_cast<std::size_t>(lengths[pattern]), '\0');
+    for (std::size_t i = 0; i < s.size(); ++i) s[i] = static_cast<char>((i * 131 + std::size_t{7} * rank) & 0xff);
+    return s;
+}
+
+int check_all(control_plane& c) {
+    int failures = 0;
+    const auto expect = [&](bool ok, const std::string& what) {
+        if (ok) return;
+        std::fprintf(stderr, "rank %d: FAILED: %s\n", c.rank(), what.c_str());
+        ++failures;
+    };
+    for (int pattern = 0; pattern < 4; ++pattern) {
+        std::vector<std::string> expected;
+        for (int r = 0; r < c.size(); ++r) expected.push_back(bytes_for(pattern, r));
+        const std::string tag = " (pattern " + std::to_string(pattern) + ")";
+        expect(c.all_gather(bytes_for(pattern, c.rank())) == expected, "all_gather" + tag);
+        const auto gathered = c.gather(bytes_for(pattern, c.rank()));
+        expect(c.rank() == 0 ? gathered == expected : gathered.empty(), "gather" + tag);
+    }
+    for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1000}}) {
+        const std::string root(n, 'r'), other(5, static_cast<char>('a' + c.rank()));
+        expect(c.broadcast(c.rank() == 0 ? root : other) == root, "broadcast of " + std::to_string(n) + " bytes");
+    }
+    c.barrier();
+    expect(c.local_rank() >= 0 && c.local_rank() < c.size() && c.rank() < c.size(), "ranks in range");
+    // Every rank's failure count, summed over the control plane itself.
+    int total = 0;
+    for (const std::string& f : c.all_gather(std::to_string(failures))) total += std::stoi(f);
+    return total;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::string which = argc > 1 ? argv[1] : "";
+    if (which != "mpi" && !(which == "nccl" && argc > 2)) {
+        std::fprintf(stderr, "usage: control_plane mpi | nccl DIR\n");
+        return 2;
+    }
+    std::unique_ptr<control_plane> c;
+    if (which == "mpi") c = std::make_unique<chimera::runtime::mpi::control>();
+    else c = chimera::runtime::nccl::join_by_file(argv[2], "control-plane-test", std::chrono::seconds(120));
+    const int failures = check_all(*c);
+    if (c->rank() == 0) std::printf("%s: %s\n", which.c_str(), failures == 0 ? "ok" : "FAILED");
+    return failures == 0 ? 0 : 1;
+}
