@@ -59,11 +59,12 @@ BENCHMARK(check_lowered)->Name("check/chimera_D64_N1024_lowered")->Unit(benchmar
 
 void tune_gpt2(benchmark::State& state) {
     const auto p = *chimera::find_preset(chimera::presets, "gpt2-1.3b-p100");
-    chimera::tune_request r{.model = *chimera::find_preset(chimera::model_presets, p.model),
-                            .machine = {*chimera::find_preset(chimera::device_presets, p.device),
-                                        *chimera::find_preset(chimera::network_presets, p.network)},
-                            .devices = 2048,
-                            .global_batch = static_cast<int>(state.range(0))};
+    chimera::tune_request r;
+    r.model = *chimera::find_preset(chimera::model_presets, p.model);
+    r.machine.device = *chimera::find_preset(chimera::device_presets, p.device);
+    r.machine.network = *chimera::find_preset(chimera::network_presets, p.network);
+    r.devices = 2048;
+    r.global_batch = static_cast<int>(state.range(0));
     std::size_t evaluated = 0;
     for (auto _ : state) evaluated = chimera::tune(r).evaluated;
     state.counters["configurations"] = static_cast<double>(evaluated);
