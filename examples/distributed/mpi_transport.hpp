@@ -117,12 +117,11 @@ public:
                 continue;
             }
             if (std::chrono::steady_clock::now() >= deadline) throw comm_failure(report(watchdog, rank));
-            // Yield a few times (a message that is on its way), then sleep,
-            // 10 us longer each time up to 100 us: a rank that spins keeps
-            // its core from a rank that computes when ranks outnumber cores
-            // (2000 yields made mpirun -np 4 on 2 cores up to 2x slower:
-            // bench/results/distributed.md).
-            if (++idle_polls < 20) {
+            // Yield first (a partner on this core gets to run), sleep only
+            // after a while (a long wait: a peer computes), at most 100 us.
+            // (20 yields instead of 2000 made mpirun -np 4 on 2 idle cores
+            // 3-14 % slower: bench/results/distributed.md.)
+            if (++idle_polls < 2000) {
                 std::this_thread::yield();
                 continue;
             }
