@@ -189,14 +189,11 @@ namespace chimera::runtime::nccl {
 
 // Node-local rank -> GPU: the i-th rank of a node takes the node's GPU i;
 // a rank beyond the node's GPUs is refused (NCCL does not share a GPU
-// between ranks). The emulator has one device per process, so there every
-// rank takes device 0.
+// between ranks). The emulator shows CHIMERA_EMULATED_GPUS devices (8 by
+// default) per process.
 inline void select_device(int rank, int local) {
     int devices = 0;
     gpu::check(cudaGetDeviceCount(&devices), "cudaGetDeviceCount");
-#if defined(CHIMERA_CUDA_EMULATION)
-    local = 0;
-#endif
     if (local >= devices)
         throw nccl_failure("rank " + std::to_string(rank) + " is rank " + std::to_string(local) +
                            " on its node, which has " + std::to_string(devices) +

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -599,4 +600,22 @@ TEST_CASE_FIXTURE(fresh_device, "cp.async: a second copy into bytes a copy is st
     const std::string why = cudaGetErrorString(cudaDeviceSynchronize());
     CHECK(contains(why, "cp.async into dynamic shared byte 0 that a cp.async of thread (0,0,0) is still writing in "
                         "copy_twice block (0,0,0) thread (0,0,0)"));
+}
+
+TEST_CASE("devices: CHIMERA_EMULATED_GPUS of them (default 8); an id past them is an invalid device") {
+    int count = 0;
+    REQUIRE(cudaGetDeviceCount(&count) == cudaSuccess);
+    const char* given = std::getenv("CHIMERA_EMULATED_GPUS");
+    CHECK(count == (given && std::atoi(given) > 0 ? std::atoi(given) : 8));
+    CHECK(cudaSetDevice(count - 1) == cudaSuccess);
+    int device = -1;
+    CHECK(cudaGetDevice(&device) == cudaSuccess);
+    CHECK(device == count - 1);
+    CHECK(cudaSetDevice(count) == cudaErrorInvalidDevice);
+    CHECK(std::string(cudaGetErrorString(cudaGetLastError())) == "invalid device ordinal");
+    cudaDeviceProp p{};
+    CHECK(cudaGetDeviceProperties(&p, count) == cudaErrorInvalidDevice);
+    CHECK(cudaGetLastError() == cudaErrorInvalidDevice);  // reported once, not sticky
+    CHECK(cudaSetDevice(0) == cudaSuccess);
+    CHECK(cudaGetLastError() == cudaSuccess);
 }

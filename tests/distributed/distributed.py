@@ -24,7 +24,8 @@ CASE:
              (the CUDA backend on the emulated nccl.h and CUDA) gives the
              digest of the local emulated run: Chimera (eager sync: the
              reductions overlap on the communication stream) np 4, 1F1B
-             W=2 np 8.
+             W=2 np 8; with 2 emulated GPUs for 4 ranks the job ends,
+             naming the rank without a GPU.
   nccl-file EXE  the same without MPI in chimera-train: --rendezvous
              file:DIR (the ncclUniqueId through a shared file, the control
              plane on NCCL; mpirun only because the emulated nccl.h is built
@@ -131,9 +132,9 @@ def same_answer(args, np, mpi_extra=(), train_extra=(), transport='mpi', rank_ex
     return local['params_sha256']
 
 
-def expect_failure(cmd, code, needle, timeout=120):
+def expect_failure(cmd, code, needle, timeout=120, extra_env=None):
     start = time.monotonic()
-    p = run(cmd, expect=code, timeout=timeout)
+    p = run(cmd, expect=code, timeout=timeout, extra_env=extra_env)
     if needle not in p.stderr:
         sys.exit(f'{" ".join(cmd)}: stderr lacks {needle!r}:\n{p.stderr[-3000:]}')
     return p, time.monotonic() - start
@@ -437,6 +438,13 @@ elif case == 'nccl-train':
                 train_extra=cuda, transport='nccl')
     same_answer(['--schedule', '1f1b', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
                 train_extra=cuda, transport='nccl')
+    # A node with 2 GPUs for 4 ranks: ranks 2 and 3 find none; the job ends
+    # on every rank (MPI_Abort), naming the rule.
+    p, seconds = expect_failure(mpi(4) + [train, '--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', *cuda,
+                                          *common, '--transport', 'nccl'], 1,
+                                'is rank 2 on its node, which has 2 GPU(s): one rank per GPU',
+                                extra_env={'CHIMERA_EMULATED_GPUS': '2'})
+    print(f'missing GPU: the job ends in {seconds:.1f} s: ' + p.stderr.strip().splitlines()[0])
 elif case == 'nccl-gpu':
     # chimera-train built with the real NCCL: a 1-rank smoke run on a GPU
     # gives the local run's digest; exit 77 (skip) without a usable GPU.

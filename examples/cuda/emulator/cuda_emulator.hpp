@@ -87,6 +87,7 @@ enum cudaError_t {
     cudaErrorMemoryAllocation = 2,
     cudaErrorInvalidConfiguration = 9,
     cudaErrorInvalidDevicePointer = 17,
+    cudaErrorInvalidDevice = 101,
     cudaErrorInvalidResourceHandle = 400,
     cudaErrorNotReady = 600,
     cudaErrorLaunchFailure = 719,
@@ -980,6 +981,7 @@ inline const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorMemoryAllocation: return "out of memory";
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevicePointer: return "invalid device pointer";
+    case cudaErrorInvalidDevice: return "invalid device ordinal";
     case cudaErrorInvalidResourceHandle: return "invalid resource handle";
     case cudaErrorNotReady: return "device not ready";
     case cudaErrorLaunchFailure: {
@@ -1012,19 +1014,42 @@ inline cudaError_t cudaPeekAtLastError() {
     return chimera_emulator::sticky() != cudaSuccess ? chimera_emulator::sticky() : chimera_emulator::last_error;
 }
 
+namespace chimera_emulator {
+// The devices a process sees: CHIMERA_EMULATED_GPUS (default 8, a node's
+// worth, so every node-local rank of a one-machine test finds its GPU).
+// All of them are this process's one emulated device; the number only
+// decides which device ids are valid (as cudaSetDevice checks them).
+inline int device_count() {
+    static const int count = [] {
+        const char* text = std::getenv("CHIMERA_EMULATED_GPUS");
+        const int n = text ? std::atoi(text) : 8;
+        return n > 0 ? n : 8;
+    }();
+    return count;
+}
+inline int& current_device() {  // per process (CUDA: per host thread)
+    static int device = 0;
+    return device;
+}
+}  // namespace chimera_emulator
+
 inline cudaError_t cudaGetDeviceCount(int* count) {
-    *count = 1;
+    *count = chimera_emulator::device_count();
     return cudaSuccess;
 }
 inline cudaError_t cudaGetDevice(int* device) {
-    *device = 0;
+    *device = chimera_emulator::current_device();
     return cudaSuccess;
 }
 inline cudaError_t cudaSetDevice(int device) {
-    return chimera_emulator::result(device == 0 ? cudaSuccess : cudaErrorInvalidValue);
+    if (device < 0 || device >= chimera_emulator::device_count())
+        return chimera_emulator::result(cudaErrorInvalidDevice);
+    chimera_emulator::current_device() = device;
+    return cudaSuccess;
 }
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
-    if (device != 0) return chimera_emulator::result(cudaErrorInvalidValue);
+    if (device < 0 || device >= chimera_emulator::device_count())
+        return chimera_emulator::result(cudaErrorInvalidDevice);
     *p = cudaDeviceProp{};
     std::snprintf(p->name, sizeof p->name, "Chimera CUDA emulator (CPU)");
     p->totalGlobalMem = std::size_t{1} << 32;
@@ -1038,7 +1063,8 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
     return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
-    if (device != 0) return chimera_emulator::result(cudaErrorInvalidValue);
+    if (device < 0 || device >= chimera_emulator::device_count())
+        return chimera_emulator::result(cudaErrorInvalidDevice);
     switch (attr) {
     case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
     case cudaDevAttrClockRate: *value = 1000000; break;
@@ -1113,7 +1139,8 @@ inline cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
         "cudaFreeAsync", {p});
 }
 inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
-    if (device != 0) return chimera_emulator::result(cudaErrorInvalidValue);
+    if (device < 0 || device >= chimera_emulator::device_count())
+        return chimera_emulator::result(cudaErrorInvalidDevice);
     static int the_pool;
     *pool = reinterpret_cast<cudaMemPool_t>(&the_pool);
     return chimera_emulator::result();
