@@ -21,7 +21,8 @@
 //   stage's gradient bytes (so an eager all-reduce overlaps the compute
 //   and p2p traffic that follow it);
 // * recomputation re-runs the forward inside every backward (B and I);
-// * a worker ends with the optimizer steps of the replicas it holds.
+// * a worker ends with the optimizer steps of the replicas it holds;
+// * a p2p op must name the worker of the op it matches (else S0).
 // With unit costs and no communication cost the makespan is the unit-time
 // span of every formula in the spec (tests/core/test_simulate.cpp).
 #pragma once
@@ -197,6 +198,7 @@ public:
             c.position = static_cast<std::int32_t>(s.first_op_index(w));
             c.end = c.position + static_cast<std::int32_t>(s.ops(w).size());
         }
+        require_peers();
     }
 
     // Runs every worker as far as it gets, then sums up times and memory.
@@ -214,6 +216,19 @@ private:
     };
 
     static constexpr std::size_t at(std::int32_t i) { return static_cast<std::size_t>(i); }
+
+    // A p2p op is timed against the op its channel matches: that op must be
+    // on the worker it names (else S0: a valid but wrong peer would be timed
+    // as if the message went there).
+    constexpr void require_peers() const {
+        for (std::size_t i = 0; i < all_.size(); ++i) {
+            const std::int32_t q = matching_.partner[i];
+            if (!is_p2p(all_[i].kind) || q == no_op || all_[i].peer == matching_.owner[at(q)]) continue;
+            throw schedule_error("S0", cat("simulate: ", describe(all_[i]), " on worker ", matching_.owner[i],
+                                           " names peer ", all_[i].peer, ", but its partner ", describe(all_[at(q)]),
+                                           " is on worker ", matching_.owner[at(q)], "; run check first"));
+        }
+    }
 
     constexpr double duration(const op& o) const {
         if (is_p2p(o.kind))

@@ -269,6 +269,33 @@ TEST_CASE("what does not fit the schedule is refused with S0, naming it") {
     CHECK(refusal(with_ops(lowered, lists)) == "accepted");
 }
 
+TEST_CASE("a p2p op naming a valid but wrong peer is refused with S0, naming both sides") {
+    const schedule lowered = lower(generate({algorithm::gpipe, 3, 2}));
+    std::vector<std::vector<op>> lists;
+    for (int w = 0; w < 3; ++w) lists.emplace_back(lowered.ops(w).begin(), lowered.ops(w).end());
+    int moved = 0;
+    for (int w = 0; w < 3; ++w)
+        for (std::size_t i = 0; i < lists[static_cast<std::size_t>(w)].size(); ++i) {
+            op& o = lists[static_cast<std::size_t>(w)][i];
+            if (!is_p2p(o.kind)) continue;
+            const op right = o;
+            o.peer = 3 - w - right.peer;  // the third worker: in range, but not the partner's
+            std::string text = "accepted";
+            try {
+                (void)simulate(with_ops(lowered, lists), unit_costs());
+            } catch (const schedule_error& e) {
+                text = std::string(e.rule()) + " " + e.what();
+            }
+            CHECK(text.starts_with("S0 simulate: " + std::string(describe(o)) + " on worker " + std::to_string(w) +
+                                   " names peer " + std::to_string(o.peer) + ", but its partner "));
+            CHECK(text.ends_with(" is on worker " + std::to_string(right.peer) + "; run check first"));
+            o = right;
+            ++moved;
+        }
+    CHECK(moved == 16);  // 2 micro-batches x 2 boundaries x (F, B) x (SEND, RECV)
+    CHECK(simulate(with_ops(lowered, lists), unit_costs()).complete);
+}
+
 TEST_CASE("unequal per-stage costs: the slowest stage paces GPipe") {
     cost_model costs;
     costs.per_stage = {{.forward = 1, .backward = 2}, {.forward = 3, .backward = 6}, {.forward = 1, .backward = 2}};
