@@ -22,6 +22,7 @@
 #include <vector>
 
 #include <distributed/all_ranks_world.hpp>
+#include <distributed/mpi_control.hpp>
 #include <distributed/mpi_transport.hpp>
 
 namespace {
@@ -75,16 +76,13 @@ double reduction(runtime::mpi::world& w, int rank, int ranks, std::size_t count,
 }  // namespace
 
 int main(int argc, char** argv) {
-    MPI_Init(&argc, &argv);
-    int rank = 0, ranks = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+    const runtime::mpi::control mpi;  // MPI_Init .. MPI_Finalize, as chimera-train
+    const int rank = mpi.rank(), ranks = mpi.size();
     int iterations = 50;
     for (int i = 1; i + 1 < argc; ++i)
         if (std::strcmp(argv[i], "--iterations") == 0) iterations = std::max(1, std::atoi(argv[i + 1]));
     if (ranks < 2) {
         if (rank == 0) std::fprintf(stderr, "mpi_bench: run it with mpirun -np 2 or more\n");
-        MPI_Finalize();
         return 2;
     }
     {  // the world's communicators are freed before MPI_Finalize
@@ -114,6 +112,5 @@ int main(int argc, char** argv) {
                             bytes / fixed / 1e9 * bus, mpi * 1e6, bytes / mpi / 1e9 * bus);
         }
     }
-    MPI_Finalize();
     return 0;
 }

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include <distributed/all_ranks_world.hpp>
+#include <distributed/mpi_control.hpp>
 #include <distributed/mpi_transport.hpp>
 
 namespace {
@@ -162,11 +163,9 @@ void bad_member_count(chimera::runtime::mpi::world& w, int rank, int ranks) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-    MPI_Init(&argc, &argv);
-    int rank = 0, ranks = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &ranks);
+int main() {
+    const chimera::runtime::mpi::control mpi;  // MPI_Init .. MPI_Finalize, as chimera-train
+    const int rank = mpi.rank(), ranks = mpi.size();
     {  // the world's communicators are freed before MPI_Finalize
         auto w = chimera::runtime::mpi::all_ranks_world(std::chrono::milliseconds(60000));
         chunking(rank);
@@ -180,6 +179,5 @@ int main(int argc, char** argv) {
     int all = 0;
     MPI_Allreduce(&failures, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0 && all == 0) std::printf("mpi reduce: %d ranks, chunking and bitwise sums ok\n", ranks);
-    MPI_Finalize();
     return all == 0 ? 0 : 1;
 }
