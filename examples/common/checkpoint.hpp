@@ -1,14 +1,11 @@
 // Checkpoints: the whole-model parameters and AdamW moments plus the step
 // counter, in one file written atomically (temporary file, fsync, rename,
-// fsync of the directory). Layout (little-endian host order):
+// fsync of the directory: durable_file.hpp). Layout (little-endian host order):
 //   "CHIMCKP1" | u32 value size | 6 x i32 model config | i64 next step |
 //   u64 seed | u64 count | count values x3 (params, m, v) | u64 FNV-1a of all before
 // The stored layout is the whole model, independent of the stage cut, so a
 // run can resume under another schedule or stage count.
 #pragma once
-
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <cstdint>
 #include <cstring>
@@ -19,6 +16,7 @@
 #include <vector>
 
 #include "../gpt/model.hpp"
+#include "durable_file.hpp"
 
 namespace chimera::runtime {
 
@@ -43,10 +41,7 @@ inline std::uint64_t fnv1a(const std::string& bytes) {
     for (unsigned char c : bytes) h = (h ^ c) * 0x100000001b3ULL;
     return h;
 }
-template <class T>
-void put(std::string& out, const T& value) {
-    out.append(reinterpret_cast<const char*>(&value), sizeof(T));
-}
+using durable::put;
 template <class T>
 T get(const std::string& in, std::size_t& at, const std::string& path) {
     if (at + sizeof(T) > in.size()) throw checkpoint_error(path + ": truncated checkpoint");
@@ -55,14 +50,6 @@ T get(const std::string& in, std::size_t& at, const std::string& path) {
     at += sizeof(T);
     return value;
 }
-inline void sync_path(const std::string& path, int flags) {
-    const int fd = ::open(path.c_str(), flags);
-    if (fd < 0) throw checkpoint_error(path + ": cannot open for fsync: " + std::strerror(errno));
-    const int rc = ::fsync(fd);
-    ::close(fd);
-    if (rc != 0) throw checkpoint_error(path + ": fsync failed: " + std::strerror(errno));
-}
-
 // What every checkpoint file holds after its magic (and version): the
 // value size, the model config, the next step and the seed.
 template <class R>
@@ -103,19 +90,11 @@ void get_head(const std::string& bytes, std::size_t& at, const std::string& path
 }
 
 // Appends the checksum and writes `bytes` to `final_path` atomically
-// (temporary file, fsync, rename, fsync of the directory).
+// (durable_file.hpp).
 inline void write_atomically(const std::string& directory, const std::string& final_path, std::string bytes) {
     put(bytes, fnv1a(bytes));
     std::filesystem::create_directories(directory);
-    const std::string temporary = final_path + ".tmp";
-    {
-        std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-        out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-        if (!out) throw checkpoint_error(temporary + ": write failed");
-    }
-    sync_path(temporary, O_RDONLY);
-    std::filesystem::rename(temporary, final_path);
-    sync_path(directory, O_RDONLY | O_DIRECTORY);
+    durable::write_atomically<checkpoint_error>(directory, final_path, bytes);
 }
 
 // The whole file; refuses a missing one.

@@ -33,6 +33,7 @@
 #include <string_view>
 #include <thread>
 
+#include "../common/durable_file.hpp"
 #include "sha256.hpp"
 
 namespace chimera::runtime::rendezvous {
@@ -68,10 +69,7 @@ inline std::string file_path(const std::string& directory, const std::string& ta
 }
 
 namespace detail {
-template <class T>
-void put(std::string& out, T value) {
-    out.append(reinterpret_cast<const char*>(&value), sizeof value);
-}
+using durable::put;
 template <class T>
 bool get(std::string_view& in, T& value) {
     if (in.size() < sizeof value) return false;
@@ -83,15 +81,10 @@ inline std::string digest_of(std::string_view bytes) {
     const auto d = sha256().update(std::string(bytes)).digest();
     return std::string(reinterpret_cast<const char*>(d.data()), d.size());
 }
-inline void sync(const std::string& path, int flags) {
-    const int fd = ::open(path.c_str(), flags);
-    if (fd < 0 || ::fsync(fd) != 0) {
-        const std::string why = std::strerror(errno);
-        if (fd >= 0) ::close(fd);
-        throw error("rendezvous: " + path + ": fsync failed: " + why);
-    }
-    ::close(fd);
-}
+// Errors of the file operations, prefixed as the rendezvous' own.
+struct file_error : error {
+    explicit file_error(const std::string& what) : error("rendezvous: " + what) {}
+};
 inline std::string seconds_text(double seconds) {
     char text[32];
     std::snprintf(text, sizeof text, "%g", seconds);
@@ -157,19 +150,14 @@ public:
         if (std::filesystem::exists(path_)) throw stale();
         const std::string temporary = directory + "/.chimera-" + tag + ".id.tmp." + std::to_string(::getpid());
         try {
-            {
-                std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-                out << encode(tag, world_size, payload);
-                if (!out.flush()) throw error("rendezvous: rank 0: cannot write " + temporary);
-            }
-            detail::sync(temporary, O_RDONLY);
+            durable::write_synced<detail::file_error>(temporary, encode(tag, world_size, payload));
         } catch (...) {
             std::error_code ec;
             std::filesystem::remove(temporary, ec);
             throw;
         }
         move_into_place(temporary);
-        detail::sync(directory, O_RDONLY | O_DIRECTORY);
+        durable::fsync_path<detail::file_error>(directory, O_RDONLY | O_DIRECTORY);
     }
     publication(const publication&) = delete;
     publication& operator=(const publication&) = delete;

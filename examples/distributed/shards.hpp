@@ -19,9 +19,6 @@
 // Collective steps go through the run's control plane (control_plane.hpp).
 #pragma once
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <csignal>
 #include <cstdint>
@@ -64,15 +61,8 @@ inline void maybe_die_in_checkpoint(const std::string& shard, int step, int rank
 // The manifest: written last, atomically (temporary file, fsync, rename,
 // fsync of the directory).
 inline void write_manifest(const std::string& step_dir, int step, int ranks) {
-    const std::string path = step_dir + "/manifest", temporary = path + ".tmp";
-    {
-        std::ofstream out(temporary, std::ios::trunc);
-        out << "chimera-train shards\nstep " << step << "\nranks " << ranks << "\n";
-        if (!out) throw checkpoint_error(temporary + ": write failed");
-    }
-    detail::sync_path(temporary, O_RDONLY);
-    std::filesystem::rename(temporary, path);
-    detail::sync_path(step_dir, O_RDONLY | O_DIRECTORY);
+    durable::write_atomically<checkpoint_error>(
+        step_dir, step_dir + "/manifest", fmt::format("chimera-train shards\nstep {}\nranks {}\n", step, ranks));
 }
 
 // (step, ranks) of a manifest; step -1 when there is none.
