@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include <sys/resource.h>
+
 #include <chimera/analysis.hpp>
 #include <chimera/config.hpp>
 #include <chimera/generate.hpp>
@@ -27,6 +29,7 @@
 #include <chimera/schedule.hpp>
 
 #include "../gpt/data.hpp"
+#include "link_costs.hpp"
 #include "shape.hpp"
 
 namespace chimera::runtime {
@@ -69,11 +72,23 @@ struct op_times {
     }
 };
 
-// Op times summed over all workers: per stage, and the optimizer time.
+// Op times summed over all workers: per stage, and the optimizer time;
+// with the CPU time (user + system) of the process(es) running them, which
+// includes what the workers spend outside ops (messages, waiting loops,
+// bookkeeping).
 struct times_snapshot {
     std::vector<op_times> stages;
     double optimizer = 0;
+    double process = 0;
 };
+
+// This process's CPU time so far, all threads, user + system (seconds).
+inline double process_cpu_seconds() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) * 1e-6; };
+    return seconds(u.ru_utime) + seconds(u.ru_stime);
+}
 
 // What the trainer needs from a backend besides runtime::backend: its
 // value type, options, transport (one per step, made from (ranks, watchdog,
@@ -225,12 +240,13 @@ public:
     int order_mismatches() const { return order_mismatches_; }
 
     // Op times summed over all workers since construction (backends that
-    // measure them).
+    // measure them), and the process's CPU time since it started.
     times_snapshot total_times() const
         requires requires(const Backend& b) { b.stage_times(); b.times(); }
     {
         times_snapshot t;
         t.stages.assign(static_cast<std::size_t>(s_.stages()), {});
+        t.process = process_cpu_seconds();
         for (const auto& b : workers_) {
             t.optimizer += b->times().optimizer;
             for (std::size_t st = 0; st < t.stages.size(); ++st) {

@@ -117,24 +117,32 @@ namespace chimera::runtime::cpu {
 
 // The step time the simulator (chimera::simulate) predicts from per-stage
 // op costs measured between two total_times() readings over `steps` steps,
-// and the mean optimizer time per worker, spread evenly over the replicas
-// it holds. Communication is free in the model (in-process copies).
+// the mean optimizer time per worker (spread evenly over the replicas it
+// holds) and the link's message costs: each activation or gradient message
+// costs alpha + bytes * beta, each replica all-reduce the cost model's
+// formula over the stage's gradient (free for the local transport's
+// in-process copies).
 struct step_prediction {
     double forward = 0, backward = 0;  // mean op cost over all stages (seconds)
     double optimizer = 0;              // seconds per worker per step
     double makespan = 0;               // one core per worker
     double core_bound = 0;             // the workers of every replica on `cores` cores (shared_core_time)
+    double cpu_ops = 0;                // CPU seconds per step in ops and optimizer steps, all workers
+    double cpu_process = -1;           // CPU seconds per step of the process(es); < 0: `before` is empty
 };
 
 template <class Trainer>  // pipeline_trainer, or mpi::rank_trainer (examples/distributed)
-step_prediction predict_step(const Trainer& trainer, const times_snapshot& before,
-                             const times_snapshot& after, int steps, unsigned cores) {
+step_prediction predict_step(const Trainer& trainer, const times_snapshot& before, const times_snapshot& after,
+                             int steps, unsigned cores, const link_costs& link = {}) {
+    using R = typename Trainer::value_type;
     auto mean = [](double a, double b, int n, int m) { return m > n ? (b - a) / (m - n) : 0.0; };
     const schedule& s = trainer.lowered();
+    const auto layouts = gpt::partition(trainer.shape().model, s.stages());
     step_prediction p;
     p.optimizer = steps > 0 ? (after.optimizer - before.optimizer) / steps / trainer.ranks() : 0;
     cost_model model;
     model.data_parallel = trainer.ranks() / s.workers();
+    model.alpha = link.alpha, model.beta = link.beta;
     op_times all_before, all_after;
     const op_times zero{};
     for (std::size_t st = 0; st < after.stages.size(); ++st) {
@@ -147,14 +155,18 @@ step_prediction predict_step(const Trainer& trainer, const times_snapshot& befor
         profile.input_backward = mean(x.input_backward, y.input_backward, x.input_backwards, y.input_backwards);
         profile.weight_backward = mean(x.weight_backward, y.weight_backward, x.weight_backwards, y.weight_backwards);
         profile.optimizer = p.optimizer * s.workers() / (s.stages() * s.pipelines());
+        profile.message_bytes = static_cast<double>(trainer.shape().activation_size() * sizeof(R));
+        profile.gradient_bytes = static_cast<double>(layouts[st].size * sizeof(R));
         model.per_stage.push_back(profile);
-        all_before.forward += x.forward, all_before.forwards += x.forwards;
-        all_before.backward += x.backward, all_before.backwards += x.backwards;
-        all_after.forward += y.forward, all_after.forwards += y.forwards;
-        all_after.backward += y.backward, all_after.backwards += y.backwards;
+        all_before += x, all_after += y;
     }
     p.forward = mean(all_before.forward, all_after.forward, all_before.forwards, all_after.forwards);
     p.backward = mean(all_before.backward, all_after.backward, all_before.backwards, all_after.backwards);
+    if (steps > 0) {
+        const auto busy = [](const op_times& t) { return t.forward + t.backward + t.input_backward + t.weight_backward; };
+        p.cpu_ops = (busy(all_after) - busy(all_before) + after.optimizer - before.optimizer) / steps;
+        if (before.process > 0) p.cpu_process = (after.process - before.process) / steps;
+    }
     const simulation sim = simulate(s, model);
     p.makespan = sim.makespan;
     p.core_bound = shared_core_time(s, sim, cores, model.data_parallel);

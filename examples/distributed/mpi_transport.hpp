@@ -37,6 +37,7 @@
 #include <chimera/runtime/transport.hpp>
 #include <chimera/schedule.hpp>
 
+#include "../common/link_costs.hpp"
 #include "control_plane.hpp"
 
 namespace chimera::runtime::mpi {
@@ -384,5 +385,52 @@ private:
     std::map<std::size_t, std::pair<int, std::size_t>> arrivals_;  // request index -> (stage, owned chunk)
 };
 static_assert(runtime::transport<channel<float>, std::span<const float>, std::span<float>>);
+
+// What one message costs between MPI ranks 2i and 2i + 1 of `comm` (in an
+// odd world the last rank has no partner and only joins the average): the
+// one-way time of an 8-byte ping-pong (median of `repeats` round trips,
+// halved) is alpha; the extra one-way time per byte of a `bytes`-byte
+// ping-pong (at least 1 KiB) is beta. Both are averaged over the pairs and
+// the same on every rank. Collective over `comm`; a partner that never
+// answers ends it with comm_failure after the watchdog.
+inline link_costs measure_link(MPI_Comm comm, std::size_t bytes, std::chrono::milliseconds watchdog,
+                               int repeats = 21) {
+    int rank = 0, size = 1;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    const int partner = rank ^ 1;
+    const std::size_t small = 8, large = std::max<std::size_t>(bytes, 1024);
+    std::vector<char> buffer(large);
+    auto one_way = [&](std::size_t n) {
+        std::vector<double> trips;
+        for (int i = 0; i < repeats + 2; ++i) {  // two round trips to warm up the path
+            const auto start = std::chrono::steady_clock::now();
+            for (const bool sending : {rank % 2 == 0, rank % 2 != 0}) {
+                MPI_Request r = MPI_REQUEST_NULL;
+                if (sending)
+                    check(MPI_Isend(buffer.data(), static_cast<int>(n), MPI_BYTE, partner, 0, comm, &r), "MPI_Isend");
+                else
+                    check(MPI_Irecv(buffer.data(), static_cast<int>(n), MPI_BYTE, partner, 0, comm, &r), "MPI_Irecv");
+                request_set pending;
+                pending.add(r, "link probe: " + std::to_string(n) + " bytes " + (sending ? "to" : "from") +
+                                   " MPI rank " + std::to_string(partner));
+                pending.wait(watchdog, rank);
+            }
+            if (i >= 2) trips.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        }
+        std::nth_element(trips.begin(), trips.begin() + repeats / 2, trips.end());
+        return trips[static_cast<std::size_t>(repeats / 2)] / 2;
+    };
+    double mine[3] = {0, 0, 0};  // alpha, beta, pairs (counted by the even rank)
+    if (partner < size) {
+        const double alpha = one_way(small), at_large = one_way(large);
+        if (rank % 2 == 0)
+            mine[0] = alpha, mine[1] = std::max(0.0, at_large - alpha) / static_cast<double>(large - small), mine[2] = 1;
+    }
+    double sum[3] = {0, 0, 0};
+    check(MPI_Allreduce(mine, sum, 3, MPI_DOUBLE, MPI_SUM, comm), "MPI_Allreduce");
+    if (sum[2] == 0) return {};
+    return {sum[0] / sum[2], sum[1] / sum[2]};
+}
 
 }  // namespace chimera::runtime::mpi

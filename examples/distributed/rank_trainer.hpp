@@ -63,6 +63,7 @@ public:
         this->begin(step, *progress_);
     }
     void end_step() {}
+    link_costs measure_link(std::size_t bytes) const { return mpi::measure_link(world_.p2p(), bytes, world_.watchdog()); }
     void comm(std::span<const op> group) {
         channel<R> transport(world_);
         cpu::cpu_backend<R>::comm(group, transport);
@@ -92,6 +93,7 @@ public:
                    logical_rank() % s_.workers(), initial, options) {}
 
     const schedule& lowered() const { return s_; }
+    const run_shape& shape() const { return shape_; }
     int ranks() const { return control_.size(); }
     bool root() const { return control_.rank() == 0; }
     int order_mismatches() const { return 0; }  // messages match by tag, i.e. by key
@@ -180,8 +182,9 @@ public:
             peaks.push_back(values_of<int>(all[static_cast<std::size_t>(map_.global(logical))]).at(0));
         return peaks;
     }
-    // Op times summed over all ranks since construction, as the local
-    // trainer's (workers that measure them: the CPU backend). Collective.
+    // Op times and process CPU time summed over all ranks since
+    // construction, as the local trainer's (workers that measure them: the
+    // CPU backend). Collective.
     times_snapshot total_times() const
         requires requires(const Worker& w) { w.stage_times(); w.times(); }
     {
@@ -198,7 +201,17 @@ public:
                 t.stages[st] += x;
             }
         }
+        for (const std::string& blob : control_.all_gather(bytes_of(std::vector<double>{process_cpu_seconds()})))
+            t.process += values_of<double>(blob).at(0);
         return t;
+    }
+
+    // What a message between two ranks costs, measured now by a ping-pong
+    // of the activation's size (mpi::measure_link). Collective.
+    link_costs network() const
+        requires requires(const Worker& w) { w.measure_link(std::size_t{}); }
+    {
+        return backend_.measure_link(shape_.activation_size() * sizeof(R));
     }
 
     std::vector<int> predicted_peaks() const { return predicted_peaks_per_rank(s_, ranks()); }

@@ -10,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -250,6 +251,8 @@ void print_header(const options& o, const run_plan& p, const Trainer& t, int fir
 struct loop_result {
     int steps = 0;
     double first_loss = 0, last_loss = 0, seconds = 0;
+    std::vector<double> step_seconds;
+    std::optional<times_snapshot> after_first;  // op times after the first step (trainers that measure them)
 };
 
 // A checkpoint after a step: the whole model in one file, or one shard
@@ -272,8 +275,11 @@ loop_result run_steps(const options& o, const run_plan& p, Trainer& t, int first
     for (int step = first_step; step < o.steps; ++step) {
         const step_result r = t.step(step);
         if (step == first_step) out.first_loss = r.loss;
+        if constexpr (requires { t.total_times(); })  // the prediction leaves out the first step's warm-up
+            if (step == first_step && step + 1 < o.steps) out.after_first = t.total_times();
         out.last_loss = r.loss;
         out.seconds += r.seconds;
+        out.step_seconds.push_back(r.seconds);
         ++out.steps;
         const double tokens_per_second = p.tokens_per_step / r.seconds;
         if (o.json)
@@ -291,21 +297,45 @@ loop_result run_steps(const options& o, const run_plan& p, Trainer& t, int first
     return out;
 }
 
-// Per-op costs measured on this run, fed to the simulator (backends that
+// Per-op costs measured on this run after its first step, and the link's
+// message costs (measured between ranks; free in-process), fed to the
+// simulator; to be compared with median_step_seconds (backends that
 // measure op times; null for the others, whose calls only enqueue work).
 template <class Trainer>
-void add_prediction(nlohmann::json& summary, const Trainer& t, int steps) {
-    summary["op_seconds"] = nullptr;
-    summary["predicted_step_seconds"] = nullptr;
-    summary["predicted_step_seconds_core_bound"] = nullptr;
+void add_prediction(nlohmann::json& summary, const Trainer& t, const loop_result& r) {
+    for (const char* key : {"op_seconds", "predicted_step_seconds", "predicted_step_seconds_core_bound", "p2p",
+                            "cpu_seconds_per_step"})
+        summary[key] = nullptr;
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
     summary["cores"] = cores;
     if constexpr (requires { t.total_times(); }) {
-        const cpu::step_prediction prediction = cpu::predict_step(t, {}, t.total_times(), steps, cores);
+        link_costs link;
+        std::string source = "in-process copies (free)";
+        if constexpr (requires { t.network(); }) {
+            link = t.network();
+            source = t.ranks() > 1 ? "measured (ping-pong between ranks)" : "no partner rank (free)";
+        }
+        const int steps = r.after_first ? r.steps - 1 : r.steps;
+        const cpu::step_prediction prediction =
+            cpu::predict_step(t, r.after_first.value_or(times_snapshot{}), t.total_times(), steps, cores, link);
         summary["op_seconds"] = {{"forward", prediction.forward}, {"backward", prediction.backward}};
         summary["predicted_step_seconds"] = prediction.makespan;
         summary["predicted_step_seconds_core_bound"] = prediction.core_bound;
+        summary["p2p"] = {{"alpha_seconds", link.alpha}, {"beta_seconds_per_byte", link.beta}, {"source", source}};
+        if (prediction.cpu_process >= 0)
+            summary["cpu_seconds_per_step"] = {{"ops", prediction.cpu_ops},
+                                               {"outside_ops", prediction.cpu_process - prediction.cpu_ops}};
     }
+}
+
+// The median step time, leaving out the first step (its warm-up) when
+// there are more.
+double median_step(std::vector<double> seconds) {
+    if (seconds.size() > 1) seconds.erase(seconds.begin());
+    if (seconds.empty()) return 0;
+    std::sort(seconds.begin(), seconds.end());
+    const std::size_t n = seconds.size();
+    return n % 2 ? seconds[n / 2] : (seconds[n / 2 - 1] + seconds[n / 2]) / 2;
 }
 
 template <class Trainer>
@@ -324,6 +354,7 @@ nlohmann::json summarize(const options& o, const run_plan& p, const Trainer& t, 
         {"held_out_loss", cpu::held_out_loss<R>(p.shape, data, final_state.params, o.eval_batches)},
         {"tokens_per_s", r.steps > 0 ? p.tokens_per_step * r.steps / r.seconds : 0.0},
         {"mean_step_seconds", r.steps > 0 ? r.seconds / r.steps : 0.0},
+        {"median_step_seconds", median_step(r.step_seconds)},
         {"peak_activations_measured", t.measured_peaks()},
         {"peak_activations_predicted", t.predicted_peaks()},
         {"replicas_identical", t.replicas_identical()},
@@ -331,7 +362,7 @@ nlohmann::json summarize(const options& o, const run_plan& p, const Trainer& t, 
         {"transport", o.transport},
         {"ranks", t.ranks()},
         {"params_sha256", sha256_hex(final_state.params)}};
-    add_prediction(s, t, r.steps);
+    add_prediction(s, t, r);
     return s;
 }
 
@@ -345,17 +376,24 @@ void print_report(const nlohmann::json& s) {
         fmt::print("  worker {:2d}: {} vs {}{}\n", r, measured[r], predicted[r],
                    measured[r] == predicted[r] ? "" : "  MISMATCH");
     fmt::print("replicas bit-identical: {}\n", s["replicas_identical"].get<bool>() ? "yes" : "NO");
-    const double measured_step = s["mean_step_seconds"].get<double>();
+    const double measured_step = s["median_step_seconds"].get<double>();
     if (s["op_seconds"].is_null()) {
-        fmt::print("step time measured {:.3f} s (op times not measured: this backend's calls only enqueue work)\n",
+        fmt::print("median step time {:.3f} s (op times not measured: this backend's calls only enqueue work)\n",
                    measured_step);
         return;
     }
-    fmt::print("mean op time: F {:.2f} ms, B {:.2f} ms; step time measured {:.3f} s, simulated {:.3f} s "
-               "(simulator, one core per worker), {:.3f} s ({} cores)\n",
+    const auto& link = s["p2p"];
+    fmt::print("mean op time: F {:.2f} ms, B {:.2f} ms; messages: {:.1f} us + {:.3f} ns/byte, {}\n",
                s["op_seconds"]["forward"].get<double>() * 1e3, s["op_seconds"]["backward"].get<double>() * 1e3,
+               link["alpha_seconds"].get<double>() * 1e6, link["beta_seconds_per_byte"].get<double>() * 1e9,
+               link["source"].get<std::string>());
+    fmt::print("median step time measured {:.3f} s, simulated {:.3f} s (simulator, one core per worker), "
+               "{:.3f} s ({} cores)\n",
                measured_step, s["predicted_step_seconds"].get<double>(),
                s["predicted_step_seconds_core_bound"].get<double>(), s["cores"].get<unsigned>());
+    if (const auto& cpu = s["cpu_seconds_per_step"]; !cpu.is_null())
+        fmt::print("CPU per step, all workers: {:.1f} ms in ops, {:.1f} ms outside them (not in the simulation)\n",
+                   cpu["ops"].get<double>() * 1e3, cpu["outside_ops"].get<double>() * 1e3);
 }
 
 // --profile-out: mean seconds per op of every stage over the run (CPU time:

@@ -128,6 +128,10 @@ def same_answer(args, np, mpi_extra=(), train_extra=(), transport='mpi', rank_ex
             sys.exit(f'{label}: {key} differs: mpi {distributed[key]}, local {local[key]}')
     if not (distributed['replicas_identical'] and local['replicas_identical']):
         sys.exit(f'{label}: replicas differ')
+    link = distributed['p2p']
+    if transport == 'mpi' and not (link['source'].startswith('measured') and 0 < link['alpha_seconds'] < 0.1
+                                   and 0 <= link['beta_seconds_per_byte'] < 1e-6):
+        sys.exit(f'{label}: the prediction of an mpi run takes the measured link, got {link}')
     print(f'{label}: {transport} np {np}: {local["params_sha256"]}')
     return local['params_sha256']
 

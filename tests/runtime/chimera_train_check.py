@@ -16,7 +16,8 @@ import sys
 SUMMARY_FIELDS = ['schedule', 'backend', 'precision', 'attention', 'steps', 'first_loss', 'last_loss',
                   'held_out_loss', 'tokens_per_s', 'mean_step_seconds', 'peak_activations_measured',
                   'peak_activations_predicted', 'replicas_identical', 'issue_order_mismatches', 'op_seconds',
-                  'predicted_step_seconds', 'predicted_step_seconds_core_bound', 'cores']
+                  'predicted_step_seconds', 'predicted_step_seconds_core_bound', 'cores', 'median_step_seconds',
+                  'p2p', 'cpu_seconds_per_step']
 BF16_LOSS_TOLERANCE = 0.05
 
 
@@ -56,7 +57,27 @@ def check(args, steps, summary):
         fail(f'{args}: peaks {summary["peak_activations_measured"]} vs {summary["peak_activations_predicted"]}')
     if summary['replicas_identical'] is not True or summary['issue_order_mismatches'] != 0:
         fail(f'{args}: replicas {summary["replicas_identical"]}, mismatches {summary["issue_order_mismatches"]}')
+    check_timing(args, [s['seconds'] for s in steps], summary)
     return losses
+
+
+def check_timing(args, seconds, summary):
+    """The median step leaves out step 0; a backend that times its ops
+    (op_seconds not null) predicts with free in-process messages and, after
+    two or more steps, reports its CPU per step in and outside ops."""
+    later = sorted(seconds[1:] or seconds)
+    n = len(later)
+    median = later[n // 2] if n % 2 else (later[n // 2 - 1] + later[n // 2]) / 2
+    if not math.isclose(summary['median_step_seconds'], median, rel_tol=1e-9):
+        fail(f'{args}: median_step_seconds {summary["median_step_seconds"]}, the step lines give {median}')
+    if summary['op_seconds'] is None:
+        return
+    link = summary['p2p']
+    if link != {'alpha_seconds': 0, 'beta_seconds_per_byte': 0, 'source': 'in-process copies (free)'}:
+        fail(f'{args}: a one-process run charges its messages: {link}')
+    cpu = summary['cpu_seconds_per_step']
+    if len(seconds) >= 2 and not (cpu and cpu['ops'] > 0 and cpu['outside_ops'] > -1e-3):
+        fail(f'{args}: CPU per step {cpu}')
 
 
 def main():

@@ -209,3 +209,32 @@ TEST_CASE("predict_step: the shared-core prediction is shared_core_time over the
     }
     CHECK(predict_step(t, {}, t.total_times(), 2, 4).core_bound == doctest::Approx(one.makespan).epsilon(1e-12));
 }
+
+// The link's costs reach the simulation: GPipe D=3 with one micro-batch is
+// a chain F0 F1 F2 B2 B1 B0 crossing 4 boundaries, so alpha + bytes * beta
+// adds exactly four messages (one activation: batch x seq x channels
+// values) to the makespan, whatever the op times measured. CPU per step:
+// the process (from a snapshot after the first step) spends at least what
+// its ops do; with an empty first snapshot it is not reported.
+TEST_CASE("predict_step: messages cost alpha + bytes * beta on the critical path; process CPU covers the ops") {
+    const schedule lowered = lower(generate({algorithm::gpipe, 3, 1}));
+    const run_shape shape = test_shape(lowered.micro_batches(), 1);
+    pipeline_trainer<double> t(lowered, shape, data(), gpt::initial_parameters<double>(shape.model, 5));
+    t.step(0);
+    const times_snapshot first = t.total_times();
+    for (int s = 1; s < 3; ++s) t.step(s);
+    const times_snapshot last = t.total_times();
+    const step_prediction free = predict_step(t, first, last, 2, 3);
+    const double bytes = static_cast<double>(shape.activation_size() * sizeof(double));
+    using chimera::runtime::link_costs;
+    for (const link_costs net : {link_costs{1e-3, 0}, link_costs{0, 2e-9}, link_costs{5e-4, 1e-9}}) {
+        CAPTURE(net.alpha);
+        CAPTURE(net.beta);
+        const step_prediction p = predict_step(t, first, last, 2, 3, net);
+        CHECK(p.makespan - free.makespan == doctest::Approx(4 * (net.alpha + bytes * net.beta)).epsilon(1e-9));
+        CHECK(p.forward == free.forward);
+    }
+    REQUIRE(free.cpu_ops > 0);
+    CHECK(free.cpu_process >= free.cpu_ops - 1e-4);  // rusage counts microseconds
+    CHECK(predict_step(t, {}, last, 3, 3).cpu_process < 0);
+}
