@@ -4,7 +4,8 @@
 // the shared-file rendezvous (rendezvous.hpp); the world communicator it
 // names carries the control plane's collectives: ncclAllGather and
 // ncclBroadcast through device buffers on a stream of their own, waited for
-// by polling an event (an asynchronous NCCL error ends the wait).
+// by polling an event: an asynchronous NCCL error, or no answer within the
+// timeout (a rank that hangs; NCCL itself would wait for ever), ends it.
 // Variable lengths: the lengths are gathered first, then the bytes padded
 // to the longest. A gather to rank 0 is an all-gather (NCCL has no gather;
 // the control plane moves small data, and the whole model once at the end).
@@ -32,8 +33,10 @@ namespace chimera::runtime::nccl {
 
 class control final : public control_plane {
 public:
-    // Takes `comm`, the communicator of every rank (destroyed with this).
-    control(ncclComm_t comm, const rendezvous::launch_ranks& ranks) : comm_(comm), ranks_(ranks) {
+    // Takes `comm`, the communicator of every rank (destroyed with this);
+    // a collective not done after `timeout` fails.
+    control(ncclComm_t comm, const rendezvous::launch_ranks& ranks, std::chrono::duration<double> timeout)
+        : comm_(comm), ranks_(ranks), timeout_(timeout) {
         gpu::check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
     }
     ~control() override {
@@ -110,18 +113,26 @@ private:
         });
     }
     // Until the stream's work so far is done; throws on an asynchronous
-    // NCCL error (a peer that died or never joins the collective).
+    // NCCL error (a peer that died) or after the timeout (a peer that never
+    // joins the collective); abort() then ends the waiting work.
     void wait() {
         const cudaEvent_t done = channel::record(stream_);
         ncclResult_t error = ncclSuccess;
         cudaError_t state = cudaErrorNotReady;
+        const auto deadline = std::chrono::steady_clock::now() + timeout_;
+        bool late = false;
         for (std::chrono::microseconds pause{10};; pause = std::min(pause * 2, std::chrono::microseconds{1000})) {
             state = cudaEventQuery(done);
             check(ncclCommGetAsyncError(comm_, &error), "ncclCommGetAsyncError");
-            if (state != cudaErrorNotReady || error != ncclSuccess) break;
+            late = std::chrono::steady_clock::now() >= deadline;
+            if (state != cudaErrorNotReady || error != ncclSuccess || late) break;
             std::this_thread::sleep_for(pause);
         }
         cudaEventDestroy(done);
+        if (state == cudaErrorNotReady && error == ncclSuccess && late)
+            throw nccl_failure("nccl control plane, rank " + std::to_string(rank()) + ": a collective of every rank " +
+                               "did not complete within " + fmt::format("{:g}", timeout_.count()) +
+                               " s (--rendezvous-timeout): a rank hangs, died, or stopped before it");
         if (error != ncclSuccess) {
             std::string reason = ncclGetErrorString(error);
 #if defined(CHIMERA_CUDA_EMULATION)
@@ -134,12 +145,14 @@ private:
 
     ncclComm_t comm_ = nullptr;
     rendezvous::launch_ranks ranks_;
+    std::chrono::duration<double> timeout_;
     cudaStream_t stream_ = nullptr;
 };
 
 // The control plane of a rank started without MPI: its place from the
 // environment, its GPU, rank 0's ncclUniqueId through the shared-file
-// rendezvous in `directory`, the world communicator. Rank 0 removes the
+// rendezvous in `directory`, the world communicator. `timeout` bounds the
+// wait for the file and each collective of the control plane. Rank 0 removes the
 // file once the communicator is up (ncclCommInitRank is collective: every
 // rank has read it), or when the initialisation fails.
 inline std::unique_ptr<control> join_by_file(const std::string& directory, const std::string& tag,
@@ -163,7 +176,7 @@ inline std::unique_ptr<control> join_by_file(const std::string& directory, const
     check(ncclCommInitRank(&comm, ranks.size, id, ranks.rank),
           "ncclCommInitRank (rank " + std::to_string(ranks.rank) + " of " + std::to_string(ranks.size) +
               ", run tag '" + tag + "')");
-    return std::make_unique<control>(comm, ranks);
+    return std::make_unique<control>(comm, ranks, timeout);
 }
 
 }  // namespace chimera::runtime::nccl

@@ -8,10 +8,15 @@
 //   as one item); the host does not wait.
 // * A send completes only when its receive is posted (MPI_Issend), so an
 //   exchange whose two sends are not in one group deadlocks here as it
-//   does on GPUs. A stream item that makes no progress for the timeout
-//   (CHIMERA_NCCL_EMULATOR_TIMEOUT_MS, default 10000) gives up and sets
-//   the communicator's asynchronous error (ncclCommGetAsyncError), where
-//   a GPU would hang.
+//   does on GPUs: like NCCL, the stream item waits for ever. Set
+//   CHIMERA_NCCL_EMULATOR_TIMEOUT_MS to make an item that makes no
+//   progress for that long give up and set the communicator's
+//   asynchronous error (ncclCommGetAsyncError) instead (a test of a
+//   deadlock that needs no watchdog).
+// * ncclCommAbort, called while work waits for a peer, ends that work
+//   (the item cancels its MPI requests and returns, as NCCL's kernels
+//   return) and later items of the communicator are dropped; the
+//   communicator is freed once no stream item holds it.
 // * Point-to-point messages between two ranks match in issue order (one
 //   tag per communicator).
 // * ncclAllReduce (ncclSum) adds the ranks' buffers in rank order on the
@@ -32,6 +37,8 @@
 
 #include <mpi.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -80,11 +87,25 @@ namespace chimera_nccl {
 struct communicator {
     MPI_Comm p2p = MPI_COMM_NULL, collective = MPI_COMM_NULL;
     int rank = 0, size = 0;
-    ncclResult_t async_error = ncclSuccess;  // set by stream work, read by ncclCommGetAsyncError
-    std::string reason;
-    bool aborted = false;
-    std::vector<MPI_Request> abandoned;  // of timed-out work; cancelled by ncclCommAbort
+    std::string reason;                                   // written before async_error
+    std::atomic<ncclResult_t> async_error{ncclSuccess};  // set by stream work, read by ncclCommGetAsyncError
+    std::atomic<bool> aborted{false};                    // ncclCommAbort: stream work returns
+    std::atomic<int> references{1};                      // the owner's and one per stream item
+    std::vector<MPI_Request> abandoned;                  // of timed-out work; cancelled when freed
 };
+
+// Drops one reference; the last one cancels what timed out and frees the
+// communicator.
+inline void release(communicator* c) {
+    if (--c->references > 0) return;
+    for (MPI_Request& r : c->abandoned) {
+        MPI_Cancel(&r);
+        MPI_Request_free(&r);
+    }
+    MPI_Comm_free(&c->collective);
+    MPI_Comm_free(&c->p2p);
+    delete c;
+}
 
 // One call of a stream item: `post` appends its MPI requests; `after`, if
 // any, runs once they completed and may append more (an all-reduce's root
@@ -94,15 +115,16 @@ struct task {
     std::function<void(std::vector<MPI_Request>&)> after;
 };
 
+// 0: never (NCCL's behaviour).
 inline std::chrono::milliseconds timeout() {
     const char* t = std::getenv("CHIMERA_NCCL_EMULATOR_TIMEOUT_MS");
-    return std::chrono::milliseconds(t ? std::atol(t) : 10000);
+    return std::chrono::milliseconds(t ? std::max(0L, std::atol(t)) : 0);
 }
 
 inline void time_out(communicator* c, const std::vector<MPI_Request>& requests, const char* what) {
-    c->async_error = ncclRemoteError;
     c->reason = std::string(what) + ": no progress for " + std::to_string(timeout().count()) +
                 " ms (a peer never posted the matching call: a deadlock on a GPU)";
+    c->async_error = ncclRemoteError;
     for (MPI_Request r : requests)
         if (r != MPI_REQUEST_NULL) c->abandoned.push_back(r);
 }
@@ -121,9 +143,20 @@ inline group_state& group() {
 // Runs one stream item: posts every task, then completes them by polling,
 // running a task's `after` as soon as its own requests completed (so a
 // root's sum never waits for unrelated calls of its group). Nothing
-// completing for the timeout sets the async error and gives up.
+// completing for the timeout (if one is set) sets the async error and
+// gives up; an aborted communicator ends it. It holds a reference to
+// every communicator of its tasks (taken by enqueue).
 inline void run_item(std::vector<std::pair<communicator*, task>> tasks) {
-    if (tasks.empty() || tasks.front().first->aborted || tasks.front().first->async_error != ncclSuccess) return;
+    struct holds {
+        std::vector<std::pair<communicator*, task>>& tasks;
+        ~holds() {
+            for (auto& [c, t] : tasks) release(c);
+        }
+    } held{tasks};
+    const auto aborted = [&] {
+        return std::any_of(tasks.begin(), tasks.end(), [](const auto& x) { return x.first->aborted.load(); });
+    };
+    if (tasks.empty() || aborted() || tasks.front().first->async_error != ncclSuccess) return;
     communicator* c = tasks.front().first;
     std::vector<MPI_Request> requests;
     std::vector<std::size_t> owner;                  // task of each request
@@ -139,6 +172,7 @@ inline void run_item(std::vector<std::pair<communicator*, task>> tasks) {
         post(t, tasks[t].second.post);
         pending_after[t] = static_cast<bool>(tasks[t].second.after);
     }
+    const bool times_out = timeout().count() > 0;
     auto deadline = std::chrono::steady_clock::now() + timeout();
     std::vector<int> done(requests.size());
     for (;;) {
@@ -154,7 +188,11 @@ inline void run_item(std::vector<std::pair<communicator*, task>> tasks) {
         if (completed > 0 && completed != MPI_UNDEFINED) {
             for (int k = 0; k < completed; ++k) --open[owner[static_cast<std::size_t>(done[static_cast<std::size_t>(k)])]];
             deadline = std::chrono::steady_clock::now() + timeout();
-        } else if (std::chrono::steady_clock::now() >= deadline) {
+        } else if (aborted()) {
+            for (MPI_Request& r : requests)
+                if (r != MPI_REQUEST_NULL) MPI_Cancel(&r), MPI_Request_free(&r);
+            return;
+        } else if (times_out && std::chrono::steady_clock::now() >= deadline) {
             return time_out(c, requests, "nccl group");
         } else {
             std::this_thread::yield();
@@ -163,6 +201,7 @@ inline void run_item(std::vector<std::pair<communicator*, task>> tasks) {
 }
 
 inline void enqueue(cudaStream_t stream, std::vector<std::pair<communicator*, task>> tasks) {
+    for (auto& [c, t] : tasks) ++c->references;  // released by run_item
 #if defined(CHIMERA_CUDA_EMULATION)
     chimera_emulator::submit(stream, [tasks = std::move(tasks)]() mutable { run_item(std::move(tasks)); }, "nccl");
 #else
@@ -302,27 +341,19 @@ inline const char* ncclGetLastError(ncclComm_t comm) {
     return comm ? comm->reason.c_str() : chimera_nccl::last_error().c_str();
 }
 
-// Abort: the work that timed out is cancelled; later work is dropped.
-// Call it after the stream is idle (as NCCL's abort, it frees the
-// communicator).
+// Abort, from any host thread and while work waits (NCCL's way out of a
+// hang): the stream work of the communicator returns, later work is
+// dropped, and the communicator is freed once no stream item holds it.
 inline ncclResult_t ncclCommAbort(ncclComm_t comm) {
     if (!comm) return ncclSuccess;
     comm->aborted = true;
-    for (MPI_Request& r : comm->abandoned) {
-        MPI_Cancel(&r);
-        MPI_Request_free(&r);
-    }
-    MPI_Comm_free(&comm->collective);
-    MPI_Comm_free(&comm->p2p);
-    delete comm;
+    chimera_nccl::release(comm);
     return ncclSuccess;
 }
 inline ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     if (!comm) return ncclSuccess;
     if (comm->async_error != ncclSuccess) return ncclCommAbort(comm);
-    MPI_Comm_free(&comm->collective);
-    MPI_Comm_free(&comm->p2p);
-    delete comm;
+    chimera_nccl::release(comm);
     return ncclSuccess;
 }
 

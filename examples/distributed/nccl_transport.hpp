@@ -6,14 +6,18 @@
 // members' fixed order so the emulator's sum equals the local run's);
 // every comm group is one ncclGroupStart/End on the worker's communication
 // stream, joined to the compute stream by events.
-// Errors are checked; an asynchronous error (a peer that never posts: the
-// emulator's timeout) is reported after the step, and the communicators
-// are aborted.
+// Errors are checked. The end of a step is awaited without blocking in
+// CUDA (an NCCL kernel that waits for a silent peer never returns by
+// itself): the host polls each comm group's end event and NCCL's
+// asynchronous errors; an error, or no group ending for the watchdog,
+// aborts every communicator (the waiting kernels return) and throws,
+// naming the oldest group still open and its peers.
 //
 // Built against examples/distributed/nccl_emulator.hpp in the emulated
 // CUDA build (CI); against the real nccl.h otherwise (never run here).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <exception>
@@ -21,6 +25,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #if defined(CHIMERA_CUDA_EMULATION)
@@ -94,8 +99,8 @@ public:
     ncclComm_t stage(int s) const { return stages_.at(static_cast<std::size_t>(s)); }
     int to_global(int logical) const { return map_.global(logical); }
 
-    // After the stream is idle: throws (and aborts every communicator)
-    // when an asynchronous error happened.
+    // Throws (and aborts every communicator) when an asynchronous error
+    // happened on one of them.
     void check_async() {
         std::vector<ncclComm_t> all = stages_;
         all.push_back(all_);
@@ -107,12 +112,15 @@ public:
 #if defined(CHIMERA_CUDA_EMULATION)
             reason += std::string(": ") + ncclGetLastError(c);
 #endif
-            for (ncclComm_t& x : stages_)
-                if (x) ncclCommAbort(x), x = nullptr;
-            ncclCommAbort(all_);
-            all_ = nullptr;
-            throw nccl_failure("nccl transport, rank " + std::to_string(rank_) + ": " + reason);
+            fail(reason);
         }
+    }
+    // Aborts every communicator (work waiting on them returns) and throws.
+    [[noreturn]] void fail(const std::string& reason) {
+        for (ncclComm_t& x : stages_)
+            if (x) ncclCommAbort(x), x = nullptr;
+        if (all_) ncclCommAbort(all_), all_ = nullptr;
+        throw nccl_failure("nccl transport, rank " + std::to_string(rank_) + ": " + reason);
     }
 
 private:
@@ -122,6 +130,13 @@ private:
     std::vector<ncclComm_t> stages_;
 };
 
+// A comm group's end on the communication stream, and what it holds (for
+// the watchdog's report).
+struct group_end {
+    cudaEvent_t event;
+    std::string what;
+};
+
 // One comm group of one rank: models runtime::transport over the CUDA
 // backend's device buffers. The group runs on the communication stream,
 // after everything the compute stream issued before it (an event); the
@@ -129,21 +144,24 @@ private:
 // for a group of reductions only, whose end is left in `deferred` (joined
 // before the optimizer: the gradient sync overlaps the remaining backward
 // passes). Received buffers are allocated on the communication stream and
-// listed in `received` (freed after the step).
+// listed in `received` (freed after the step); every group's end goes to
+// `ends` (the watchdog's progress marks).
 class channel {
 public:
     channel(world& w, cudaStream_t compute, cudaStream_t comm, std::vector<float*>& received,
-            std::vector<cudaEvent_t>& deferred)
-        : w_(w), compute_(compute), stream_(comm), received_(received), deferred_(deferred) {
+            std::vector<cudaEvent_t>& deferred, std::vector<group_end>& ends)
+        : w_(w), compute_(compute), stream_(comm), received_(received), deferred_(deferred), ends_(ends) {
         join(compute_, stream_);
         check(ncclGroupStart(), "ncclGroupStart");
     }
     void post_send(const message_key& key, gpu::device_span data) {
         reductions_only_ = false;
+        describe("send of " + to_string(key) + " to rank " + std::to_string(w_.to_global(key.to)));
         check(ncclSend(data.data, data.count, ncclFloat32, w_.to_global(key.to), w_.all(), stream_), "ncclSend");
     }
     void post_recv(const message_key& key, gpu::device_receipt out) {
         reductions_only_ = false;
+        describe("receive of " + to_string(key) + " from rank " + std::to_string(w_.to_global(key.from)));
         float* buffer = nullptr;
         gpu::check(cudaMallocAsync(reinterpret_cast<void**>(&buffer), out.count * sizeof(float), stream_),
                    "cudaMallocAsync");
@@ -152,6 +170,7 @@ public:
         *out.data = buffer;
     }
     void post_reduce(const reduce_key& key, gpu::device_span data) {
+        describe("all-reduce of stage " + std::to_string(key.stage) + "'s gradients");
         check(ncclAllReduce(data.data, data.data, data.count, ncclFloat32, ncclSum, w_.stage(key.stage), stream_),
               "ncclAllReduce");
     }
@@ -159,6 +178,7 @@ public:
         check(ncclGroupEnd(), "ncclGroupEnd");
         if (reductions_only_) deferred_.push_back(record(stream_));
         else join(stream_, compute_);
+        ends_.push_back({record(stream_), std::move(what_)});
     }
 
     // `later` runs its next work after what `earlier` issued so far.
@@ -175,10 +195,14 @@ public:
     }
 
 private:
+    void describe(const std::string& call) { what_ += (what_.empty() ? "" : ", ") + call; }
+
     world& w_;
     cudaStream_t compute_, stream_;
     std::vector<float*>& received_;
     std::vector<cudaEvent_t>& deferred_;
+    std::vector<group_end>& ends_;
+    std::string what_;
     bool reductions_only_ = true;
 };
 static_assert(runtime::transport<channel, gpu::device_span, gpu::device_receipt, gpu::device_span>);
@@ -233,15 +257,13 @@ public:
         local_.reset();
     }
     void comm(std::span<const op> group) {
-        channel transport(nccl_, stream(), comm_stream_, received_, deferred_);
+        channel transport(nccl_, stream(), comm_stream_, received_, deferred_, ends_);
         gpu::cuda_backend::comm(group, transport);
     }
-    // NCCL's errors first (a peer that never posted leaves the buffers
-    // unconsumed); then the deferred reductions join the compute stream.
+    // Both streams idle (await_streams: NCCL's errors and the watchdog);
+    // then the deferred reductions join the compute stream.
     void synchronize() {
-        gpu::check(cudaStreamSynchronize(comm_stream_), "cudaStreamSynchronize");
-        gpu::check(cudaStreamSynchronize(stream()), "cudaStreamSynchronize");
-        nccl_.check_async();
+        await_streams();
         for (cudaEvent_t e : deferred_) {
             gpu::check(cudaStreamWaitEvent(stream(), e, 0), "cudaStreamWaitEvent");
             gpu::check(cudaEventDestroy(e), "cudaEventDestroy");
@@ -251,6 +273,39 @@ public:
     }
 
 private:
+    // Polls the step's group ends in order, then both streams' ends, and
+    // NCCL's asynchronous errors; never blocks in CUDA. An error, or no
+    // group ending for the watchdog, aborts the communicators and throws.
+    void await_streams() {
+        ends_.push_back({channel::record(comm_stream_), "the communication stream's last work"});
+        ends_.push_back({channel::record(stream()), "the compute stream's last work"});
+        auto deadline = std::chrono::steady_clock::now() + watchdog_;
+        std::size_t done = 0;
+        for (std::chrono::microseconds pause{10};; pause = std::min(pause * 2, std::chrono::microseconds{1000})) {
+            for (cudaError_t state; done < ends_.size(); ++done) {
+                if ((state = cudaEventQuery(ends_[done].event)) == cudaErrorNotReady) break;
+                gpu::check(state, "cudaEventQuery");
+                deadline = std::chrono::steady_clock::now() + watchdog_;
+            }
+            try {
+                nccl_.check_async();
+                if (done == ends_.size()) break;
+                if (std::chrono::steady_clock::now() >= deadline)
+                    nccl_.fail("watchdog: no NCCL group ended for " + std::to_string(watchdog_.count()) +
+                               " ms (a rank died, hangs, or runs another schedule); still waiting for: " +
+                               ends_[done].what);
+            } catch (...) {
+                forget_ends();
+                throw;
+            }
+            std::this_thread::sleep_for(pause);
+        }
+        forget_ends();
+    }
+    void forget_ends() {
+        for (group_end& e : ends_) cudaEventDestroy(e.event);
+        ends_.clear();
+    }
     void free_received() {
         cudaStreamSynchronize(comm_stream_);
         cudaStreamSynchronize(stream());
@@ -264,6 +319,7 @@ private:
     std::vector<float*> received_;
     cudaStream_t comm_stream_ = nullptr;
     std::vector<cudaEvent_t> deferred_;
+    std::vector<group_end> ends_;
 };
 
 }  // namespace chimera::runtime::nccl

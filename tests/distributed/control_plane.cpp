@@ -9,9 +9,16 @@
 // exact bytes in rank order on every rank; gather the same on rank 0 and
 // nothing elsewhere; broadcast rank 0's bytes (lengths 0, 1, 1000) whatever
 // the others pass; barrier returns. Exit 0 when every rank agrees.
+//   control_plane nccl-silent DIR
+//                            rank 1 joins the communicator, then stays
+//                            silent (sleeps); every other rank's all_gather
+//                            must give up after the 2 s timeout, abort its
+//                            communicator and exit 1 naming the cause
+//                            (NCCL itself would wait for ever).
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <distributed/mpi_control.hpp>
@@ -60,13 +67,21 @@ int check_all(control_plane& c) {
 
 int main(int argc, char** argv) {
     const std::string which = argc > 1 ? argv[1] : "";
-    if (which != "mpi" && !(which == "nccl" && argc > 2)) {
-        std::fprintf(stderr, "usage: control_plane mpi | nccl DIR\n");
+    if (which != "mpi" && !((which == "nccl" || which == "nccl-silent") && argc > 2)) {
+        std::fprintf(stderr, "usage: control_plane mpi | nccl DIR | nccl-silent DIR\n");
         return 2;
     }
     std::unique_ptr<control_plane> c;
     if (which == "mpi") c = std::make_unique<chimera::runtime::mpi::control>();
-    else c = chimera::runtime::nccl::join_by_file(argv[2], "control-plane-test", std::chrono::seconds(120));
+    else if (which == "nccl") c = chimera::runtime::nccl::join_by_file(argv[2], "control-plane-test", std::chrono::seconds(120));
+    if (which == "nccl-silent") {
+        c = chimera::runtime::nccl::join_by_file(argv[2], "control-plane-silent", std::chrono::seconds(2));
+        return chimera::runtime::run_rank(*c, [&] {
+            if (c->rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(60));
+            c->all_gather("x");
+            return 0;
+        });
+    }
     const int failures = check_all(*c);
     if (c->rank() == 0) std::printf("%s: %s\n", which.c_str(), failures == 0 ? "ok" : "FAILED");
     return failures == 0 ? 0 : 1;

@@ -25,7 +25,9 @@ CASE:
              digest of the local emulated run: Chimera (eager sync: the
              reductions overlap on the communication stream) np 4, 1F1B
              W=2 np 8; with 2 emulated GPUs for 4 ranks the job ends,
-             naming the rank without a GPU.
+             naming the rank without a GPU; a stopped rank ends the job
+             through its partners' watchdog (the emulated NCCL, as NCCL,
+             never times out).
   nccl-file EXE  the same without MPI in chimera-train: --rendezvous
              file:DIR (the ncclUniqueId through a shared file, the control
              plane on NCCL; mpirun only because the emulated nccl.h is built
@@ -33,8 +35,8 @@ CASE:
              and leave no rendezvous file; the same tag runs again; a
              checkpointed run resumes to the uninterrupted digest; ranks
              launched with different options, or a world that is not
-             D x W, all exit 2; a stopped rank ends the job (its partners
-             abort their communicators).
+             D x W, all exit 2; a stopped rank ends the job (its partners'
+             watchdog aborts their communicators).
   rendezvous-fail EXE  one process as rank 1 of 4 (no mpirun, MPI made
              unusable) times out naming the file and tag without touching
              MPI; a stale file makes rank 0 refuse naming it; missing or
@@ -43,7 +45,8 @@ CASE:
   control-plane EXE  the control planes over MPI and over the emulated
              NCCL (file rendezvous) on 1, 3 and 4 ranks: all-gather, gather,
              broadcast of variable lengths, barrier (tests/distributed/
-             control_plane.cpp).
+             control_plane.cpp); a rank silent in a collective of the NCCL
+             plane ends the job after its timeout.
   nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU,
              under mpirun and with --rendezvous file:DIR (skip, 77, without
              one).
@@ -58,6 +61,7 @@ CASE:
 Exit 77 (skip) without mpirun (except rendezvous-fail, which needs none)."""
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -294,6 +298,22 @@ def nccl_emulator(exe):
     print(f'ungrouped exchange: deadlock reported on both ranks, job ended after {time.monotonic() - start:.2f} s')
 
 
+def nccl_watchdog(exe, transport, what):
+    """Rank 3 stops (SIGSTOP: alive, silent) with the nccl transport. The
+    emulated NCCL waits for ever, as NCCL does: the host-side watchdog
+    (3 s without a comm group ending) of its partners names the group and
+    its peer, aborts the communicators (the waiting work returns) and ends
+    the job."""
+    p, pids = long_job(3000, exe, transport)
+    err = stop_rank_3(p, pids, f'SIGSTOP of rank 3 (nccl, {what})')
+    # The first rank to give up ends the job: a partner of rank 3, or a
+    # rank further along that waits for such a partner (named either way).
+    report = re.search(r'no NCCL group ended for 3000 ms \(.*?\); still waiting for: .*(from|to) rank [0-3]', err)
+    if not report:
+        sys.exit(f'nccl, {what}: no watchdog report naming the group and its peer:\n' + err[-3000:])
+    print(report.group(0))
+
+
 def nccl_file(exe):
     """--rendezvous file:DIR under mpirun (the emulated nccl.h's transport)."""
     rdzv = tempfile.mkdtemp(dir=scratch)
@@ -338,14 +358,7 @@ def nccl_file(exe):
     if p.stderr.count('the world has 3 ranks') != 3:
         sys.exit('file mode: not every rank refused the world size:\n' + p.stderr)
     no_file_left('world size')
-    # A rank stops (SIGSTOP): its partners' NCCL work times out (the
-    # emulator's stand-in for NCCL's error), they abort their
-    # communicators and exit 1 naming the cause; the launcher ends the job.
-    err = stop_rank_3(*long_job(10000, exe, (*cuda, '--transport', 'nccl', *by_file('hang')),
-                                {'CHIMERA_NCCL_EMULATOR_TIMEOUT_MS': '3000'}), 'SIGSTOP of rank 3 (file mode)')
-    if 'no progress for 3000 ms' not in err or 'chimera-train: rank ' not in err:
-        sys.exit('file mode: the stopped rank was not reported:\n' + err[-3000:])
-    print(err[-1200:])
+    nccl_watchdog(exe, (*cuda, '--transport', 'nccl', *by_file('hang')), 'file rendezvous')
     no_file_left('hang')
 
 
@@ -449,6 +462,7 @@ elif case == 'nccl-train':
                                 'is rank 2 on its node, which has 2 GPU(s): one rank per GPU',
                                 extra_env={'CHIMERA_EMULATED_GPUS': '2'})
     print(f'missing GPU: the job ends in {seconds:.1f} s: ' + p.stderr.strip().splitlines()[0])
+    nccl_watchdog(train, cuda + ['--transport', 'nccl'], 'MPI rendezvous')
 elif case == 'nccl-gpu':
     # chimera-train built with the real NCCL: a 1-rank smoke run on a GPU
     # gives the local run's digest; exit 77 (skip) without a usable GPU.
@@ -478,6 +492,13 @@ elif case == 'control-plane':
         print(f'np {np}:', run(mpi(np) + [exe, 'mpi']).stdout.strip(), run(mpi(np) + [exe, 'nccl', rdzv]).stdout.strip())
         if os.listdir(rdzv):
             sys.exit(f'rendezvous file left: {os.listdir(rdzv)}')
+    # A rank that joins and then stays silent: the others' collective gives
+    # up after the 2 s timeout and the job ends (NCCL would wait for ever).
+    p, seconds = expect_failure(mpi(3) + [exe, 'nccl-silent', tempfile.mkdtemp(dir=scratch)], 1,
+                                'did not complete within 2 s', timeout=60)
+    if seconds > 20:
+        sys.exit(f'the silent rank held the job for {seconds:.1f} s:\n{p.stderr[-2000:]}')
+    print(f'control plane: silent rank 1 of 3, job ended after {seconds:.2f} s')
 elif case == 'nccl-file':
     train = sys.argv[4]  # chimera-train-emulated
     nccl_file(train)
