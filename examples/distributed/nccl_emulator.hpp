@@ -113,7 +113,16 @@ inline void release(communicator* c) {
 struct task {
     std::function<void(std::vector<MPI_Request>&)> post;
     std::function<void(std::vector<MPI_Request>&)> after;
+    bool reduction = false;  // an all-reduce (the stream trace names its item ncclAllReduce)
 };
+
+// CHIMERA_NCCL_EMULATOR_REDUCE_DELAY_MS: an all-reduce waits that long
+// before it posts, like one whose peers are late (0 by default); tests
+// make the reductions long to see what runs beside them.
+inline std::chrono::milliseconds reduce_delay() {
+    const char* t = std::getenv("CHIMERA_NCCL_EMULATOR_REDUCE_DELAY_MS");
+    return std::chrono::milliseconds(t ? std::max(0L, std::atol(t)) : 0);
+}
 
 // 0: never (NCCL's behaviour).
 inline std::chrono::milliseconds timeout() {
@@ -203,7 +212,9 @@ inline void run_item(std::vector<std::pair<communicator*, task>> tasks) {
 inline void enqueue(cudaStream_t stream, std::vector<std::pair<communicator*, task>> tasks) {
     for (auto& [c, t] : tasks) ++c->references;  // released by run_item
 #if defined(CHIMERA_CUDA_EMULATION)
-    chimera_emulator::submit(stream, [tasks = std::move(tasks)]() mutable { run_item(std::move(tasks)); }, "nccl");
+    const bool reduces = std::any_of(tasks.begin(), tasks.end(), [](const auto& x) { return x.second.reduction; });
+    chimera_emulator::submit(stream, [tasks = std::move(tasks)]() mutable { run_item(std::move(tasks)); },
+                             reduces ? "ncclAllReduce" : "nccl");
 #else
     (void)stream;
     run_item(std::move(tasks));
@@ -403,8 +414,10 @@ inline ncclResult_t ncclAllReduce(const void* send, void* recv, std::size_t coun
     if (op != ncclSum) return ncclInvalidArgument;
     auto parts = std::make_shared<std::vector<std::vector<char>>>();
     chimera_nccl::task t;
+    t.reduction = true;
     const std::size_t bytes = count * chimera_nccl::type_size(type);
     t.post = [=](std::vector<MPI_Request>& r) {
+        std::this_thread::sleep_for(chimera_nccl::reduce_delay());
         if (comm->rank == 0) {
             parts->assign(static_cast<std::size_t>(comm->size), std::vector<char>(bytes));
             std::memcpy((*parts)[0].data(), send, bytes);

@@ -4,8 +4,11 @@
 // rendezvous: nccl_control.hpp); point-to-point messages use the world communicator,
 // each stage's replica group its own (ncclCommSplit, ordered by the
 // members' fixed order so the emulator's sum equals the local run's);
-// every comm group is one ncclGroupStart/End on the worker's communication
-// stream, joined to the compute stream by events.
+// a comm group's sends and receives are one ncclGroupStart/End on the
+// worker's communication stream, its gradient reductions another on a
+// reduction stream of their own, both joined to the compute stream by
+// events (so an eager gradient sync holds up neither the messages nor the
+// backward passes behind it).
 // Errors are checked. The end of a step is awaited without blocking in
 // CUDA (an NCCL kernel that waits for a silent peer never returns by
 // itself): the host polls each comm group's end event and NCCL's
@@ -137,48 +140,59 @@ struct group_end {
     std::string what;
 };
 
+// A worker's streams: kernels on `compute`, point-to-point groups on
+// `comm`, gradient reductions on `reduce`.
+struct worker_streams {
+    cudaStream_t compute, comm, reduce;
+};
+
 // One comm group of one rank: models runtime::transport over the CUDA
-// backend's device buffers. The group runs on the communication stream,
-// after everything the compute stream issued before it (an event); the
-// compute stream waits for the group's end before its next work, except
-// for a group of reductions only, whose end is left in `deferred` (joined
-// before the optimizer: the gradient sync overlaps the remaining backward
-// passes). Received buffers are allocated on the communication stream and
-// listed in `received` (freed after the step); every group's end goes to
-// `ends` (the watchdog's progress marks).
+// backend's device buffers. Its sends and receives are one NCCL group on
+// the communication stream, its reductions another on the reduction
+// stream, each after everything the compute stream issued before it (an
+// event). The compute stream waits for the point-to-point group's end
+// before its next work; the reductions' end is left in `deferred` (joined
+// before the optimizer), so an eager gradient sync overlaps the backward
+// passes after it and their messages. Received buffers are allocated on
+// the communication stream and listed in `received` (freed after the
+// step); every NCCL group's end goes to `ends` (the watchdog's marks).
 class channel {
 public:
-    channel(world& w, cudaStream_t compute, cudaStream_t comm, std::vector<float*>& received,
-            std::vector<cudaEvent_t>& deferred, std::vector<group_end>& ends)
-        : w_(w), compute_(compute), stream_(comm), received_(received), deferred_(deferred), ends_(ends) {
-        join(compute_, stream_);
-        check(ncclGroupStart(), "ncclGroupStart");
-    }
+    channel(world& w, const worker_streams& s, std::vector<float*>& received, std::vector<cudaEvent_t>& deferred,
+            std::vector<group_end>& ends)
+        : w_(w), s_(s), received_(received), deferred_(deferred), ends_(ends) {}
     void post_send(const message_key& key, gpu::device_span data) {
-        reductions_only_ = false;
-        describe("send of " + to_string(key) + " to rank " + std::to_string(w_.to_global(key.to)));
-        check(ncclSend(data.data, data.count, ncclFloat32, w_.to_global(key.to), w_.all(), stream_), "ncclSend");
+        open_p2p("send of " + to_string(key) + " to rank " + std::to_string(w_.to_global(key.to)));
+        check(ncclSend(data.data, data.count, ncclFloat32, w_.to_global(key.to), w_.all(), s_.comm), "ncclSend");
     }
     void post_recv(const message_key& key, gpu::device_receipt out) {
-        reductions_only_ = false;
-        describe("receive of " + to_string(key) + " from rank " + std::to_string(w_.to_global(key.from)));
+        open_p2p("receive of " + to_string(key) + " from rank " + std::to_string(w_.to_global(key.from)));
         float* buffer = nullptr;
-        gpu::check(cudaMallocAsync(reinterpret_cast<void**>(&buffer), out.count * sizeof(float), stream_),
+        gpu::check(cudaMallocAsync(reinterpret_cast<void**>(&buffer), out.count * sizeof(float), s_.comm),
                    "cudaMallocAsync");
         received_.push_back(buffer);
-        check(ncclRecv(buffer, out.count, ncclFloat32, w_.to_global(key.from), w_.all(), stream_), "ncclRecv");
+        check(ncclRecv(buffer, out.count, ncclFloat32, w_.to_global(key.from), w_.all(), s_.comm), "ncclRecv");
         *out.data = buffer;
     }
-    void post_reduce(const reduce_key& key, gpu::device_span data) {
-        describe("all-reduce of stage " + std::to_string(key.stage) + "'s gradients");
-        check(ncclAllReduce(data.data, data.data, data.count, ncclFloat32, ncclSum, w_.stage(key.stage), stream_),
-              "ncclAllReduce");
-    }
+    void post_reduce(const reduce_key& key, gpu::device_span data) { reductions_.push_back({key.stage, data}); }
     void complete() {
+        if (!p2p_what_.empty()) {
+            check(ncclGroupEnd(), "ncclGroupEnd");
+            join(s_.comm, s_.compute);
+            ends_.push_back({record(s_.comm), std::move(p2p_what_)});
+        }
+        if (reductions_.empty()) return;
+        join(s_.compute, s_.reduce);
+        std::string what;
+        check(ncclGroupStart(), "ncclGroupStart");
+        for (const auto& [stage, data] : reductions_) {
+            what += (what.empty() ? "" : ", ") + ("all-reduce of stage " + std::to_string(stage) + "'s gradients");
+            check(ncclAllReduce(data.data, data.data, data.count, ncclFloat32, ncclSum, w_.stage(stage), s_.reduce),
+                  "ncclAllReduce");
+        }
         check(ncclGroupEnd(), "ncclGroupEnd");
-        if (reductions_only_) deferred_.push_back(record(stream_));
-        else join(stream_, compute_);
-        ends_.push_back({record(stream_), std::move(what_)});
+        deferred_.push_back(record(s_.reduce));
+        ends_.push_back({record(s_.reduce), std::move(what)});
     }
 
     // `later` runs its next work after what `earlier` issued so far.
@@ -195,15 +209,24 @@ public:
     }
 
 private:
-    void describe(const std::string& call) { what_ += (what_.empty() ? "" : ", ") + call; }
+    // The first send or receive opens the point-to-point group.
+    void open_p2p(const std::string& call) {
+        if (p2p_what_.empty()) {
+            join(s_.compute, s_.comm);
+            check(ncclGroupStart(), "ncclGroupStart");
+        } else {
+            p2p_what_ += ", ";
+        }
+        p2p_what_ += call;
+    }
 
     world& w_;
-    cudaStream_t compute_, stream_;
+    worker_streams s_;
     std::vector<float*>& received_;
     std::vector<cudaEvent_t>& deferred_;
     std::vector<group_end>& ends_;
-    std::string what_;
-    bool reductions_only_ = true;
+    std::string p2p_what_;  // empty until the group is open
+    std::vector<std::pair<int, gpu::device_span>> reductions_;
 };
 static_assert(runtime::transport<channel, gpu::device_span, gpu::device_receipt, gpu::device_span>);
 
@@ -239,13 +262,15 @@ public:
                 int group, int worker, const std::vector<float>& initial, const options& o = {})
         : device_selection(c.control), gpu::cuda_backend(s, shape, data, group, worker, initial, o),
           watchdog_(c.watchdog), nccl_(s, c.map, c.control) {
-        gpu::check(cudaStreamCreateWithFlags(&comm_stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+        for (cudaStream_t* s : {&comm_stream_, &reduce_stream_})
+            gpu::check(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
     }
     cuda_worker(const cuda_worker&) = delete;
     cuda_worker& operator=(const cuda_worker&) = delete;
     ~cuda_worker() {
         free_received();
         cudaStreamDestroy(comm_stream_);
+        cudaStreamDestroy(reduce_stream_);
     }
 
     void begin_step(int step) {
@@ -257,7 +282,7 @@ public:
         local_.reset();
     }
     void comm(std::span<const op> group) {
-        channel transport(nccl_, stream(), comm_stream_, received_, deferred_, ends_);
+        channel transport(nccl_, {stream(), comm_stream_, reduce_stream_}, received_, deferred_, ends_);
         gpu::cuda_backend::comm(group, transport);
     }
     // Both streams idle (await_streams: NCCL's errors and the watchdog);
@@ -273,27 +298,34 @@ public:
     }
 
 private:
-    // Polls the step's group ends in order, then both streams' ends, and
-    // NCCL's asynchronous errors; never blocks in CUDA. An error, or no
-    // group ending for the watchdog, aborts the communicators and throws.
+    // Polls the step's group ends, then the streams' ends, and NCCL's
+    // asynchronous errors; never blocks in CUDA. An error, or no group
+    // ending for the watchdog, aborts the communicators and throws naming
+    // the oldest group still open.
     void await_streams() {
         ends_.push_back({channel::record(comm_stream_), "the communication stream's last work"});
+        ends_.push_back({channel::record(reduce_stream_), "the reduction stream's last work"});
         ends_.push_back({channel::record(stream()), "the compute stream's last work"});
+        std::vector<bool> ended(ends_.size(), false);
+        std::size_t open = ends_.size();
         auto deadline = std::chrono::steady_clock::now() + watchdog_;
-        std::size_t done = 0;
         for (std::chrono::microseconds pause{10};; pause = std::min(pause * 2, std::chrono::microseconds{1000})) {
-            for (cudaError_t state; done < ends_.size(); ++done) {
-                if ((state = cudaEventQuery(ends_[done].event)) == cudaErrorNotReady) break;
+            for (std::size_t i = 0; i < ends_.size(); ++i) {
+                if (ended[i]) continue;
+                const cudaError_t state = cudaEventQuery(ends_[i].event);
+                if (state == cudaErrorNotReady) continue;
                 gpu::check(state, "cudaEventQuery");
+                ended[i] = true, --open;
                 deadline = std::chrono::steady_clock::now() + watchdog_;
             }
             try {
                 nccl_.check_async();
-                if (done == ends_.size()) break;
+                if (open == 0) break;
                 if (std::chrono::steady_clock::now() >= deadline)
                     nccl_.fail("watchdog: no NCCL group ended for " + std::to_string(watchdog_.count()) +
                                " ms (a rank died, hangs, or runs another schedule); still waiting for: " +
-                               ends_[done].what);
+                               ends_[static_cast<std::size_t>(std::find(ended.begin(), ended.end(), false) -
+                                                              ended.begin())].what);
             } catch (...) {
                 forget_ends();
                 throw;
@@ -308,6 +340,7 @@ private:
     }
     void free_received() {
         cudaStreamSynchronize(comm_stream_);
+        cudaStreamSynchronize(reduce_stream_);
         cudaStreamSynchronize(stream());
         for (float* p : received_) cudaFree(p);
         received_.clear();
@@ -317,7 +350,7 @@ private:
     gpu::buffer_pool pool_;
     std::unique_ptr<gpu::step_transport> local_;
     std::vector<float*> received_;
-    cudaStream_t comm_stream_ = nullptr;
+    cudaStream_t comm_stream_ = nullptr, reduce_stream_ = nullptr;
     std::vector<cudaEvent_t> deferred_;
     std::vector<group_end> ends_;
 };

@@ -27,7 +27,9 @@ CASE:
              W=2 np 8; with 2 emulated GPUs for 4 ranks the job ends,
              naming the rank without a GPU; a stopped rank ends the job
              through its partners' watchdog (the emulated NCCL, as NCCL,
-             never times out).
+             never times out); with the all-reduces held 300 ms, kernels
+             and messages run beside them under eager sync, none under
+             end sync (the CUDA emulator's stream trace).
   nccl-file EXE  the same without MPI in chimera-train: --rendezvous
              file:DIR (the ncclUniqueId through a shared file, the control
              plane on NCCL; mpirun only because the emulated nccl.h is built
@@ -314,6 +316,46 @@ def nccl_watchdog(exe, transport, what):
     print(report.group(0))
 
 
+def work_beside_reductions(exe, sync):
+    """Chimera D=4 on 4 ranks over the nccl transport with every all-reduce
+    held 300 ms; from the CUDA emulator's stream trace, how many kernels
+    (compute) and point-to-point groups of other streams started while an
+    all-reduce ran, over all ranks."""
+    d = tempfile.mkdtemp(dir=scratch)
+    run(mpi(4) + [exe, '--backend', 'cuda', '--transport', 'nccl', '--schedule', 'chimera', '--stages', '4',
+                  '--micro-batches', '4', '--sync', sync, *common],
+        extra_env={'CHIMERA_EMULATOR_TRACE': d, 'CHIMERA_NCCL_EMULATOR_REDUCE_DELAY_MS': '300'})
+    counts = {'kernels': 0, 'p2p groups': 0}
+    traces = os.listdir(d)
+    if len(traces) != 4:
+        sys.exit(f'--sync {sync}: expected a stream trace per rank, got {traces}')
+    for name in traces:
+        items = [line.split(' ', 3) for line in open(os.path.join(d, name)).read().splitlines()]
+        items = [(stream, int(start), int(end), what) for stream, start, end, what in items]
+        for stream, start, end, what in items:
+            if what != 'ncclAllReduce':
+                continue
+            for other, begins, _, kind in items:
+                if other != stream and start < begins < end:
+                    if kind == 'nccl':
+                        counts['p2p groups'] += 1
+                    elif not kind.startswith(('cuda', 'nccl', 'work')):
+                        counts['kernels'] += 1
+    return counts
+
+
+def nccl_overlap(exe):
+    """Eager gradient sync overlaps the backward passes after it and their
+    messages (reductions on a stream of their own, joined before the
+    optimizer); with --sync end nothing runs beside the reductions."""
+    eager, end = work_beside_reductions(exe, 'eager'), work_beside_reductions(exe, 'end')
+    if eager['kernels'] == 0 or eager['p2p groups'] == 0:
+        sys.exit(f'eager sync: nothing ran beside the held all-reduces: {eager}')
+    if end['kernels'] != 0:
+        sys.exit(f'--sync end: kernels ran beside the all-reduces, which come after the last backward pass: {end}')
+    print(f'beside the held all-reduces: eager {eager}, end {end}')
+
+
 def nccl_file(exe):
     """--rendezvous file:DIR under mpirun (the emulated nccl.h's transport)."""
     rdzv = tempfile.mkdtemp(dir=scratch)
@@ -463,6 +505,7 @@ elif case == 'nccl-train':
                                 extra_env={'CHIMERA_EMULATED_GPUS': '2'})
     print(f'missing GPU: the job ends in {seconds:.1f} s: ' + p.stderr.strip().splitlines()[0])
     nccl_watchdog(train, cuda + ['--transport', 'nccl'], 'MPI rendezvous')
+    nccl_overlap(train)
 elif case == 'nccl-gpu':
     # chimera-train built with the real NCCL: a 1-rank smoke run on a GPU
     # gives the local run's digest; exit 77 (skip) without a usable GPU.

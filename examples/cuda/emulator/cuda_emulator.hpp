@@ -38,6 +38,7 @@
 #if !defined(__x86_64__)
 #include <ucontext.h>
 #endif
+#include <unistd.h>
 
 #include <math.h>  // expf, fmaxf, ... in the global namespace, as in device code
 
@@ -846,6 +847,40 @@ inline bool known_stream(cudaStream_t s) {
     return s == nullptr || device().streams.count(s) > 0;
 }
 
+// The stream trace (CHIMERA_EMULATOR_TRACE=DIR): every piece of stream
+// work appends "STREAM START END WHAT" to DIR/trace.PID when it ends,
+// START and END read from one counter that every start and end of the
+// process advances: which work ran while other work was running, the
+// order a GPU's streams leave open (tests check overlap with it).
+struct trace_state {
+    std::mutex mutex;
+    std::FILE* file = nullptr;
+    std::atomic<std::uint64_t> clock{0};
+    trace_state() {
+        if (const char* dir = std::getenv("CHIMERA_EMULATOR_TRACE"))
+            file = std::fopen((std::string(dir) + "/trace." + std::to_string(getpid())).c_str(), "w");
+    }
+    ~trace_state() {
+        if (file) std::fclose(file);
+    }
+};
+inline trace_state& trace() {
+    static trace_state t;
+    return t;
+}
+inline std::function<void()> traced(cudaStream_t s, std::function<void()> work, const char* what) {
+    if (!trace().file) return work;
+    return [s, what, work = std::move(work)] {
+        const std::uint64_t start = trace().clock++;
+        work();
+        const std::uint64_t end = trace().clock++;
+        std::lock_guard lock(trace().mutex);
+        std::fprintf(trace().file, "%p %llu %llu %s\n", static_cast<void*>(s), static_cast<unsigned long long>(start),
+                     static_cast<unsigned long long>(end), what);
+        std::fflush(trace().file);
+    };
+}
+
 // Work on `s`: queued on its thread, or, for the legacy default stream
 // (nullptr), run now after the blocking streams finished theirs. `touches`:
 // the device pointers the work uses, checked against the legacy stream's
@@ -854,6 +889,7 @@ inline cudaError_t submit(cudaStream_t s, std::function<void()> work, const char
                           const std::vector<const void*>& touches = {}) {
     if (!known_stream(s)) return result(cudaErrorInvalidResourceHandle);
     if (sticky() != cudaSuccess) return result();
+    work = traced(s, std::move(work), what);
     if (s == nullptr) {
         join_legacy();
         work();
@@ -1248,7 +1284,7 @@ inline cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s = nullptr) {
     if (!e) return chimera_emulator::result(cudaErrorInvalidResourceHandle);
     auto state = e->state;
     const std::uint64_t generation = state->record_call();
-    return chimera_emulator::submit(s, [state, generation] { state->complete(generation); });
+    return chimera_emulator::submit(s, [state, generation] { state->complete(generation); }, "cudaEventRecord");
 }
 // Waits for the event's most recent record at the time of the call; an
 // event never recorded is complete already (CUDA's rule, and its pitfall).
@@ -1257,7 +1293,7 @@ inline cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned =
     auto state = e->state;
     const std::uint64_t generation = state->last_recorded();
     if (generation == 0) return chimera_emulator::result();
-    return chimera_emulator::submit(s, [state, generation] { state->wait(generation); });
+    return chimera_emulator::submit(s, [state, generation] { state->wait(generation); }, "cudaStreamWaitEvent");
 }
 inline cudaError_t cudaEventQuery(cudaEvent_t e) {
     if (!e) return chimera_emulator::result(cudaErrorInvalidResourceHandle);
