@@ -252,7 +252,8 @@ struct loop_result {
     int steps = 0;
     double first_loss = 0, last_loss = 0, seconds = 0;
     std::vector<double> step_seconds;
-    std::optional<times_snapshot> after_first;  // op times after the first step (trainers that measure them)
+    // Op times after the first and after the last step (trainers that measure them).
+    std::optional<times_snapshot> after_first, after_last;
 };
 
 // A checkpoint after a step: the whole model in one file, or one shard
@@ -294,6 +295,7 @@ loop_result run_steps(const options& o, const run_plan& p, Trainer& t, int first
         std::fflush(stdout);
         if (!o.checkpoint_dir.empty()) save(o, p, t, step + 1);
     }
+    if constexpr (requires { t.total_times(); }) out.after_last = t.total_times();
     return out;
 }
 
@@ -317,7 +319,7 @@ void add_prediction(nlohmann::json& summary, const Trainer& t, const loop_result
         }
         const int steps = r.after_first ? r.steps - 1 : r.steps;
         const cpu::step_prediction prediction =
-            cpu::predict_step(t, r.after_first.value_or(times_snapshot{}), t.total_times(), steps, cores, link);
+            cpu::predict_step(t, r.after_first.value_or(times_snapshot{}), *r.after_last, steps, cores, link);
         summary["op_seconds"] = {{"forward", prediction.forward}, {"backward", prediction.backward}};
         summary["predicted_step_seconds"] = prediction.makespan;
         summary["predicted_step_seconds_core_bound"] = prediction.core_bound;
