@@ -10,7 +10,10 @@
 // to the longest. A gather to rank 0 is an all-gather (NCCL has no gather;
 // the control plane moves small data, and the whole model once at the end).
 // On an error the communicator is aborted (ncclCommAbort) and the process
-// exits 1; the launcher ends the other ranks.
+// exits 1; the launcher ends the other ranks. The communicator is
+// non-blocking (config.blocking = 0), so that its creation, too, is bounded
+// by the timeout: every call is followed by polling until NCCL has taken
+// it (ncclInProgress -> ncclSuccess).
 #pragma once
 
 #include <algorithm>
@@ -30,6 +33,29 @@
 #include "rendezvous.hpp"
 
 namespace chimera::runtime::nccl {
+
+// Polls `comm` until the call in progress is done; throws nccl_failure
+// naming `what` when it failed or is not done within `timeout` (the
+// caller aborts the communicator).
+inline void settle(ncclComm_t comm, std::chrono::duration<double> timeout, const std::string& what) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (std::chrono::microseconds pause{10};; pause = std::min(pause * 2, std::chrono::microseconds{1000})) {
+        ncclResult_t state = ncclSuccess;
+        check(ncclCommGetAsyncError(comm, &state), "ncclCommGetAsyncError");
+        if (state == ncclSuccess) return;
+        if (state != ncclInProgress) {
+            std::string reason = ncclGetErrorString(state);
+#if defined(CHIMERA_CUDA_EMULATION)
+            reason += std::string(": ") + ncclGetLastError(comm);
+#endif
+            throw nccl_failure(what + ": " + reason);
+        }
+        if (std::chrono::steady_clock::now() >= deadline)
+            throw nccl_failure(what + ": not done within " + fmt::format("{:g}", timeout.count()) +
+                               " s (--rendezvous-timeout): a rank did not join (it died, hangs, or never started)");
+        std::this_thread::sleep_for(pause);
+    }
+}
 
 class control final : public control_plane {
 public:
@@ -102,15 +128,20 @@ private:
     // Every rank's `mine` (all of one length), concatenated in rank order.
     std::string gathered(const std::string& mine) {
         return on_device(mine, mine.size() * static_cast<std::size_t>(size()), [&](void* in, void* out) {
-            check(ncclAllGather(in, out, mine.size(), ncclUint8, comm_, stream_), "ncclAllGather");
+            issued(ncclAllGather(in, out, mine.size(), ncclUint8, comm_, stream_), "ncclAllGather");
         });
     }
     // Rank 0's `n` bytes (`from_root` there) on every rank.
     std::string broadcasted(std::string from_root, std::size_t n) {
         from_root.resize(n, '\0');
         return on_device(from_root, n, [&](void* in, void* out) {
-            check(ncclBroadcast(in, out, n, ncclUint8, 0, comm_, stream_), "ncclBroadcast");
+            issued(ncclBroadcast(in, out, n, ncclUint8, 0, comm_, stream_), "ncclBroadcast");
         });
+    }
+    // A call on the non-blocking communicator, once NCCL has taken it.
+    void issued(ncclResult_t r, const char* what) {
+        if (r != ncclInProgress) check(r, what);
+        settle(comm_, timeout_, std::string("nccl control plane, rank ") + std::to_string(rank()) + ": " + what);
     }
     // Until the stream's work so far is done; throws on an asynchronous
     // NCCL error (a peer that died) or after the timeout (a peer that never
@@ -172,10 +203,19 @@ inline std::unique_ptr<control> join_by_file(const std::string& directory, const
                                     std::to_string(sizeof id));
         std::memcpy(&id, bytes.data(), sizeof id);
     }
+    const std::string what = "ncclCommInitRank (rank " + std::to_string(ranks.rank) + " of " +
+                             std::to_string(ranks.size) + ", run tag '" + tag + "')";
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;  // a rank that never joins must not hang the others
     ncclComm_t comm = nullptr;
-    check(ncclCommInitRank(&comm, ranks.size, id, ranks.rank),
-          "ncclCommInitRank (rank " + std::to_string(ranks.rank) + " of " + std::to_string(ranks.size) +
-              ", run tag '" + tag + "')");
+    if (const ncclResult_t r = ncclCommInitRankConfig(&comm, ranks.size, id, ranks.rank, &config); r != ncclInProgress)
+        check(r, what);
+    try {
+        settle(comm, timeout, what);
+    } catch (...) {
+        ncclCommAbort(comm);
+        throw;
+    }
     return std::make_unique<control>(comm, ranks, timeout);
 }
 

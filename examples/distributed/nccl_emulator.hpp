@@ -102,9 +102,16 @@ inline void release(communicator* c) {
         MPI_Cancel(&r);
         MPI_Request_free(&r);
     }
-    MPI_Comm_free(&c->collective);
-    MPI_Comm_free(&c->p2p);
+    for (MPI_Comm* m : {&c->collective, &c->p2p})
+        if (*m != MPI_COMM_NULL) MPI_Comm_free(m);
     delete c;
+}
+
+// Set when a non-blocking initialisation was aborted before it completed:
+// its thread may wait in MPI for ever, so MPI is not finalized at exit.
+inline std::atomic<bool>& init_abandoned() {
+    static std::atomic<bool> abandoned{false};
+    return abandoned;
 }
 
 // One call of a stream item: `post` appends its MPI requests; `after`, if
@@ -257,7 +264,7 @@ inline void ensure_mpi() {
     std::atexit([] {
         int finalized = 0;
         MPI_Finalized(&finalized);
-        if (!finalized) MPI_Finalize();
+        if (!finalized && !init_abandoned()) MPI_Finalize();
     });
 }
 
@@ -268,6 +275,26 @@ inline bool same_id_everywhere(const ncclUniqueId& id, int ranks) {
     for (int r = 0; r < ranks; ++r)
         if (std::memcmp(all.data() + r * sizeof id.internal, id.internal, sizeof id.internal) != 0) return false;
     return true;
+}
+
+// Makes `c` the world communicator (collective over MPI_COMM_WORLD): the
+// ranks must pass the same id; the reason of a failure goes to c->reason.
+inline ncclResult_t init_world(communicator* c, int nranks, const ncclUniqueId& id, int rank) {
+    int world = 0;
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (nranks != world) {  // the emulator's world communicator only
+        c->reason = "ncclCommInitRank: nranks " + std::to_string(nranks) + ", the MPI world has " + std::to_string(world);
+        return ncclInvalidUsage;
+    }
+    if (!same_id_everywhere(id, world)) {
+        c->reason = "ncclCommInitRank: the ranks passed different unique ids";
+        return ncclInvalidUsage;
+    }
+    MPI_Comm_split(MPI_COMM_WORLD, 0, rank, &c->p2p);
+    MPI_Comm_dup(c->p2p, &c->collective);
+    MPI_Comm_rank(c->p2p, &c->rank);
+    MPI_Comm_size(c->p2p, &c->size);
+    return ncclSuccess;
 }
 
 template <class T>
@@ -289,6 +316,7 @@ inline const char* ncclGetErrorString(ncclResult_t r) {
         case ncclInvalidArgument: return "invalid argument";
         case ncclInvalidUsage: return "invalid usage";
         case ncclRemoteError: return "remote process exited or there was a network error";
+        case ncclInProgress: return "NCCL operation in progress";
         default: return "internal error";
     }
 }
@@ -304,24 +332,34 @@ inline ncclResult_t ncclGetUniqueId(ncclUniqueId* id) {
 
 inline ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank) {
     chimera_nccl::ensure_mpi();
-    int world = 0;
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
-    if (nranks != world) {  // the emulator's world communicator only
-        chimera_nccl::last_error() = "ncclCommInitRank: nranks " + std::to_string(nranks) + ", the MPI world has " +
-                                     std::to_string(world);
-        return ncclInvalidUsage;
-    }
-    if (!chimera_nccl::same_id_everywhere(id, world)) {
-        chimera_nccl::last_error() = "ncclCommInitRank: the ranks passed different unique ids";
-        return ncclInvalidUsage;
-    }
     auto* c = new chimera_nccl::communicator;
-    MPI_Comm_split(MPI_COMM_WORLD, 0, rank, &c->p2p);
-    MPI_Comm_dup(c->p2p, &c->collective);
-    MPI_Comm_rank(c->p2p, &c->rank);
-    MPI_Comm_size(c->p2p, &c->size);
+    if (const ncclResult_t r = chimera_nccl::init_world(c, nranks, id, rank); r != ncclSuccess) {
+        chimera_nccl::last_error() = c->reason;
+        chimera_nccl::release(c);
+        return r;
+    }
     *comm = c;
     return ncclSuccess;
+}
+
+// config->blocking == 0: returns ncclInProgress at once; the
+// initialisation runs on a thread of its own, and ncclCommGetAsyncError
+// reads ncclInProgress until it is done (ncclSuccess, or the error). A
+// rank that never joins leaves it in progress for ever, as on NCCL; the
+// caller's timeout then aborts it.
+inline ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank,
+                                           ncclConfig_t* config) {
+    if (!config || config->blocking != 0) return ncclCommInitRank(comm, nranks, id, rank);
+    chimera_nccl::ensure_mpi();
+    auto* c = new chimera_nccl::communicator;
+    c->async_error = ncclInProgress;
+    ++c->references;  // the initialising thread's
+    std::thread([c, nranks, id, rank] {
+        c->async_error = chimera_nccl::init_world(c, nranks, id, rank);
+        chimera_nccl::release(c);
+    }).detach();
+    *comm = c;
+    return ncclInProgress;
 }
 
 inline ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t* newcomm, ncclConfig_t* = nullptr) {
@@ -357,6 +395,7 @@ inline const char* ncclGetLastError(ncclComm_t comm) {
 // dropped, and the communicator is freed once no stream item holds it.
 inline ncclResult_t ncclCommAbort(ncclComm_t comm) {
     if (!comm) return ncclSuccess;
+    if (comm->async_error == ncclInProgress) chimera_nccl::init_abandoned() = true;
     comm->aborted = true;
     chimera_nccl::release(comm);
     return ncclSuccess;

@@ -15,7 +15,13 @@
 //                            must give up after the 2 s timeout, abort its
 //                            communicator and exit 1 naming the cause
 //                            (NCCL itself would wait for ever).
+//   control_plane nccl-absent DIR
+//                            rank 2 never calls ncclCommInitRank; every other
+//                            rank's ncclCommInitRank, non-blocking, must
+//                            give up after the 2 s timeout and exit 1
+//                            naming it.
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <thread>
@@ -67,9 +73,26 @@ int check_all(control_plane& c) {
 
 int main(int argc, char** argv) {
     const std::string which = argc > 1 ? argv[1] : "";
-    if (which != "mpi" && !((which == "nccl" || which == "nccl-silent") && argc > 2)) {
-        std::fprintf(stderr, "usage: control_plane mpi | nccl DIR | nccl-silent DIR\n");
+    if (which != "mpi" && !((which == "nccl" || which == "nccl-silent" || which == "nccl-absent") && argc > 2)) {
+        std::fprintf(stderr, "usage: control_plane mpi | nccl DIR | nccl-silent DIR | nccl-absent DIR\n");
         return 2;
+    }
+    if (which == "nccl-absent") {
+        if (std::getenv("OMPI_COMM_WORLD_RANK") && std::string(std::getenv("OMPI_COMM_WORLD_RANK")) == "2") {
+            // Started (MPI, the emulated NCCL's bootstrap, is collective
+            // from its start), but never reaches ncclCommInitRank.
+            int provided = 0;
+            MPI_Init_thread(nullptr, nullptr, MPI_THREAD_MULTIPLE, &provided);
+            std::this_thread::sleep_for(std::chrono::seconds(60));
+            return 0;
+        }
+        try {
+            chimera::runtime::nccl::join_by_file(argv[2], "control-plane-absent", std::chrono::seconds(2));
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "control_plane: %s\n", e.what());
+            return 1;
+        }
+        return 0;  // not reached: rank 2 never joins
     }
     std::unique_ptr<control_plane> c;
     if (which == "mpi") c = std::make_unique<chimera::runtime::mpi::control>();

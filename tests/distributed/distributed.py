@@ -48,7 +48,8 @@ CASE:
              NCCL (file rendezvous) on 1, 3 and 4 ranks: all-gather, gather,
              broadcast of variable lengths, barrier (tests/distributed/
              control_plane.cpp); a rank silent in a collective of the NCCL
-             plane ends the job after its timeout.
+             plane, or one that never joins its communicator, ends the job
+             after the timeout.
   nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU,
              under mpirun and with --rendezvous file:DIR (skip, 77, without
              one).
@@ -542,6 +543,14 @@ elif case == 'control-plane':
     if seconds > 20:
         sys.exit(f'the silent rank held the job for {seconds:.1f} s:\n{p.stderr[-2000:]}')
     print(f'control plane: silent rank 1 of 3, job ended after {seconds:.2f} s')
+    # A rank that never joins the communicator: the others' non-blocking
+    # ncclCommInitRank gives up after the 2 s timeout.
+    p, seconds = expect_failure(mpi(4) + [exe, 'nccl-absent', tempfile.mkdtemp(dir=scratch)], 1,
+                                "run tag 'control-plane-absent'): not done within 2 s (--rendezvous-timeout): "
+                                'a rank did not join', timeout=60)
+    if seconds > 20:
+        sys.exit(f'the absent rank held the job for {seconds:.1f} s:\n{p.stderr[-2000:]}')
+    print(f'control plane: rank 2 of 4 never joins, job ended after {seconds:.2f} s')
 elif case == 'nccl-file':
     train = sys.argv[4]  # chimera-train-emulated
     nccl_file(train)
