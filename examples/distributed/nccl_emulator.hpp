@@ -13,6 +13,10 @@
 //   progress for that long give up and set the communicator's
 //   asynchronous error (ncclCommGetAsyncError) instead (a test of a
 //   deadlock that needs no watchdog).
+// * ncclCommInitRankConfig with blocking = 0 returns ncclInProgress and
+//   initialises on a thread (ncclCommGetAsyncError reads ncclInProgress
+//   until it is done), so a caller can bound the wait for a rank that
+//   never joins.
 // * ncclCommAbort, called while work waits for a peer, ends that work
 //   (the item cancels its MPI requests and returns, as NCCL's kernels
 //   return) and later items of the communicator are dropped; the
