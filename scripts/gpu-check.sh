@@ -2,9 +2,11 @@
 # Everything the CUDA backend needs a real GPU for, in one go, on a lent
 # machine: builds with CUDA (release, only the targets it runs, only this
 # GPU's own -gencode), runs the GPU test suite (V3 kernels, V4/V5 training,
-# schedule equivalence: `meson test --suite cuda`) and cuda_bench (GEMM
+# schedule equivalence: `meson test --suite cuda`), cuda_bench (GEMM
 # ladder against cuBLAS, attention, GPT-2 124M tokens/s and MFU in fp32 and
-# bf16), and writes one Markdown results file.
+# bf16) and, where Meson found MPI and libnccl, the nccl transport's 1-rank
+# smoke run on the real NCCL (`distributed-nccl-gpu`), and writes one
+# Markdown results file.
 #
 #   scripts/gpu-check.sh [RESULTS.md]     # default: $OUT/gpu-check.md
 #
@@ -97,12 +99,23 @@ run() {
 options=(--buildtype=release -Dcuda=enabled -Dtests=enabled -Dbench=enabled -Dgpu_emulator=disabled
          "-Dnvcc_gencode=['$gencode']")  # brackets: Meson splits a bare array value at its comma
 targets=(tests/cuda/test_cuda_kernels tests/cuda/test_cuda_train tests/cuda/test_cuda_host bench/cuda_bench)
+# The nccl transport's smoke test exists where Meson found MPI and libnccl.
+nccl_test() { meson introspect --tests "$build" 2>/dev/null | grep -q '"distributed-nccl-gpu"'; }
 if [[ -f $build/build.ninja ]]; then
     run configure 90 meson setup --reconfigure "$build" "$root" "${options[@]}"
 else
     run configure 90 meson setup "$build" "$root" "${options[@]}"
-fi && run build 270 ninja -C "$build" "${targets[@]}" &&
+fi && { nccl_test && targets+=(examples/train/chimera-train examples/chimera-sched/chimera-sched); true; } &&
+    run build 270 ninja -C "$build" "${targets[@]}" &&
     { run tests 180 meson test -C "$build" --suite cuda --no-rebuild --print-errorlogs; run bench 180 "$build/bench/cuda_bench"; }
+
+# The nccl transport on the real NCCL, one rank.
+if nccl_test; then
+    run nccl 120 meson test -C "$build" --no-rebuild --print-errorlogs distributed-nccl-gpu
+    grep -q 'SKIP' "$logs/nccl.log" 2>/dev/null && summary+=("| nccl | FAILED: skipped although nvidia-smi sees a GPU | |") && failed=1
+else
+    summary+=("| nccl | not built: Meson found no MPI or no libnccl on this machine | 0 s |")
+fi
 
 # A GPU is there, so a test or benchmark that finds none is a failure too
 # (e.g. a driver older than the CUDA runtime).
@@ -147,6 +160,16 @@ tail_of() { [[ -f $logs/$1.log ]] && tail -n "$2" "$logs/$1.log"; }
         echo '```'
         tail_of tests 80
         echo '```'
+    fi
+    echo
+    echo "## NCCL smoke run (\`meson test distributed-nccl-gpu\`)"
+    echo
+    if [[ -f $logs/nccl.log ]]; then
+        echo '```'
+        tail_of nccl 30
+        echo '```'
+    else
+        echo "(not run)"
     fi
     echo
     echo "## cuda_bench"
