@@ -50,6 +50,12 @@ CASE:
              control_plane.cpp); a rank silent in a collective of the NCCL
              plane, or one that never joins its communicator, ends the job
              after the timeout.
+  two-nodes [EXE]  the ranks on two nodes made of network namespaces on
+             this machine (mpirun starts the second through a launch agent;
+             TCP between them): the mpi transport (Chimera np 4, 1F1B W=2
+             np 8) and, with EXE (chimera-train-emulated), the nccl
+             transport with 2 GPUs per node, under MPI and with the file
+             rendezvous, give the local digest. Needs root and iproute2.
   nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU,
              under mpirun and with --rendezvous file:DIR (skip, 77, without
              one).
@@ -121,10 +127,10 @@ def cases():
     ]
 
 
-def same_answer(args, np, mpi_extra=(), train_extra=(), transport='mpi', rank_extra=()):
+def same_answer(args, np, mpi_extra=(), train_extra=(), transport='mpi', rank_extra=(), launcher=mpi):
     local = summary(run([train, *args, *common, *train_extra]))
-    distributed = summary(run(mpi(np, *mpi_extra) + [train, *args, *common, *train_extra, '--transport', transport,
-                                                     *rank_extra]))
+    distributed = summary(run(launcher(np, *mpi_extra) + [train, *args, *common, *train_extra, '--transport', transport,
+                                                          *rank_extra]))
     label = ' '.join(os.path.basename(a) for a in args + list(train_extra))
     if distributed['transport'] != transport or distributed['ranks'] != np:
         sys.exit(f'{label}: not an mpi run of {np} ranks: {distributed}')
@@ -357,6 +363,90 @@ def nccl_overlap(exe):
     print(f'beside the held all-reduces: eager {eager}, end {end}')
 
 
+class two_nodes:
+    """Two nodes on one machine: two network namespaces joined by a veth
+    pair (addresses from TEST-NET-1, 192.0.2.0/24, which exist only inside
+    them), each process with its own hostname (a UTS namespace), so OpenMPI
+    sees two hosts. mpirun runs on the first and starts its daemon on the
+    second through a launch agent (`ip netns exec`) where a cluster uses
+    ssh; ranks on one node use shared memory, between nodes TCP over the
+    veth pair. Needs root, iproute2 and unshare (skip, 77, without)."""
+
+    def __init__(self):
+        if os.geteuid() != 0 or not shutil.which('ip') or not shutil.which('unshare'):
+            print('two nodes need root, ip (iproute2) and unshare: skipped')
+            sys.exit(77)
+        tag = str(os.getpid())[-7:]
+        self.hosts = {'192.0.2.1': f'chim{tag}a', '192.0.2.2': f'chim{tag}b'}
+        self.agent = os.path.join(scratch, 'netns-agent')
+        with open(self.agent, 'w') as f:
+            f.write('#!/bin/sh\n# mpirun\'s launch agent: HOST COMMAND... -> COMMAND in that node\'s namespaces\n'
+                    'host=$1; shift\ncase $host in\n' +
+                    ''.join(f'  {ip}) node={ns};;\n' for ip, ns in self.hosts.items()) +
+                    '  *) echo "netns-agent: unknown host $host" >&2; exit 255;;\nesac\n'
+                    'exec ip netns exec "$node" unshare --uts sh -c "hostname $node && $*"\n')
+        os.chmod(self.agent, 0o755)
+
+    def __enter__(self):
+        a, b = self.hosts.values()
+        try:
+            self.sh('ip', 'netns', 'add', a)
+            self.sh('ip', 'netns', 'add', b)
+            self.sh('ip', 'link', 'add', a, 'type', 'veth', 'peer', 'name', b)
+            for ip, ns in self.hosts.items():
+                self.sh('ip', 'link', 'set', ns, 'netns', ns)
+                self.sh('ip', '-n', ns, 'addr', 'add', ip + '/24', 'dev', ns)
+                self.sh('ip', '-n', ns, 'link', 'set', ns, 'up')
+                self.sh('ip', '-n', ns, 'link', 'set', 'lo', 'up')
+        except subprocess.CalledProcessError as e:
+            self.__exit__()
+            print(f'cannot make two network namespaces here ({e.stderr.strip()}): skipped')
+            sys.exit(77)
+        return self
+
+    def __exit__(self, *_):
+        for ns in self.hosts.values():
+            subprocess.run(['ip', 'netns', 'del', ns], capture_output=True)
+
+    @staticmethod
+    def sh(*cmd):
+        subprocess.run(cmd, check=True, capture_output=True, text=True)
+
+    def mpirun(self, np, *extra):
+        """mpirun on the first node, np/2 ranks on each."""
+        first = next(iter(self.hosts.values()))
+        hosts = ','.join(f'{ip}:{np // 2}' for ip in self.hosts)
+        return ['ip', 'netns', 'exec', first, 'unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', first,
+                mpirun, '-np', str(np), '--host', hosts, '--bind-to', 'none', '--mca', 'plm_rsh_agent', self.agent,
+                '--mca', 'oob_tcp_if_include', '192.0.2.0/24', '--mca', 'btl_tcp_if_include', '192.0.2.0/24', *extra]
+
+
+def across_two_nodes(emulated):
+    """The same digest as the local run with the ranks on two nodes: the mpi
+    transport (Chimera np 4, 1F1B W=2 np 8) and, on the emulated NCCL with
+    2 GPUs per node (4 ranks on one such node are refused: nccl-train), the
+    nccl transport under MPI and with the file rendezvous in a directory
+    both nodes see."""
+    with two_nodes() as nodes:
+        where = run(nodes.mpirun(4) + ['sh', '-c', 'echo $OMPI_COMM_WORLD_RANK $OMPI_COMM_WORLD_LOCAL_RANK $(hostname)'])
+        placed = sorted(line.split() for line in where.stdout.splitlines())
+        a, b = nodes.hosts.values()
+        if placed != [['0', '0', a], ['1', '1', a], ['2', '0', b], ['3', '1', b]]:
+            sys.exit(f'ranks (rank, local rank, host) not spread over the two nodes: {placed}')
+        print(f'two nodes: ranks 0, 1 on {a}, ranks 2, 3 on {b}')
+        chimera = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4']
+        same_answer(chimera, 4, launcher=nodes.mpirun)
+        same_answer(['--schedule', '1f1b', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
+                    launcher=nodes.mpirun)
+        if emulated:
+            global train
+            train, cuda = emulated, ['--backend', 'cuda']
+            gpus = ('-x', 'CHIMERA_EMULATED_GPUS=2')
+            same_answer(chimera + ['--sync', 'eager'], 4, gpus, cuda, 'nccl', launcher=nodes.mpirun)
+            rdzv = ['--rendezvous', 'file:' + tempfile.mkdtemp(dir=scratch), '--run-tag', 'two-nodes']
+            same_answer(chimera, 4, gpus, cuda, 'nccl', rdzv, launcher=nodes.mpirun)
+
+
 def nccl_file(exe):
     """--rendezvous file:DIR under mpirun (the emulated nccl.h's transport)."""
     rdzv = tempfile.mkdtemp(dir=scratch)
@@ -507,6 +597,8 @@ elif case == 'nccl-train':
     print(f'missing GPU: the job ends in {seconds:.1f} s: ' + p.stderr.strip().splitlines()[0])
     nccl_watchdog(train, cuda + ['--transport', 'nccl'], 'MPI rendezvous')
     nccl_overlap(train)
+elif case == 'two-nodes':
+    across_two_nodes(sys.argv[4] if len(sys.argv) > 4 else None)
 elif case == 'nccl-gpu':
     # chimera-train built with the real NCCL: a 1-rank smoke run on a GPU
     # gives the local run's digest; exit 77 (skip) without a usable GPU.
