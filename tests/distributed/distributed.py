@@ -157,12 +157,12 @@ def expect_failure(cmd, code, needle, timeout=120, extra_env=None):
     return p, time.monotonic() - start
 
 
-def long_job(watchdog_ms, exe=None, transport=('--transport', 'mpi'), extra_env=None):
+def long_job(watchdog_ms, exe=None, transport=('--transport', 'mpi'), extra_env=None, launcher=mpi):
     """A long run (4 ranks); returns the process and the ranks' pids in rank order."""
     args = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--steps', '100000', '--batch', '1',
             '--json', *transport, '--watchdog-ms', str(watchdog_ms)]
     env_ranks = dict(env, CHIMERA_PID_DIR=scratch, **(extra_env or {}))
-    p = subprocess.Popen(mpi(4) + ['sh', '-c', 'echo $$ > "$CHIMERA_PID_DIR/rank.$OMPI_COMM_WORLD_RANK"; exec "$0" "$@"',
+    p = subprocess.Popen(launcher(4, '-x', 'CHIMERA_PID_DIR') + ['sh', '-c', 'echo $$ > "$CHIMERA_PID_DIR/rank.$OMPI_COMM_WORLD_RANK"; exec "$0" "$@"',
                                    exe or train, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          env=env_ranks, start_new_session=True)
     line = p.stdout.readline()  # a step ran: every rank is inside the training loop
@@ -426,7 +426,7 @@ def across_two_nodes(emulated):
     transport (Chimera np 4, 1F1B W=2 np 8) and, on the emulated NCCL with
     2 GPUs per node (4 ranks on one such node are refused: nccl-train), the
     nccl transport under MPI and with the file rendezvous in a directory
-    both nodes see."""
+    both nodes see; a rank killed on the second node ends the job, named."""
     with two_nodes() as nodes:
         where = run(nodes.mpirun(4) + ['sh', '-c', 'echo $OMPI_COMM_WORLD_RANK $OMPI_COMM_WORLD_LOCAL_RANK $(hostname)'])
         placed = sorted(line.split() for line in where.stdout.splitlines())
@@ -438,6 +438,13 @@ def across_two_nodes(emulated):
         same_answer(chimera, 4, launcher=nodes.mpirun)
         same_answer(['--schedule', '1f1b', '--stages', '4', '--micro-batches', '4', '--data-parallel', '2'], 8,
                     launcher=nodes.mpirun)
+        # A rank of the second node dies: its node's daemon tells mpirun,
+        # which names it and ends the ranks on both nodes.
+        p, pids = long_job(20000, launcher=nodes.mpirun)
+        os.kill(pids[3], signal.SIGKILL)
+        err, elapsed = end_of(p, 'SIGKILL of rank 3 (on the second node)', 60)
+        if 'process rank 3' not in err or elapsed > 20:
+            sys.exit('two nodes: the lost rank is not named, or the end took too long:\n' + err[-3000:])
         if emulated:
             global train
             train, cuda = emulated, ['--backend', 'cuda']
