@@ -23,7 +23,7 @@ CASE:
   nccl-train EXE  chimera-train-emulated --backend cuda --transport nccl
              (the CUDA backend on the emulated nccl.h and CUDA) gives the
              digest of the local emulated run: Chimera (eager sync: the
-             reductions overlap on the communication stream) np 4, 1F1B
+             reductions overlap on a stream of their own) np 4, 1F1B
              W=2 np 8; with 2 emulated GPUs for 4 ranks the job ends,
              naming the rank without a GPU; a stopped rank ends the job
              through its partners' watchdog (the emulated NCCL, as NCCL,
@@ -55,7 +55,8 @@ CASE:
              TCP between them): the mpi transport (Chimera np 4, 1F1B W=2
              np 8) and, with EXE (chimera-train-emulated), the nccl
              transport with 2 GPUs per node, under MPI and with the file
-             rendezvous, give the local digest. Needs root and iproute2.
+             rendezvous, give the local digest; a rank killed on the
+             second node ends the job, named. Needs root and iproute2.
   nccl-gpu   chimera-train with the real NCCL: 1-rank smoke run on a GPU,
              under mpirun and with --rendezvous file:DIR (skip, 77, without
              one).
@@ -162,9 +163,10 @@ def long_job(watchdog_ms, exe=None, transport=('--transport', 'mpi'), extra_env=
     args = ['--schedule', 'chimera', '--stages', '4', '--micro-batches', '4', '--steps', '100000', '--batch', '1',
             '--json', *transport, '--watchdog-ms', str(watchdog_ms)]
     env_ranks = dict(env, CHIMERA_PID_DIR=scratch, **(extra_env or {}))
-    p = subprocess.Popen(launcher(4, '-x', 'CHIMERA_PID_DIR') + ['sh', '-c', 'echo $$ > "$CHIMERA_PID_DIR/rank.$OMPI_COMM_WORLD_RANK"; exec "$0" "$@"',
-                                   exe or train, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=env_ranks, start_new_session=True)
+    record_pid = 'echo $$ > "$CHIMERA_PID_DIR/rank.$OMPI_COMM_WORLD_RANK"; exec "$0" "$@"'
+    p = subprocess.Popen(launcher(4, '-x', 'CHIMERA_PID_DIR') + ['sh', '-c', record_pid, exe or train, *args],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env_ranks,
+                         start_new_session=True)
     line = p.stdout.readline()  # a step ran: every rank is inside the training loop
     if '"step"' not in line:
         p.kill()
