@@ -165,7 +165,7 @@ step_prediction predict_step(const Trainer& trainer, const times_snapshot& befor
     if (steps > 0) {
         const auto busy = [](const op_times& t) { return t.forward + t.backward + t.input_backward + t.weight_backward; };
         p.cpu_ops = (busy(all_after) - busy(all_before) + after.optimizer - before.optimizer) / steps;
-        if (before.process > 0) p.cpu_process = (after.process - before.process) / steps;
+        if (!before.stages.empty()) p.cpu_process = (after.process - before.process) / steps;
     }
     const simulation sim = simulate(s, model);
     p.makespan = sim.makespan;

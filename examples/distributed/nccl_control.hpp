@@ -38,23 +38,15 @@ namespace chimera::runtime::nccl {
 // naming `what` when it failed or is not done within `timeout` (the
 // caller aborts the communicator).
 inline void settle(ncclComm_t comm, std::chrono::duration<double> timeout, const std::string& what) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (std::chrono::microseconds pause{10};; pause = std::min(pause * 2, std::chrono::microseconds{1000})) {
+    const bool done = poll(timeout, [&] {
         ncclResult_t state = ncclSuccess;
         check(ncclCommGetAsyncError(comm, &state), "ncclCommGetAsyncError");
-        if (state == ncclSuccess) return;
-        if (state != ncclInProgress) {
-            std::string reason = ncclGetErrorString(state);
-#if defined(CHIMERA_CUDA_EMULATION)
-            reason += std::string(": ") + ncclGetLastError(comm);
-#endif
-            throw nccl_failure(what + ": " + reason);
-        }
-        if (std::chrono::steady_clock::now() >= deadline)
-            throw nccl_failure(what + ": not done within " + fmt::format("{:g}", timeout.count()) +
-                               " s (--rendezvous-timeout): a rank did not join (it died, hangs, or never started)");
-        std::this_thread::sleep_for(pause);
-    }
+        if (state != ncclSuccess && state != ncclInProgress) throw nccl_failure(what + ": " + async_reason(comm, state));
+        return state == ncclSuccess ? poll_state::done : poll_state::waiting;
+    });
+    if (!done)
+        throw nccl_failure(what + ": not done within " + fmt::format("{:g}", timeout.count()) +
+                           " s (--rendezvous-timeout): a rank did not join (it died, hangs, or never started)");
 }
 
 class control final : public control_plane {
@@ -148,29 +140,20 @@ private:
     // joins the collective); abort() then ends the waiting work.
     void wait() {
         const cudaEvent_t done = channel::record(stream_);
-        ncclResult_t error = ncclSuccess;
         cudaError_t state = cudaErrorNotReady;
-        const auto deadline = std::chrono::steady_clock::now() + timeout_;
-        bool late = false;
-        for (std::chrono::microseconds pause{10};; pause = std::min(pause * 2, std::chrono::microseconds{1000})) {
+        ncclResult_t error = ncclSuccess;
+        const bool finished = poll(timeout_, [&] {
             state = cudaEventQuery(done);
             check(ncclCommGetAsyncError(comm_, &error), "ncclCommGetAsyncError");
-            late = std::chrono::steady_clock::now() >= deadline;
-            if (state != cudaErrorNotReady || error != ncclSuccess || late) break;
-            std::this_thread::sleep_for(pause);
-        }
+            return state != cudaErrorNotReady || error != ncclSuccess ? poll_state::done : poll_state::waiting;
+        });
         cudaEventDestroy(done);
-        if (state == cudaErrorNotReady && error == ncclSuccess && late)
+        if (!finished)
             throw nccl_failure("nccl control plane, rank " + std::to_string(rank()) + ": a collective of every rank " +
                                "did not complete within " + fmt::format("{:g}", timeout_.count()) +
                                " s (--rendezvous-timeout): a rank hangs, died, or stopped before it");
-        if (error != ncclSuccess) {
-            std::string reason = ncclGetErrorString(error);
-#if defined(CHIMERA_CUDA_EMULATION)
-            reason += std::string(": ") + ncclGetLastError(comm_);
-#endif
-            throw nccl_failure("nccl control plane, rank " + std::to_string(rank()) + ": " + reason);
-        }
+        if (error != ncclSuccess)
+            throw nccl_failure("nccl control plane, rank " + std::to_string(rank()) + ": " + async_reason(comm_, error));
         gpu::check(state, "cudaEventQuery");
     }
 

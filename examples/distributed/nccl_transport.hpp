@@ -56,6 +56,33 @@ inline void check(ncclResult_t r, const std::string& what) {
     if (r != ncclSuccess) throw nccl_failure(what + ": " + ncclGetErrorString(r));
 }
 
+// An asynchronous error of `comm`, in words (with the emulator's reason).
+inline std::string async_reason([[maybe_unused]] ncclComm_t comm, ncclResult_t error) {
+    std::string reason = ncclGetErrorString(error);
+#if defined(CHIMERA_CUDA_EMULATION)
+    reason += std::string(": ") + ncclGetLastError(comm);
+#endif
+    return reason;
+}
+
+// Waiting without blocking in CUDA or NCCL (an NCCL kernel that waits for
+// a silent peer never returns by itself): `step()` is called with a pause
+// growing from 10 us to 1 ms between calls, and says whether the wait is
+// done, made progress, or still waits (it may throw). Returns true when
+// done; false when `quiet` passed without progress.
+enum class poll_state { done, progressed, waiting };
+template <class Step>
+bool poll(std::chrono::duration<double> quiet, Step step) {
+    auto deadline = std::chrono::steady_clock::now() + quiet;
+    for (std::chrono::microseconds pause{10};; pause = std::min(pause * 2, std::chrono::microseconds{1000})) {
+        const poll_state state = step();
+        if (state == poll_state::done) return true;
+        if (state == poll_state::progressed) deadline = std::chrono::steady_clock::now() + quiet;
+        else if (std::chrono::steady_clock::now() >= deadline) return false;
+        std::this_thread::sleep_for(pause);
+    }
+}
+
 // The communicators of one run. Collective: rank 0's ncclUniqueId reaches
 // every rank over the control plane.
 class world {
@@ -110,12 +137,7 @@ public:
         for (ncclComm_t c : all) {
             ncclResult_t error = ncclSuccess;
             if (c) check(ncclCommGetAsyncError(c, &error), "ncclCommGetAsyncError");
-            if (error == ncclSuccess) continue;
-            std::string reason = ncclGetErrorString(error);
-#if defined(CHIMERA_CUDA_EMULATION)
-            reason += std::string(": ") + ncclGetLastError(c);
-#endif
-            fail(reason);
+            if (error != ncclSuccess) fail(async_reason(c, error));
         }
     }
     // Aborts every communicator (work waiting on them returns) and throws.
@@ -308,29 +330,27 @@ private:
         ends_.push_back({channel::record(stream()), "the compute stream's last work"});
         std::vector<bool> ended(ends_.size(), false);
         std::size_t open = ends_.size();
-        auto deadline = std::chrono::steady_clock::now() + watchdog_;
-        for (std::chrono::microseconds pause{10};; pause = std::min(pause * 2, std::chrono::microseconds{1000})) {
-            for (std::size_t i = 0; i < ends_.size(); ++i) {
-                if (ended[i]) continue;
-                const cudaError_t state = cudaEventQuery(ends_[i].event);
-                if (state == cudaErrorNotReady) continue;
-                gpu::check(state, "cudaEventQuery");
-                ended[i] = true, --open;
-                deadline = std::chrono::steady_clock::now() + watchdog_;
-            }
-            try {
+        try {
+            const bool done = poll(watchdog_, [&] {
+                const std::size_t before = open;
+                for (std::size_t i = 0; i < ends_.size(); ++i) {
+                    if (ended[i]) continue;
+                    const cudaError_t state = cudaEventQuery(ends_[i].event);
+                    if (state == cudaErrorNotReady) continue;
+                    gpu::check(state, "cudaEventQuery");
+                    ended[i] = true, --open;
+                }
                 nccl_.check_async();
-                if (open == 0) break;
-                if (std::chrono::steady_clock::now() >= deadline)
-                    nccl_.fail("watchdog: no NCCL group ended for " + std::to_string(watchdog_.count()) +
-                               " ms (a rank died, hangs, or runs another schedule); still waiting for: " +
-                               ends_[static_cast<std::size_t>(std::find(ended.begin(), ended.end(), false) -
-                                                              ended.begin())].what);
-            } catch (...) {
-                forget_ends();
-                throw;
-            }
-            std::this_thread::sleep_for(pause);
+                return open == 0 ? poll_state::done : open < before ? poll_state::progressed : poll_state::waiting;
+            });
+            if (!done)
+                nccl_.fail("watchdog: no NCCL group ended for " + std::to_string(watchdog_.count()) +
+                           " ms (a rank died, hangs, or runs another schedule); still waiting for: " +
+                           ends_[static_cast<std::size_t>(std::find(ended.begin(), ended.end(), false) -
+                                                          ended.begin())].what);
+        } catch (...) {
+            forget_ends();
+            throw;
         }
         forget_ends();
     }

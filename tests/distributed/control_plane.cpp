@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
         return 2;
     }
     if (which == "nccl-absent") {
-        if (std::getenv("OMPI_COMM_WORLD_RANK") && std::string(std::getenv("OMPI_COMM_WORLD_RANK")) == "2") {
+        if (const char* rank = std::getenv("OMPI_COMM_WORLD_RANK"); rank && std::string(rank) == "2") {
             // Started (MPI, the emulated NCCL's bootstrap, is collective
             // from its start), but never reaches ncclCommInitRank.
             int provided = 0;
