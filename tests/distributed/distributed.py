@@ -189,14 +189,21 @@ def end_of(p, what, limit):
     return err, elapsed
 
 
-def kill_mid_step():
+def kill_mid_step(what='SIGKILL of rank 3', launcher=mpi):
     """Rank 3 dies (SIGKILL): OpenMPI notices the lost process, names it and
-    ends every other rank, well within the watchdog."""
-    p, pids = long_job(20000)
-    os.kill(pids[3], signal.SIGKILL)
-    err, elapsed = end_of(p, 'SIGKILL of rank 3', 60)
+    ends every other rank, well within the watchdog. OpenMPI 4.1's mpirun
+    itself now and then crashes in its PMIx log handler while it tears the
+    job down (docs/distributed.md#faults), and the name is lost with it:
+    only that known crash earns another try, twice at most."""
+    for _ in range(3):
+        p, pids = long_job(20000, launcher=launcher)
+        os.kill(pids[3], signal.SIGKILL)
+        err, elapsed = end_of(p, what, 60)
+        if not (p.returncode == -signal.SIGSEGV and 'pmix_server_log_fn' in err and 'process rank 3' not in err):
+            break
+        print('mpirun crashed in pmix_server_log_fn (a known OpenMPI 4.1 fault): once more')
     if 'process rank 3' not in err or elapsed > 20:
-        sys.exit('the lost rank is not named, or the end took longer than the watchdog:\n' + err[-3000:])
+        sys.exit(f'{what}: the lost rank is not named, or the end took longer than the watchdog:\n' + err[-3000:])
 
 
 def stop_rank_3(p, pids, what):
@@ -420,7 +427,10 @@ class two_nodes:
         hosts = ','.join(f'{ip}:{np // 2}' for ip in self.hosts)
         return ['ip', 'netns', 'exec', first, 'unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', first,
                 mpirun, '-np', str(np), '--host', hosts, '--bind-to', 'none', '--mca', 'plm_rsh_agent', self.agent,
-                '--mca', 'oob_tcp_if_include', '192.0.2.0/24', '--mca', 'btl_tcp_if_include', '192.0.2.0/24', *extra]
+                '--mca', 'oob_tcp_if_include', '192.0.2.0/24', '--mca', 'btl_tcp_if_include', '192.0.2.0/24',
+                # ranks print their own TCP error reports: mpirun's PMIx log
+                # handler can crash on them while a job is torn down
+                '--mca', 'orte_base_help_aggregate', '0', *extra]
 
 
 def across_two_nodes(emulated):
@@ -442,11 +452,7 @@ def across_two_nodes(emulated):
                     launcher=nodes.mpirun)
         # A rank of the second node dies: its node's daemon tells mpirun,
         # which names it and ends the ranks on both nodes.
-        p, pids = long_job(20000, launcher=nodes.mpirun)
-        os.kill(pids[3], signal.SIGKILL)
-        err, elapsed = end_of(p, 'SIGKILL of rank 3 (on the second node)', 60)
-        if 'process rank 3' not in err or elapsed > 20:
-            sys.exit('two nodes: the lost rank is not named, or the end took too long:\n' + err[-3000:])
+        kill_mid_step('SIGKILL of rank 3 (on the second node)', nodes.mpirun)
         if emulated:
             global train
             train, cuda = emulated, ['--backend', 'cuda']
