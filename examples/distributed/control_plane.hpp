@@ -73,12 +73,20 @@ struct rank_map {
     }
 };
 
+// How long a rank waits for the others: `watchdog` for a message or
+// reduction to make progress (--watchdog-ms), `join` for every rank to
+// create a communicator (--rendezvous-timeout).
+struct rank_waits {
+    std::chrono::milliseconds watchdog{10000};
+    std::chrono::duration<double> join{300};
+};
+
 // Where a worker runs: the run's control plane, the rank layout and the
-// watchdog (what every Worker of rank_trainer is constructed from).
+// waits (what every Worker of rank_trainer is constructed from).
 struct rank_context {
     control_plane& control;
     rank_map map;
-    std::chrono::milliseconds watchdog;
+    rank_waits waits;
 };
 
 template <class T>

@@ -34,18 +34,12 @@
 
 namespace chimera::runtime::nccl {
 
-// Polls `comm` until the call in progress is done; throws nccl_failure
-// naming `what` when it failed or is not done within `timeout` (the
-// caller aborts the communicator).
+// Polls `comm` until NCCL has taken the call in progress; throws
+// nccl_failure naming `what` when it failed or is not done within
+// `timeout` (the caller aborts the communicator).
 inline void settle(ncclComm_t comm, std::chrono::duration<double> timeout, const std::string& what) {
-    const bool done = poll(timeout, [&] {
-        ncclResult_t state = ncclSuccess;
-        check(ncclCommGetAsyncError(comm, &state), "ncclCommGetAsyncError");
-        if (state != ncclSuccess && state != ncclInProgress) throw nccl_failure(what + ": " + async_reason(comm, state));
-        return state == ncclSuccess ? poll_state::done : poll_state::waiting;
-    });
-    if (!done)
-        throw nccl_failure(what + ": not done within " + fmt::format("{:g}", timeout.count()) +
+    if (!settled(comm, timeout, what))
+        throw nccl_failure(what + ": not done within " + seconds_text(timeout.count()) +
                            " s (--rendezvous-timeout): a rank did not join (it died, hangs, or never started)");
 }
 
@@ -132,7 +126,7 @@ private:
     }
     // A call on the non-blocking communicator, once NCCL has taken it.
     void issued(ncclResult_t r, const char* what) {
-        if (r != ncclInProgress) check(r, what);
+        nccl::issued(r, what);
         settle(comm_, timeout_, std::string("nccl control plane, rank ") + std::to_string(rank()) + ": " + what);
     }
     // Until the stream's work so far is done; throws on an asynchronous
@@ -150,7 +144,7 @@ private:
         cudaEventDestroy(done);
         if (!finished)
             throw nccl_failure("nccl control plane, rank " + std::to_string(rank()) + ": a collective of every rank " +
-                               "did not complete within " + fmt::format("{:g}", timeout_.count()) +
+                               "did not complete within " + seconds_text(timeout_.count()) +
                                " s (--rendezvous-timeout): a rank hangs, died, or stopped before it");
         if (error != ncclSuccess)
             throw nccl_failure("nccl control plane, rank " + std::to_string(rank()) + ": " + async_reason(comm_, error));

@@ -16,7 +16,17 @@
 // * ncclCommInitRankConfig with blocking = 0 returns ncclInProgress and
 //   initialises on a thread (ncclCommGetAsyncError reads ncclInProgress
 //   until it is done), so a caller can bound the wait for a rank that
-//   never joins.
+//   never joins. Every later call on such a communicator is non-blocking
+//   too, as on NCCL: ncclCommSplit (whose result inherits the mode unless
+//   a config says otherwise) returns ncclInProgress and splits on a thread
+//   of its own, both communicators reading ncclInProgress until it is
+//   done; an operation outside a group, or ncclGroupEnd, returns
+//   ncclInProgress and enqueues *nothing* until ncclCommGetAsyncError is
+//   called on one of its communicators (which then reads ncclInProgress
+//   once, then ncclSuccess). So a caller that records an event or issues
+//   more work before NCCL has taken the call sees it run out of order, as
+//   it could on a GPU; a call on a communicator whose last call is still
+//   in progress fails with ncclInvalidUsage.
 // * ncclCommAbort, called while work waits for a peer, ends that work
 //   (the item cancels its MPI requests and returns, as NCCL's kernels
 //   return) and later items of the communicator are dropped; the
@@ -88,6 +98,8 @@ constexpr int NCCL_SPLIT_NOCOLOR = -1;
 
 namespace chimera_nccl {
 
+struct pending_work;
+
 struct communicator {
     MPI_Comm p2p = MPI_COMM_NULL, collective = MPI_COMM_NULL;
     int rank = 0, size = 0;
@@ -96,6 +108,8 @@ struct communicator {
     std::atomic<bool> aborted{false};                    // ncclCommAbort: stream work returns
     std::atomic<int> references{1};                      // the owner's and one per stream item
     std::vector<MPI_Request> abandoned;                  // of timed-out work; cancelled when freed
+    bool blocking = true;                                // config.blocking of its creation
+    std::shared_ptr<pending_work> pending;               // non-blocking: work not enqueued yet
 };
 
 // Drops one reference; the last one cancels what timed out and frees the
@@ -159,6 +173,14 @@ inline group_state& group() {
     thread_local group_state g;
     return g;
 }
+
+// Work of non-blocking communicators that NCCL has not taken yet: enqueued
+// by the first ncclCommGetAsyncError on one of them.
+struct pending_work {
+    cudaStream_t stream = nullptr;
+    std::vector<std::pair<communicator*, task>> tasks;
+    bool enqueued = false;
+};
 
 // Runs one stream item: posts every task, then completes them by polling,
 // running a task's `after` as soon as its own requests completed (so a
@@ -232,8 +254,46 @@ inline void enqueue(cudaStream_t stream, std::vector<std::pair<communicator*, ta
 #endif
 }
 
+// The reason of the last failed call without a communicator (ncclGetLastError(nullptr)).
+inline std::string& last_error() {
+    static std::string reason;
+    return reason;
+}
+
+// ncclInvalidUsage when `c`'s last call is still in progress (a
+// non-blocking communicator must be polled to ncclSuccess first).
+inline ncclResult_t in_progress(communicator* c) {
+    if (!c->pending && c->async_error != ncclInProgress) return ncclSuccess;
+    last_error() = "a call on a communicator whose last call is still in progress "
+                   "(poll ncclCommGetAsyncError until ncclSuccess first)";
+    return ncclInvalidUsage;
+}
+
+// The end of a call outside a group, or of a group: enqueued now when its
+// communicators are blocking; otherwise left pending on each of them
+// (ncclInProgress) until ncclCommGetAsyncError.
+inline ncclResult_t submit(cudaStream_t stream, std::vector<std::pair<communicator*, task>> tasks) {
+    const auto blocking = [](const auto& x) { return x.first->blocking; };
+    if (std::all_of(tasks.begin(), tasks.end(), blocking)) {
+        if (!tasks.empty()) enqueue(stream, std::move(tasks));
+        return ncclSuccess;
+    }
+    if (std::any_of(tasks.begin(), tasks.end(), blocking)) {
+        last_error() = "a group of blocking and non-blocking communicators";
+        return ncclInvalidUsage;
+    }
+    auto work = std::make_shared<pending_work>();
+    work->stream = stream;
+    work->tasks = std::move(tasks);
+    for (auto& [c, t] : work->tasks) c->pending = work;
+    return ncclInProgress;
+}
+
+// A call on `c`: refused while its last call is in progress; kept for
+// ncclGroupEnd inside a group; submitted alone otherwise.
 inline ncclResult_t add(communicator* c, task t, cudaStream_t stream) {
     if (!c) return ncclInvalidArgument;
+    if (const ncclResult_t busy = in_progress(c); busy != ncclSuccess) return busy;
     if (c->async_error != ncclSuccess) return c->async_error;
     auto& g = group();
     if (g.depth > 0) {
@@ -243,20 +303,13 @@ inline ncclResult_t add(communicator* c, task t, cudaStream_t stream) {
     }
     std::vector<std::pair<communicator*, task>> one;
     one.emplace_back(c, std::move(t));
-    enqueue(stream, std::move(one));
-    return ncclSuccess;
+    return submit(stream, std::move(one));
 }
 
 inline MPI_Datatype mpi_type(ncclDataType_t t) {
     return t == ncclFloat64 ? MPI_DOUBLE : t == ncclInt32 ? MPI_INT : t <= ncclUint8 ? MPI_BYTE : MPI_FLOAT;
 }
 inline std::size_t type_size(ncclDataType_t t) { return t == ncclFloat64 ? 8 : t <= ncclUint8 ? 1 : 4; }
-
-// The reason of the last failed call without a communicator (ncclGetLastError(nullptr)).
-inline std::string& last_error() {
-    static std::string reason;
-    return reason;
-}
 
 // MPI for a program that did not initialise it: initialised here, finalized at exit.
 inline void ensure_mpi() {
@@ -356,6 +409,7 @@ inline ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUni
     if (!config || config->blocking != 0) return ncclCommInitRank(comm, nranks, id, rank);
     chimera_nccl::ensure_mpi();
     auto* c = new chimera_nccl::communicator;
+    c->blocking = false;
     c->async_error = ncclInProgress;
     ++c->references;  // the initialising thread's
     std::thread([c, nranks, id, rank] {
@@ -366,25 +420,53 @@ inline ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUni
     return ncclInProgress;
 }
 
-inline ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t* newcomm, ncclConfig_t* = nullptr) {
-    MPI_Comm split = MPI_COMM_NULL;
-    MPI_Comm_split(comm->p2p, color == NCCL_SPLIT_NOCOLOR ? MPI_UNDEFINED : color, key, &split);
-    if (split == MPI_COMM_NULL) {
-        *newcomm = nullptr;
-        return ncclSuccess;
-    }
-    auto* c = new chimera_nccl::communicator;
-    c->p2p = split;
-    MPI_Comm_dup(split, &c->collective);
-    MPI_Comm_rank(split, &c->rank);
-    MPI_Comm_size(split, &c->size);
+// Collective over `comm`. Non-blocking (config->blocking == 0, or without
+// a config a non-blocking parent): returns ncclInProgress and splits on a
+// thread of its own, the parent and the new communicator reading
+// ncclInProgress until it is done.
+inline ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t* newcomm,
+                                  ncclConfig_t* config = nullptr) {
+    if (!comm) return ncclInvalidArgument;
+    if (const ncclResult_t busy = chimera_nccl::in_progress(comm); busy != ncclSuccess) return busy;
+    if (comm->async_error != ncclSuccess) return comm->async_error;
+    chimera_nccl::communicator* c = color == NCCL_SPLIT_NOCOLOR ? nullptr : new chimera_nccl::communicator;
     *newcomm = c;
-    return ncclSuccess;
+    const auto split = [comm, c, color, key] {
+        MPI_Comm part = MPI_COMM_NULL;
+        MPI_Comm_split(comm->p2p, c ? color : MPI_UNDEFINED, key, &part);
+        if (!c) return;
+        c->p2p = part;
+        MPI_Comm_dup(part, &c->collective);
+        MPI_Comm_rank(part, &c->rank);
+        MPI_Comm_size(part, &c->size);
+    };
+    const bool blocking = config ? config->blocking != 0 : comm->blocking;
+    if (c) c->blocking = blocking;
+    if (blocking) return split(), ncclSuccess;
+    for (chimera_nccl::communicator* x : {comm, c})
+        if (x) x->async_error = ncclInProgress, ++x->references;  // the splitting thread's
+    std::thread([comm, c, split] {
+        split();
+        for (chimera_nccl::communicator* x : {c, comm}) {
+            if (!x) continue;
+            ncclResult_t busy = ncclInProgress;
+            x->async_error.compare_exchange_strong(busy, ncclSuccess);
+            chimera_nccl::release(x);
+        }
+    }).detach();
+    return ncclInProgress;
 }
 
 inline ncclResult_t ncclCommCount(ncclComm_t comm, int* count) { return *count = comm->size, ncclSuccess; }
 inline ncclResult_t ncclCommUserRank(ncclComm_t comm, int* rank) { return *rank = comm->rank, ncclSuccess; }
+// A non-blocking communicator's pending call is taken (enqueued) here: the
+// first query reads ncclInProgress, the next its state.
 inline ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* error) {
+    if (const auto work = std::move(comm->pending)) {
+        if (!work->enqueued) work->enqueued = true, chimera_nccl::enqueue(work->stream, std::move(work->tasks));
+        *error = ncclInProgress;
+        return ncclSuccess;
+    }
     *error = comm->async_error;
     return ncclSuccess;
 }
@@ -400,13 +482,14 @@ inline const char* ncclGetLastError(ncclComm_t comm) {
 inline ncclResult_t ncclCommAbort(ncclComm_t comm) {
     if (!comm) return ncclSuccess;
     if (comm->async_error == ncclInProgress) chimera_nccl::init_abandoned() = true;
+    if (const auto work = std::move(comm->pending)) work->enqueued = true;  // dropped, for every communicator of it
     comm->aborted = true;
     chimera_nccl::release(comm);
     return ncclSuccess;
 }
 inline ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     if (!comm) return ncclSuccess;
-    if (comm->async_error != ncclSuccess) return ncclCommAbort(comm);
+    if (comm->async_error != ncclSuccess || comm->pending) return ncclCommAbort(comm);
     chimera_nccl::release(comm);
     return ncclSuccess;
 }
@@ -419,9 +502,9 @@ inline ncclResult_t ncclGroupEnd() {
     auto& g = chimera_nccl::group();
     if (g.depth == 0) return ncclInvalidUsage;
     if (--g.depth > 0) return ncclSuccess;
-    chimera_nccl::enqueue(g.stream, std::move(g.tasks));
+    auto tasks = std::move(g.tasks);
     g.tasks.clear();
-    return ncclSuccess;
+    return chimera_nccl::submit(g.stream, std::move(tasks));
 }
 
 namespace chimera_nccl {

@@ -9,6 +9,11 @@
 // reduction stream of their own, both joined to the compute stream by
 // events (so an eager gradient sync holds up neither the messages nor the
 // backward passes behind it).
+// The communicators are non-blocking (config.blocking = 0): their
+// creation is bounded by --rendezvous-timeout (a rank that never joins
+// ends the others), and every NCCL group is polled until NCCL has taken it
+// (bounded by the watchdog: connecting to a silent peer would otherwise
+// block in ncclGroupEnd) before its end is recorded.
 // Errors are checked. The end of a step is awaited without blocking in
 // CUDA (an NCCL kernel that waits for a silent peer never returns by
 // itself): the host polls each comm group's end event and NCCL's
@@ -22,6 +27,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <exception>
 #include <memory>
@@ -53,7 +59,12 @@ public:
 };
 
 inline void check(ncclResult_t r, const std::string& what) {
-    if (r != ncclSuccess) throw nccl_failure(what + ": " + ncclGetErrorString(r));
+    if (r == ncclSuccess) return;
+    std::string reason = ncclGetErrorString(r);
+#if defined(CHIMERA_CUDA_EMULATION)
+    if (const std::string last = ncclGetLastError(nullptr); !last.empty()) reason += " (" + last + ")";
+#endif
+    throw nccl_failure(what + ": " + reason);
 }
 
 // An asynchronous error of `comm`, in words (with the emulator's reason).
@@ -83,11 +94,37 @@ bool poll(std::chrono::duration<double> quiet, Step step) {
     }
 }
 
-// The communicators of one run. Collective: rank 0's ncclUniqueId reaches
-// every rank over the control plane.
+inline std::string seconds_text(double seconds) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%g", seconds);
+    return text;
+}
+
+// A call on a non-blocking communicator: ncclInProgress is no error.
+inline void issued(ncclResult_t r, const std::string& what) {
+    if (r != ncclInProgress) check(r, what);
+}
+
+// Polls `comm` until NCCL has taken its last call (a non-blocking
+// communicator reads ncclInProgress until then). Throws nccl_failure
+// naming `what` when the call failed; false when it is not done within
+// `timeout`.
+inline bool settled(ncclComm_t comm, std::chrono::duration<double> timeout, const std::string& what) {
+    return poll(timeout, [&] {
+        ncclResult_t state = ncclSuccess;
+        check(ncclCommGetAsyncError(comm, &state), "ncclCommGetAsyncError");
+        if (state != ncclSuccess && state != ncclInProgress) throw nccl_failure(what + ": " + async_reason(comm, state));
+        return state == ncclSuccess ? poll_state::done : poll_state::waiting;
+    });
+}
+
+// The communicators of one run, non-blocking. Collective: rank 0's
+// ncclUniqueId reaches every rank over the control plane; creating them
+// waits `waits.join` at most, each group `waits.watchdog`.
 class world {
 public:
-    world(const schedule& s, const rank_map& map, control_plane& control) : map_(map), rank_(control.rank()) {
+    world(const schedule& s, const rank_map& map, control_plane& control, const rank_waits& waits)
+        : map_(map), rank_(control.rank()), waits_(waits) {
         ncclUniqueId id;
         std::string mine;
         if (rank_ == 0) {
@@ -97,7 +134,10 @@ public:
         const std::string got = control.broadcast(mine);
         if (got.size() != sizeof id) throw nccl_failure("nccl transport: the unique id from rank 0 has the wrong size");
         std::memcpy(&id, got.data(), sizeof id);
-        check(ncclCommInitRank(&all_, control.size(), id, rank_), "ncclCommInitRank");
+        ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+        config.blocking = 0;
+        issued(ncclCommInitRankConfig(&all_, control.size(), id, rank_, &config), "ncclCommInitRankConfig");
+        created({all_}, "ncclCommInitRank of the world communicator (" + std::to_string(control.size()) + " ranks)");
         const int rank = rank_, data_parallel = map.data_parallel;
         for (int st = 0; st < s.stages(); ++st) {
             int order = -1;  // this rank's member of stage st's reduction
@@ -109,9 +149,10 @@ public:
                                                " holds two replicas of stage " + std::to_string(st));
                         order = g * s.pipelines() + p;
                     }
-            ncclComm_t c = nullptr;
-            check(ncclCommSplit(all_, order >= 0 ? st : NCCL_SPLIT_NOCOLOR, order, &c, nullptr), "ncclCommSplit");
+            ncclComm_t c = nullptr;  // non-blocking as its parent
+            issued(ncclCommSplit(all_, order >= 0 ? st : NCCL_SPLIT_NOCOLOR, order, &c, nullptr), "ncclCommSplit");
             stages_.push_back(c);
+            created({all_, c}, "ncclCommSplit of stage " + std::to_string(st) + "'s replica group");
         }
     }
     world(const world&) = delete;
@@ -129,6 +170,11 @@ public:
     ncclComm_t stage(int s) const { return stages_.at(static_cast<std::size_t>(s)); }
     int to_global(int logical) const { return map_.global(logical); }
 
+    // After ncclGroupEnd on `comms`: polls until NCCL has taken the group
+    // (`what`); not within the watchdog, or an error, fails.
+    void taken(const std::vector<ncclComm_t>& comms, const std::string& what) {
+        settle(comms, waits_.watchdog, "--watchdog-ms", "a peer died, hangs, or runs another schedule", what);
+    }
     // Throws (and aborts every communicator) when an asynchronous error
     // happened on one of them.
     void check_async() {
@@ -149,8 +195,30 @@ public:
     }
 
 private:
+    void created(const std::vector<ncclComm_t>& comms, const std::string& what) {
+        settle(comms, waits_.join, "--rendezvous-timeout", "a rank did not join: it died, hangs, or never started",
+               what);
+    }
+    // Polls each of `comms` (null: none) until NCCL has taken its last
+    // call; an error, or `within` passing (`option` sets it; `why` says what
+    // that means), aborts every communicator and throws naming `what`.
+    void settle(const std::vector<ncclComm_t>& comms, std::chrono::duration<double> within, const char* option,
+                const char* why, const std::string& what) {
+        for (ncclComm_t c : comms) {
+            bool done = true;
+            try {
+                done = !c || settled(c, within, what);
+            } catch (const nccl_failure& e) {
+                fail(e.what());
+            }
+            if (!done)
+                fail(what + ": not done within " + seconds_text(within.count()) + " s (" + option + "): " + why);
+        }
+    }
+
     rank_map map_;
     int rank_ = 0;
+    rank_waits waits_;
     ncclComm_t all_ = nullptr;
     std::vector<ncclComm_t> stages_;
 };
@@ -185,7 +253,7 @@ public:
         : w_(w), s_(s), received_(received), deferred_(deferred), ends_(ends) {}
     void post_send(const message_key& key, gpu::device_span data) {
         open_p2p("send of " + to_string(key) + " to rank " + std::to_string(w_.to_global(key.to)));
-        check(ncclSend(data.data, data.count, ncclFloat32, w_.to_global(key.to), w_.all(), s_.comm), "ncclSend");
+        issued(ncclSend(data.data, data.count, ncclFloat32, w_.to_global(key.to), w_.all(), s_.comm), "ncclSend");
     }
     void post_recv(const message_key& key, gpu::device_receipt out) {
         open_p2p("receive of " + to_string(key) + " from rank " + std::to_string(w_.to_global(key.from)));
@@ -193,26 +261,30 @@ public:
         gpu::check(cudaMallocAsync(reinterpret_cast<void**>(&buffer), out.count * sizeof(float), s_.comm),
                    "cudaMallocAsync");
         received_.push_back(buffer);
-        check(ncclRecv(buffer, out.count, ncclFloat32, w_.to_global(key.from), w_.all(), s_.comm), "ncclRecv");
+        issued(ncclRecv(buffer, out.count, ncclFloat32, w_.to_global(key.from), w_.all(), s_.comm), "ncclRecv");
         *out.data = buffer;
     }
     void post_reduce(const reduce_key& key, gpu::device_span data) { reductions_.push_back({key.stage, data}); }
     void complete() {
         if (!p2p_what_.empty()) {
-            check(ncclGroupEnd(), "ncclGroupEnd");
+            issued(ncclGroupEnd(), "ncclGroupEnd");
+            w_.taken({w_.all()}, p2p_what_);  // before its end is recorded
             join(s_.comm, s_.compute);
             ends_.push_back({record(s_.comm), std::move(p2p_what_)});
         }
         if (reductions_.empty()) return;
         join(s_.compute, s_.reduce);
         std::string what;
+        std::vector<ncclComm_t> comms;
         check(ncclGroupStart(), "ncclGroupStart");
         for (const auto& [stage, data] : reductions_) {
             what += (what.empty() ? "" : ", ") + ("all-reduce of stage " + std::to_string(stage) + "'s gradients");
-            check(ncclAllReduce(data.data, data.data, data.count, ncclFloat32, ncclSum, w_.stage(stage), s_.reduce),
-                  "ncclAllReduce");
+            comms.push_back(w_.stage(stage));
+            issued(ncclAllReduce(data.data, data.data, data.count, ncclFloat32, ncclSum, comms.back(), s_.reduce),
+                   "ncclAllReduce");
         }
-        check(ncclGroupEnd(), "ncclGroupEnd");
+        issued(ncclGroupEnd(), "ncclGroupEnd");
+        w_.taken(comms, what);
         deferred_.push_back(record(s_.reduce));
         ends_.push_back({record(s_.reduce), std::move(what)});
     }
@@ -283,7 +355,7 @@ public:
     cuda_worker(const rank_context& c, const schedule& s, const run_shape& shape, const gpt::dataset& data,
                 int group, int worker, const std::vector<float>& initial, const options& o = {})
         : device_selection(c.control), gpu::cuda_backend(s, shape, data, group, worker, initial, o),
-          watchdog_(c.watchdog), nccl_(s, c.map, c.control) {
+          watchdog_(c.waits.watchdog), nccl_(s, c.map, c.control, c.waits) {
         for (cudaStream_t* s : {&comm_stream_, &reduce_stream_})
             gpu::check(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
     }

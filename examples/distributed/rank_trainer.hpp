@@ -57,7 +57,7 @@ public:
     using options = typename cpu::cpu_backend<R>::options;
     cpu_worker(const rank_context& c, const schedule& s, const run_shape& shape, const gpt::dataset& data, int group,
                int worker, const std::vector<R>& initial, const options& o = {})
-        : cpu::cpu_backend<R>(s, shape, data, group, worker, initial, o), world_(s, c.map, c.watchdog) {}
+        : cpu::cpu_backend<R>(s, shape, data, group, worker, initial, o), world_(s, c.map, c.waits.watchdog) {}
     void begin_step(int step) {
         progress_ = std::make_unique<cpu::hub<R>>(1, world_.watchdog());  // the backend reports progress to it
         this->begin(step, *progress_);
@@ -85,11 +85,11 @@ public:
 
     // Collective: every rank constructs it with the same arguments.
     rank_trainer(control_plane& control, schedule lowered, const run_shape& shape, const gpt::dataset& data,
-                 const std::vector<R>& initial, std::chrono::milliseconds watchdog, rank_layout layout,
+                 const std::vector<R>& initial, rank_waits waits, rank_layout layout,
                  const typename Worker::options& options = {})
         : control_(control), s_(std::move(lowered)), shape_(with_micro_batches(shape, s_)),
           map_{checked(control, s_, shape_).workers(), shape_.data_parallel, layout},
-          backend_(rank_context{control, map_, watchdog}, s_, shape_, data, logical_rank() / s_.workers(),
+          backend_(rank_context{control, map_, waits}, s_, shape_, data, logical_rank() / s_.workers(),
                    logical_rank() % s_.workers(), initial, options) {}
 
     const schedule& lowered() const { return s_; }

@@ -485,7 +485,9 @@ int train_distributed(const options& o, const run_plan& p, const gpt::dataset& d
         require_same_everywhere(*control, digest_parts<R>(o, p, initial));
         const auto layout = o.rank_layout == "stage-major" ? rank_layout::stage_major : rank_layout::group_major;
         mpi::rank_trainer<Worker> t(*control, p.lowered, p.shape, data, initial,
-                                    std::chrono::milliseconds(o.watchdog_ms), layout, worker_options);
+                                    rank_waits{std::chrono::milliseconds(o.watchdog_ms),
+                                               std::chrono::duration<double>(o.rendezvous_timeout)},
+                                    layout, worker_options);
         return train_with(o, p, data, t);
     });
 #else
@@ -593,7 +595,8 @@ void add_options(CLI::App& app, options& o) {
     app.add_option("--run-tag", o.run_tag,
                    "file: names the rendezvous file; unique per run (default with Slurm: $SLURM_JOB_ID.$SLURM_STEP_ID)");
     app.add_option("--rendezvous-timeout", o.rendezvous_timeout,
-                   "file: seconds a rank waits for rank 0's rendezvous file")
+                   "file: seconds a rank waits for rank 0's rendezvous file; nccl: for every rank to create the "
+                   "communicators")
         ->capture_default_str();
     app.add_option("--rank-layout", o.rank_layout,
                    "mpi: MPI rank of (group g, worker w): group-major g*D+w, or stage-major w*W+g")
@@ -611,6 +614,9 @@ void add_options(CLI::App& app, options& o) {
 
 // --rendezvous mpi | file:DIR, and with file: a run tag and a timeout.
 void check_rendezvous(options& o) {
+    if (!(o.rendezvous_timeout > 0))
+        throw usage_error("--rendezvous-timeout must be > 0 seconds (got " + std::to_string(o.rendezvous_timeout) +
+                          ")");
     if (o.rendezvous == "mpi") return;
     if (o.rendezvous.rfind("file:", 0) != 0 || o.rendezvous.size() == 5)
         throw usage_error("--rendezvous '" + o.rendezvous + "': mpi, or file:DIR (a directory every rank sees)");
@@ -622,9 +628,6 @@ void check_rendezvous(options& o) {
         throw usage_error("--rendezvous file: needs --run-tag TAG, unique per run (Slurm sets the default "
                           "$SLURM_JOB_ID.$SLURM_STEP_ID)");
     rendezvous::check_tag(o.run_tag);
-    if (!(o.rendezvous_timeout > 0))
-        throw usage_error("--rendezvous-timeout must be > 0 seconds (got " + std::to_string(o.rendezvous_timeout) +
-                          ")");
 }
 
 int run(options o) {

@@ -20,13 +20,23 @@
 //                            rank's ncclCommInitRank, non-blocking, must
 //                            give up after the 2 s timeout and exit 1
 //                            naming it.
+//   control_plane transport-absent init | split
+//                            over MPI, the nccl transport's communicators
+//                            (nccl::world, non-blocking) for GPipe D=4:
+//                            rank 2 never calls ncclCommInitRankConfig
+//                            (init), or joins the world communicator but
+//                            never splits it (split); every other rank must
+//                            give up after the 2 s join timeout, abort its
+//                            communicators and exit 1 naming the call.
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include <chimera/generate.hpp>
 #include <distributed/mpi_control.hpp>
 #include <distributed/nccl_control.hpp>
 
@@ -69,12 +79,45 @@ int check_all(control_plane& c) {
     return total;
 }
 
+// Rank 2's part of the world communicator only (it never splits it).
+void join_world_only(control_plane& c) {
+    namespace nccl = chimera::runtime::nccl;
+    ncclUniqueId id;
+    std::memcpy(&id, c.broadcast("").data(), sizeof id);
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclComm_t comm = nullptr;
+    nccl::issued(ncclCommInitRankConfig(&comm, c.size(), id, c.rank(), &config), "ncclCommInitRankConfig");
+    if (!nccl::settled(comm, std::chrono::seconds(30), "rank 2's ncclCommInitRankConfig"))
+        throw nccl::nccl_failure("rank 2: the world communicator was not created within 30 s");
+}
+
+int transport_absent(const std::string& where) {
+    chimera::runtime::mpi::control c;
+    return chimera::runtime::run_rank(c, [&] {
+        chimera::runtime::nccl::select_device(c.rank(), c.local_rank());
+        if (c.rank() == 2) {
+            if (where == "split") join_world_only(c);
+            std::this_thread::sleep_for(std::chrono::seconds(60));
+            return 0;
+        }
+        const auto s = chimera::generate({.schedule = chimera::algorithm::gpipe, .stages = 4, .micro_batches = 1});
+        const chimera::runtime::rank_waits waits{std::chrono::milliseconds(3000), std::chrono::seconds(2)};
+        chimera::runtime::nccl::world w(s, {.workers = 4, .data_parallel = 1}, c, waits);
+        return 0;  // not reached: rank 2 never joins
+    });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
     const std::string which = argc > 1 ? argv[1] : "";
+    const std::string arg = argc > 2 ? argv[2] : "";
+    if (which == "transport-absent" && (arg == "init" || arg == "split")) return transport_absent(arg);
     if (which != "mpi" && !((which == "nccl" || which == "nccl-silent" || which == "nccl-absent") && argc > 2)) {
-        std::fprintf(stderr, "usage: control_plane mpi | nccl DIR | nccl-silent DIR | nccl-absent DIR\n");
+        std::fprintf(stderr,
+                     "usage: control_plane mpi | nccl DIR | nccl-silent DIR | nccl-absent DIR | "
+                     "transport-absent init|split\n");
         return 2;
     }
     if (which == "nccl-absent") {

@@ -49,7 +49,8 @@ CASE:
              broadcast of variable lengths, barrier (tests/distributed/
              control_plane.cpp); a rank silent in a collective of the NCCL
              plane, or one that never joins its communicator, ends the job
-             after the timeout.
+             after the timeout; so does a rank that never creates or never
+             splits the nccl transport's communicators.
   two-nodes [EXE]  the ranks on two nodes made of network namespaces on
              this machine (mpirun starts the second through a launch agent;
              TCP between them): the mpi transport (Chimera np 4, 1F1B W=2
@@ -305,6 +306,7 @@ def compact_shards():
 
 def nccl_emulator(exe):
     print(run(mpi(4) + [exe, 'semantics']).stdout.strip())
+    print('non-blocking communicators:', run(mpi(4) + [exe, 'nonblocking']).stdout.strip())
     p = run(mpi(4) + [exe, 'wrong-id'])
     if p.stderr.count('the ranks passed different unique ids') != 4:
         sys.exit('a wrong unique id was not refused on every rank:\n' + p.stderr)
@@ -550,6 +552,8 @@ def rendezvous_failures(exe):
     refused(base, 2, ['needs --run-tag TAG'], {'CHIMERA_RANK': '0', 'CHIMERA_WORLD_SIZE': '4'})
     refused(base + ['--run-tag', '../x'], 2, ['[A-Za-z0-9._-]'])
     refused(base + ['--run-tag', 'x', '--rendezvous-timeout', '0'], 2, ['--rendezvous-timeout must be > 0'])
+    refused([exe, '--transport', 'nccl', '--backend', 'cuda', '--rendezvous-timeout', '-1'], 2,
+            ['--rendezvous-timeout must be > 0 seconds (got -1'])  # it bounds the transport's communicators too
     refused(base[:-2] + ['--rendezvous', 'files:' + d], 2, ['mpi, or file:DIR'])
     refused([exe, '--transport', 'mpi', '--rendezvous', 'file:' + d, '--run-tag', 'x'], 2,
             ['--rendezvous file: runs the nccl transport only'])
@@ -658,6 +662,17 @@ elif case == 'control-plane':
     if seconds > 20:
         sys.exit(f'the absent rank held the job for {seconds:.1f} s:\n{p.stderr[-2000:]}')
     print(f'control plane: rank 2 of 4 never joins, job ended after {seconds:.2f} s')
+    # The same for the nccl transport's own communicators (non-blocking):
+    # a rank that never creates the world communicator, or never splits it.
+    for where, call in (('init', 'ncclCommInitRank of the world communicator (4 ranks)'),
+                        ('split', "ncclCommSplit of stage 0's replica group")):
+        p, seconds = expect_failure(mpi(4) + [exe, 'transport-absent', where], 1,
+                                    f'{call}: not done within 2 s (--rendezvous-timeout): a rank did not join',
+                                    timeout=60)
+        if seconds > 20:
+            sys.exit(f'the absent rank held the job for {seconds:.1f} s:\n{p.stderr[-2000:]}')
+        print(f'nccl transport: rank 2 of 4 never {"joins" if where == "init" else "splits"}, '
+              f'job ended after {seconds:.2f} s')
 elif case == 'nccl-file':
     train = sys.argv[4]  # chimera-train-emulated
     nccl_file(train)

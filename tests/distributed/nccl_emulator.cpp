@@ -5,6 +5,14 @@
 //                             every rank, ncclCommSplit, ncclAllGather and
 //                             ncclBroadcast (every root, in issue order);
 //                             exit 0
+//   nccl_emulator nonblocking
+//                             a non-blocking communicator (config.blocking
+//                             = 0): its creation, a split, a group and a
+//                             lone all-reduce return ncclInProgress;
+//                             nothing runs until ncclCommGetAsyncError is
+//                             polled (ncclInProgress once, then
+//                             ncclSuccess), a call meanwhile is refused,
+//                             and an abort drops the work; exit 0
 //   nccl_emulator wrong-id    rank 1 passes another ncclUniqueId to
 //                             ncclCommInitRank: the call fails on every
 //                             rank (NCCL would hang or fail); exit 0
@@ -16,6 +24,7 @@
 //                             it; exit 0 when both ranks saw it.
 #include <mpi.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -105,6 +114,54 @@ void collectives(ncclComm_t comm, int rank, int ranks, cudaStream_t stream) {
            rank, "ncclBroadcast: a root outside the communicator is refused");
 }
 
+// Polls until `comm`'s call in progress is done (10 s at most).
+ncclResult_t settle(ncclComm_t comm) {
+    ncclResult_t state = ncclInProgress;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (state == ncclInProgress && std::chrono::steady_clock::now() < end) ncclCommGetAsyncError(comm, &state);
+    return state;
+}
+
+void nonblocking(const ncclUniqueId& id, int rank, int ranks, cudaStream_t stream) {
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;
+    ncclComm_t comm = nullptr, half = nullptr;
+    expect(ncclCommInitRankConfig(&comm, ranks, id, rank, &config) == ncclInProgress && settle(comm) == ncclSuccess,
+           rank, "ncclCommInitRankConfig: in progress, then done");
+    expect(ncclCommSplit(comm, rank % 2, rank, &half, nullptr) == ncclInProgress, rank,
+           "ncclCommSplit of a non-blocking parent is non-blocking");
+    expect(settle(comm) == ncclSuccess && settle(half) == ncclSuccess, rank, "ncclCommSplit: both done");
+
+    const int next = (rank + 1) % ranks, previous = (rank + ranks - 1) % ranks;
+    std::vector<float> out(64, static_cast<float>(rank)), in(64, -1.0f);
+    ncclGroupStart();
+    ncclSend(out.data(), out.size(), ncclFloat32, next, comm, stream);
+    ncclRecv(in.data(), in.size(), ncclFloat32, previous, comm, stream);
+    expect(ncclGroupEnd() == ncclInProgress, rank, "ncclGroupEnd of a non-blocking communicator: in progress");
+    cudaStreamSynchronize(stream);
+    expect(in == std::vector<float>(64, -1.0f), rank, "nothing enqueued before ncclCommGetAsyncError");
+    std::vector<int> one{1}, count{0};
+    expect(ncclAllReduce(one.data(), count.data(), 1, ncclInt32, ncclSum, comm, stream) == ncclInvalidUsage, rank,
+           "a call while the last one is in progress is refused");
+    ncclResult_t first = ncclSuccess;
+    ncclCommGetAsyncError(comm, &first);
+    expect(first == ncclInProgress && settle(comm) == ncclSuccess, rank, "the group: in progress once, then done");
+    cudaStreamSynchronize(stream);
+    expect(in == std::vector<float>(64, static_cast<float>(previous)), rank, "the group ran once taken");
+
+    expect(ncclAllReduce(one.data(), count.data(), 1, ncclInt32, ncclSum, half, stream) == ncclInProgress &&
+               settle(half) == ncclSuccess,
+           rank, "a lone all-reduce: in progress, then done");
+    cudaStreamSynchronize(stream);
+    expect(count[0] == ranks / 2, rank, "the lone all-reduce's sum");
+    count[0] = 0;
+    ncclAllReduce(one.data(), count.data(), 1, ncclInt32, ncclSum, half, stream);
+    ncclCommAbort(half);  // every rank: the pending all-reduce is dropped
+    cudaStreamSynchronize(stream);
+    expect(count[0] == 0, rank, "an abort drops the work NCCL has not taken");
+    ncclCommDestroy(comm);
+}
+
 // Rank 1 joins with an id of its own: ncclCommInitRank fails on every rank.
 void wrong_id(int rank, int ranks) {
     ncclUniqueId id;
@@ -149,6 +206,14 @@ int main(int argc, char** argv) {
     const std::string which = argv[1];
     if (which == "wrong-id") {
         wrong_id(rank, ranks);
+    } else if (which == "nonblocking") {
+        ncclUniqueId id;
+        if (rank == 0) ncclGetUniqueId(&id);
+        MPI_Bcast(&id, sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+        cudaStream_t stream = nullptr;
+        cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking);
+        nonblocking(id, rank, ranks, stream);
+        cudaStreamDestroy(stream);
     } else {
         ncclUniqueId id;
         if (rank == 0) ncclGetUniqueId(&id);
