@@ -99,16 +99,20 @@ private:
     };
 
     // `in` on the device, `op(in, out)` on the stream, `out_size` bytes back.
+    // The collective is waited for (polled) before the copy back: a copy into
+    // pageable memory returns only once done, so it would block behind a
+    // collective that a silent rank never completes.
     template <class Op>
     std::string on_device(const std::string& in, std::size_t out_size, Op op) {
         device_bytes device_in(in.size(), stream_), device_out(out_size, stream_);
         gpu::check(cudaMemcpyAsync(device_in.data, in.data(), in.size(), cudaMemcpyHostToDevice, stream_),
                    "cudaMemcpyAsync");
         op(device_in.data, device_out.data);
+        wait();
         std::string out(out_size, '\0');
         gpu::check(cudaMemcpyAsync(out.data(), device_out.data, out_size, cudaMemcpyDeviceToHost, stream_),
                    "cudaMemcpyAsync");
-        wait();
+        gpu::check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
         return out;
     }
     // Every rank's `mine` (all of one length), concatenated in rank order.

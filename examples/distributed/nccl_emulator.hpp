@@ -18,15 +18,17 @@
 //   until it is done), so a caller can bound the wait for a rank that
 //   never joins. Every later call on such a communicator is non-blocking
 //   too, as on NCCL: ncclCommSplit (whose result inherits the mode unless
-//   a config says otherwise) returns ncclInProgress and splits on a thread
-//   of its own, both communicators reading ncclInProgress until it is
-//   done; an operation outside a group, or ncclGroupEnd, returns
-//   ncclInProgress and enqueues *nothing* until ncclCommGetAsyncError is
-//   called on one of its communicators (which then reads ncclInProgress
-//   once, then ncclSuccess). So a caller that records an event or issues
-//   more work before NCCL has taken the call sees it run out of order, as
-//   it could on a GPU; a call on a communicator whose last call is still
-//   in progress fails with ncclInvalidUsage.
+//   a config says otherwise) returns ncclInProgress with the new
+//   communicator null and splits on a thread of its own; the parent reads
+//   ncclInProgress until it is done, and only then is the new
+//   communicator's handle written. An operation outside a group, or
+//   ncclGroupEnd, returns ncclInProgress and enqueues *nothing* until
+//   ncclCommGetAsyncError is called on one of its communicators (which
+//   then reads ncclInProgress once, then ncclSuccess). So a caller that
+//   records an event or issues more work before NCCL has taken the call
+//   sees it run out of order, as it could on a GPU; a call on a
+//   communicator whose last call is still in progress fails with
+//   ncclInvalidArgument, as NCCL's does.
 // * ncclCommAbort, called while work waits for a peer, ends that work
 //   (the item cancels its MPI requests and returns, as NCCL's kernels
 //   return) and later items of the communicator are dropped; the
@@ -105,6 +107,7 @@ struct communicator {
     int rank = 0, size = 0;
     std::string reason;                                   // written before async_error
     std::atomic<ncclResult_t> async_error{ncclSuccess};  // set by stream work, read by ncclCommGetAsyncError
+    std::atomic<bool> busy{false};                       // a non-blocking creation or split runs
     std::atomic<bool> aborted{false};                    // ncclCommAbort: stream work returns
     std::atomic<int> references{1};                      // the owner's and one per stream item
     std::vector<MPI_Request> abandoned;                  // of timed-out work; cancelled when freed
@@ -180,6 +183,7 @@ struct pending_work {
     cudaStream_t stream = nullptr;
     std::vector<std::pair<communicator*, task>> tasks;
     bool enqueued = false;
+    bool dropped = false;  // a communicator of it was aborted first
 };
 
 // Runs one stream item: posts every task, then completes them by polling,
@@ -260,13 +264,14 @@ inline std::string& last_error() {
     return reason;
 }
 
-// ncclInvalidUsage when `c`'s last call is still in progress (a
-// non-blocking communicator must be polled to ncclSuccess first).
+// ncclInvalidArgument (as NCCL's) when `c`'s last call is still in
+// progress (a non-blocking communicator must be polled to ncclSuccess
+// first). Clears the last error otherwise: each call starts afresh.
 inline ncclResult_t in_progress(communicator* c) {
-    if (!c->pending && c->async_error != ncclInProgress) return ncclSuccess;
+    if (!c->pending && !c->busy) return last_error().clear(), ncclSuccess;
     last_error() = "a call on a communicator whose last call is still in progress "
                    "(poll ncclCommGetAsyncError until ncclSuccess first)";
-    return ncclInvalidUsage;
+    return ncclInvalidArgument;
 }
 
 // The end of a call outside a group, or of a group: enqueued now when its
@@ -410,28 +415,32 @@ inline ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUni
     chimera_nccl::ensure_mpi();
     auto* c = new chimera_nccl::communicator;
     c->blocking = false;
-    c->async_error = ncclInProgress;
+    c->busy = true;
     ++c->references;  // the initialising thread's
     std::thread([c, nranks, id, rank] {
         c->async_error = chimera_nccl::init_world(c, nranks, id, rank);
+        c->busy = false;
         chimera_nccl::release(c);
     }).detach();
     *comm = c;
     return ncclInProgress;
 }
 
-// Collective over `comm`. Non-blocking (config->blocking == 0, or without
-// a config a non-blocking parent): returns ncclInProgress and splits on a
-// thread of its own, the parent and the new communicator reading
-// ncclInProgress until it is done.
+// Collective over `comm`. The new communicator is non-blocking when the
+// config says so, or without a config when the parent is. A non-blocking
+// parent splits on a thread of its own: the call returns ncclInProgress
+// with *newcomm null, the parent reads ncclInProgress until the split is
+// done, and only then is *newcomm set (as NCCL does; `newcomm` must stay
+// valid until then).
 inline ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_t* newcomm,
                                   ncclConfig_t* config = nullptr) {
     if (!comm) return ncclInvalidArgument;
     if (const ncclResult_t busy = chimera_nccl::in_progress(comm); busy != ncclSuccess) return busy;
     if (comm->async_error != ncclSuccess) return comm->async_error;
+    *newcomm = nullptr;
     chimera_nccl::communicator* c = color == NCCL_SPLIT_NOCOLOR ? nullptr : new chimera_nccl::communicator;
-    *newcomm = c;
-    const auto split = [comm, c, color, key] {
+    if (c) c->blocking = config ? config->blocking != 0 : comm->blocking;
+    const auto split = [comm, c, color, key, newcomm] {
         MPI_Comm part = MPI_COMM_NULL;
         MPI_Comm_split(comm->p2p, c ? color : MPI_UNDEFINED, key, &part);
         if (!c) return;
@@ -439,20 +448,15 @@ inline ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_
         MPI_Comm_dup(part, &c->collective);
         MPI_Comm_rank(part, &c->rank);
         MPI_Comm_size(part, &c->size);
+        *newcomm = c;
     };
-    const bool blocking = config ? config->blocking != 0 : comm->blocking;
-    if (c) c->blocking = blocking;
-    if (blocking) return split(), ncclSuccess;
-    for (chimera_nccl::communicator* x : {comm, c})
-        if (x) x->async_error = ncclInProgress, ++x->references;  // the splitting thread's
-    std::thread([comm, c, split] {
+    if (comm->blocking) return split(), ncclSuccess;
+    comm->busy = true;
+    ++comm->references;  // the splitting thread's
+    std::thread([comm, split] {
         split();
-        for (chimera_nccl::communicator* x : {c, comm}) {
-            if (!x) continue;
-            ncclResult_t busy = ncclInProgress;
-            x->async_error.compare_exchange_strong(busy, ncclSuccess);
-            chimera_nccl::release(x);
-        }
+        comm->busy = false;
+        chimera_nccl::release(comm);
     }).detach();
     return ncclInProgress;
 }
@@ -461,13 +465,21 @@ inline ncclResult_t ncclCommCount(ncclComm_t comm, int* count) { return *count =
 inline ncclResult_t ncclCommUserRank(ncclComm_t comm, int* rank) { return *rank = comm->rank, ncclSuccess; }
 // A non-blocking communicator's pending call is taken (enqueued) here: the
 // first query reads ncclInProgress, the next its state.
+// A split or creation in progress reads ncclInProgress; work dropped by
+// another communicator's abort reads ncclRemoteError.
 inline ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* error) {
     if (const auto work = std::move(comm->pending)) {
-        if (!work->enqueued) work->enqueued = true, chimera_nccl::enqueue(work->stream, std::move(work->tasks));
+        if (work->dropped) {
+            comm->reason = "its group was dropped: another communicator of it was aborted";
+            comm->async_error = ncclRemoteError;
+        } else if (!work->enqueued) {
+            work->enqueued = true;
+            chimera_nccl::enqueue(work->stream, std::move(work->tasks));
+        }
         *error = ncclInProgress;
         return ncclSuccess;
     }
-    *error = comm->async_error;
+    *error = comm->busy ? ncclInProgress : comm->async_error.load();
     return ncclSuccess;
 }
 // The reason behind an asynchronous error (the emulator's; NCCL logs it
@@ -481,15 +493,15 @@ inline const char* ncclGetLastError(ncclComm_t comm) {
 // dropped, and the communicator is freed once no stream item holds it.
 inline ncclResult_t ncclCommAbort(ncclComm_t comm) {
     if (!comm) return ncclSuccess;
-    if (comm->async_error == ncclInProgress) chimera_nccl::init_abandoned() = true;
-    if (const auto work = std::move(comm->pending)) work->enqueued = true;  // dropped, for every communicator of it
+    if (comm->busy) chimera_nccl::init_abandoned() = true;
+    if (const auto work = std::move(comm->pending)) work->dropped = true;  // for every communicator of it
     comm->aborted = true;
     chimera_nccl::release(comm);
     return ncclSuccess;
 }
 inline ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     if (!comm) return ncclSuccess;
-    if (comm->async_error != ncclSuccess || comm->pending) return ncclCommAbort(comm);
+    if (comm->async_error != ncclSuccess || comm->pending || comm->busy) return ncclCommAbort(comm);
     chimera_nccl::release(comm);
     return ncclSuccess;
 }

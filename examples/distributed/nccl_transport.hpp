@@ -139,6 +139,7 @@ public:
         issued(ncclCommInitRankConfig(&all_, control.size(), id, rank_, &config), "ncclCommInitRankConfig");
         created({all_}, "ncclCommInitRank of the world communicator (" + std::to_string(control.size()) + " ranks)");
         const int rank = rank_, data_parallel = map.data_parallel;
+        stages_.assign(static_cast<std::size_t>(s.stages()), nullptr);  // NCCL writes each when its split is done
         for (int st = 0; st < s.stages(); ++st) {
             int order = -1;  // this rank's member of stage st's reduction
             for (int g = 0; g < data_parallel; ++g)
@@ -149,10 +150,12 @@ public:
                                                " holds two replicas of stage " + std::to_string(st));
                         order = g * s.pipelines() + p;
                     }
-            ncclComm_t c = nullptr;  // non-blocking as its parent
+            ncclComm_t& c = stages_[static_cast<std::size_t>(st)];  // non-blocking as its parent
             issued(ncclCommSplit(all_, order >= 0 ? st : NCCL_SPLIT_NOCOLOR, order, &c, nullptr), "ncclCommSplit");
-            stages_.push_back(c);
-            created({all_, c}, "ncclCommSplit of stage " + std::to_string(st) + "'s replica group");
+            const std::string what = "ncclCommSplit of stage " + std::to_string(st) + "'s replica group";
+            created({all_}, what);  // then c is written (null for a rank outside the group)
+            if (order >= 0 && !c) fail(what + ": done, but no communicator for member " + std::to_string(order));
+            created({c}, what);
         }
     }
     world(const world&) = delete;
@@ -160,10 +163,10 @@ public:
     // Destroyed while an error propagates: aborted (a destroy could wait
     // for work that a failed peer never completes).
     ~world() {
-        const auto end = std::uncaught_exceptions() > 0 ? ncclCommAbort : ncclCommDestroy;
+        if (std::uncaught_exceptions() > 0) abort_all();
         for (ncclComm_t c : stages_)
-            if (c) end(c);
-        if (all_) end(all_);
+            if (c) ncclCommDestroy(c);
+        if (all_) ncclCommDestroy(all_);
     }
 
     ncclComm_t all() const { return all_; }
@@ -186,11 +189,15 @@ public:
             if (error != ncclSuccess) fail(async_reason(c, error));
         }
     }
-    // Aborts every communicator (work waiting on them returns) and throws.
-    [[noreturn]] void fail(const std::string& reason) {
+    // Aborts every communicator: work waiting on them returns.
+    void abort_all() noexcept {
         for (ncclComm_t& x : stages_)
             if (x) ncclCommAbort(x), x = nullptr;
         if (all_) ncclCommAbort(all_), all_ = nullptr;
+    }
+    // Aborts every communicator and throws.
+    [[noreturn]] void fail(const std::string& reason) {
+        abort_all();
         throw nccl_failure("nccl transport, rank " + std::to_string(rank_) + ": " + reason);
     }
 
@@ -361,7 +368,10 @@ public:
     }
     cuda_worker(const cuda_worker&) = delete;
     cuda_worker& operator=(const cuda_worker&) = delete;
+    // While an error propagates, the communicators are aborted first: the
+    // streams may hold NCCL work that waits for a peer.
     ~cuda_worker() {
+        if (std::uncaught_exceptions() > 0) nccl_.abort_all();
         free_received();
         cudaStreamDestroy(comm_stream_);
         cudaStreamDestroy(reduce_stream_);

@@ -285,6 +285,35 @@ TEST_CASE_FIXTURE(fresh_device, "streams: an event orders two streams; a never-r
     CHECK(cudaStreamDestroy(b) == cudaSuccess);
 }
 
+TEST_CASE_FIXTURE(fresh_device, "a download into pageable memory returns once done; into page-locked memory at once") {
+    cudaStream_t a = nullptr;
+    REQUIRE(cudaStreamCreateWithFlags(&a, cudaStreamNonBlocking) == cudaSuccess);
+    device_buffer<int> value(1);
+    value.zero();
+    int* pinned = nullptr;
+    REQUIRE(cudaMallocHost(&pinned, sizeof(int)) == cudaSuccess);
+    *pinned = 0;
+    released = false;
+    CHIMERA_LAUNCH(gated_write, 1, 1, a)(value.data(), 7);  // holds the stream until released
+    CHECK(cudaMemcpyAsync(pinned, value.data(), sizeof(int), cudaMemcpyDeviceToHost, a) == cudaSuccess);
+    CHECK(*pinned == 0);  // returned while the stream is held
+    std::atomic<bool> returned{false}, returned_before_release{false};
+    std::thread release_later([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        returned_before_release = returned.load();
+        released = true;
+    });
+    int pageable = 0;
+    CHECK(cudaMemcpyAsync(&pageable, value.data(), sizeof(int), cudaMemcpyDeviceToHost, a) == cudaSuccess);
+    returned = true;
+    CHECK(pageable == 7);  // no synchronization: the call itself waited
+    release_later.join();
+    CHECK(!returned_before_release);
+    CHECK(*pinned == 7);
+    CHECK(cudaFreeHost(pinned) == cudaSuccess);
+    CHECK(cudaStreamDestroy(a) == cudaSuccess);
+}
+
 TEST_CASE_FIXTURE(fresh_device, "cudaFree synchronizes; freeing a pointer twice is an error") {
     void* p = nullptr;
     REQUIRE(cudaMalloc(&p, 64) == cudaSuccess);

@@ -8,11 +8,14 @@
 //   nccl_emulator nonblocking
 //                             a non-blocking communicator (config.blocking
 //                             = 0): its creation, a split, a group and a
-//                             lone all-reduce return ncclInProgress;
-//                             nothing runs until ncclCommGetAsyncError is
-//                             polled (ncclInProgress once, then
-//                             ncclSuccess), a call meanwhile is refused,
-//                             and an abort drops the work; exit 0
+//                             lone all-reduce return ncclInProgress; a
+//                             split's communicator is written only once the
+//                             parent is done; nothing runs until
+//                             ncclCommGetAsyncError is polled
+//                             (ncclInProgress once, then ncclSuccess), a
+//                             call meanwhile is refused, and aborting one
+//                             communicator of a pending group drops it
+//                             (the other reports an error); exit 0
 //   nccl_emulator wrong-id    rank 1 passes another ncclUniqueId to
 //                             ncclCommInitRank: the call fails on every
 //                             rank (NCCL would hang or fail); exit 0
@@ -130,7 +133,12 @@ void nonblocking(const ncclUniqueId& id, int rank, int ranks, cudaStream_t strea
            rank, "ncclCommInitRankConfig: in progress, then done");
     expect(ncclCommSplit(comm, rank % 2, rank, &half, nullptr) == ncclInProgress, rank,
            "ncclCommSplit of a non-blocking parent is non-blocking");
-    expect(settle(comm) == ncclSuccess && settle(half) == ncclSuccess, rank, "ncclCommSplit: both done");
+    expect(settle(comm) == ncclSuccess && half != nullptr && settle(half) == ncclSuccess, rank,
+           "ncclCommSplit: the new communicator is written once the parent is done");
+    ncclComm_t none = half;  // NCCL_SPLIT_NOCOLOR: no communicator, written as null
+    expect(ncclCommSplit(comm, NCCL_SPLIT_NOCOLOR, rank, &none, nullptr) == ncclInProgress &&
+               settle(comm) == ncclSuccess && none == nullptr,
+           rank, "ncclCommSplit with NCCL_SPLIT_NOCOLOR: done, no communicator");
 
     const int next = (rank + 1) % ranks, previous = (rank + ranks - 1) % ranks;
     std::vector<float> out(64, static_cast<float>(rank)), in(64, -1.0f);
@@ -141,8 +149,8 @@ void nonblocking(const ncclUniqueId& id, int rank, int ranks, cudaStream_t strea
     cudaStreamSynchronize(stream);
     expect(in == std::vector<float>(64, -1.0f), rank, "nothing enqueued before ncclCommGetAsyncError");
     std::vector<int> one{1}, count{0};
-    expect(ncclAllReduce(one.data(), count.data(), 1, ncclInt32, ncclSum, comm, stream) == ncclInvalidUsage, rank,
-           "a call while the last one is in progress is refused");
+    expect(ncclAllReduce(one.data(), count.data(), 1, ncclInt32, ncclSum, comm, stream) == ncclInvalidArgument, rank,
+           "a call while the last one is in progress is refused (ncclInvalidArgument, as NCCL's)");
     ncclResult_t first = ncclSuccess;
     ncclCommGetAsyncError(comm, &first);
     expect(first == ncclInProgress && settle(comm) == ncclSuccess, rank, "the group: in progress once, then done");
@@ -155,10 +163,15 @@ void nonblocking(const ncclUniqueId& id, int rank, int ranks, cudaStream_t strea
     cudaStreamSynchronize(stream);
     expect(count[0] == ranks / 2, rank, "the lone all-reduce's sum");
     count[0] = 0;
+    // A group over both communicators; aborting one drops it for both.
+    ncclGroupStart();
     ncclAllReduce(one.data(), count.data(), 1, ncclInt32, ncclSum, half, stream);
-    ncclCommAbort(half);  // every rank: the pending all-reduce is dropped
+    ncclAllReduce(one.data(), count.data(), 1, ncclInt32, ncclSum, comm, stream);
+    expect(ncclGroupEnd() == ncclInProgress, rank, "a group over two non-blocking communicators: in progress");
+    ncclCommAbort(half);  // every rank: the pending group is dropped
     cudaStreamSynchronize(stream);
     expect(count[0] == 0, rank, "an abort drops the work NCCL has not taken");
+    expect(settle(comm) == ncclRemoteError, rank, "the other communicator of a dropped group reports an error");
     ncclCommDestroy(comm);
 }
 

@@ -1215,14 +1215,20 @@ inline cudaError_t cudaFreeHost(void* p) {
 // On the legacy default stream a copy into device memory is asynchronous:
 // the source is staged at the call, the write lands later (legacy_write).
 // On other streams a pageable host source is staged at the call (the caller
-// may reuse it at once); a page-locked one is read when the copy runs.
+// may reuse it at once); a page-locked one is read when the copy runs. A
+// copy from the device into pageable host memory returns only once it is
+// done (after everything before it on its stream), as CUDA's does.
 inline cudaError_t cudaMemcpyAsync(void* dst, const void* src, std::size_t bytes, cudaMemcpyKind, cudaStream_t s) {
     using namespace chimera_emulator;
     if (bytes == 0) return result();
     const bool legacy_write = s == nullptr && allocation_of(dst);
     if (legacy_write && sticky() == cudaSuccess) join_legacy();  // the source as the stream would read it
-    if (!legacy_write && (allocation_of(src) || pinned(src) || !allocation_of(dst)))
-        return submit(s, [=] { std::memmove(dst, src, bytes); }, "cudaMemcpyAsync", {dst, src});
+    if (!legacy_write && (allocation_of(src) || pinned(src) || !allocation_of(dst))) {
+        const cudaError_t e = submit(s, [=] { std::memmove(dst, src, bytes); }, "cudaMemcpyAsync", {dst, src});
+        if (e != cudaSuccess || s == nullptr || !allocation_of(src) || allocation_of(dst) || pinned(dst)) return e;
+        s->synchronize();
+        return result();
+    }
     auto staged = std::make_shared<std::vector<char>>(static_cast<const char*>(src), static_cast<const char*>(src) + bytes);
     auto land = [=] { std::memcpy(dst, staged->data(), bytes); };
     if (legacy_write) return submit_legacy_write(dst, land, "a copy");
