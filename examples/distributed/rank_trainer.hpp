@@ -230,11 +230,20 @@ public:
         }
         write_shard(control_, directory, sh);
     }
-    int resume_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed) {
+    // The step to continue at; refused on every rank when that is `steps`
+    // or later (nothing to train).
+    int resume_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed, int steps) {
         checkpoint<R> c = whole_model(read_shard<R>(control_, directory, model, seed, s_.stages(),
                                                     stages_held(backend_.owned(), model, s_.stages())));
+        const int next = static_cast<int>(c.next_step);
+        if (next >= steps) throw consistency_error(nothing_to_train(resumed_from(directory, next), next, steps));
         backend_.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
-        return static_cast<int>(c.next_step);
+        return next;
+    }
+    // A fresh run (no --resume): the directory must hold no steps yet.
+    void begin_checkpoints(const std::string& directory) { require_no_steps(control_, directory); }
+    static std::string resumed_from(const std::string& directory, int next_step) {
+        return step_directory(directory, next_step);
     }
 
 private:

@@ -29,6 +29,7 @@
 #include <fstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <chimera/placement.hpp>
@@ -75,16 +76,35 @@ inline std::pair<int, int> read_manifest(const std::string& step_dir) {
     return {step, ranks};
 }
 
-// Steps present in `directory`, ascending (complete or not).
+// Steps present in `directory`, ascending (complete or not): the entries
+// named step-NNNNNNNN (eight digits); anything else is not ours.
 inline std::vector<int> steps_in(const std::string& directory) {
     std::vector<int> steps;
     std::error_code ec;
     for (const auto& e : std::filesystem::directory_iterator(directory, ec)) {
         const std::string name = e.path().filename().string();
-        if (name.rfind("step-", 0) == 0 && name.size() == 13) steps.push_back(std::stoi(name.substr(5)));
+        const auto digits = std::string_view(name).substr(std::min<std::size_t>(5, name.size()));
+        if (name.rfind("step-", 0) != 0 || digits.size() != 8 ||
+            !std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; }))
+            continue;
+        steps.push_back(std::stoi(std::string(digits)));
     }
     std::sort(steps.begin(), steps.end());
     return steps;
+}
+
+// Collective: a run that does not resume must start in a directory without
+// steps. Another run's complete step would count as this run's newest (a
+// later --resume would take it), and its shards could mix with this run's.
+// Throws consistency_error on every rank otherwise (rank 0 looks).
+inline void require_no_steps(control_plane& control, const std::string& directory) {
+    std::string found;
+    if (control.rank() == 0)
+        for (const int s : steps_in(directory)) found += (found.empty() ? "" : ", ") + step_directory(directory, s);
+    found = control.broadcast(found);
+    if (!found.empty())
+        throw consistency_error("--checkpoint " + directory + " holds the steps of an earlier run (" + found +
+                                "): continue that run with --resume, or give this one an empty directory");
 }
 
 inline constexpr char shard_magic[8] = {'C', 'H', 'I', 'M', 'S', 'H', 'R', 'D'};

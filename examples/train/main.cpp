@@ -199,14 +199,21 @@ run_plan plan(const options& o, const gpt::dataset& data) {
 
 // The checkpoint's step to continue from (0 without --resume); the
 // checkpoint holds the whole model in fp32 or fp64, whatever the backend.
+// A resume at or past --steps is refused (nothing to train). A fresh run
+// with sharded checkpoints needs a directory without steps.
 template <class Trainer>
 int resume(const options& o, const run_plan& p, Trainer& t) {
-    if (!o.resume) return 0;
+    if (!o.resume) {
+        if constexpr (requires { t.begin_checkpoints(o.checkpoint_dir); })
+            if (!o.checkpoint_dir.empty()) t.begin_checkpoints(o.checkpoint_dir);
+        return 0;
+    }
     if (o.checkpoint_dir.empty()) throw usage_error("--resume needs --checkpoint DIR");
-    if constexpr (requires { t.resume_shards(o.checkpoint_dir, p.shape.model, o.seed); })
-        return t.resume_shards(o.checkpoint_dir, p.shape.model, o.seed);
+    if constexpr (requires { t.resume_shards(o.checkpoint_dir, p.shape.model, o.seed, o.steps); })
+        return t.resume_shards(o.checkpoint_dir, p.shape.model, o.seed, o.steps);
     using R = typename Trainer::value_type;
     auto c = load_checkpoint<R>(o.checkpoint_dir, p.shape.model, o.seed);
+    if (c.next_step >= o.steps) throw usage_error(nothing_to_train(checkpoint_path(o.checkpoint_dir), c.next_step, o.steps));
     t.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
     return static_cast<int>(c.next_step);
 }
@@ -245,7 +252,11 @@ void print_header(const options& o, const run_plan& p, const Trainer& t, int fir
         fmt::print("lowered: {} ops ({} sync), {} workers ({} per group x W={})\n", p.lowered.op_count(), o.sync,
                    t.ranks(), p.lowered.workers(), shape.data_parallel);
     }
-    if (first_step > 0) fmt::print("resumed from {} at step {}\n", checkpoint_path(o.checkpoint_dir), first_step);
+    if (first_step == 0) return;
+    if constexpr (requires { Trainer::resumed_from(o.checkpoint_dir, first_step); })
+        fmt::print("resumed from {} at step {}\n", Trainer::resumed_from(o.checkpoint_dir, first_step), first_step);
+    else
+        fmt::print("resumed from {} at step {}\n", checkpoint_path(o.checkpoint_dir), first_step);
 }
 
 struct loop_result {
@@ -457,17 +468,31 @@ std::unique_ptr<control_plane> make_control([[maybe_unused]] const options& o) {
     return std::make_unique<mpi::control>();
 }
 
-// What every rank must agree on, by name: the options, the lowered
-// schedule, the initial model.
+// What every rank must agree on, by name: each option that shapes the
+// run or decides which collectives it calls (a rank with another
+// --data-parallel, --checkpoint or --resume would otherwise wait in a
+// collective the others never call), the lowered schedule (so a
+// --schedule-file is compared by content, not path), the initial model.
 template <class R>
 std::vector<std::pair<std::string, std::string>> digest_parts(const options& o, const run_plan& p,
                                                               const std::vector<R>& initial) {
-    return {{"configuration", fmt::format("{} {} {} {} {} {} {} {} {} {} {} {} {} {} {} {}", o.schedule,
-                                          o.schedule_file, o.stages, o.micro_batches, o.pipelines, o.scaling, o.chunks,
-                                          o.group_size, o.split_backward, o.sync, o.model, o.batch, o.learning_rate,
-                                          o.weight_decay, o.steps, o.rank_layout)},
-            {"lowered schedule", mpi::schedule_text(p.lowered)},
-            {"model", fmt::format("{} {} {}", o.seed, sizeof(R), sha256_hex(initial))}};
+    std::vector<std::pair<std::string, std::string>> parts;
+    const auto option = [&](const char* name, const auto& value) {
+        parts.emplace_back(fmt::format("configuration ({})", name), fmt::format("{}", value));
+    };
+    option("--schedule", o.schedule), option("--stages", o.stages), option("--micro-batches", o.micro_batches);
+    option("--pipelines", o.pipelines), option("--scaling", o.scaling), option("--chunks", o.chunks);
+    option("--group-size", o.group_size), option("--split-backward", o.split_backward), option("--sync", o.sync);
+    option("--data-parallel", o.data_parallel), option("--rank-layout", o.rank_layout), option("--model", o.model);
+    option("--batch", o.batch), option("--lr", o.learning_rate), option("--weight-decay", o.weight_decay);
+    option("--steps", o.steps), option("--backend", o.backend), option("--precision", o.precision);
+    option("--attention", o.attention), option("--transport", o.transport);
+    option("--rendezvous", o.rendezvous.substr(0, o.rendezvous.find(':')));  // DIR may be mounted elsewhere
+    option("--checkpoint", o.checkpoint_dir), option("--resume", o.resume);
+    option("--profile-out", o.profile_out.empty() ? "none" : "set");  // rank 0 writes it
+    parts.emplace_back("lowered schedule", mpi::schedule_text(p.lowered));
+    parts.emplace_back("model", fmt::format("{} {} {}", o.seed, sizeof(R), sha256_hex(initial)));
+    return parts;
 }
 #endif
 

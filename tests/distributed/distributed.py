@@ -241,11 +241,33 @@ def checkpoints():
     if os.path.exists(os.path.join(d, 'step-00000003', 'manifest')) or not os.path.exists(
             os.path.join(d, 'step-00000002', 'manifest')):
         sys.exit(f'expected step 2 complete and step 3 without manifest: {sorted(os.walk(d))}')
+    os.mkdir(os.path.join(d, 'step-backup12'))  # not a step of ours: ignored
     resumed = run(mpi(8) + [train, *args, '--checkpoint', d, '--resume'])
     steps = [json.loads(line)['step'] for line in resumed.stdout.splitlines() if '"step"' in line]
     if steps != [2, 3] or summary(resumed)['params_sha256'] != whole:
         sys.exit(f'resumed run: steps {steps}, digest {summary(resumed)["params_sha256"]} vs uninterrupted {whole}')
     print(f'killed in checkpoint 3, resumed from 2: {whole}')
+    # A fresh run into a directory with steps would let a later --resume
+    # take the earlier run's newest step (or mix shards): refused.
+    p, _ = expect_failure(mpi(8) + [train, *args, '--checkpoint', d], 2,
+                          f'--checkpoint {d} holds the steps of an earlier run ({d}/step-00000003, '
+                          f'{d}/step-00000004): continue that run with --resume')
+    if p.stderr.count('holds the steps of an earlier run') != 8:
+        sys.exit('not every rank refused the used directory:\n' + p.stderr)
+    # Resuming at or past --steps: nothing to train, refused (here and locally).
+    expect_failure(mpi(8) + [train, *args, '--checkpoint', d, '--resume'], 2,
+                   f'{d}/step-00000004 continues at step 4, and --steps is 4: nothing to train')
+    local = ['--schedule', '1f1b', '--stages', '2', '--micro-batches', '2', '--batch', '1', '--steps', '2',
+             '--checkpoint', os.path.join(scratch, 'ck-local')]
+    run([train, *local])
+    expect_failure([train, *local, '--resume'], 2, 'checkpoint.bin continues at step 2, and --steps is 2')
+    two = ['--schedule', '1f1b', '--stages', '2', '--micro-batches', '2', '--batch', '1', '--transport', 'mpi',
+           '--checkpoint', os.path.join(scratch, 'ck-two')]
+    run(mpi(2) + [train, *two, '--steps', '1'])
+    header = run(mpi(2) + [train, *two, '--steps', '2', '--resume']).stdout
+    if f'resumed from {scratch}/ck-two/step-00000001 at step 1' not in header:
+        sys.exit('the resumed run does not name the step it resumed from:\n' + header)
+    print('used directory, and a resume with nothing to train, refused; a resume names its step')
     os.remove(os.path.join(d, 'step-00000004', 'rank-1', 'checkpoint.bin'))
     refused, _ = expect_failure(mpi(8) + [train, *args, '--checkpoint', d, '--resume'], 2,
                                 'step-00000004 is incomplete: rank 1 cannot read its shard')
@@ -583,10 +605,22 @@ elif case == 'tcp':
 elif case == 'mismatch':
     base = ['--schedule', 'chimera', '--stages', '4', '--steps', '2', '--batch', '1', '--transport', 'mpi']
     cmd = mpi(2) + [train, *base, '--micro-batches', '4', ':', '-np', '2', train, *base, '--micro-batches', '8']
-    p, seconds = expect_failure(cmd, 2, 'rank 2 runs a different configuration than rank 0')
+    p, seconds = expect_failure(cmd, 2, 'rank 2 runs a different configuration (--micro-batches) than rank 0')
     if p.stderr.count('rank 2 runs a different') != 4:
         sys.exit('not every rank reported the mismatch:\n' + p.stderr)
     print(f'mismatch: every rank exits 2 in {seconds:.2f} s')
+    # Options that decide which collectives run: a rank that differs would
+    # wait in one the others never call, so they are compared too.
+    one = ['--schedule', '1f1b', '--stages', '2', '--micro-batches', '4', '--steps', '1', '--batch', '1',
+           '--transport', 'mpi']
+    ckpt = os.path.join(scratch, 'mismatch-checkpoint')
+    for differs, first, second in [('--data-parallel', ['--data-parallel', '2'], ['--data-parallel', '1']),
+                                   ('--checkpoint', ['--checkpoint', ckpt], []),
+                                   ('--resume', ['--checkpoint', ckpt, '--resume'], ['--checkpoint', ckpt]),
+                                   ('--profile-out', ['--profile-out', os.path.join(scratch, 'p.json')], [])]:
+        expect_failure(mpi(2) + [train, *one, *first, ':', '-np', '2', train, *one, *second], 2,
+                       f'rank 2 runs a different configuration ({differs}) than rank 0', timeout=60)
+    print('a different --data-parallel, --checkpoint, --resume or --profile-out: every rank exits 2')
     expect_failure(mpi(3) + [train, *base, '--micro-batches', '4'], 2,
                    'the world has 3 ranks; the schedule needs D x W = 4 x 1 = 4')
     print('world size: refused')
