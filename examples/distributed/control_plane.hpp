@@ -100,6 +100,14 @@ std::vector<T> values_of(const std::string& bytes) {
     return v;
 }
 
+// A collective of the control plane that did not complete within
+// `seconds` (--rendezvous-timeout): one wording for every plane.
+inline std::string collective_timeout(const std::string& plane, int rank, const std::string& what, double seconds) {
+    return fmt::format("{} control plane, rank {}: {} of every rank did not complete within {:g} s "
+                       "(--rendezvous-timeout): a rank hangs, died, or stopped before it",
+                       plane, rank, what, seconds);
+}
+
 // Every rank passes the same part names (what must agree) with its own
 // text; throws consistency_error on every rank when one differs from
 // rank 0's, naming the first such rank and the part.

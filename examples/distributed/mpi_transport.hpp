@@ -99,8 +99,13 @@ public:
     // Throws comm_failure naming every pending request when nothing
     // completes for `watchdog`.
     void wait(std::chrono::milliseconds watchdog, int rank, const std::function<void(std::size_t)>& on_done = {}) {
+        if (!completed_within(watchdog, on_done)) throw comm_failure(report(watchdog, rank));
+    }
+    // False when nothing completed for `quiet` (the requests stay pending).
+    bool completed_within(std::chrono::duration<double> quiet, const std::function<void(std::size_t)>& on_done = {}) {
+        const auto limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(quiet);
         std::vector<int> indices;
-        auto deadline = std::chrono::steady_clock::now() + watchdog;
+        auto deadline = std::chrono::steady_clock::now() + limit;
         std::chrono::microseconds pause{0};
         int idle_polls = 0;
         for (std::size_t done = count_done(); done < requests_.size();) {
@@ -113,11 +118,11 @@ public:
                 done += static_cast<std::size_t>(completed);
                 for (int k = 0; k < completed; ++k)
                     if (on_done) on_done(static_cast<std::size_t>(indices[static_cast<std::size_t>(k)]));
-                deadline = std::chrono::steady_clock::now() + watchdog;
+                deadline = std::chrono::steady_clock::now() + limit;
                 pause = std::chrono::microseconds{0}, idle_polls = 0;
                 continue;
             }
-            if (std::chrono::steady_clock::now() >= deadline) throw comm_failure(report(watchdog, rank));
+            if (std::chrono::steady_clock::now() >= deadline) return false;
             // Yield first (a partner on this core gets to run), sleep only
             // after a while (a long wait: a peer computes), at most 100 us.
             // (20 yields instead of 2000 made mpirun -np 4 on 2 idle cores
@@ -131,6 +136,7 @@ public:
         }
         requests_.clear();
         labels_.clear();
+        return true;
     }
 
 private:

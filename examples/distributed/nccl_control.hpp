@@ -146,10 +146,7 @@ private:
             return state != cudaErrorNotReady || error != ncclSuccess ? poll_state::done : poll_state::waiting;
         });
         cudaEventDestroy(done);
-        if (!finished)
-            throw nccl_failure("nccl control plane, rank " + std::to_string(rank()) + ": a collective of every rank " +
-                               "did not complete within " + seconds_text(timeout_.count()) +
-                               " s (--rendezvous-timeout): a rank hangs, died, or stopped before it");
+        if (!finished) throw nccl_failure(collective_timeout("nccl", rank(), "a collective", timeout_.count()));
         if (error != ncclSuccess)
             throw nccl_failure("nccl control plane, rank " + std::to_string(rank()) + ": " + async_reason(comm_, error));
         gpu::check(state, "cudaEventQuery");

@@ -465,7 +465,7 @@ std::unique_ptr<control_plane> make_control([[maybe_unused]] const options& o) {
         return nccl::join_by_file(o.rendezvous.substr(5), o.run_tag,
                                   std::chrono::duration<double>(o.rendezvous_timeout));
 #endif
-    return std::make_unique<mpi::control>();
+    return std::make_unique<mpi::control>(std::chrono::duration<double>(o.rendezvous_timeout));
 }
 
 // What every rank must agree on, by name: each option that shapes the

@@ -15,6 +15,11 @@
 //                            must give up after the 2 s timeout, abort its
 //                            communicator and exit 1 naming the cause
 //                            (NCCL itself would wait for ever).
+//   control_plane mpi-silent
+//                            the same over MPI: rank 1 stays silent; every
+//                            other rank's all_gather (non-blocking, polled)
+//                            must give up after the 2 s timeout and end the
+//                            job naming the cause.
 //   control_plane nccl-absent DIR
 //                            rank 2 never calls ncclCommInitRank; every other
 //                            rank's ncclCommInitRank, non-blocking, must
@@ -114,9 +119,17 @@ int main(int argc, char** argv) {
     const std::string which = argc > 1 ? argv[1] : "";
     const std::string arg = argc > 2 ? argv[2] : "";
     if (which == "transport-absent" && (arg == "init" || arg == "split")) return transport_absent(arg);
+    if (which == "mpi-silent") {
+        chimera::runtime::mpi::control c(std::chrono::seconds(2));
+        return chimera::runtime::run_rank(c, [&] {
+            if (c.rank() == 1) std::this_thread::sleep_for(std::chrono::seconds(60));
+            c.all_gather("x");
+            return 0;
+        });
+    }
     if (which != "mpi" && !((which == "nccl" || which == "nccl-silent" || which == "nccl-absent") && argc > 2)) {
         std::fprintf(stderr,
-                     "usage: control_plane mpi | nccl DIR | nccl-silent DIR | nccl-absent DIR | "
+                     "usage: control_plane mpi | mpi-silent | nccl DIR | nccl-silent DIR | nccl-absent DIR | "
                      "transport-absent init|split\n");
         return 2;
     }

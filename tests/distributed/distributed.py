@@ -688,6 +688,14 @@ elif case == 'control-plane':
     if seconds > 20:
         sys.exit(f'the silent rank held the job for {seconds:.1f} s:\n{p.stderr[-2000:]}')
     print(f'control plane: silent rank 1 of 3, job ended after {seconds:.2f} s')
+    p, seconds = expect_failure(mpi(3) + [exe, 'mpi-silent'], 1,
+                                ': an all-gather (lengths) of every rank did not complete within 2 s '
+                                '(--rendezvous-timeout)', timeout=60)
+    if not re.search(r'mpi control plane, rank [02]: an all-gather', p.stderr):
+        sys.exit('the silent rank was not reported by a waiting rank:\n' + p.stderr[-2000:])
+    if seconds > 20:
+        sys.exit(f'the silent rank held the job for {seconds:.1f} s:\n{p.stderr[-2000:]}')
+    print(f'mpi control plane: silent rank 1 of 3, job ended after {seconds:.2f} s')
     # A rank that never joins the communicator: the others' non-blocking
     # ncclCommInitRank gives up after the 2 s timeout.
     p, seconds = expect_failure(mpi(4) + [exe, 'nccl-absent', tempfile.mkdtemp(dir=scratch)], 1,
