@@ -93,7 +93,7 @@ void get_head(const std::string& bytes, std::size_t& at, const std::string& path
 // (durable_file.hpp).
 inline void write_atomically(const std::string& directory, const std::string& final_path, std::string bytes) {
     put(bytes, fnv1a(bytes));
-    std::filesystem::create_directories(directory);
+    durable::create_directories<checkpoint_error>(directory);
     durable::write_atomically<checkpoint_error>(directory, final_path, bytes);
 }
 

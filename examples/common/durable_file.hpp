@@ -14,6 +14,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <system_error>
+#include <vector>
 
 namespace chimera::runtime::durable {
 
@@ -58,8 +60,30 @@ template <class Error>
 void write_atomically(const std::string& directory, const std::string& path, const std::string& bytes) {
     const std::string temporary = path + ".tmp";
     write_synced<Error>(temporary, bytes);
-    std::filesystem::rename(temporary, path);
+    std::error_code ec;
+    std::filesystem::rename(temporary, path, ec);
+    if (ec) throw Error("cannot rename " + temporary + " to " + path + ": " + ec.message());
     fsync_path<Error>(directory, O_RDONLY | O_DIRECTORY);
+}
+
+// `directory` and its missing parents, each new one durable (its parent
+// fsynced after it was made: a crash cannot lose a directory whose files
+// were already made durable).
+template <class Error>
+void create_directories(const std::string& directory) {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    std::vector<fs::path> missing;  // innermost first
+    for (fs::path p = fs::path(directory).lexically_normal(); !p.empty() && !fs::exists(p, ec); p = p.parent_path()) {
+        missing.push_back(p);
+        if (p == p.parent_path()) break;
+    }
+    fs::create_directories(directory, ec);
+    if (ec) throw Error(directory + ": cannot create the directory: " + ec.message());
+    for (auto p = missing.rbegin(); p != missing.rend(); ++p) {
+        const fs::path parent = p->parent_path();
+        fsync_path<Error>(parent.empty() ? std::string(".") : parent.string(), O_RDONLY | O_DIRECTORY);
+    }
 }
 
 }  // namespace chimera::runtime::durable

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <stdlib.h>
+
 #include <distributed/shards.hpp>
 
 using namespace chimera;
@@ -23,10 +25,11 @@ namespace {
 
 const gpt::gpt_config model = gpt::tiny_model(39);
 
+// A fresh directory of this process (parallel runs do not collide).
 std::string directory(const std::string& name) {
-    const auto d = std::filesystem::temp_directory_path() / ("chimera-test-shards-" + name);
-    std::filesystem::remove_all(d);
-    return d.string();
+    std::string pattern = (std::filesystem::temp_directory_path() / ("chimera-test-shards-" + name + "-XXXXXX")).string();
+    REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    return pattern;
 }
 
 // A shard of rank `rank` holding `held`, with values that differ per stage, array and index.
@@ -149,4 +152,25 @@ TEST_CASE("shards: a shard that disagrees with the run is refused, naming the fi
     CHECK(refusal(dir, 2, 4, held) == path + ": truncated checkpoint");
     std::filesystem::remove_all(dir);
     CHECK(refusal(dir, 2, 4, held) == path + ": no checkpoint to resume from");
+}
+
+TEST_CASE("durable directories: nested ones are made (each parent fsynced); a file in the way is refused by name") {
+    const std::string dir = directory("durable");
+    const std::string nested = dir + "/a/b/../b/c";
+    durable::create_directories<checkpoint_error>(nested);
+    CHECK(std::filesystem::is_directory(dir + "/a/b/c"));
+    durable::create_directories<checkpoint_error>(nested);  // already there: nothing to do
+    std::ofstream(dir + "/file") << "x";
+    std::string error;
+    try {
+        durable::create_directories<checkpoint_error>(dir + "/file/step-00000001");
+    } catch (const checkpoint_error& e) {
+        error = e.what();
+    }
+    CHECK(error.find(dir + "/file/step-00000001: cannot create the directory") == 0);
+    // steps_in: only step-NNNNNNNN entries count.
+    for (const char* name : {"step-00000002", "step-backup12", "step-1", "step-0000000x", "step-00000010"})
+        std::filesystem::create_directories(dir + "/" + name);
+    CHECK(steps_in(dir) == std::vector<int>{2, 10});
+    std::filesystem::remove_all(dir);
 }
