@@ -241,7 +241,7 @@ public:
         return next;
     }
     // A fresh run (no --resume): the directory must hold no steps yet.
-    void begin_checkpoints(const std::string& directory) { require_no_steps(control_, directory); }
+    void begin_checkpoints(const std::string& directory) { require_fresh_directory(control_, directory); }
     static std::string resumed_from(const std::string& directory, int next_step) {
         return step_directory(directory, next_step);
     }

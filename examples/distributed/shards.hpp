@@ -93,18 +93,25 @@ inline std::vector<int> steps_in(const std::string& directory) {
     return steps;
 }
 
-// Collective: a run that does not resume must start in a directory without
-// steps. Another run's complete step would count as this run's newest (a
-// later --resume would take it), and its shards could mix with this run's.
-// Throws consistency_error on every rank otherwise (rank 0 looks).
-inline void require_no_steps(control_plane& control, const std::string& directory) {
-    std::string found;
-    if (control.rank() == 0)
+// Collective: a run that does not resume must start in a directory (or
+// none yet) without steps. Another run's complete step would count as this
+// run's newest (a later --resume would take it), and its shards could mix
+// with this run's. Throws consistency_error on every rank otherwise (rank
+// 0 looks), before step 0.
+inline void require_fresh_directory(control_plane& control, const std::string& directory) {
+    std::string problem;
+    if (control.rank() == 0) {
+        std::string found;
         for (const int s : steps_in(directory)) found += (found.empty() ? "" : ", ") + step_directory(directory, s);
-    found = control.broadcast(found);
-    if (!found.empty())
-        throw consistency_error("--checkpoint " + directory + " holds the steps of an earlier run (" + found +
-                                "): continue that run with --resume, or give this one an empty directory");
+        std::error_code ec;
+        if (std::filesystem::exists(directory, ec) && !std::filesystem::is_directory(directory, ec))
+            problem = "--checkpoint " + directory + " is not a directory";
+        else if (!found.empty())
+            problem = "--checkpoint " + directory + " holds the steps of an earlier run (" + found +
+                      "): continue that run with --resume, or give this one an empty directory";
+    }
+    problem = control.broadcast(problem);
+    if (!problem.empty()) throw consistency_error(problem);
 }
 
 inline constexpr char shard_magic[8] = {'C', 'H', 'I', 'M', 'S', 'H', 'R', 'D'};

@@ -254,6 +254,10 @@ def checkpoints():
                           f'{d}/step-00000004): continue that run with --resume')
     if p.stderr.count('holds the steps of an earlier run') != 8:
         sys.exit('not every rank refused the used directory:\n' + p.stderr)
+    not_a_directory = os.path.join(scratch, 'a-file')
+    open(not_a_directory, 'w').close()
+    expect_failure(mpi(8) + [train, *args, '--checkpoint', not_a_directory], 2,
+                   f'--checkpoint {not_a_directory} is not a directory')
     # Resuming at or past --steps: nothing to train, refused (here and locally).
     expect_failure(mpi(8) + [train, *args, '--checkpoint', d, '--resume'], 2,
                    f'{d}/step-00000004 continues at step 4, and --steps is 4: nothing to train')

@@ -149,6 +149,12 @@ TEST_CASE("rendezvous: rank 0 refuses a directory it cannot write, leaving nothi
         std::filesystem::permissions(d.path, std::filesystem::perms::owner_all);
     }
     CHECK(std::filesystem::is_empty(d.path));
+    // As root too: a directory where the temporary file goes cannot be written as a file.
+    const std::string in_the_way = d.path + "/.chimera-t.id.tmp." + std::to_string(::getpid());
+    std::filesystem::create_directory(in_the_way);
+    CHECK(error_of([&] { rdzv::publication p(d.path, "t", 2, payload()); }).find("cannot write") != std::string::npos);
+    CHECK(!std::filesystem::exists(d.path + "/chimera-t.nccl-id"));
+    std::filesystem::remove(in_the_way);
 }
 
 TEST_CASE("rendezvous: a file for another world size is refused naming both") {
