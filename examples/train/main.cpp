@@ -620,11 +620,11 @@ void add_options(CLI::App& app, options& o) {
     app.add_option("--run-tag", o.run_tag,
                    "file: names the rendezvous file; unique per run (default with Slurm: $SLURM_JOB_ID.$SLURM_STEP_ID)");
     app.add_option("--rendezvous-timeout", o.rendezvous_timeout,
-                   "file: seconds a rank waits for rank 0's rendezvous file; nccl: for every rank to create the "
-                   "communicators")
+                   "Seconds a rank waits for the others: rank 0's rendezvous file (file:), creating the nccl "
+                   "communicators, each control-plane collective")
         ->capture_default_str();
     app.add_option("--rank-layout", o.rank_layout,
-                   "mpi: MPI rank of (group g, worker w): group-major g*D+w, or stage-major w*W+g")
+                   "mpi, nccl: the rank of (group g, worker w): group-major g*D+w, or stage-major w*W+g")
         ->check(CLI::IsMember({"group-major", "stage-major"}))
         ->capture_default_str();
     app.add_option("--schedule-file", o.schedule_file,
