@@ -121,8 +121,8 @@ inline std::string checkpoint_path(const std::string& directory) { return direct
 // Why a resumed run has nothing to do: its checkpoint (`where`) already
 // continues at `next_step`, at or past --steps.
 inline std::string nothing_to_train(const std::string& where, long long next_step, int steps) {
-    return where + " continues at step " + std::to_string(next_step) + ", and --steps is " + std::to_string(steps) +
-           ": nothing to train (raise --steps)";
+    return "nothing to train: " + where + " continues at step " + std::to_string(next_step) + ", and --steps is " +
+           std::to_string(steps) + " (raise --steps to train on)";
 }
 
 template <class R>

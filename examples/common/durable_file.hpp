@@ -68,7 +68,8 @@ void write_atomically(const std::string& directory, const std::string& path, con
 
 // `directory` and its missing parents, each new one durable (its parent
 // fsynced after it was made: a crash cannot lose a directory whose files
-// were already made durable).
+// were already made durable). The outermost parent existed before; one we
+// may not read (a 0711 or 1733 scratch root) is left unsynced.
 template <class Error>
 void create_directories(const std::string& directory) {
     namespace fs = std::filesystem;
@@ -82,7 +83,10 @@ void create_directories(const std::string& directory) {
     if (ec) throw Error(directory + ": cannot create the directory: " + ec.message());
     for (auto p = missing.rbegin(); p != missing.rend(); ++p) {
         const fs::path parent = p->parent_path();
-        fsync_path<Error>(parent.empty() ? std::string(".") : parent.string(), O_RDONLY | O_DIRECTORY);
+        const std::string path = parent.empty() ? std::string(".") : parent.string();
+        if (p == missing.rbegin() && ::access(path.c_str(), R_OK) != 0 && (errno == EACCES || errno == EPERM))
+            continue;
+        fsync_path<Error>(path, O_RDONLY | O_DIRECTORY);
     }
 }
 

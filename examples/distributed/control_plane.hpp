@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -126,6 +127,16 @@ inline void require_same_everywhere(control_plane& control,
                                         " than rank 0 (every rank must be launched with the same options)");
 }
 
+// Reports this rank's error and ends the whole job at once, without
+// unwinding (a collective still in flight may write into the caller's
+// frame).
+[[noreturn]] inline void fail_job(control_plane& control, const std::string& why) {
+    fmt::print(stderr, "chimera-train: rank {}: {}\n", control.rank(), why);
+    std::fflush(stderr);
+    control.abort();
+    std::_Exit(1);  // not reached
+}
+
 // Runs one rank's job: rank 0 alone prints to stdout. Returns the exit
 // code: f's; 2 for a refusal every rank agrees on (consistency_error); any
 // other error is reported and ends the whole job (control.abort(), exit 1).
@@ -139,10 +150,7 @@ int run_rank(control_plane& control, F&& f) {
         fmt::print(stderr, "chimera-train: rank {}: {}\n", rank, e.what());
         return 2;
     } catch (const std::exception& e) {
-        fmt::print(stderr, "chimera-train: rank {}: {}\n", rank, e.what());
-        std::fflush(stderr);
-        control.abort();
-        return 1;  // not reached
+        fail_job(control, e.what());
     }
 }
 

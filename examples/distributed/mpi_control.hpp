@@ -3,8 +3,7 @@
 // node-local rank from MPI_Comm_split_type, MPI_Abort on an error. Each
 // collective is non-blocking and polled: one not done within the timeout
 // (--rendezvous-timeout; a rank hangs, e.g. in a checkpoint's fsync, or
-// never calls it) throws comm_failure naming it, instead of waiting for
-// ever.
+// never calls it) ends the job naming it, instead of waiting for ever.
 #pragma once
 
 #include <mpi.h>
@@ -86,13 +85,13 @@ public:
     }
 
 private:
-    // Polls `r` (a collective of every rank) until done; throws
-    // comm_failure naming `what` after the timeout.
+    // Polls `r` (a collective of every rank) until done; after the
+    // timeout ends the job naming `what` (at once: MPI may still write into
+    // the caller's buffers).
     void complete(MPI_Request r, const char* what) {
         request_set pending;
         pending.add(r, what);
-        if (!pending.completed_within(timeout_))
-            throw comm_failure(collective_timeout("mpi", rank_, what, timeout_.count()));
+        if (!pending.completed_within(timeout_)) fail_job(*this, collective_timeout("mpi", rank_, what, timeout_.count()));
     }
     static std::vector<int> offsets_of(const std::vector<int>& lengths) {
         std::vector<int> offsets(lengths.size(), 0);

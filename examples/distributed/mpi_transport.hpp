@@ -101,9 +101,12 @@ public:
     void wait(std::chrono::milliseconds watchdog, int rank, const std::function<void(std::size_t)>& on_done = {}) {
         if (!completed_within(watchdog, on_done)) throw comm_failure(report(watchdog, rank));
     }
-    // False when nothing completed for `quiet` (the requests stay pending).
+    // False when nothing completed for `quiet` (the requests stay pending);
+    // a `quiet` beyond a century (or infinite) never ends.
     bool completed_within(std::chrono::duration<double> quiet, const std::function<void(std::size_t)>& on_done = {}) {
-        const auto limit = std::chrono::duration_cast<std::chrono::steady_clock::duration>(quiet);
+        using clock = std::chrono::steady_clock;
+        const auto limit = quiet.count() < 3.2e9 ? std::chrono::duration_cast<clock::duration>(quiet)
+                                                 : std::chrono::duration_cast<clock::duration>(std::chrono::hours(24 * 365 * 100));
         std::vector<int> indices;
         auto deadline = std::chrono::steady_clock::now() + limit;
         std::chrono::microseconds pause{0};

@@ -63,6 +63,7 @@
 #include <ctime>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <random>
 #include <string>
 #include <thread>
@@ -177,6 +178,14 @@ inline group_state& group() {
     return g;
 }
 
+// Guards what host threads share about non-blocking calls: `pending`, a
+// split's publication and `aborted` against it (ncclCommAbort may come from
+// any host thread).
+inline std::mutex& host_mutex() {
+    static std::mutex m;
+    return m;
+}
+
 // Work of non-blocking communicators that NCCL has not taken yet: enqueued
 // by the first ncclCommGetAsyncError on one of them.
 struct pending_work {
@@ -268,6 +277,7 @@ inline std::string& last_error() {
 // progress (a non-blocking communicator must be polled to ncclSuccess
 // first). Clears the last error otherwise: each call starts afresh.
 inline ncclResult_t in_progress(communicator* c) {
+    std::lock_guard lock(host_mutex());
     if (!c->pending && !c->busy) return last_error().clear(), ncclSuccess;
     last_error() = "a call on a communicator whose last call is still in progress "
                    "(poll ncclCommGetAsyncError until ncclSuccess first)";
@@ -290,6 +300,7 @@ inline ncclResult_t submit(cudaStream_t stream, std::vector<std::pair<communicat
     auto work = std::make_shared<pending_work>();
     work->stream = stream;
     work->tasks = std::move(tasks);
+    std::lock_guard lock(host_mutex());
     for (auto& [c, t] : work->tasks) c->pending = work;
     return ncclInProgress;
 }
@@ -393,6 +404,7 @@ inline ncclResult_t ncclGetUniqueId(ncclUniqueId* id) {
 }
 
 inline ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int rank) {
+    chimera_nccl::last_error().clear();
     chimera_nccl::ensure_mpi();
     auto* c = new chimera_nccl::communicator;
     if (const ncclResult_t r = chimera_nccl::init_world(c, nranks, id, rank); r != ncclSuccess) {
@@ -448,7 +460,8 @@ inline ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_
         MPI_Comm_dup(part, &c->collective);
         MPI_Comm_rank(part, &c->rank);
         MPI_Comm_size(part, &c->size);
-        *newcomm = c;
+        std::lock_guard lock(chimera_nccl::host_mutex());
+        if (!comm->aborted) *newcomm = c;  // an aborted parent's caller may have freed `newcomm` (c is left)
     };
     if (comm->blocking) return split(), ncclSuccess;
     comm->busy = true;
@@ -468,6 +481,7 @@ inline ncclResult_t ncclCommUserRank(ncclComm_t comm, int* rank) { return *rank 
 // A split or creation in progress reads ncclInProgress; work dropped by
 // another communicator's abort reads ncclRemoteError.
 inline ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* error) {
+    std::lock_guard lock(chimera_nccl::host_mutex());
     if (const auto work = std::move(comm->pending)) {
         if (work->dropped) {
             comm->reason = "its group was dropped: another communicator of it was aborted";
@@ -493,15 +507,18 @@ inline const char* ncclGetLastError(ncclComm_t comm) {
 // dropped, and the communicator is freed once no stream item holds it.
 inline ncclResult_t ncclCommAbort(ncclComm_t comm) {
     if (!comm) return ncclSuccess;
-    if (comm->busy) chimera_nccl::init_abandoned() = true;
-    if (const auto work = std::move(comm->pending)) work->dropped = true;  // for every communicator of it
-    comm->aborted = true;
+    {
+        std::lock_guard lock(chimera_nccl::host_mutex());
+        if (comm->busy) chimera_nccl::init_abandoned() = true;
+        if (const auto work = std::move(comm->pending)) work->dropped = true;  // for every communicator of it
+        comm->aborted = true;
+    }
     chimera_nccl::release(comm);
     return ncclSuccess;
 }
 inline ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     if (!comm) return ncclSuccess;
-    if (comm->async_error != ncclSuccess || comm->pending || comm->busy) return ncclCommAbort(comm);
+    if (comm->async_error != ncclSuccess || chimera_nccl::in_progress(comm) != ncclSuccess) return ncclCommAbort(comm);
     chimera_nccl::release(comm);
     return ncclSuccess;
 }
@@ -511,6 +528,7 @@ inline ncclResult_t ncclGroupStart() {
     return ncclSuccess;
 }
 inline ncclResult_t ncclGroupEnd() {
+    chimera_nccl::last_error().clear();
     auto& g = chimera_nccl::group();
     if (g.depth == 0) return ncclInvalidUsage;
     if (--g.depth > 0) return ncclSuccess;

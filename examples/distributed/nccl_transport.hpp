@@ -137,7 +137,8 @@ public:
         ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
         config.blocking = 0;
         issued(ncclCommInitRankConfig(&all_, control.size(), id, rank_, &config), "ncclCommInitRankConfig");
-        created({all_}, "ncclCommInitRank of the world communicator (" + std::to_string(control.size()) + " ranks)");
+        created({all_}, "ncclCommInitRank of the world communicator (" + std::to_string(control.size()) + " ranks)",
+                "a rank did not join: it died, hangs, or never started");
         const int rank = rank_, data_parallel = map.data_parallel;
         stages_.assign(static_cast<std::size_t>(s.stages()), nullptr);  // NCCL writes each when its split is done
         for (int st = 0; st < s.stages(); ++st) {
@@ -153,9 +154,10 @@ public:
             ncclComm_t& c = stages_[static_cast<std::size_t>(st)];  // non-blocking as its parent
             issued(ncclCommSplit(all_, order >= 0 ? st : NCCL_SPLIT_NOCOLOR, order, &c, nullptr), "ncclCommSplit");
             const std::string what = "ncclCommSplit of stage " + std::to_string(st) + "'s replica group";
-            created({all_}, what);  // then c is written (null for a rank outside the group)
+            const char* why = "a rank did not split it: it died or hangs";
+            created({all_}, what, why);  // then c is written (null for a rank outside the group)
             if (order >= 0 && !c) fail(what + ": done, but no communicator for member " + std::to_string(order));
-            created({c}, what);
+            created({c}, what, why);
         }
     }
     world(const world&) = delete;
@@ -202,9 +204,8 @@ public:
     }
 
 private:
-    void created(const std::vector<ncclComm_t>& comms, const std::string& what) {
-        settle(comms, waits_.join, "--rendezvous-timeout", "a rank did not join: it died, hangs, or never started",
-               what);
+    void created(const std::vector<ncclComm_t>& comms, const std::string& what, const char* why) {
+        settle(comms, waits_.join, "--rendezvous-timeout", why, what);
     }
     // Polls each of `comms` (null: none) until NCCL has taken its last
     // call; an error, or `within` passing (`option` sets it; `why` says what

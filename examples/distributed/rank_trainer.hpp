@@ -230,15 +230,12 @@ public:
         }
         write_shard(control_, directory, sh);
     }
-    // The step to continue at; refused on every rank when that is `steps`
-    // or later (nothing to train).
-    int resume_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed, int steps) {
+    // The step to continue at.
+    int resume_shards(const std::string& directory, const gpt::gpt_config& model, std::uint64_t seed) {
         checkpoint<R> c = whole_model(read_shard<R>(control_, directory, model, seed, s_.stages(),
                                                     stages_held(backend_.owned(), model, s_.stages())));
-        const int next = static_cast<int>(c.next_step);
-        if (next >= steps) throw consistency_error(nothing_to_train(resumed_from(directory, next), next, steps));
         backend_.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
-        return next;
+        return static_cast<int>(c.next_step);
     }
     // A fresh run (no --resume): the directory must hold no steps yet.
     void begin_checkpoints(const std::string& directory) { require_fresh_directory(control_, directory); }

@@ -102,13 +102,20 @@ inline void require_fresh_directory(control_plane& control, const std::string& d
     std::string problem;
     if (control.rank() == 0) {
         std::string found;
-        for (const int s : steps_in(directory)) found += (found.empty() ? "" : ", ") + step_directory(directory, s);
+        bool complete = false;
+        for (const int s : steps_in(directory)) {
+            found += (found.empty() ? "" : ", ") + step_directory(directory, s);
+            complete = complete || read_manifest(step_directory(directory, s)).first == s;
+        }
         std::error_code ec;
         if (std::filesystem::exists(directory, ec) && !std::filesystem::is_directory(directory, ec))
             problem = "--checkpoint " + directory + " is not a directory";
-        else if (!found.empty())
+        else if (complete)
             problem = "--checkpoint " + directory + " holds the steps of an earlier run (" + found +
                       "): continue that run with --resume, or give this one an empty directory";
+        else if (!found.empty())
+            problem = "--checkpoint " + directory + " holds incomplete steps of an earlier run (" + found +
+                      "), which no run can resume: delete them, or give this run an empty directory";
     }
     problem = control.broadcast(problem);
     if (!problem.empty()) throw consistency_error(problem);

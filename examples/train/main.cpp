@@ -199,8 +199,7 @@ run_plan plan(const options& o, const gpt::dataset& data) {
 
 // The checkpoint's step to continue from (0 without --resume); the
 // checkpoint holds the whole model in fp32 or fp64, whatever the backend.
-// A resume at or past --steps is refused (nothing to train). A fresh run
-// with sharded checkpoints needs a directory without steps.
+// A fresh run with sharded checkpoints needs a directory without steps.
 template <class Trainer>
 int resume(const options& o, const run_plan& p, Trainer& t) {
     if (!o.resume) {
@@ -209,11 +208,10 @@ int resume(const options& o, const run_plan& p, Trainer& t) {
         return 0;
     }
     if (o.checkpoint_dir.empty()) throw usage_error("--resume needs --checkpoint DIR");
-    if constexpr (requires { t.resume_shards(o.checkpoint_dir, p.shape.model, o.seed, o.steps); })
-        return t.resume_shards(o.checkpoint_dir, p.shape.model, o.seed, o.steps);
+    if constexpr (requires { t.resume_shards(o.checkpoint_dir, p.shape.model, o.seed); })
+        return t.resume_shards(o.checkpoint_dir, p.shape.model, o.seed);
     using R = typename Trainer::value_type;
     auto c = load_checkpoint<R>(o.checkpoint_dir, p.shape.model, o.seed);
-    if (c.next_step >= o.steps) throw usage_error(nothing_to_train(checkpoint_path(o.checkpoint_dir), c.next_step, o.steps));
     t.load({std::move(c.params), std::move(c.first_moment), std::move(c.second_moment)});
     return static_cast<int>(c.next_step);
 }
@@ -228,6 +226,16 @@ std::string backend_line(const options& o, int ranks) {
     }
 #endif
     return fmt::format("cpu ({}), {} worker threads", o.fp64 ? "fp64" : "fp32", ranks);
+}
+
+// The checkpoint a run resumed from: the whole-model file, or the step's
+// directory of shards.
+template <class Trainer>
+std::string resumed_from(const options& o, int first_step) {
+    if constexpr (requires { Trainer::resumed_from(o.checkpoint_dir, first_step); })
+        return Trainer::resumed_from(o.checkpoint_dir, first_step);
+    else
+        return checkpoint_path(o.checkpoint_dir);
 }
 
 template <class Trainer>
@@ -252,11 +260,7 @@ void print_header(const options& o, const run_plan& p, const Trainer& t, int fir
         fmt::print("lowered: {} ops ({} sync), {} workers ({} per group x W={})\n", p.lowered.op_count(), o.sync,
                    t.ranks(), p.lowered.workers(), shape.data_parallel);
     }
-    if (first_step == 0) return;
-    if constexpr (requires { Trainer::resumed_from(o.checkpoint_dir, first_step); })
-        fmt::print("resumed from {} at step {}\n", Trainer::resumed_from(o.checkpoint_dir, first_step), first_step);
-    else
-        fmt::print("resumed from {} at step {}\n", checkpoint_path(o.checkpoint_dir), first_step);
+    if (first_step > 0) fmt::print("resumed from {} at step {}\n", resumed_from<Trainer>(o, first_step), first_step);
 }
 
 struct loop_result {
@@ -444,9 +448,21 @@ void write_profile(const options& o, const run_plan& p, const Trainer& t, int st
 }
 
 // Resume, the steps, the report: the same for every trainer.
+// A resume at or past --steps has nothing to train: it says so and
+// succeeds (a requeued job that already finished), without a summary.
 template <class Trainer>
 int train_with(const options& o, const run_plan& p, const gpt::dataset& data, Trainer& t) {
     const int first_step = resume(o, p, t);
+    if (first_step > 0 && first_step >= o.steps) {
+        const std::string where = resumed_from<Trainer>(o, first_step);
+        if (o.json)
+            fmt::print("{}\n", nlohmann::json{{"nothing_to_train",
+                                               {{"checkpoint", where}, {"next_step", first_step}, {"steps", o.steps}}}}
+                                   .dump());
+        else
+            fmt::print("{}\n", nothing_to_train(where, first_step, o.steps));
+        return 0;
+    }
     if (!o.json) print_header(o, p, t, first_step);
     const loop_result r = run_steps(o, p, t, first_step);
     const nlohmann::json summary = summarize(o, p, t, r, data);
@@ -488,7 +504,8 @@ std::vector<std::pair<std::string, std::string>> digest_parts(const options& o, 
     option("--steps", o.steps), option("--backend", o.backend), option("--precision", o.precision);
     option("--attention", o.attention), option("--transport", o.transport);
     option("--rendezvous", o.rendezvous.substr(0, o.rendezvous.find(':')));  // DIR may be mounted elsewhere
-    option("--checkpoint", o.checkpoint_dir), option("--resume", o.resume);
+    option("--checkpoint", o.checkpoint_dir.empty() ? "none" : "set");  // DIR may be mounted elsewhere
+    option("--resume", o.resume);
     option("--profile-out", o.profile_out.empty() ? "none" : "set");  // rank 0 writes it
     parts.emplace_back("lowered schedule", mpi::schedule_text(p.lowered));
     parts.emplace_back("model", fmt::format("{} {} {}", o.seed, sizeof(R), sha256_hex(initial)));

@@ -254,24 +254,34 @@ def checkpoints():
                           f'{d}/step-00000004): continue that run with --resume')
     if p.stderr.count('holds the steps of an earlier run') != 8:
         sys.exit('not every rank refused the used directory:\n' + p.stderr)
+    torn = os.path.join(scratch, 'ck-torn')
+    os.makedirs(os.path.join(torn, 'step-00000001', 'rank-0'))  # a first checkpoint that never completed
+    expect_failure(mpi(8) + [train, *args, '--checkpoint', torn], 2,
+                   f'--checkpoint {torn} holds incomplete steps of an earlier run ({torn}/step-00000001), which no '
+                   'run can resume: delete them')
     not_a_directory = os.path.join(scratch, 'a-file')
     open(not_a_directory, 'w').close()
     expect_failure(mpi(8) + [train, *args, '--checkpoint', not_a_directory], 2,
                    f'--checkpoint {not_a_directory} is not a directory')
-    # Resuming at or past --steps: nothing to train, refused (here and locally).
-    expect_failure(mpi(8) + [train, *args, '--checkpoint', d, '--resume'], 2,
-                   f'{d}/step-00000004 continues at step 4, and --steps is 4: nothing to train')
+    # Resuming at or past --steps: nothing to train; said, exit 0 (a
+    # requeued job that had finished), here and locally.
+    done = run(mpi(8) + [train, *args, '--checkpoint', d, '--resume']).stdout.splitlines()
+    if done != [json.dumps({'nothing_to_train': {'checkpoint': f'{d}/step-00000004', 'next_step': 4, 'steps': 4}},
+                           separators=(',', ':'))]:
+        sys.exit(f'resume at --steps: {done}')
     local = ['--schedule', '1f1b', '--stages', '2', '--micro-batches', '2', '--batch', '1', '--steps', '2',
              '--checkpoint', os.path.join(scratch, 'ck-local')]
     run([train, *local])
-    expect_failure([train, *local, '--resume'], 2, 'checkpoint.bin continues at step 2, and --steps is 2')
+    said = run([train, *local, '--resume']).stdout
+    if 'nothing to train: ' + os.path.join(scratch, 'ck-local', 'checkpoint.bin') + ' continues at step 2' not in said:
+        sys.exit('local resume at --steps: ' + said)
     two = ['--schedule', '1f1b', '--stages', '2', '--micro-batches', '2', '--batch', '1', '--transport', 'mpi',
            '--checkpoint', os.path.join(scratch, 'ck-two')]
     run(mpi(2) + [train, *two, '--steps', '1'])
     header = run(mpi(2) + [train, *two, '--steps', '2', '--resume']).stdout
     if f'resumed from {scratch}/ck-two/step-00000001 at step 1' not in header:
         sys.exit('the resumed run does not name the step it resumed from:\n' + header)
-    print('used directory, and a resume with nothing to train, refused; a resume names its step')
+    print('used directory refused; a resume with nothing to train says so; a resume names its step')
     os.remove(os.path.join(d, 'step-00000004', 'rank-1', 'checkpoint.bin'))
     refused, _ = expect_failure(mpi(8) + [train, *args, '--checkpoint', d, '--resume'], 2,
                                 'step-00000004 is incomplete: rank 1 cannot read its shard')
@@ -619,7 +629,7 @@ elif case == 'mismatch':
            '--transport', 'mpi']
     ckpt = os.path.join(scratch, 'mismatch-checkpoint')
     for differs, first, second in [('--data-parallel', ['--data-parallel', '2'], ['--data-parallel', '1']),
-                                   ('--checkpoint', ['--checkpoint', ckpt], []),
+                                   ('--checkpoint', ['--checkpoint', ckpt], []),  # set or not; the path may differ
                                    ('--resume', ['--checkpoint', ckpt, '--resume'], ['--checkpoint', ckpt]),
                                    ('--profile-out', ['--profile-out', os.path.join(scratch, 'p.json')], [])]:
         expect_failure(mpi(2) + [train, *one, *first, ':', '-np', '2', train, *one, *second], 2,
@@ -713,8 +723,8 @@ elif case == 'control-plane':
     for where, call in (('init', 'ncclCommInitRank of the world communicator (4 ranks)'),
                         ('split', "ncclCommSplit of stage 0's replica group")):
         p, seconds = expect_failure(mpi(4) + [exe, 'transport-absent', where], 1,
-                                    f'{call}: not done within 2 s (--rendezvous-timeout): a rank did not join',
-                                    timeout=60)
+                                    f'{call}: not done within 2 s (--rendezvous-timeout): a rank did not '
+                                    f'{"join" if where == "init" else "split it"}', timeout=60)
         if seconds > 20:
             sys.exit(f'the absent rank held the job for {seconds:.1f} s:\n{p.stderr[-2000:]}')
         print(f'nccl transport: rank 2 of 4 never {"joins" if where == "init" else "splits"}, '

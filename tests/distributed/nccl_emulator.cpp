@@ -31,6 +31,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <distributed/nccl_emulator.hpp>
@@ -131,8 +132,15 @@ void nonblocking(const ncclUniqueId& id, int rank, int ranks, cudaStream_t strea
     ncclComm_t comm = nullptr, half = nullptr;
     expect(ncclCommInitRankConfig(&comm, ranks, id, rank, &config) == ncclInProgress && settle(comm) == ncclSuccess,
            rank, "ncclCommInitRankConfig: in progress, then done");
+    if (rank == 0) std::this_thread::sleep_for(std::chrono::seconds(1));  // the others' splits wait for it
     expect(ncclCommSplit(comm, rank % 2, rank, &half, nullptr) == ncclInProgress, rank,
            "ncclCommSplit of a non-blocking parent is non-blocking");
+    if (rank != 0) {
+        ncclResult_t state = ncclSuccess;
+        ncclCommGetAsyncError(comm, &state);
+        expect(state == ncclInProgress && half == nullptr, rank,
+               "while the split waits for rank 0: the parent in progress, no new communicator yet");
+    }
     expect(settle(comm) == ncclSuccess && half != nullptr && settle(half) == ncclSuccess, rank,
            "ncclCommSplit: the new communicator is written once the parent is done");
     ncclComm_t none = half;  // NCCL_SPLIT_NOCOLOR: no communicator, written as null
