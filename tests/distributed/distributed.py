@@ -95,9 +95,24 @@ def mpi(np, *extra):
     return [mpirun, '-np', str(np), '--oversubscribe', *extra]
 
 
+# OpenMPI 4.1's mpirun now and then fails in its own teardown when ranks
+# end with an error (docs/distributed.md#faults): a crash in its PMIx log
+# handler, or its libevent signal pipe breaking, and its exit code is then
+# its own, not the ranks'. Seen a few times in dozens of CI runs.
+MPIRUN_FAULTS = ('pmix_server_log_fn', 'evsig_cb: recv: Bad file descriptor')
+
+
 def run(cmd, expect=0, timeout=300, extra_env=None, base_env=None):
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                       env=dict(base_env or env, **(extra_env or {})))
+    """`cmd`, which must exit `expect`. A run expected to fail (a refusal or
+    a fault: nothing durable is left half done) whose mpirun failed in its
+    own teardown is tried again, twice at most."""
+    for _ in range(3):
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                           env=dict(base_env or env, **(extra_env or {})))
+        fault = next((f for f in MPIRUN_FAULTS if f in p.stderr), None)
+        if p.returncode == expect or expect == 0 or fault is None:
+            break
+        print(f'mpirun failed in its own teardown ({fault}; exit {p.returncode}): once more')
     if p.returncode != expect:
         sys.exit(f'{" ".join(cmd)}: exit {p.returncode}, expected {expect}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}')
     return p
@@ -200,7 +215,7 @@ def kill_mid_step(what='SIGKILL of rank 3', launcher=mpi):
         p, pids = long_job(20000, launcher=launcher)
         os.kill(pids[3], signal.SIGKILL)
         err, elapsed = end_of(p, what, 60)
-        if not (p.returncode == -signal.SIGSEGV and 'pmix_server_log_fn' in err and 'process rank 3' not in err):
+        if not (p.returncode == -signal.SIGSEGV and MPIRUN_FAULTS[0] in err and 'process rank 3' not in err):
             break
         print('mpirun crashed in pmix_server_log_fn (a known OpenMPI 4.1 fault): once more')
     if 'process rank 3' not in err or elapsed > 20:
