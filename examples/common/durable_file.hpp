@@ -84,8 +84,11 @@ void create_directories(const std::string& directory) {
     for (auto p = missing.rbegin(); p != missing.rend(); ++p) {
         const fs::path parent = p->parent_path();
         const std::string path = parent.empty() ? std::string(".") : parent.string();
-        if (p == missing.rbegin() && ::access(path.c_str(), R_OK) != 0 && (errno == EACCES || errno == EPERM))
-            continue;
+        if (p == missing.rbegin()) {  // existed before: may be unreadable
+            const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY);
+            if (fd < 0 && (errno == EACCES || errno == EPERM)) continue;
+            if (fd >= 0) ::close(fd);
+        }
         fsync_path<Error>(path, O_RDONLY | O_DIRECTORY);
     }
 }

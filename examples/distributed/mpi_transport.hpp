@@ -22,6 +22,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <exception>
 #include <functional>
 #include <map>
 #include <span>
@@ -187,7 +188,11 @@ public:
     }
     world(const world&) = delete;
     world& operator=(const world&) = delete;
+    // While an error propagates, the communicators are left to the abort
+    // that follows: freeing them could drive MPI's progress into buffers
+    // the unwinding already freed (requests are still pending).
     ~world() {
+        if (std::uncaught_exceptions() > 0) return;
         for (auto& g : groups_)
             if (g.comm != MPI_COMM_NULL) MPI_Comm_free(&g.comm);
         MPI_Comm_free(&p2p_);

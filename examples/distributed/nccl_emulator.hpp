@@ -463,7 +463,10 @@ inline ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_
         std::lock_guard lock(chimera_nccl::host_mutex());
         if (!comm->aborted) *newcomm = c;  // an aborted parent's caller may have freed `newcomm` (c is left)
     };
-    if (comm->blocking) return split(), ncclSuccess;
+    if (comm->blocking) {
+        split();
+        return color == NCCL_SPLIT_NOCOLOR || *newcomm ? ncclSuccess : ncclRemoteError;  // aborted meanwhile
+    }
     comm->busy = true;
     ++comm->references;  // the splitting thread's
     std::thread([comm, split] {
@@ -481,19 +484,27 @@ inline ncclResult_t ncclCommUserRank(ncclComm_t comm, int* rank) { return *rank 
 // A split or creation in progress reads ncclInProgress; work dropped by
 // another communicator's abort reads ncclRemoteError.
 inline ncclResult_t ncclCommGetAsyncError(ncclComm_t comm, ncclResult_t* error) {
-    std::lock_guard lock(chimera_nccl::host_mutex());
-    if (const auto work = std::move(comm->pending)) {
+    std::vector<std::pair<chimera_nccl::communicator*, chimera_nccl::task>> taken;
+    cudaStream_t stream = nullptr;
+    {
+        std::unique_lock lock(chimera_nccl::host_mutex());
+        const auto work = std::move(comm->pending);
+        if (!work) {
+            *error = comm->busy ? ncclInProgress : comm->async_error.load();
+            return ncclSuccess;
+        }
         if (work->dropped) {
             comm->reason = "its group was dropped: another communicator of it was aborted";
             comm->async_error = ncclRemoteError;
         } else if (!work->enqueued) {
             work->enqueued = true;
-            chimera_nccl::enqueue(work->stream, std::move(work->tasks));
+            taken = std::move(work->tasks), stream = work->stream;
         }
         *error = ncclInProgress;
-        return ncclSuccess;
     }
-    *error = comm->busy ? ncclInProgress : comm->async_error.load();
+    // Outside the lock: on the legacy stream the work runs here, and may
+    // wait for a peer until another thread's ncclCommAbort.
+    if (!taken.empty()) chimera_nccl::enqueue(stream, std::move(taken));
     return ncclSuccess;
 }
 // The reason behind an asynchronous error (the emulator's; NCCL logs it
@@ -518,7 +529,12 @@ inline ncclResult_t ncclCommAbort(ncclComm_t comm) {
 }
 inline ncclResult_t ncclCommDestroy(ncclComm_t comm) {
     if (!comm) return ncclSuccess;
-    if (comm->async_error != ncclSuccess || chimera_nccl::in_progress(comm) != ncclSuccess) return ncclCommAbort(comm);
+    bool in_progress = false;
+    {
+        std::lock_guard lock(chimera_nccl::host_mutex());
+        in_progress = comm->pending || comm->busy;
+    }
+    if (comm->async_error != ncclSuccess || in_progress) return ncclCommAbort(comm);
     chimera_nccl::release(comm);
     return ncclSuccess;
 }
