@@ -91,7 +91,8 @@ private:
     void complete(MPI_Request r, const char* what) {
         request_set pending;
         pending.add(r, what);
-        if (!pending.completed_within(timeout_)) fail_job(*this, collective_timeout("mpi", rank_, what, timeout_.count()));
+        if (!pending.completed_within(timeout_))
+            fail_job(*this, collective_timeout("mpi", rank_, what, timeout_.count()));
     }
     static std::vector<int> offsets_of(const std::vector<int>& lengths) {
         std::vector<int> offsets(lengths.size(), 0);

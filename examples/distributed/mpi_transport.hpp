@@ -106,8 +106,8 @@ public:
     // a `quiet` beyond a century (or infinite) never ends.
     bool completed_within(std::chrono::duration<double> quiet, const std::function<void(std::size_t)>& on_done = {}) {
         using clock = std::chrono::steady_clock;
-        const auto limit = quiet.count() < 3.2e9 ? std::chrono::duration_cast<clock::duration>(quiet)
-                                                 : std::chrono::duration_cast<clock::duration>(std::chrono::hours(24 * 365 * 100));
+        constexpr auto century = std::chrono::duration_cast<clock::duration>(std::chrono::hours(24 * 365 * 100));
+        const auto limit = quiet.count() < 3.2e9 ? std::chrono::duration_cast<clock::duration>(quiet) : century;
         std::vector<int> indices;
         auto deadline = std::chrono::steady_clock::now() + limit;
         std::chrono::microseconds pause{0};
