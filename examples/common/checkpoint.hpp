@@ -118,13 +118,6 @@ inline std::size_t checked_body(const std::string& bytes, const std::string& pat
 
 inline std::string checkpoint_path(const std::string& directory) { return directory + "/checkpoint.bin"; }
 
-// Why a resumed run has nothing to do: its checkpoint (`where`) already
-// continues at `next_step`, at or past --steps.
-inline std::string nothing_to_train(const std::string& where, long long next_step, int steps) {
-    return "nothing to train: " + where + " continues at step " + std::to_string(next_step) + ", and --steps is " +
-           std::to_string(steps) + " (raise --steps to train on)";
-}
-
 template <class R>
 void save_checkpoint(const std::string& directory, const checkpoint<R>& c) {
     std::string bytes(detail::checkpoint_magic, 8);

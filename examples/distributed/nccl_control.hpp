@@ -34,15 +34,6 @@
 
 namespace chimera::runtime::nccl {
 
-// Polls `comm` until NCCL has taken the call in progress; throws
-// nccl_failure naming `what` when it failed or is not done within
-// `timeout` (the caller aborts the communicator).
-inline void settle(ncclComm_t comm, std::chrono::duration<double> timeout, const std::string& what) {
-    if (!settled(comm, timeout, what))
-        throw nccl_failure(what + ": not done within " + seconds_text(timeout.count()) +
-                           " s (--rendezvous-timeout): a rank did not join (it died, hangs, or never started)");
-}
-
 class control final : public control_plane {
 public:
     // Takes `comm`, the communicator of every rank (destroyed with this);
@@ -131,7 +122,8 @@ private:
     // A call on the non-blocking communicator, once NCCL has taken it.
     void issued(ncclResult_t r, const char* what) {
         nccl::issued(r, what);
-        settle(comm_, timeout_, std::string("nccl control plane, rank ") + std::to_string(rank()) + ": " + what);
+        settle(comm_, timeout_, std::string("nccl control plane, rank ") + std::to_string(rank()) + ": " + what,
+               "--rendezvous-timeout", not_joined);
     }
     // Until the stream's work so far is done; throws on an asynchronous
     // NCCL error (a peer that died) or after the timeout (a peer that never
@@ -189,7 +181,7 @@ inline std::unique_ptr<control> join_by_file(const std::string& directory, const
     if (const ncclResult_t r = ncclCommInitRankConfig(&comm, ranks.size, id, ranks.rank, &config); r != ncclInProgress)
         check(r, what);
     try {
-        settle(comm, timeout, what);
+        settle(comm, timeout, what, "--rendezvous-timeout", not_joined);
     } catch (...) {
         ncclCommAbort(comm);
         throw;

@@ -267,6 +267,19 @@ inline void enqueue(cudaStream_t stream, std::vector<std::pair<communicator*, ta
 #endif
 }
 
+// Runs `work` on a thread of its own while `c` reads ncclInProgress (a
+// non-blocking creation or split); the thread holds a reference to `c`.
+template <class Work>
+void in_background(communicator* c, Work work) {
+    c->busy = true;
+    ++c->references;
+    std::thread([c, work] {
+        work();
+        c->busy = false;
+        release(c);
+    }).detach();
+}
+
 // The reason of the last failed call without a communicator (ncclGetLastError(nullptr)).
 inline std::string& last_error() {
     static std::string reason;
@@ -427,13 +440,9 @@ inline ncclResult_t ncclCommInitRankConfig(ncclComm_t* comm, int nranks, ncclUni
     chimera_nccl::ensure_mpi();
     auto* c = new chimera_nccl::communicator;
     c->blocking = false;
-    c->busy = true;
-    ++c->references;  // the initialising thread's
-    std::thread([c, nranks, id, rank] {
+    chimera_nccl::in_background(c, [c, nranks, id, rank] {
         c->async_error = chimera_nccl::init_world(c, nranks, id, rank);
-        c->busy = false;
-        chimera_nccl::release(c);
-    }).detach();
+    });
     *comm = c;
     return ncclInProgress;
 }
@@ -467,13 +476,7 @@ inline ncclResult_t ncclCommSplit(ncclComm_t comm, int color, int key, ncclComm_
         split();
         return color == NCCL_SPLIT_NOCOLOR || *newcomm ? ncclSuccess : ncclRemoteError;  // aborted meanwhile
     }
-    comm->busy = true;
-    ++comm->references;  // the splitting thread's
-    std::thread([comm, split] {
-        split();
-        comm->busy = false;
-        chimera_nccl::release(comm);
-    }).detach();
+    chimera_nccl::in_background(comm, split);
     return ncclInProgress;
 }
 

@@ -107,16 +107,22 @@ inline void issued(ncclResult_t r, const std::string& what) {
 
 // Polls `comm` until NCCL has taken its last call (a non-blocking
 // communicator reads ncclInProgress until then). Throws nccl_failure
-// naming `what` when the call failed; false when it is not done within
-// `timeout`.
-inline bool settled(ncclComm_t comm, std::chrono::duration<double> timeout, const std::string& what) {
-    return poll(timeout, [&] {
+// naming `what` when the call failed, or when it is not done within
+// `timeout` (`option` sets it; `why` says what that means).
+inline void settle(ncclComm_t comm, std::chrono::duration<double> timeout, const std::string& what,
+                   const char* option, const char* why) {
+    const bool done = poll(timeout, [&] {
         ncclResult_t state = ncclSuccess;
         check(ncclCommGetAsyncError(comm, &state), "ncclCommGetAsyncError");
         if (state != ncclSuccess && state != ncclInProgress) throw nccl_failure(what + ": " + async_reason(comm, state));
         return state == ncclSuccess ? poll_state::done : poll_state::waiting;
     });
+    if (!done)
+        throw nccl_failure(what + ": not done within " + seconds_text(timeout.count()) + " s (" + option + "): " + why);
 }
+
+// What a rank that never creates a communicator with the others means.
+inline constexpr const char* not_joined = "a rank did not join: it died, hangs, or never started";
 
 // The communicators of one run, non-blocking. Collective: rank 0's
 // ncclUniqueId reaches every rank over the control plane; creating them
@@ -138,7 +144,7 @@ public:
         config.blocking = 0;
         issued(ncclCommInitRankConfig(&all_, control.size(), id, rank_, &config), "ncclCommInitRankConfig");
         created({all_}, "ncclCommInitRank of the world communicator (" + std::to_string(control.size()) + " ranks)",
-                "a rank did not join: it died, hangs, or never started");
+                not_joined);
         const int rank = rank_, data_parallel = map.data_parallel;
         stages_.assign(static_cast<std::size_t>(s.stages()), nullptr);  // NCCL writes each when its split is done
         for (int st = 0; st < s.stages(); ++st) {
@@ -183,13 +189,13 @@ public:
     // Throws (and aborts every communicator) when an asynchronous error
     // happened on one of them.
     void check_async() {
-        std::vector<ncclComm_t> all = stages_;
-        all.push_back(all_);
-        for (ncclComm_t c : all) {
+        const auto check_one = [&](ncclComm_t c) {
             ncclResult_t error = ncclSuccess;
             if (c) check(ncclCommGetAsyncError(c, &error), "ncclCommGetAsyncError");
             if (error != ncclSuccess) fail(async_reason(c, error));
-        }
+        };
+        for (ncclComm_t c : stages_) check_one(c);
+        check_one(all_);
     }
     // Aborts every communicator: work waiting on them returns.
     void abort_all() noexcept {
@@ -207,20 +213,17 @@ private:
     void created(const std::vector<ncclComm_t>& comms, const std::string& what, const char* why) {
         settle(comms, waits_.join, "--rendezvous-timeout", why, what);
     }
-    // Polls each of `comms` (null: none) until NCCL has taken its last
-    // call; an error, or `within` passing (`option` sets it; `why` says what
-    // that means), aborts every communicator and throws naming `what`.
+    // nccl::settle for each of `comms` (null: none); a failure aborts
+    // every communicator.
     void settle(const std::vector<ncclComm_t>& comms, std::chrono::duration<double> within, const char* option,
                 const char* why, const std::string& what) {
         for (ncclComm_t c : comms) {
-            bool done = true;
+            if (!c) continue;
             try {
-                done = !c || settled(c, within, what);
+                nccl::settle(c, within, what, option, why);
             } catch (const nccl_failure& e) {
                 fail(e.what());
             }
-            if (!done)
-                fail(what + ": not done within " + seconds_text(within.count()) + " s (" + option + "): " + why);
         }
     }
 

@@ -76,6 +76,11 @@ inline std::pair<int, int> read_manifest(const std::string& step_dir) {
     return {step, ranks};
 }
 
+// Whether step `s` in `directory` is complete: its manifest, written last, names it.
+inline bool complete_step(const std::string& directory, int s) {
+    return read_manifest(step_directory(directory, s)).first == s;
+}
+
 // Steps present in `directory`, ascending (complete or not): the entries
 // named step-NNNNNNNN (eight digits); anything else is not ours.
 inline std::vector<int> steps_in(const std::string& directory) {
@@ -105,7 +110,7 @@ inline void require_fresh_directory(control_plane& control, const std::string& d
         bool complete = false;
         for (const int s : steps_in(directory)) {
             found += (found.empty() ? "" : ", ") + step_directory(directory, s);
-            complete = complete || read_manifest(step_directory(directory, s)).first == s;
+            complete = complete || complete_step(directory, s);
         }
         std::error_code ec;
         if (std::filesystem::exists(directory, ec) && !std::filesystem::is_directory(directory, ec))
@@ -285,7 +290,7 @@ void write_shard(control_plane& control, const std::string& directory, const sha
     write_manifest(step_directory(directory, step), step, control.size());
     int kept = 0;
     for (const int st : steps_in(directory))
-        if (st < step && read_manifest(step_directory(directory, st)).first == st) kept = st;
+        if (st < step && complete_step(directory, st)) kept = st;
     for (const int st : steps_in(directory))
         if (st < kept) std::filesystem::remove_all(step_directory(directory, st));
 }

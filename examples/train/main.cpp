@@ -460,7 +460,8 @@ int train_with(const options& o, const run_plan& p, const gpt::dataset& data, Tr
                                                {{"checkpoint", where}, {"next_step", first_step}, {"steps", o.steps}}}}
                                    .dump());
         else
-            fmt::print("{}\n", nothing_to_train(where, first_step, o.steps));
+            fmt::print("nothing to train: {} continues at step {}, and --steps is {} (raise --steps to train on)\n",
+                       where, first_step, o.steps);
         return 0;
     }
     if (!o.json) print_header(o, p, t, first_step);

@@ -93,8 +93,7 @@ void join_world_only(control_plane& c) {
     config.blocking = 0;
     ncclComm_t comm = nullptr;
     nccl::issued(ncclCommInitRankConfig(&comm, c.size(), id, c.rank(), &config), "ncclCommInitRankConfig");
-    if (!nccl::settled(comm, std::chrono::seconds(30), "rank 2's ncclCommInitRankConfig"))
-        throw nccl::nccl_failure("rank 2: the world communicator was not created within 30 s");
+    nccl::settle(comm, std::chrono::seconds(30), "rank 2's ncclCommInitRankConfig", "30 s", nccl::not_joined);
 }
 
 int transport_absent(const std::string& where) {

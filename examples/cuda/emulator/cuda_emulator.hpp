@@ -1063,6 +1063,7 @@ inline int device_count() {
     }();
     return count;
 }
+inline bool valid_device(int device) { return device >= 0 && device < device_count(); }
 inline int& current_device() {  // per process (CUDA: per host thread)
     static int device = 0;
     return device;
@@ -1078,14 +1079,12 @@ inline cudaError_t cudaGetDevice(int* device) {
     return cudaSuccess;
 }
 inline cudaError_t cudaSetDevice(int device) {
-    if (device < 0 || device >= chimera_emulator::device_count())
-        return chimera_emulator::result(cudaErrorInvalidDevice);
+    if (!chimera_emulator::valid_device(device)) return chimera_emulator::result(cudaErrorInvalidDevice);
     chimera_emulator::current_device() = device;
     return cudaSuccess;
 }
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
-    if (device < 0 || device >= chimera_emulator::device_count())
-        return chimera_emulator::result(cudaErrorInvalidDevice);
+    if (!chimera_emulator::valid_device(device)) return chimera_emulator::result(cudaErrorInvalidDevice);
     *p = cudaDeviceProp{};
     std::snprintf(p->name, sizeof p->name, "Chimera CUDA emulator (CPU)");
     p->totalGlobalMem = std::size_t{1} << 32;
@@ -1099,8 +1098,7 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int device) {
     return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
-    if (device < 0 || device >= chimera_emulator::device_count())
-        return chimera_emulator::result(cudaErrorInvalidDevice);
+    if (!chimera_emulator::valid_device(device)) return chimera_emulator::result(cudaErrorInvalidDevice);
     switch (attr) {
     case cudaDevAttrMaxThreadsPerBlock: *value = 1024; break;
     case cudaDevAttrClockRate: *value = 1000000; break;
@@ -1175,8 +1173,7 @@ inline cudaError_t cudaFreeAsync(void* p, cudaStream_t s) {
         "cudaFreeAsync", {p});
 }
 inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
-    if (device < 0 || device >= chimera_emulator::device_count())
-        return chimera_emulator::result(cudaErrorInvalidDevice);
+    if (!chimera_emulator::valid_device(device)) return chimera_emulator::result(cudaErrorInvalidDevice);
     static int the_pool;
     *pool = reinterpret_cast<cudaMemPool_t>(&the_pool);
     return chimera_emulator::result();
